@@ -1,0 +1,601 @@
+//! The client wire protocol: what a phone says to its gateway over its long connection.
+//!
+//! The protocol is deliberately tiny and binary so that another client (in any language)
+//! can be written from this page alone.
+//!
+//! # Framing
+//! Every frame is `length: u32 big-endian` followed by `length` bytes of payload
+//! (tokio-util's length-delimited codec). A payload larger than [`MAX_FRAME_LEN`]
+//! (64 KiB) is refused: the gateway answers `Error(TooLarge)` and closes.
+//!
+//! # Payload
+//! `version: u8` (currently [`VERSION`] = 1), `type: u8`, then the body for that type.
+//! Integers are big-endian. `bytes` is `u16 length` + that many bytes; `string` is
+//! `bytes` holding UTF-8.
+//!
+//! | type | frame | direction | body |
+//! |------|-------|-----------|------|
+//! | 0x01 | Hello | c→s | user_id u64, auth_token bytes |
+//! | 0x02 | HelloAck | s→c | server_time_ms u64, tier u8, config_version u64 |
+//! | 0x03 | Heartbeat | c→s | (empty) |
+//! | 0x04 | HeartbeatAck | s→c | server_time_ms u64 |
+//! | 0x05 | Shake | c→s | cookie bytes (empty when the client has none) |
+//! | 0x06 | ShakeReply | s→c | outcome, tier u8, cookie bytes |
+//! | 0x07 | Open | c→s | envelope_token bytes |
+//! | 0x08 | OpenReply | s→c | code u16 (0 = credited later, for sure), amount_cents u32 |
+//! | 0x7f | Error | s→c | code u16, message string |
+//!
+//! `outcome` is `tag: u8` then:
+//! - 0 `Nothing`: no body.
+//! - 1 `Greeting`: sponsor u16, count u8, then `count` resource ids (u32 each).
+//! - 2 `Envelope`: token bytes, sponsor u16, amount_cents u32.
+//!
+//! The cookie and the envelope token are opaque to the client: it stores the latest
+//! cookie and sends it back with the next shake, and sends the token back to open.
+//!
+//! # Order
+//! The first client frame must be `Hello`; anything else gets `Error(NotHelloFirst)`
+//! and a close. Requests on one connection are answered in order. A client that sends
+//! nothing (not even `Heartbeat`) for the gateway's heartbeat timeout is closed.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use thiserror::Error;
+use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+/// The protocol version this build speaks.
+pub const VERSION: u8 = 1;
+/// The largest payload accepted, in bytes.
+pub const MAX_FRAME_LEN: usize = 64 * 1024;
+/// The most resource ids a greeting may name (the count is a u8).
+pub const MAX_RESOURCES: usize = u8::MAX as usize;
+
+/// Error and open-refusal codes, stable on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The payload could not be decoded.
+    Malformed = 1,
+    /// The frame was larger than [`MAX_FRAME_LEN`].
+    TooLarge = 2,
+    /// The version byte is not one this gateway speaks.
+    UnsupportedVersion = 3,
+    /// A frame other than `Hello` came first, or a client sent a server frame.
+    NotHelloFirst = 4,
+    /// The auth token does not belong to the user id.
+    AuthFailed = 5,
+    /// The client was silent longer than the heartbeat timeout.
+    HeartbeatTimeout = 6,
+    /// The gateway is shutting down; reconnect elsewhere.
+    ShuttingDown = 7,
+    /// The envelope token's signature is wrong: forged or corrupted.
+    TokenForged = 10,
+    /// The envelope token was issued to another user.
+    TokenNotYours = 11,
+    /// This envelope was already opened (a replayed open).
+    AlreadyOpened = 12,
+    /// The gateway could not record the open durably; retry.
+    Unavailable = 13,
+    /// The cookie's signature is wrong or it belongs to another user.
+    CookieInvalid = 20,
+    /// A frame that is valid but not expected here (e.g. a second Hello).
+    Unexpected = 21,
+}
+
+impl ErrorCode {
+    /// Decodes a wire code; unknown codes are kept as `None` so old clients survive new codes.
+    pub fn from_u16(code: u16) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        Some(match code {
+            1 => Malformed,
+            2 => TooLarge,
+            3 => UnsupportedVersion,
+            4 => NotHelloFirst,
+            5 => AuthFailed,
+            6 => HeartbeatTimeout,
+            7 => ShuttingDown,
+            10 => TokenForged,
+            11 => TokenNotYours,
+            12 => AlreadyOpened,
+            13 => Unavailable,
+            20 => CookieInvalid,
+            21 => Unexpected,
+            _ => return None,
+        })
+    }
+
+    /// A short snake_case name for metrics labels and summaries.
+    pub fn name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            Malformed => "malformed",
+            TooLarge => "too_large",
+            UnsupportedVersion => "unsupported_version",
+            NotHelloFirst => "not_hello_first",
+            AuthFailed => "auth_failed",
+            HeartbeatTimeout => "heartbeat_timeout",
+            ShuttingDown => "shutting_down",
+            TokenForged => "token_forged",
+            TokenNotYours => "token_not_yours",
+            AlreadyOpened => "already_opened",
+            Unavailable => "unavailable",
+            CookieInvalid => "cookie_invalid",
+            Unexpected => "unexpected",
+        }
+    }
+}
+
+/// What a shake won.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Between rounds, or nothing to show.
+    Nothing,
+    /// A sponsor's greeting, drawn with resources the client pre-downloaded.
+    Greeting { sponsor: u16, resources: Vec<u32> },
+    /// A red envelope; `token` opens it.
+    Envelope {
+        token: Bytes,
+        sponsor: u16,
+        amount_cents: u32,
+    },
+}
+
+/// One protocol frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Hello {
+        user_id: u64,
+        auth_token: Bytes,
+    },
+    HelloAck {
+        server_time_ms: u64,
+        tier: u8,
+        config_version: u64,
+    },
+    Heartbeat,
+    HeartbeatAck {
+        server_time_ms: u64,
+    },
+    Shake {
+        cookie: Bytes,
+    },
+    ShakeReply {
+        outcome: Outcome,
+        tier: u8,
+        cookie: Bytes,
+    },
+    Open {
+        token: Bytes,
+    },
+    /// `code` 0 means the open is recorded and will be credited; otherwise an [`ErrorCode`].
+    OpenReply {
+        code: u16,
+        amount_cents: u32,
+    },
+    Error {
+        code: u16,
+        message: String,
+    },
+}
+
+/// Why a payload could not be decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("empty payload")]
+    Empty,
+    #[error("unsupported protocol version {0} (this gateway speaks {VERSION})")]
+    Version(u8),
+    #[error("unknown frame type 0x{0:02x}")]
+    UnknownType(u8),
+    #[error("unknown outcome tag {0}")]
+    UnknownOutcome(u8),
+    #[error("payload ends early while reading {0}")]
+    Truncated(&'static str),
+    #[error("{0} trailing bytes after the frame body")]
+    Trailing(usize),
+    #[error("string is not UTF-8")]
+    Utf8,
+}
+
+impl DecodeError {
+    /// The code the gateway answers this error with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Version(_) => ErrorCode::UnsupportedVersion,
+            _ => ErrorCode::Malformed,
+        }
+    }
+}
+
+/// Why a frame could not be read off a connection.
+#[derive(Debug, Error)]
+pub enum CodecError {
+    #[error("frame larger than {MAX_FRAME_LEN} bytes")]
+    TooLarge,
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] DecodeError),
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CodecError {
+    /// The code a gateway answers this error with, if the connection still allows one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            CodecError::TooLarge => Some(ErrorCode::TooLarge),
+            CodecError::Malformed(e) => Some(e.code()),
+            CodecError::Io(_) => None,
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn need(&self, n: usize, what: &'static str) -> Result<(), DecodeError> {
+        if self.buf.remaining() < n {
+            Err(DecodeError::Truncated(what))
+        } else {
+            Ok(())
+        }
+    }
+    fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
+        self.need(1, what)?;
+        Ok(self.buf.get_u8())
+    }
+    fn u16(&mut self, what: &'static str) -> Result<u16, DecodeError> {
+        self.need(2, what)?;
+        Ok(self.buf.get_u16())
+    }
+    fn u32(&mut self, what: &'static str) -> Result<u32, DecodeError> {
+        self.need(4, what)?;
+        Ok(self.buf.get_u32())
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, DecodeError> {
+        self.need(8, what)?;
+        Ok(self.buf.get_u64())
+    }
+    fn bytes(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
+        let len = self.u16(what)? as usize;
+        self.need(len, what)?;
+        let out = Bytes::copy_from_slice(&self.buf[..len]);
+        self.buf.advance(len);
+        Ok(out)
+    }
+    fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let raw = self.bytes(what)?;
+        String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::Utf8)
+    }
+}
+
+fn put_bytes(dst: &mut BytesMut, data: &[u8]) {
+    // Frames are bounded far below u16::MAX per field by construction; clamp defensively.
+    let len = data.len().min(u16::MAX as usize);
+    dst.put_u16(len as u16);
+    dst.put_slice(&data[..len]);
+}
+
+impl Frame {
+    /// The frame's type byte.
+    pub fn type_byte(&self) -> u8 {
+        match self {
+            Frame::Hello { .. } => 0x01,
+            Frame::HelloAck { .. } => 0x02,
+            Frame::Heartbeat => 0x03,
+            Frame::HeartbeatAck { .. } => 0x04,
+            Frame::Shake { .. } => 0x05,
+            Frame::ShakeReply { .. } => 0x06,
+            Frame::Open { .. } => 0x07,
+            Frame::OpenReply { .. } => 0x08,
+            Frame::Error { .. } => 0x7f,
+        }
+    }
+
+    /// Appends this frame's payload (version, type, body) to `dst`, without the length prefix.
+    pub fn encode_payload(&self, dst: &mut BytesMut) {
+        dst.put_u8(VERSION);
+        dst.put_u8(self.type_byte());
+        match self {
+            Frame::Hello {
+                user_id,
+                auth_token,
+            } => {
+                dst.put_u64(*user_id);
+                put_bytes(dst, auth_token);
+            }
+            Frame::HelloAck {
+                server_time_ms,
+                tier,
+                config_version,
+            } => {
+                dst.put_u64(*server_time_ms);
+                dst.put_u8(*tier);
+                dst.put_u64(*config_version);
+            }
+            Frame::Heartbeat => {}
+            Frame::HeartbeatAck { server_time_ms } => dst.put_u64(*server_time_ms),
+            Frame::Shake { cookie } => put_bytes(dst, cookie),
+            Frame::ShakeReply {
+                outcome,
+                tier,
+                cookie,
+            } => {
+                match outcome {
+                    Outcome::Nothing => dst.put_u8(0),
+                    Outcome::Greeting { sponsor, resources } => {
+                        dst.put_u8(1);
+                        dst.put_u16(*sponsor);
+                        let n = resources.len().min(MAX_RESOURCES);
+                        dst.put_u8(n as u8);
+                        for r in &resources[..n] {
+                            dst.put_u32(*r);
+                        }
+                    }
+                    Outcome::Envelope {
+                        token,
+                        sponsor,
+                        amount_cents,
+                    } => {
+                        dst.put_u8(2);
+                        put_bytes(dst, token);
+                        dst.put_u16(*sponsor);
+                        dst.put_u32(*amount_cents);
+                    }
+                }
+                dst.put_u8(*tier);
+                put_bytes(dst, cookie);
+            }
+            Frame::Open { token } => put_bytes(dst, token),
+            Frame::OpenReply { code, amount_cents } => {
+                dst.put_u16(*code);
+                dst.put_u32(*amount_cents);
+            }
+            Frame::Error { code, message } => {
+                dst.put_u16(*code);
+                put_bytes(dst, message.as_bytes());
+            }
+        }
+    }
+
+    /// Decodes one payload (version, type, body). Never panics, whatever the bytes.
+    pub fn decode_payload(payload: &[u8]) -> Result<Frame, DecodeError> {
+        let mut r = Reader { buf: payload };
+        let version = r.u8("version").map_err(|_| DecodeError::Empty)?;
+        if version != VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        let ty = r.u8("type")?;
+        let frame = match ty {
+            0x01 => Frame::Hello {
+                user_id: r.u64("user_id")?,
+                auth_token: r.bytes("auth_token")?,
+            },
+            0x02 => Frame::HelloAck {
+                server_time_ms: r.u64("server_time_ms")?,
+                tier: r.u8("tier")?,
+                config_version: r.u64("config_version")?,
+            },
+            0x03 => Frame::Heartbeat,
+            0x04 => Frame::HeartbeatAck {
+                server_time_ms: r.u64("server_time_ms")?,
+            },
+            0x05 => Frame::Shake {
+                cookie: r.bytes("cookie")?,
+            },
+            0x06 => {
+                let outcome = match r.u8("outcome")? {
+                    0 => Outcome::Nothing,
+                    1 => {
+                        let sponsor = r.u16("sponsor")?;
+                        let n = r.u8("resource count")? as usize;
+                        let mut resources = Vec::with_capacity(n);
+                        for _ in 0..n {
+                            resources.push(r.u32("resource id")?);
+                        }
+                        Outcome::Greeting { sponsor, resources }
+                    }
+                    2 => Outcome::Envelope {
+                        token: r.bytes("token")?,
+                        sponsor: r.u16("sponsor")?,
+                        amount_cents: r.u32("amount_cents")?,
+                    },
+                    other => return Err(DecodeError::UnknownOutcome(other)),
+                };
+                Frame::ShakeReply {
+                    outcome,
+                    tier: r.u8("tier")?,
+                    cookie: r.bytes("cookie")?,
+                }
+            }
+            0x07 => Frame::Open {
+                token: r.bytes("token")?,
+            },
+            0x08 => Frame::OpenReply {
+                code: r.u16("code")?,
+                amount_cents: r.u32("amount_cents")?,
+            },
+            0x7f => Frame::Error {
+                code: r.u16("code")?,
+                message: r.string("message")?,
+            },
+            other => return Err(DecodeError::UnknownType(other)),
+        };
+        if r.buf.has_remaining() {
+            return Err(DecodeError::Trailing(r.buf.remaining()));
+        }
+        Ok(frame)
+    }
+
+    /// Builds an `Error` frame for a code.
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Frame {
+        Frame::Error {
+            code: code as u16,
+            message: message.into(),
+        }
+    }
+}
+
+/// Length-delimited framing plus [`Frame`] decoding, for both ends of a connection.
+#[derive(Debug)]
+pub struct FrameCodec {
+    inner: LengthDelimitedCodec,
+}
+
+impl Default for FrameCodec {
+    fn default() -> Self {
+        FrameCodec {
+            inner: LengthDelimitedCodec::builder()
+                .max_frame_length(MAX_FRAME_LEN)
+                .new_codec(),
+        }
+    }
+}
+
+impl Decoder for FrameCodec {
+    type Item = Frame;
+    type Error = CodecError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        match self.inner.decode(src) {
+            Ok(Some(payload)) => Ok(Some(Frame::decode_payload(&payload)?)),
+            Ok(None) => Ok(None),
+            // The length-delimited codec reports an oversized length as InvalidData.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(CodecError::TooLarge),
+            Err(e) => Err(CodecError::Io(e)),
+        }
+    }
+}
+
+impl Encoder<Frame> for FrameCodec {
+    type Error = CodecError;
+
+    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
+        let mut payload = BytesMut::with_capacity(64);
+        frame.encode_payload(&mut payload);
+        if payload.len() > MAX_FRAME_LEN {
+            return Err(CodecError::TooLarge);
+        }
+        self.inner
+            .encode(payload.freeze(), dst)
+            .map_err(CodecError::Io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_bytes() -> impl Strategy<Value = Bytes> {
+        proptest::collection::vec(any::<u8>(), 0..200).prop_map(Bytes::from)
+    }
+
+    fn arb_outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![
+            Just(Outcome::Nothing),
+            (any::<u16>(), proptest::collection::vec(any::<u32>(), 0..20))
+                .prop_map(|(sponsor, resources)| Outcome::Greeting { sponsor, resources }),
+            (arb_bytes(), any::<u16>(), any::<u32>()).prop_map(|(token, sponsor, amount_cents)| {
+                Outcome::Envelope {
+                    token,
+                    sponsor,
+                    amount_cents,
+                }
+            }),
+        ]
+    }
+
+    fn arb_frame() -> impl Strategy<Value = Frame> {
+        prop_oneof![
+            (any::<u64>(), arb_bytes()).prop_map(|(user_id, auth_token)| Frame::Hello {
+                user_id,
+                auth_token
+            }),
+            (any::<u64>(), any::<u8>(), any::<u64>()).prop_map(|(s, t, c)| Frame::HelloAck {
+                server_time_ms: s,
+                tier: t,
+                config_version: c
+            }),
+            Just(Frame::Heartbeat),
+            any::<u64>().prop_map(|s| Frame::HeartbeatAck { server_time_ms: s }),
+            arb_bytes().prop_map(|cookie| Frame::Shake { cookie }),
+            (arb_outcome(), any::<u8>(), arb_bytes()).prop_map(|(outcome, tier, cookie)| {
+                Frame::ShakeReply {
+                    outcome,
+                    tier,
+                    cookie,
+                }
+            }),
+            arb_bytes().prop_map(|token| Frame::Open { token }),
+            (any::<u16>(), any::<u32>())
+                .prop_map(|(code, amount_cents)| Frame::OpenReply { code, amount_cents }),
+            (any::<u16>(), ".{0,40}").prop_map(|(code, message)| Frame::Error { code, message }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn codec_round_trips(frames in proptest::collection::vec(arb_frame(), 1..8)) {
+            let mut codec = FrameCodec::default();
+            let mut buf = BytesMut::new();
+            for f in &frames {
+                codec.encode(f.clone(), &mut buf).unwrap();
+            }
+            let mut decoded = Vec::new();
+            while let Some(f) = codec.decode(&mut buf).unwrap() {
+                decoded.push(f);
+            }
+            prop_assert_eq!(decoded, frames);
+            prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Frame::decode_payload(&payload);
+        }
+
+        #[test]
+        fn arbitrary_streams_never_panic(stream in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let mut codec = FrameCodec::default();
+            let mut buf = BytesMut::from(&stream[..]);
+            // Keep decoding until the codec wants more bytes or reports an error.
+            while let Ok(Some(_)) = codec.decode(&mut buf) {}
+        }
+
+        #[test]
+        fn truncated_frames_are_errors(frame in arb_frame(), cut in 0usize..64) {
+            let mut payload = BytesMut::new();
+            frame.encode_payload(&mut payload);
+            if cut > 0 && cut < payload.len() {
+                let short = &payload[..payload.len() - cut];
+                prop_assert!(Frame::decode_payload(short).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_refused() {
+        let mut codec = FrameCodec::default();
+        let mut buf = BytesMut::new();
+        buf.put_u32((MAX_FRAME_LEN + 1) as u32);
+        buf.put_slice(&[0u8; 16]);
+        assert!(matches!(codec.decode(&mut buf), Err(CodecError::TooLarge)));
+    }
+
+    #[test]
+    fn wrong_version_names_the_version() {
+        let err = Frame::decode_payload(&[9, 0x03]).unwrap_err();
+        assert_eq!(err, DecodeError::Version(9));
+        assert_eq!(err.code(), ErrorCode::UnsupportedVersion);
+    }
+
+    #[test]
+    fn error_codes_round_trip() {
+        for code in 0..=u16::MAX {
+            if let Some(c) = ErrorCode::from_u16(code) {
+                assert_eq!(c as u16, code);
+            }
+        }
+    }
+}

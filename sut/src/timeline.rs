@@ -1,0 +1,192 @@
+//! The show's timeline: rounds of envelopes, each starting on its own countdown.
+//!
+//! A round starts at its planned offset from the show's start whether or not any command
+//! arrives (the seed's countdown fallback). Live corrections and the three config channels
+//! come later; everything that asks "which round is on?" goes through [`Timeline`] so they
+//! can grow here without touching the gateway.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+use thiserror::Error;
+
+/// One round of envelopes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Round {
+    /// Round id, unique in the timeline (also the high bits of its envelope ids).
+    pub id: u32,
+    /// Planned start, as an offset from the show's start.
+    #[serde(with = "humantime_serde")]
+    pub start: Duration,
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Envelope budget: how many envelopes the round issues at most, over all gateways.
+    pub envelopes: u64,
+    /// Global issuance rate, envelopes per second over all gateways.
+    pub rate: f64,
+    /// Smallest and largest envelope amount, in cents.
+    pub amount_cents: [u32; 2],
+    /// Sponsor ids whose envelopes and greetings this round shows.
+    pub sponsors: Vec<u16>,
+    /// Resource ids (pre-pushed images) a greeting of this round may name.
+    #[serde(default)]
+    pub resources: Vec<u32>,
+}
+
+/// The whole schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeline {
+    /// Monotonic config version, carried in every HelloAck.
+    #[serde(default = "one")]
+    pub version: u64,
+    pub rounds: Vec<Round>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+#[derive(Debug, Error)]
+pub enum TimelineError {
+    #[error("cannot read timeline {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("timeline {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("timeline {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Timeline {
+    /// Reads and checks a timeline file.
+    pub fn load(path: &Path) -> Result<Timeline, TimelineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TimelineError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks timeline YAML; `origin` names the source in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Timeline, TimelineError> {
+        let timeline: Timeline =
+            serde_yaml::from_str(text).map_err(|e| TimelineError::Parse {
+                path: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        timeline.validate().map_err(|message| TimelineError::Invalid {
+            path: origin.to_string(),
+            message,
+        })?;
+        Ok(timeline)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let mut ids = std::collections::HashSet::new();
+        for (i, r) in self.rounds.iter().enumerate() {
+            let at = format!("rounds[{i}] (id {})", r.id);
+            if !ids.insert(r.id) {
+                return Err(format!("{at}: duplicate round id; give each round its own id"));
+            }
+            if r.id >= 1 << 23 {
+                return Err(format!("{at}: id must be below 8388608"));
+            }
+            if !(r.rate.is_finite() && r.rate > 0.0) {
+                return Err(format!("{at}.rate: must be a positive number of envelopes per second, got {}", r.rate));
+            }
+            if r.duration.is_zero() {
+                return Err(format!("{at}.duration: must be longer than zero"));
+            }
+            if r.envelopes >= 1 << 40 {
+                return Err(format!("{at}.envelopes: must be below 2^40"));
+            }
+            let [lo, hi] = r.amount_cents;
+            if lo == 0 || lo > hi {
+                return Err(format!("{at}.amount_cents: need [min, max] with 1 <= min <= max, got [{lo}, {hi}]"));
+            }
+            if r.sponsors.is_empty() {
+                return Err(format!("{at}.sponsors: list at least one sponsor id"));
+            }
+        }
+        let mut sorted: Vec<&Round> = self.rounds.iter().collect();
+        sorted.sort_by_key(|r| r.start);
+        for w in sorted.windows(2) {
+            if w[0].start + w[0].duration > w[1].start {
+                return Err(format!(
+                    "rounds {} and {} overlap; start round {} at or after {:?}",
+                    w[0].id,
+                    w[1].id,
+                    w[1].id,
+                    w[0].start + w[0].duration
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The round on at `show_ms` (milliseconds since the show's start; negative before it).
+    pub fn active(&self, show_ms: i64) -> Option<&Round> {
+        if show_ms < 0 {
+            return None;
+        }
+        let t = Duration::from_millis(show_ms as u64);
+        self.rounds
+            .iter()
+            .find(|r| r.start <= t && t < r.start + r.duration)
+    }
+
+    pub fn round(&self, id: u32) -> Option<&Round> {
+        self.rounds.iter().find(|r| r.id == id)
+    }
+
+    /// When the last round ends, measured from the show's start.
+    pub fn end(&self) -> Duration {
+        self.rounds
+            .iter()
+            .map(|r| r.start + r.duration)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const YAML: &str = "
+rounds:
+  - { id: 1, start: 2s, duration: 10s, envelopes: 100, rate: 20, amount_cents: [1, 500], sponsors: [1, 2] }
+  - { id: 2, start: 15s, duration: 5s, envelopes: 50, rate: 10, amount_cents: [100, 100], sponsors: [3], resources: [7] }
+";
+
+    #[test]
+    fn rounds_start_on_their_countdown() {
+        let t = Timeline::parse(YAML, "test").unwrap();
+        assert_eq!(t.active(-5), None);
+        assert_eq!(t.active(1_999), None);
+        assert_eq!(t.active(2_000).unwrap().id, 1);
+        assert_eq!(t.active(11_999).unwrap().id, 1);
+        assert_eq!(t.active(12_000), None);
+        assert_eq!(t.active(15_000).unwrap().id, 2);
+        assert_eq!(t.end(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn bad_timelines_name_the_field() {
+        let neg = YAML.replace("rate: 20", "rate: -3");
+        let e = Timeline::parse(&neg, "t.yaml").unwrap_err().to_string();
+        assert!(e.contains("rounds[0] (id 1).rate"), "{e}");
+        let overlap = YAML.replace("start: 15s", "start: 5s");
+        assert!(Timeline::parse(&overlap, "t")
+            .unwrap_err()
+            .to_string()
+            .contains("overlap"));
+        let unknown = YAML.replace("rate: 20", "rate: 20, colour: red");
+        let e = Timeline::parse(&unknown, "t").unwrap_err().to_string();
+        assert!(e.contains("colour"), "{e}");
+    }
+}
