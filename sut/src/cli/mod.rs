@@ -1,0 +1,238 @@
+//! Command-line shells around the library's parts.
+
+mod up;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use sut::signing::SigningKey;
+use sut::timeline::Timeline;
+use tokio::sync::watch;
+
+#[derive(Debug, Parser)]
+#[command(name = "sut", version, about = "The shake red-envelope system under test")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start payment, the envelope backend and N gateways as separate processes.
+    Up(up::UpArgs),
+    /// Run one gateway (access server).
+    Gateway(GatewayArgs),
+    /// Run the envelope backend.
+    Envelope(EnvelopeArgs),
+    /// Run the payment stand-in.
+    Payment(PaymentArgs),
+    /// Generate every round's envelopes as one seed shard per gateway.
+    Seed(SeedArgs),
+    /// Check a finished run's durable records against the invariants.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GatewayArgs {
+    /// This gateway's id, 0-based; selects its seed shard and database.
+    #[arg(long)]
+    id: u16,
+    /// How many gateways share the rounds (each takes 1/N of the rate).
+    #[arg(long)]
+    gateways: u16,
+    #[arg(long, default_value = "127.0.0.1:7110")]
+    listen: String,
+    /// Serve Prometheus metrics here.
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Data directory (database, keys, seeds, timeline).
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Timeline file [default: DATA/timeline.yaml].
+    #[arg(long)]
+    timeline: Option<PathBuf>,
+    /// Unix time in ms when the show starts [default: from DATA/manifest.json, else now].
+    #[arg(long)]
+    show_start_ms: Option<i64>,
+    /// Envelope backend address.
+    #[arg(long, default_value = "127.0.0.1:7101")]
+    envelope: String,
+    /// Close clients silent for this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Duration,
+    /// On shutdown, keep forwarding queued opens for at most this long.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+struct EnvelopeArgs {
+    #[arg(long, default_value = "127.0.0.1:7101")]
+    listen: String,
+    #[arg(long)]
+    metrics: Option<String>,
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Payment address.
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    payment: String,
+    /// Record requests in flight before new ones are refused as busy.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
+}
+
+#[derive(Debug, clap::Args)]
+struct PaymentArgs {
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    listen: String,
+    #[arg(long)]
+    metrics: Option<String>,
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct SeedArgs {
+    #[arg(long)]
+    timeline: PathBuf,
+    #[arg(long)]
+    gateways: u16,
+    /// Seed of the generator: the same seed gives the same envelopes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Output directory; shards go to OUT/round-R/gateway-G.shard.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct AuditArgs {
+    #[arg(long, default_value = "data")]
+    data: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    match cli.command {
+        Command::Up(args) => rt.block_on(up::run(args)),
+        Command::Gateway(args) => rt.block_on(gateway(args)),
+        Command::Envelope(args) => rt.block_on(async {
+            let shutdown = shutdown_signal()?;
+            let config = sut::envelope::EnvelopeConfig {
+                listen: args.listen,
+                metrics: args.metrics,
+                data: args.data,
+                payment_addr: args.payment,
+                max_in_flight: args.max_in_flight,
+                drain_timeout: args.drain_timeout,
+            };
+            sut::envelope::run(config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Payment(args) => rt.block_on(async {
+            let shutdown = shutdown_signal()?;
+            let config = sut::payment::PaymentConfig {
+                listen: args.listen,
+                metrics: args.metrics,
+                data: args.data,
+            };
+            sut::payment::run(config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Seed(args) => {
+            let timeline = Timeline::load(&args.timeline)?;
+            let n = sut::seed_shard::write_all(&timeline, args.gateways, args.seed, &args.out)?;
+            println!("wrote {n} shards under {}", args.out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit(args) => {
+            let report = sut::audit::run(&args.data)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(if report.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+/// A watch that turns true on SIGTERM or Ctrl-C.
+fn shutdown_signal() -> Result<watch::Receiver<bool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        let _ = tx.send(true);
+    });
+    Ok(rx)
+}
+
+pub(crate) fn keys(data: &Path) -> Result<(SigningKey, SigningKey)> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
+    Ok((
+        SigningKey::load_or_create(&data.join("secret.key"))?,
+        SigningKey::load_or_create(&data.join("auth.key"))?,
+    ))
+}
+
+async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
+    let shutdown = shutdown_signal()?;
+    let timeline_path = args
+        .timeline
+        .clone()
+        .unwrap_or_else(|| args.data.join("timeline.yaml"));
+    let timeline = Timeline::load(&timeline_path)?;
+    let show_start_ms = match args.show_start_ms {
+        Some(ms) => ms,
+        None => sut::manifest::Manifest::load(&args.data)
+            .map(|m| m.show_start_ms)
+            .unwrap_or_else(|_| sut::gateway::unix_ms()),
+    };
+    let (key, auth) = keys(&args.data)?;
+    let config = sut::gateway::GatewayConfig {
+        id: args.id,
+        gateways: args.gateways,
+        listen: args.listen,
+        metrics: args.metrics,
+        seeds: args.data.join("seeds"),
+        data: args.data,
+        timeline,
+        key,
+        auth,
+        show_start_ms,
+        envelope_addr: args.envelope,
+        heartbeat_timeout: args.heartbeat_timeout,
+        drain_timeout: args.drain_timeout,
+    };
+    if config.id >= config.gateways {
+        anyhow::bail!(
+            "--id {} is out of range for --gateways {}: ids run from 0 to {}",
+            config.id,
+            config.gateways,
+            config.gateways.saturating_sub(1)
+        );
+    }
+    sut::gateway::run(config, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,349 @@
+//! The envelope backend: records every open exactly once (by envelope id) and forwards
+//! the credit to payment, again exactly once, through a durable outbox.
+
+use crate::metrics::{labels, Counters};
+use crate::passthrough::{Backoff, OpenEntry};
+use crate::rpc::{self, Credit, Rpc, RpcConn};
+use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rand::Rng;
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use thiserror::Error;
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
+
+/// Envelope id → the open as first recorded.
+pub const OPENS: TableDefinition<u64, &[u8]> = TableDefinition::new("opens");
+/// Envelope id → credit not yet acked by payment.
+pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+
+pub fn db_path(data: &Path) -> PathBuf {
+    data.join("envelope.redb")
+}
+
+/// An open as the backend keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenRecord {
+    pub entry: OpenEntry,
+    /// Which gateway delivered it first.
+    pub via_gateway: u16,
+}
+
+/// What recording one delivered open did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First time seen: recorded, and its credit is in the outbox.
+    New(Credit),
+    /// Seen before with the same content: a redelivery, acked again, nothing moves.
+    Duplicate,
+    /// Seen before with different content: impossible with signed tokens; kept out and
+    /// counted so the audit and metrics show it.
+    Conflict,
+}
+
+/// The idempotency rule, apart from storage.
+pub fn classify(existing: Option<&OpenRecord>, entry: &OpenEntry) -> Recorded {
+    match existing {
+        None => Recorded::New(Credit {
+            envelope_id: entry.token.envelope_id,
+            user: entry.token.user,
+            amount_cents: entry.token.amount_cents,
+        }),
+        Some(r) if r.entry.token == entry.token => Recorded::Duplicate,
+        Some(_) => Recorded::Conflict,
+    }
+}
+
+#[derive(Debug)]
+pub enum EnvelopeOp {
+    Record {
+        gateway: u16,
+        entries: Vec<(u64, OpenEntry)>,
+    },
+    Settled(Vec<u64>),
+}
+
+pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Vec<Recorded>, StoreError> {
+    match op {
+        EnvelopeOp::Record { gateway, entries } => {
+            let mut opens = txn.open_table(OPENS)?;
+            let mut outbox = txn.open_table(OUTBOX)?;
+            let mut out = Vec::with_capacity(entries.len());
+            for (_, entry) in entries {
+                let existing = match opens.get(entry.token.envelope_id)? {
+                    Some(v) => Some(decode::<OpenRecord>(v.value())?),
+                    None => None,
+                };
+                let verdict = classify(existing.as_ref(), &entry);
+                if let Recorded::New(credit) = verdict {
+                    let record = OpenRecord {
+                        entry,
+                        via_gateway: gateway,
+                    };
+                    opens.insert(credit.envelope_id, encode(&record)?.as_slice())?;
+                    outbox.insert(credit.envelope_id, encode(&credit)?.as_slice())?;
+                }
+                out.push(verdict);
+            }
+            Ok(out)
+        }
+        EnvelopeOp::Settled(ids) => {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for id in ids {
+                outbox.remove(id)?;
+            }
+            Ok(Vec::new())
+        }
+    }
+}
+
+/// Opens the backend's database and reads its outbox.
+pub fn open(path: &Path) -> Result<(Database, Vec<Credit>), StoreError> {
+    let db = open_db(path)?;
+    let txn = db.begin_write()?;
+    txn.open_table(OPENS)?;
+    txn.open_table(OUTBOX)?;
+    txn.commit()?;
+    let outbox = read_outbox(&db)?;
+    Ok((db, outbox))
+}
+
+pub fn read_outbox(db: &Database) -> Result<Vec<Credit>, StoreError> {
+    let txn = db.begin_read()?;
+    let mut out = Vec::new();
+    for e in txn.open_table(OUTBOX)?.iter()? {
+        out.push(decode(e?.1.value())?);
+    }
+    Ok(out)
+}
+
+pub fn read_opens(db: &Database) -> Result<Vec<OpenRecord>, StoreError> {
+    let txn = db.begin_read()?;
+    let mut out = Vec::new();
+    for e in txn.open_table(OPENS)?.iter()? {
+        out.push(decode(e?.1.value())?);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvelopeConfig {
+    pub listen: String,
+    pub metrics: Option<String>,
+    pub data: PathBuf,
+    pub payment_addr: String,
+    /// Most record requests in flight before new ones are refused with Busy.
+    pub max_in_flight: usize,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum EnvelopeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+struct Backend {
+    committer: GroupCommitter<EnvelopeOp, Vec<Recorded>>,
+    outbox: Mutex<BTreeMap<u64, Credit>>,
+    outbox_notify: Notify,
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
+    recorded: Counters,
+    outbox_depth: Gauge,
+    credited: Counters,
+}
+
+/// Runs the backend until `shutdown`, then drains the outbox to payment (bounded).
+pub async fn run(config: EnvelopeConfig, shutdown: watch::Receiver<bool>) -> Result<(), EnvelopeError> {
+    let (db, outbox) = open(&db_path(&config.data))?;
+    let mut registry = Registry::default();
+    let backend = Arc::new(Backend {
+        committer: GroupCommitter::spawn(Arc::new(db), 4096, apply),
+        outbox: Mutex::new(outbox.into_iter().map(|c| (c.envelope_id, c)).collect()),
+        outbox_notify: Notify::new(),
+        in_flight: AtomicUsize::new(0),
+        max_in_flight: config.max_in_flight,
+        recorded: Counters::default(),
+        outbox_depth: Gauge::default(),
+        credited: Counters::default(),
+    });
+    registry.register("sut_envelope_opens", "Opens delivered to the backend, by result", backend.recorded.clone());
+    registry.register("sut_envelope_outbox_depth", "Credits waiting for payment's ack", backend.outbox_depth.clone());
+    registry.register("sut_envelope_credits_forwarded", "Credits sent to payment, by result", backend.credited.clone());
+    if let Some(addr) = &config.metrics {
+        crate::metrics::serve(addr, Arc::new(registry))
+            .await
+            .map_err(|source| EnvelopeError::Listen { addr: addr.clone(), source })?;
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| EnvelopeError::Listen { addr: config.listen.clone(), source })?;
+    eprintln!("envelope backend listening on {}", config.listen);
+
+    let forwarder = tokio::spawn(forward(backend.clone(), config.payment_addr.clone(), shutdown.clone(), config.drain_timeout));
+    let handler_backend = backend.clone();
+    rpc::serve(listener, shutdown, move |request| {
+        let b = handler_backend.clone();
+        async move { handle(&b, request).await }
+    })
+    .await;
+    let _ = forwarder.await;
+    let left = backend.outbox.lock().map(|o| o.len()).unwrap_or(0);
+    eprintln!("envelope backend stopped ({left} credits left in its outbox)");
+    Ok(())
+}
+
+async fn handle(b: &Backend, request: Rpc) -> Rpc {
+    let Rpc::RecordOpens { gateway, entries } = request else {
+        return Rpc::Failed { message: "the envelope backend only takes RecordOpens".into() };
+    };
+    // The back rejects the front: refuse early and cheaply when full, the gateway's
+    // queue holds the opens meanwhile.
+    if b.in_flight.fetch_add(1, Ordering::AcqRel) >= b.max_in_flight {
+        b.in_flight.fetch_sub(1, Ordering::AcqRel);
+        b.recorded.get_or_create(&labels(&[("result", "busy")])).inc();
+        return Rpc::Busy { retry_after_ms: 50 };
+    }
+    let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
+    let result = b.committer.submit(EnvelopeOp::Record { gateway, entries }).await;
+    b.in_flight.fetch_sub(1, Ordering::AcqRel);
+    match result {
+        Ok(verdicts) => {
+            let mut acked = Vec::with_capacity(seqs.len());
+            if let Ok(mut outbox) = b.outbox.lock() {
+                for (seq, v) in seqs.into_iter().zip(verdicts) {
+                    let name = match v {
+                        Recorded::New(credit) => {
+                            outbox.insert(credit.envelope_id, credit);
+                            "new"
+                        }
+                        Recorded::Duplicate => "duplicate",
+                        Recorded::Conflict => "conflict",
+                    };
+                    b.recorded.get_or_create(&labels(&[("result", name)])).inc();
+                    // A conflict is never acked: it stays in the gateway's queue, visible.
+                    if v != Recorded::Conflict {
+                        acked.push(seq);
+                    }
+                }
+                b.outbox_depth.set(outbox.len() as i64);
+            }
+            b.outbox_notify.notify_one();
+            Rpc::OpensRecorded { seqs: acked }
+        }
+        Err(e) => Rpc::Failed { message: e.to_string() },
+    }
+}
+
+async fn forward(b: Arc<Backend>, payment: String, mut shutdown: watch::Receiver<bool>, drain_timeout: Duration) {
+    const BATCH: usize = 2048;
+    let timeout = Duration::from_secs(5);
+    let mut conn: Option<RpcConn> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
+    let mut deadline: Option<Instant> = None;
+    loop {
+        if *shutdown.borrow() && deadline.is_none() {
+            deadline = Some(Instant::now() + drain_timeout);
+        }
+        let credits: Vec<Credit> = b
+            .outbox
+            .lock()
+            .map(|o| o.values().take(BATCH).copied().collect())
+            .unwrap_or_default();
+        if credits.is_empty() {
+            if deadline.is_some() {
+                return;
+            }
+            tokio::select! {
+                _ = b.outbox_notify.notified() => {}
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return;
+        }
+        if conn.is_none() {
+            conn = rpc::connect(&payment, timeout).await.ok();
+        }
+        let reply = match conn.as_mut() {
+            Some(c) => rpc::call(c, Rpc::ApplyCredits { credits }, timeout).await.ok(),
+            None => None,
+        };
+        match reply {
+            Some(Rpc::CreditsApplied { envelope_ids }) => {
+                backoff.reset();
+                if b.committer.submit(EnvelopeOp::Settled(envelope_ids.clone())).await.is_ok() {
+                    if let Ok(mut o) = b.outbox.lock() {
+                        for id in &envelope_ids {
+                            o.remove(id);
+                        }
+                        b.outbox_depth.set(o.len() as i64);
+                    }
+                    b.credited.get_or_create(&labels(&[("result", "applied")])).inc_by(envelope_ids.len() as u64);
+                }
+            }
+            other => {
+                let result = if matches!(other, Some(Rpc::Busy { .. })) { "busy" } else { "failed" };
+                b.credited.get_or_create(&labels(&[("result", result)])).inc();
+                if !matches!(other, Some(Rpc::Busy { .. })) {
+                    conn = None;
+                }
+                let jitter = rand::rng().random::<f64>();
+                tokio::time::sleep(backoff.next_delay(jitter)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::EnvelopeToken;
+
+    fn entry(id: u64, amount: u32) -> OpenEntry {
+        OpenEntry {
+            token: EnvelopeToken { user: 1, envelope_id: id, amount_cents: amount, sponsor: 1, round: 1, gateway: 0 },
+            opened_ms: 0,
+        }
+    }
+
+    #[test]
+    fn each_envelope_is_recorded_once() {
+        let e = entry(5, 100);
+        assert!(matches!(classify(None, &e), Recorded::New(c) if c.amount_cents == 100));
+        let rec = OpenRecord { entry: e, via_gateway: 0 };
+        assert_eq!(classify(Some(&rec), &e), Recorded::Duplicate);
+        assert_eq!(classify(Some(&rec), &entry(5, 999)), Recorded::Conflict);
+    }
+
+    #[test]
+    fn redelivered_batches_create_no_second_credit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _) = open(&dir.path().join("e.redb")).unwrap();
+        let batch = vec![(0, entry(1, 10)), (1, entry(2, 20))];
+        for round in 0..2 {
+            let txn = db.begin_write().unwrap();
+            let r = apply(&txn, EnvelopeOp::Record { gateway: 0, entries: batch.clone() }).unwrap();
+            txn.commit().unwrap();
+            let new = r.iter().filter(|v| matches!(v, Recorded::New(_))).count();
+            assert_eq!(new, if round == 0 { 2 } else { 0 });
+        }
+        assert_eq!(read_outbox(&db).unwrap().len(), 2);
+        assert_eq!(read_opens(&db).unwrap().len(), 2);
+    }
+}

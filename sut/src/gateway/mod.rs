@@ -1,0 +1,244 @@
+//! The gateway (access server): holds the long connections, decides shakes locally and,
+//! through its agent, records opens in the pass-through queue and forwards them.
+
+mod forwarder;
+mod session;
+pub mod store;
+
+use crate::metrics::{labels, Counters};
+use crate::passthrough::PassThroughQueue;
+use crate::seed_shard::{shard_path, SeedShard, ShardError};
+use crate::shake::ShakeCore;
+use crate::signing::SigningKey;
+use crate::store::{GroupCommitter, StoreError};
+use crate::timeline::Timeline;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use store::{GatewayOp, GatewayResult};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+/// Everything a gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub id: u16,
+    pub gateways: u16,
+    pub listen: String,
+    pub metrics: Option<String>,
+    pub data: PathBuf,
+    pub seeds: PathBuf,
+    pub timeline: Timeline,
+    pub key: SigningKey,
+    pub auth: SigningKey,
+    /// Unix time (ms) at which the show starts; rounds count from here.
+    pub show_start_ms: i64,
+    pub envelope_addr: String,
+    pub heartbeat_timeout: Duration,
+    pub drain_timeout: Duration,
+}
+
+#[derive(Debug, Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+pub(crate) struct GatewayMetrics {
+    pub connections: Gauge,
+    pub shakes: Counters,
+    pub issued: Counters,
+    pub opens: Counters,
+    pub errors: Counters,
+    pub queue_depth: Gauge,
+    pub forwarded: Counters,
+    pub tier: Gauge,
+}
+
+impl GatewayMetrics {
+    fn register(registry: &mut Registry, config_version: u64) -> Self {
+        let m = GatewayMetrics {
+            connections: Gauge::default(),
+            shakes: Counters::default(),
+            issued: Counters::default(),
+            opens: Counters::default(),
+            errors: Counters::default(),
+            queue_depth: Gauge::default(),
+            forwarded: Counters::default(),
+            tier: Gauge::default(),
+        };
+        let version: Gauge = Gauge::default();
+        version.set(config_version as i64);
+        registry.register("sut_gateway_connections", "Open client connections", m.connections.clone());
+        registry.register("sut_gateway_shakes", "Shakes by outcome reason", m.shakes.clone());
+        registry.register("sut_gateway_envelopes_issued", "Envelopes issued by round", m.issued.clone());
+        registry.register("sut_gateway_opens", "Opens by result", m.opens.clone());
+        registry.register("sut_gateway_errors", "Error frames sent, by code", m.errors.clone());
+        registry.register("sut_passthrough_queue_depth", "Opens waiting for the envelope backend", m.queue_depth.clone());
+        registry.register("sut_passthrough_forwarded", "Opens acked by the envelope backend, by result", m.forwarded.clone());
+        registry.register("sut_gateway_throttle_tier", "Throttle tier this gateway assigns", m.tier.clone());
+        registry.register("sut_config_version", "Timeline config version in force", version);
+        m
+    }
+}
+
+/// State shared by the gateway's sessions, lease keeper and forwarder.
+pub(crate) struct Gateway {
+    pub id: u16,
+    pub core: Mutex<ShakeCore>,
+    pub queue: Mutex<PassThroughQueue>,
+    pub queue_notify: Notify,
+    pub committer: GroupCommitter<GatewayOp, GatewayResult>,
+    pub key: SigningKey,
+    pub auth: SigningKey,
+    pub show_start_ms: i64,
+    pub config_version: u64,
+    pub heartbeat_timeout: Duration,
+    pub metrics: GatewayMetrics,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Gateway {
+    /// Milliseconds since the show's start (negative before it).
+    pub fn show_ms(&self) -> i64 {
+        unix_ms() - self.show_start_ms
+    }
+
+    pub fn error(&self, code: crate::protocol::ErrorCode) {
+        self.metrics
+            .errors
+            .get_or_create(&labels(&[("code", code.name())]))
+            .inc();
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Runs a gateway until `shutdown` turns true, then drains its queue (bounded by the
+/// drain timeout) and returns.
+pub async fn run(
+    config: GatewayConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), GatewayError> {
+    let (db, recovered) = store::open(&store::db_path(&config.data, config.id))?;
+    let mut core = ShakeCore::new(
+        config.id,
+        config.gateways,
+        config.key.clone(),
+        config.timeline.clone(),
+    );
+    for round in &config.timeline.rounds {
+        let shard = SeedShard::load(&shard_path(&config.seeds, round.id, config.id), round.id, config.id)?;
+        let leased = recovered.leases.get(&round.id).copied().unwrap_or(0);
+        core.load_round(shard, leased);
+    }
+    for record in &recovered.issued {
+        core.restore_issue(record);
+    }
+    let mut queue = PassThroughQueue::default();
+    for (seq, entry) in &recovered.queue {
+        queue.push(*seq, *entry);
+    }
+
+    let mut registry = Registry::default();
+    let metrics = GatewayMetrics::register(&mut registry, config.timeline.version);
+    metrics.queue_depth.set(queue.depth() as i64);
+    if let Some(addr) = &config.metrics {
+        crate::metrics::serve(addr, Arc::new(registry))
+            .await
+            .map_err(|source| GatewayError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+    }
+    let listener = TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| GatewayError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
+
+    let db = Arc::new(db);
+    let gw = Arc::new(Gateway {
+        id: config.id,
+        core: Mutex::new(core),
+        queue: Mutex::new(queue),
+        queue_notify: Notify::new(),
+        committer: GroupCommitter::spawn(db, 1024, store::apply),
+        key: config.key.clone(),
+        auth: config.auth.clone(),
+        show_start_ms: config.show_start_ms,
+        config_version: config.timeline.version,
+        heartbeat_timeout: config.heartbeat_timeout,
+        metrics,
+        shutdown: shutdown.clone(),
+    });
+    eprintln!(
+        "gateway {} listening on {} (issued so far {}, queue {} to forward)",
+        config.id,
+        config.listen,
+        recovered.issued.len(),
+        recovered.queue.len()
+    );
+
+    let leases = tokio::spawn(keep_leases(gw.clone()));
+    let forwarder = tokio::spawn(forwarder::run(
+        gw.clone(),
+        config.envelope_addr.clone(),
+        config.drain_timeout,
+    ));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    tokio::spawn(session::serve(gw.clone(), stream));
+                }
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    leases.abort();
+    // Sessions see the same shutdown signal and close; the forwarder drains the queue.
+    let _ = forwarder.await;
+    let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);
+    eprintln!("gateway {} stopped ({left} opens left in its durable queue)", config.id);
+    Ok(())
+}
+
+/// Persists issuance leases ahead of need, so shakes rarely wait for one.
+async fn keep_leases(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tick.tick().await;
+        let wanted = gw
+            .core
+            .lock()
+            .map(|mut c| c.wanted_leases(gw.show_ms()))
+            .unwrap_or_default();
+        for (round, end) in wanted {
+            let granted = gw.committer.submit(GatewayOp::Lease { round, end }).await;
+            if let Ok(mut core) = gw.core.lock() {
+                match granted {
+                    Ok(_) => core.lease_granted(round, end),
+                    Err(_) => core.lease_failed(round),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! One client's long connection: hello, then shakes, opens and heartbeats in order.
+
+use super::store::{GatewayOp, GatewayResult};
+use super::Gateway;
+use crate::metrics::labels;
+use crate::passthrough::OpenEntry;
+use crate::protocol::{ErrorCode, Frame, FrameCodec};
+use crate::token::{EnvelopeToken, TokenError};
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::Arc;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+type Conn = Framed<TcpStream, FrameCodec>;
+
+/// Decrements the connection gauge however the session ends.
+struct Connected(Arc<Gateway>);
+impl Drop for Connected {
+    fn drop(&mut self) {
+        self.0.metrics.connections.dec();
+    }
+}
+
+async fn refuse(gw: &Gateway, conn: &mut Conn, code: ErrorCode, message: String) {
+    gw.error(code);
+    let _ = conn.send(Frame::error(code, message)).await;
+}
+
+pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    gw.metrics.connections.inc();
+    let _guard = Connected(gw.clone());
+    let mut conn = Framed::new(stream, FrameCodec::default());
+    let mut shutdown = gw.shutdown.clone();
+
+    let user = match tokio::time::timeout(gw.heartbeat_timeout, conn.next()).await {
+        Ok(Some(Ok(Frame::Hello {
+            user_id,
+            auth_token,
+        }))) => {
+            if !gw
+                .auth
+                .verify(b"auth", &user_id.to_be_bytes(), &auth_token)
+            {
+                let msg = format!("auth token does not match user {user_id}");
+                return refuse(&gw, &mut conn, ErrorCode::AuthFailed, msg).await;
+            }
+            user_id
+        }
+        Ok(Some(Ok(other))) => {
+            let msg = format!("first frame must be Hello, got type 0x{:02x}", other.type_byte());
+            return refuse(&gw, &mut conn, ErrorCode::NotHelloFirst, msg).await;
+        }
+        Ok(Some(Err(e))) => {
+            if let Some(code) = e.code() {
+                refuse(&gw, &mut conn, code, e.to_string()).await;
+            }
+            return;
+        }
+        Ok(None) => return,
+        Err(_) => {
+            let msg = "no Hello within the heartbeat timeout".to_string();
+            return refuse(&gw, &mut conn, ErrorCode::HeartbeatTimeout, msg).await;
+        }
+    };
+    let ack = Frame::HelloAck {
+        server_time_ms: super::unix_ms().max(0) as u64,
+        tier: 0,
+        config_version: gw.config_version,
+    };
+    if conn.send(ack).await.is_err() {
+        return;
+    }
+
+    loop {
+        let next = tokio::select! {
+            next = tokio::time::timeout(gw.heartbeat_timeout, conn.next()) => next,
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                let msg = "gateway shutting down; reconnect".to_string();
+                return refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg).await;
+            }
+        };
+        let frame = match next {
+            Err(_) => {
+                let msg = format!("silent for {:?}", gw.heartbeat_timeout);
+                return refuse(&gw, &mut conn, ErrorCode::HeartbeatTimeout, msg).await;
+            }
+            Ok(None) => return,
+            Ok(Some(Err(e))) => {
+                // A malformed or oversized frame leaves the stream unsynchronised: close.
+                if let Some(code) = e.code() {
+                    refuse(&gw, &mut conn, code, e.to_string()).await;
+                }
+                return;
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let reply = match frame {
+            Frame::Heartbeat => Frame::HeartbeatAck {
+                server_time_ms: super::unix_ms().max(0) as u64,
+            },
+            Frame::Shake { cookie } => shake(&gw, user, cookie).await,
+            Frame::Open { token } => open(&gw, user, token).await,
+            other => {
+                let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
+                return refuse(&gw, &mut conn, ErrorCode::Unexpected, msg).await;
+            }
+        };
+        if conn.send(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn shake(gw: &Gateway, user: u64, cookie: Bytes) -> Frame {
+    let decided = gw
+        .core
+        .lock()
+        .map(|mut core| core.shake(gw.show_ms(), user, &cookie))
+        .map_err(|_| ());
+    let decision = match decided {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            gw.error(ErrorCode::CookieInvalid);
+            return Frame::error(ErrorCode::CookieInvalid, e.to_string());
+        }
+        Err(_) => {
+            gw.error(ErrorCode::Unavailable);
+            return Frame::error(ErrorCode::Unavailable, "gateway state poisoned");
+        }
+    };
+    if let Some(record) = decision.issued {
+        // The issue record is durable before the envelope leaves: the audit can see
+        // every envelope any user holds.
+        if gw.committer.submit(GatewayOp::Issue(record)).await.is_err() {
+            gw.error(ErrorCode::Unavailable);
+            return Frame::error(ErrorCode::Unavailable, "could not record the issue; shake again");
+        }
+        gw.metrics
+            .issued
+            .get_or_create(&labels(&[("round", &record.round.to_string())]))
+            .inc();
+    }
+    gw.metrics
+        .shakes
+        .get_or_create(&labels(&[("reason", decision.reason.name())]))
+        .inc();
+    Frame::ShakeReply {
+        outcome: decision.outcome,
+        tier: 0,
+        cookie: decision.cookie,
+    }
+}
+
+async fn open(gw: &Gateway, user: u64, token: Bytes) -> Frame {
+    let refused = |code: ErrorCode| {
+        gw.metrics
+            .opens
+            .get_or_create(&labels(&[("result", code.name())]))
+            .inc();
+        Frame::OpenReply {
+            code: code as u16,
+            amount_cents: 0,
+        }
+    };
+    let token = match EnvelopeToken::open(&token, user, &gw.key) {
+        Ok(t) => t,
+        Err(TokenError::Forged) => return refused(ErrorCode::TokenForged),
+        Err(TokenError::NotYours) => return refused(ErrorCode::TokenNotYours),
+    };
+    let entry = OpenEntry {
+        token,
+        opened_ms: gw.show_ms(),
+    };
+    match gw.committer.submit(GatewayOp::Open(entry)).await {
+        Ok(GatewayResult::Queued { seq }) => {
+            if let Ok(mut q) = gw.queue.lock() {
+                q.push(seq, entry);
+                gw.metrics.queue_depth.set(q.depth() as i64);
+            }
+            gw.queue_notify.notify_one();
+            gw.metrics
+                .opens
+                .get_or_create(&labels(&[("result", "ok")]))
+                .inc();
+            Frame::OpenReply {
+                code: 0,
+                amount_cents: token.amount_cents,
+            }
+        }
+        Ok(_) => refused(ErrorCode::AlreadyOpened),
+        Err(_) => refused(ErrorCode::Unavailable),
+    }
+}

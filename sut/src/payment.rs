@@ -1,0 +1,158 @@
+//! The payment stand-in (the transfer system): applies each credit exactly once, keyed by
+//! envelope id, to an append-only ledger and per-user balances.
+
+use crate::metrics::{labels, Counters};
+use crate::rpc::{self, Credit, Rpc};
+use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
+use prometheus_client::registry::Registry;
+use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::watch;
+
+/// Ledger sequence → credit, append-only. Keyed by sequence so a double credit would show.
+pub const LEDGER: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger");
+/// Envelope id → ledger sequence: the idempotency index.
+pub const CREDITED: TableDefinition<u64, u64> = TableDefinition::new("credited");
+/// User → balance in cents.
+pub const BALANCES: TableDefinition<u64, u64> = TableDefinition::new("balances");
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+pub fn db_path(data: &Path) -> PathBuf {
+    data.join("payment.redb")
+}
+
+/// Whether a credit moved money.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    Credited,
+    AlreadyCredited,
+}
+
+/// Applies credits inside one transaction: check-then-insert on the envelope id.
+pub fn apply(txn: &WriteTransaction, credits: Vec<Credit>) -> Result<Vec<Applied>, StoreError> {
+    let mut credited = txn.open_table(CREDITED)?;
+    let mut ledger = txn.open_table(LEDGER)?;
+    let mut balances = txn.open_table(BALANCES)?;
+    let mut meta = txn.open_table(META)?;
+    let mut seq = meta.get("ledger_seq")?.map(|v| v.value()).unwrap_or(0);
+    let mut out = Vec::with_capacity(credits.len());
+    for c in credits {
+        if credited.get(c.envelope_id)?.is_some() {
+            out.push(Applied::AlreadyCredited);
+            continue;
+        }
+        credited.insert(c.envelope_id, seq)?;
+        ledger.insert(seq, encode(&c)?.as_slice())?;
+        let balance = balances.get(c.user)?.map(|v| v.value()).unwrap_or(0);
+        balances.insert(c.user, balance + c.amount_cents as u64)?;
+        seq += 1;
+        out.push(Applied::Credited);
+    }
+    meta.insert("ledger_seq", seq)?;
+    Ok(out)
+}
+
+pub fn open(path: &Path) -> Result<Database, StoreError> {
+    let db = open_db(path)?;
+    let txn = db.begin_write()?;
+    txn.open_table(LEDGER)?;
+    txn.open_table(CREDITED)?;
+    txn.open_table(BALANCES)?;
+    txn.open_table(META)?;
+    txn.commit()?;
+    Ok(db)
+}
+
+/// The ledger in order, and the sum of all balances (for the audit).
+pub fn read_ledger(db: &Database) -> Result<(Vec<Credit>, u64), StoreError> {
+    let txn = db.begin_read()?;
+    let mut ledger = Vec::new();
+    for e in txn.open_table(LEDGER)?.iter()? {
+        ledger.push(decode(e?.1.value())?);
+    }
+    let mut total = 0;
+    for e in txn.open_table(BALANCES)?.iter()? {
+        total += e?.1.value();
+    }
+    Ok((ledger, total))
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentConfig {
+    pub listen: String,
+    pub metrics: Option<String>,
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Error)]
+pub enum PaymentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+pub async fn run(config: PaymentConfig, shutdown: watch::Receiver<bool>) -> Result<(), PaymentError> {
+    let db = open(&db_path(&config.data))?;
+    let committer: GroupCommitter<Vec<Credit>, Vec<Applied>> = GroupCommitter::spawn(Arc::new(db), 256, apply);
+    let credits = Counters::default();
+    let mut registry = Registry::default();
+    registry.register("sut_payment_credits", "Credits received, by result", credits.clone());
+    if let Some(addr) = &config.metrics {
+        crate::metrics::serve(addr, Arc::new(registry))
+            .await
+            .map_err(|source| PaymentError::Listen { addr: addr.clone(), source })?;
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .map_err(|source| PaymentError::Listen { addr: config.listen.clone(), source })?;
+    eprintln!("payment listening on {}", config.listen);
+    rpc::serve(listener, shutdown, move |request| {
+        let committer = committer.clone();
+        let counters = credits.clone();
+        async move {
+            let Rpc::ApplyCredits { credits } = request else {
+                return Rpc::Failed { message: "payment only takes ApplyCredits".into() };
+            };
+            let ids: Vec<u64> = credits.iter().map(|c| c.envelope_id).collect();
+            match committer.submit(credits).await {
+                Ok(results) => {
+                    for r in results {
+                        let name = if r == Applied::Credited { "credited" } else { "duplicate" };
+                        counters.get_or_create(&labels(&[("result", name)])).inc();
+                    }
+                    Rpc::CreditsApplied { envelope_ids: ids }
+                }
+                Err(e) => Rpc::Failed { message: e.to_string() },
+            }
+        }
+    })
+    .await;
+    eprintln!("payment stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credits_apply_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(&dir.path().join("p.redb")).unwrap();
+        let c = |id, amount| Credit { envelope_id: id, user: 9, amount_cents: amount };
+        for _ in 0..2 {
+            let txn = db.begin_write().unwrap();
+            apply(&txn, vec![c(1, 10), c(2, 25), c(1, 10)]).unwrap();
+            txn.commit().unwrap();
+        }
+        let (ledger, total) = read_ledger(&db).unwrap();
+        assert_eq!(ledger.len(), 2);
+        assert_eq!(total, 35);
+    }
+}

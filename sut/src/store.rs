@@ -1,0 +1,206 @@
+//! Embedded durable storage (redb) and its group committer.
+//!
+//! One committer task per database drains a channel: every operation waiting at that
+//! moment goes into one write transaction, one fsync, then each sender gets its result.
+//! Under load the fsync cost is shared by the whole batch; when idle a single operation
+//! commits at once. Idempotency checks run inside the write transaction, so a check and
+//! its insert can never be split by another writer.
+
+use redb::{Database, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot open database {path}: {message}; if the file is corrupt, move it aside (its data will be missing from the audit)")]
+    Open { path: String, message: String },
+    #[error("storage error: {0}")]
+    Redb(#[from] redb::Error),
+    #[error("stored record is corrupt: {0}")]
+    Record(#[from] postcard::Error),
+    #[error("the committer has stopped")]
+    Closed,
+}
+
+macro_rules! redb_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Redb(e.into())
+            }
+        }
+    )*};
+}
+redb_from!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Opens (or creates) a database, naming the file in any error.
+pub fn open_db(path: &Path) -> Result<Database, StoreError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    Database::create(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Opens an existing database read-only in spirit (the audit): a missing file is an error.
+pub fn open_existing(path: &Path) -> Result<Database, StoreError> {
+    Database::open(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    Ok(postcard::to_stdvec(value)?)
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    Ok(postcard::from_bytes(bytes)?)
+}
+
+/// Batch figures, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct CommitStats {
+    pub batches: AtomicU64,
+    pub ops: AtomicU64,
+    pub largest_batch: AtomicU64,
+}
+
+type Job<Op, R> = (Op, oneshot::Sender<Result<R, Arc<StoreError>>>);
+
+/// Submits operations to one database's committer task.
+pub struct GroupCommitter<Op, R> {
+    tx: mpsc::Sender<Job<Op, R>>,
+    pub stats: Arc<CommitStats>,
+}
+
+impl<Op, R> Clone for GroupCommitter<Op, R> {
+    fn clone(&self) -> Self {
+        GroupCommitter {
+            tx: self.tx.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
+    /// Starts the committer. `apply` runs each operation inside the batch's transaction;
+    /// it returns an error only for storage failures (which abort the whole batch).
+    pub fn spawn<F>(db: Arc<Database>, max_batch: usize, apply: F) -> Self
+    where
+        F: Fn(&WriteTransaction, Op) -> Result<R, StoreError> + Send + Sync + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<Job<Op, R>>(max_batch * 4);
+        let stats = Arc::new(CommitStats::default());
+        let task_stats = stats.clone();
+        let apply = Arc::new(apply);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut jobs = vec![first];
+                while jobs.len() < max_batch {
+                    match rx.try_recv() {
+                        Ok(job) => jobs.push(job),
+                        Err(_) => break,
+                    }
+                }
+                let (ops, senders): (Vec<Op>, Vec<_>) = jobs.into_iter().unzip();
+                let n = ops.len() as u64;
+                let db = db.clone();
+                let apply = apply.clone();
+                // The fsync blocks: keep it off the event loop.
+                let result = tokio::task::spawn_blocking(move || -> Result<Vec<R>, StoreError> {
+                    let txn = db.begin_write()?;
+                    let mut out = Vec::with_capacity(ops.len());
+                    for op in ops {
+                        out.push(apply(&txn, op)?);
+                    }
+                    txn.commit()?;
+                    Ok(out)
+                })
+                .await
+                .unwrap_or(Err(StoreError::Closed));
+                task_stats.batches.fetch_add(1, Ordering::Relaxed);
+                task_stats.ops.fetch_add(n, Ordering::Relaxed);
+                task_stats.largest_batch.fetch_max(n, Ordering::Relaxed);
+                match result {
+                    Ok(outs) => {
+                        for (s, r) in senders.into_iter().zip(outs) {
+                            let _ = s.send(Ok(r));
+                        }
+                    }
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        for s in senders {
+                            let _ = s.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        GroupCommitter { tx, stats }
+    }
+
+    /// Commits one operation durably and returns its result.
+    pub async fn submit(&self, op: Op) -> Result<R, Arc<StoreError>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((op, tx))
+            .await
+            .map_err(|_| Arc::new(StoreError::Closed))?;
+        rx.await.map_err(|_| Arc::new(StoreError::Closed))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{ReadableTableMetadata, TableDefinition};
+
+    const T: TableDefinition<u64, u64> = TableDefinition::new("t");
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_submits_share_batches_and_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(open_db(&dir.path().join("x.redb")).unwrap());
+        let c: GroupCommitter<u64, bool> = GroupCommitter::spawn(db.clone(), 64, |txn, k| {
+            let mut t = txn.open_table(T)?;
+            let fresh = t.get(k)?.is_none();
+            if fresh {
+                t.insert(k, k * 2)?;
+            }
+            Ok(fresh)
+        });
+        let futs: Vec<_> = (0..200u64).map(|k| c.submit(k % 150)).collect();
+        let results = futures_util::future::join_all(futs).await;
+        let fresh = results.iter().filter(|r| *r.as_ref().unwrap()).count();
+        assert_eq!(fresh, 150, "check-then-insert is idempotent");
+        let r = db.begin_read().unwrap();
+        assert_eq!(r.open_table(T).unwrap().len().unwrap(), 150);
+        assert_eq!(c.stats.ops.load(Ordering::Relaxed), 200);
+        assert!(c.stats.batches.load(Ordering::Relaxed) < 200);
+    }
+
+    #[test]
+    fn corrupt_database_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bad.redb");
+        std::fs::write(&p, vec![0x5au8; 8192]).unwrap();
+        let e = open_db(&p).unwrap_err().to_string();
+        assert!(e.contains("bad.redb"), "{e}");
+    }
+}
