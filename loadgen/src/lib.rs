@@ -1,1 +1,13 @@
-pub fn x(){}
+//! The load generator: simulated users on long connections, driven from YAML profiles,
+//! measured from intended send times into HDR histograms.
+
+pub mod profile;
+pub mod prom;
+pub mod report;
+pub mod run;
+pub mod session;
+pub mod spawn;
+pub mod stages;
+pub mod stats;
+pub mod threshold;
+pub mod user;

@@ -1,0 +1,321 @@
+//! Load profiles: what to run, against what, and what counts as passing.
+//!
+//! Parsing is strict: unknown fields, negative or out-of-range values and thresholds on
+//! unknown operations fail with the field and its line before anything starts.
+
+use crate::threshold::Threshold;
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// A name for reports [default: the file name].
+    #[serde(default)]
+    pub name: Option<String>,
+    pub target: Target,
+    /// Simulated users (each one long connection).
+    pub users: u64,
+    /// Connected users over time: each stage moves linearly to its target.
+    pub stages: Vec<Stage>,
+    pub behaviour: Behaviour,
+    #[serde(default)]
+    pub thresholds: Vec<Threshold>,
+    /// Seed for every random choice of the run (phases, opens): same seed, same run.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// What the run drives: exactly one of `spawn` or `addresses`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// Start `sut up` for this run and stop it at the end.
+    #[serde(default)]
+    pub spawn: Option<SpawnTarget>,
+    /// Drive a system that is already running.
+    #[serde(default)]
+    pub addresses: Option<AddressTarget>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Spawn(SpawnTarget),
+    Addresses(AddressTarget),
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spec = TargetSpec::deserialize(d)?;
+        match (spec.spawn, spec.addresses) {
+            (Some(s), None) => Ok(Target::Spawn(s)),
+            (None, Some(a)) => Ok(Target::Addresses(a)),
+            _ => Err(serde::de::Error::custom(
+                "give exactly one of `spawn:` (start the system under test) or `addresses:` (drive a running one)",
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpawnTarget {
+    #[serde(default = "two")]
+    pub gateways: u16,
+    /// Timeline file, relative to the profile.
+    pub timeline: PathBuf,
+    /// Data directory, relative to the working directory; wiped before the run.
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    #[serde(default = "default_base_port")]
+    pub base_port: u16,
+    /// Time from start-up to the show's start.
+    #[serde(default = "default_countdown", with = "humantime_serde")]
+    pub countdown: Duration,
+    /// How long after the last stage to wait for the system to drain before stopping it.
+    #[serde(default = "default_countdown", with = "humantime_serde")]
+    pub settle: Duration,
+}
+
+fn two() -> u16 {
+    2
+}
+fn default_base_port() -> u16 {
+    7100
+}
+fn default_countdown() -> Duration {
+    Duration::from_secs(3)
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressTarget {
+    /// Gateway addresses; users hash onto them.
+    pub gateways: Vec<String>,
+    /// The account system's key file (`auth.key` in the system's data directory).
+    pub auth_key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+    /// Connected users at the end of the stage.
+    pub target: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Behaviour {
+    /// Minimum time between a user's shakes, by throttle tier (0 first); tiers past the
+    /// list use the last entry.
+    #[serde(deserialize_with = "intervals")]
+    pub shake_interval: Vec<Duration>,
+    /// Chance that a user opens an envelope it won.
+    #[serde(deserialize_with = "probability")]
+    pub open_probability: f64,
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// A request without a reply for this long counts as an error and drops the connection.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(20)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn probability<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let p = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(serde::de::Error::custom(format!(
+            "a probability must lie in [0, 1], got {p}"
+        )));
+    }
+    Ok(p)
+}
+
+fn intervals<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let raw: Vec<String> = Vec::deserialize(d)?;
+    if raw.is_empty() {
+        return Err(serde::de::Error::custom(
+            "list at least one interval (for tier 0), e.g. [2s, 5s, 10s]",
+        ));
+    }
+    raw.iter()
+        .map(|s| {
+            let d = humantime::parse_duration(s).map_err(|e| {
+                serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. 2s or 500ms"))
+            })?;
+            if d.is_zero() {
+                return Err(serde::de::Error::custom("a shake interval must be longer than zero"));
+            }
+            Ok(d)
+        })
+        .collect()
+}
+
+#[derive(Debug, Error)]
+pub enum ProfileError {
+    #[error("cannot read profile {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("profile {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+impl Profile {
+    /// Reads, parses and checks a profile file.
+    pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut profile = Self::parse(&text).map_err(|message| ProfileError::Invalid {
+            path: path.display().to_string(),
+            message,
+        })?;
+        if profile.name.is_none() {
+            profile.name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        }
+        if let Target::Spawn(spawn) = &mut profile.target {
+            let base = path.parent().unwrap_or(Path::new("."));
+            spawn.timeline = base.join(&spawn.timeline);
+        }
+        Ok(profile)
+    }
+
+    /// Parses and checks profile YAML; the error names the field and, where the YAML
+    /// parser knows it, the line and column.
+    pub fn parse(text: &str) -> Result<Profile, String> {
+        let profile: Profile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        profile.validate()?;
+        Ok(profile)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if self.users == 0 {
+            return Err("users: must be at least 1".into());
+        }
+        if self.stages.is_empty() {
+            return Err("stages: list at least one stage, e.g. `- { duration: 30s, target: 100 }`".into());
+        }
+        for (i, s) in self.stages.iter().enumerate() {
+            if s.target > self.users {
+                return Err(format!(
+                    "stages[{i}].target: {} is more than users ({}); raise users or lower the target",
+                    s.target, self.users
+                ));
+            }
+        }
+        if self.duration().is_zero() {
+            return Err("stages: the stages last zero seconds in all".into());
+        }
+        match &self.target {
+            Target::Spawn(s) => {
+                if s.gateways == 0 {
+                    return Err("target.spawn.gateways: must be at least 1".into());
+                }
+            }
+            Target::Addresses(a) => {
+                if a.gateways.is_empty() {
+                    return Err("target.addresses.gateways: list at least one gateway address".into());
+                }
+            }
+        }
+        if self.behaviour.request_timeout.is_zero() {
+            return Err("behaviour.request_timeout: must be longer than zero".into());
+        }
+        if self.behaviour.heartbeat_interval.is_zero() {
+            return Err("behaviour.heartbeat_interval: must be longer than zero".into());
+        }
+        Ok(())
+    }
+
+    /// The whole run: the sum of the stages.
+    pub fn duration(&self) -> Duration {
+        self.stages.iter().map(|s| s.duration).sum()
+    }
+
+    pub fn peak_users(&self) -> u64 {
+        self.stages.iter().map(|s| s.target).max().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "
+target:
+  spawn: { gateways: 2, timeline: timeline.yaml }
+users: 100
+stages:
+  - { duration: 5s, target: 100 }
+  - { duration: 10s, target: 100 }
+behaviour:
+  shake_interval: [2s, 5s]
+  open_probability: 0.5
+thresholds:
+  - 'shake: p99 < 50ms'
+  - 'errors: rate < 0.1%'
+";
+
+    #[test]
+    fn a_good_profile_parses() {
+        let p = Profile::parse(GOOD).unwrap();
+        assert_eq!(p.duration(), Duration::from_secs(15));
+        assert_eq!(p.thresholds.len(), 2);
+        assert_eq!(p.behaviour.shake_interval[1], Duration::from_secs(5));
+    }
+
+    fn err(text: &str) -> String {
+        Profile::parse(text).unwrap_err()
+    }
+
+    #[test]
+    fn unknown_field_is_named_with_its_line() {
+        let e = err(&GOOD.replace("open_probability: 0.5", "open_probability: 0.5\n  colour: red"));
+        assert!(e.contains("colour") && e.contains("line 11"), "{e}");
+    }
+
+    #[test]
+    fn negative_values_are_refused_with_their_line() {
+        let e = err(&GOOD.replace("users: 100", "users: -5"));
+        assert!(e.contains("line 4"), "{e}");
+        let e = err(&GOOD.replace("open_probability: 0.5", "open_probability: -0.5"));
+        assert!(e.contains("probability") && e.contains("line 10"), "{e}");
+        let e = err(&GOOD.replace("[2s, 5s]", "[2s, -5s]"));
+        assert!(e.contains("-5s") && e.contains("line 9"), "{e}");
+    }
+
+    #[test]
+    fn missing_target_is_named() {
+        let e = err(&GOOD.replace("target:\n  spawn: { gateways: 2, timeline: timeline.yaml }\n", ""));
+        assert!(e.contains("missing field `target`"), "{e}");
+    }
+
+    #[test]
+    fn threshold_on_unknown_op_is_refused_with_its_line() {
+        let e = err(&GOOD.replace("shake: p99", "shook: p99"));
+        assert!(e.contains("shook") && e.contains("line 13"), "{e}");
+    }
+
+    #[test]
+    fn stage_above_users_is_refused() {
+        let e = err(&GOOD.replace("target: 100 }\n  - { duration: 10s", "target: 200 }\n  - { duration: 10s"));
+        assert!(e.contains("stages[0].target"), "{e}");
+    }
+}

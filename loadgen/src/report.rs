@@ -1,0 +1,166 @@
+//! The end-of-run summary: a table for people, JSON for machines.
+
+use crate::stats::{Summary, OPS};
+use crate::threshold::Threshold;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use sut::audit::AuditReport;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpReport {
+    pub count: u64,
+    pub errors: u64,
+    pub rate_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThresholdResult {
+    pub threshold: String,
+    pub observed: String,
+    pub passed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub profile: String,
+    pub duration_s: f64,
+    pub users: u64,
+    pub ops: BTreeMap<&'static str, OpReport>,
+    pub shake_outcomes: BTreeMap<&'static str, u64>,
+    pub tiers_seen: BTreeMap<u8, u64>,
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub error_rate: f64,
+    pub opened_cents: u64,
+    pub connection_drops: u64,
+    pub thresholds: Vec<ThresholdResult>,
+    pub audit: Option<AuditReport>,
+    pub passed: bool,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+impl RunReport {
+    pub fn build(
+        profile: &str,
+        summary: &Summary,
+        duration_s: f64,
+        users: u64,
+        thresholds: &[Threshold],
+        audit: Option<AuditReport>,
+    ) -> RunReport {
+        let ops = OPS
+            .iter()
+            .map(|op| {
+                let s = &summary.ops[*op as usize];
+                let h = &s.latency;
+                let q = |p: f64| if h.is_empty() { 0.0 } else { ms(h.value_at_quantile(p)) };
+                (
+                    op.name(),
+                    OpReport {
+                        count: h.len(),
+                        errors: s.errors,
+                        rate_per_s: h.len() as f64 / duration_s.max(1e-9),
+                        p50_ms: q(0.5),
+                        p90_ms: q(0.9),
+                        p99_ms: q(0.99),
+                        p999_ms: q(0.999),
+                        max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+                        mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+                    },
+                )
+            })
+            .collect();
+        let thresholds: Vec<ThresholdResult> = thresholds
+            .iter()
+            .map(|t| {
+                let (observed, passed) = t.evaluate(summary);
+                ThresholdResult {
+                    threshold: t.source.clone(),
+                    observed: t.format_value(observed),
+                    passed,
+                }
+            })
+            .collect();
+        let passed = thresholds.iter().all(|t| t.passed) && audit.as_ref().is_none_or(|a| a.passed());
+        RunReport {
+            profile: profile.to_string(),
+            duration_s,
+            users,
+            ops,
+            shake_outcomes: summary.outcomes.clone(),
+            tiers_seen: summary.tiers.clone(),
+            errors_by_kind: summary.errors_by_kind.clone(),
+            error_rate: summary.error_rate(),
+            opened_cents: summary.opened_cents,
+            connection_drops: summary.drops,
+            thresholds,
+            audit,
+            passed,
+        }
+    }
+
+    pub fn breached(&self) -> Vec<&ThresholdResult> {
+        self.thresholds.iter().filter(|t| !t.passed).collect()
+    }
+
+    /// The table printed at the end of a run.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\n== {} == {:.1} s, {} users\n",
+            self.profile, self.duration_s, self.users
+        );
+        let _ = writeln!(
+            out,
+            "{:<10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "op", "count", "errors", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+        );
+        for (name, r) in &self.ops {
+            if r.count == 0 && r.errors == 0 {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "{:<10} {:>9} {:>7} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name, r.count, r.errors, r.rate_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
+            );
+        }
+        let outcomes: Vec<String> = self.shake_outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(out, "\nshake outcomes: {}", outcomes.join(", "));
+        let tiers: Vec<String> = self.tiers_seen.iter().map(|(k, v)| format!("tier {k}: {v}")).collect();
+        let _ = writeln!(out, "throttle tiers seen: {}", if tiers.is_empty() { "none".into() } else { tiers.join(", ") });
+        let _ = writeln!(
+            out,
+            "opens promised: {} cents; connection drops: {}; error rate {:.4}%",
+            self.opened_cents,
+            self.connection_drops,
+            self.error_rate * 100.0
+        );
+        if !self.errors_by_kind.is_empty() {
+            let errs: Vec<String> = self.errors_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let _ = writeln!(out, "errors: {}", errs.join(", "));
+        }
+        if !self.thresholds.is_empty() {
+            let _ = writeln!(out, "\nthresholds:");
+            for t in &self.thresholds {
+                let mark = if t.passed { "ok  " } else { "FAIL" };
+                let _ = writeln!(out, "  {mark} {:<28} observed {}", t.threshold, t.observed);
+            }
+        }
+        if let Some(a) = &self.audit {
+            let _ = writeln!(out);
+            let _ = write!(out, "{a}");
+        }
+        out
+    }
+}

@@ -1,0 +1,120 @@
+//! Starting and stopping a local system under test (`sut up`) for a run.
+
+use crate::profile::SpawnTarget;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use sut::manifest::Manifest;
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+/// A running `sut up`.
+pub struct Spawned {
+    child: Child,
+    pub data: PathBuf,
+    pub manifest: Manifest,
+    pub log: PathBuf,
+}
+
+/// Finds the `sut` binary: `--sut-bin`, then `$SUT_BIN`, then beside this executable,
+/// then `PATH`.
+pub fn sut_binary(flag: Option<PathBuf>) -> PathBuf {
+    if let Some(p) = flag.or_else(|| std::env::var_os("SUT_BIN").map(PathBuf::from)) {
+        return p;
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let beside = exe.with_file_name("sut");
+        if beside.exists() {
+            return beside;
+        }
+        // Test binaries live one level down, in target/<profile>/deps.
+        if let Some(up) = exe.parent().and_then(Path::parent) {
+            let candidate = up.join("sut");
+            if candidate.exists() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from("sut")
+}
+
+/// Wipes `data`, starts `sut up` on it and waits for its manifest.
+pub async fn start(target: &SpawnTarget, data: &Path, sut: &Path) -> Result<Spawned> {
+    if data.exists() {
+        std::fs::remove_dir_all(data)
+            .with_context(|| format!("cannot wipe the run's data directory {}", data.display()))?;
+    }
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create {}", data.display()))?;
+    let log_path = data.join("sut.log");
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut cmd = Command::new(sut);
+    cmd.arg("up")
+        .arg("--gateways")
+        .arg(target.gateways.to_string())
+        .arg("--data")
+        .arg(data)
+        .arg("--timeline")
+        .arg(&target.timeline)
+        .arg("--base-port")
+        .arg(target.base_port.to_string())
+        .arg("--countdown")
+        .arg(humantime::format_duration(target.countdown).to_string())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe; it makes the kernel stop `sut up` if this
+    // load generator dies, so no system under test is left behind.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {} (build it with `cargo build --release`, or pass --sut-bin)", sut.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let manifest = loop {
+        if let Ok(m) = Manifest::load(data) {
+            break m;
+        }
+        if let Some(status) = child.try_wait()? {
+            let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("`sut up` exited ({status}) before it was ready:\n{tail}");
+        }
+        if Instant::now() > deadline {
+            bail!("`sut up` was not ready after 60 s; see {}", log_path.display());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    Ok(Spawned {
+        child,
+        data: data.to_path_buf(),
+        manifest,
+        log: log_path,
+    })
+}
+
+impl Spawned {
+    /// Stops the system cleanly (SIGTERM: gateways drain, then the rest) and waits.
+    pub async fn stop(mut self) -> Result<()> {
+        if let Some(pid) = self.child.id() {
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+        }
+        match tokio::time::timeout(Duration::from_secs(180), self.child.wait()).await {
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => bail!("`sut up` ended with {status}; see {}", self.log.display()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                bail!("`sut up` did not stop within 180 s; killed it")
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Pass/fail thresholds, written as `SUBJECT: STAT CMP VALUE`:
+//! - `shake: p99 < 5ms`, `open: max <= 1s`, `connect: p99.9 < 100ms`, `hello: mean < 2ms`
+//!   (operations: connect, hello, shake, open, heartbeat; stats: pNN, pNN.N, max, mean)
+//! - `errors: rate < 0.1%` (errors ÷ requests), `errors: count == 0`
+
+use crate::stats::{Op, Summary};
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stat {
+    Percentile(f64),
+    Max,
+    Mean,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Subject {
+    Latency(Op, Stat),
+    ErrorRate,
+    ErrorCount,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+}
+
+impl Cmp {
+    fn holds(self, observed: f64, limit: f64) -> bool {
+        match self {
+            Cmp::Lt => observed < limit,
+            Cmp::Le => observed <= limit,
+            Cmp::Gt => observed > limit,
+            Cmp::Ge => observed >= limit,
+            Cmp::Eq => observed == limit,
+        }
+    }
+}
+
+/// One threshold. Latencies are kept in milliseconds, rates as fractions.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Threshold {
+    pub source: String,
+    pub subject: Subject,
+    pub cmp: Cmp,
+    pub limit: f64,
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl TryFrom<String> for Threshold {
+    type Error = String;
+    fn try_from(source: String) -> Result<Self, String> {
+        Threshold::parse(&source)
+    }
+}
+
+const OPS_HELP: &str = "connect, hello, shake, open, heartbeat or errors";
+
+impl Threshold {
+    pub fn parse(source: &str) -> Result<Threshold, String> {
+        let (subject, rest) = source.split_once(':').ok_or_else(|| {
+            format!("threshold `{source}`: write SUBJECT: STAT CMP VALUE, e.g. `shake: p99 < 5ms`")
+        })?;
+        let subject = subject.trim();
+        let mut words = rest.split_whitespace();
+        let (Some(stat), Some(cmp), Some(value), None) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            return Err(format!(
+                "threshold `{source}`: after `{subject}:` write STAT CMP VALUE, e.g. `p99 < 5ms`"
+            ));
+        };
+        let cmp = match cmp {
+            "<" => Cmp::Lt,
+            "<=" => Cmp::Le,
+            ">" => Cmp::Gt,
+            ">=" => Cmp::Ge,
+            "==" => Cmp::Eq,
+            other => {
+                return Err(format!(
+                    "threshold `{source}`: unknown comparison `{other}`; use <, <=, >, >= or =="
+                ))
+            }
+        };
+        let (subject, limit) = if subject == "errors" {
+            match stat {
+                "rate" => (Subject::ErrorRate, parse_rate(value, source)?),
+                "count" => (
+                    Subject::ErrorCount,
+                    value.parse::<u64>().map_err(|_| {
+                        format!("threshold `{source}`: `{value}` is not a whole count")
+                    })? as f64,
+                ),
+                other => {
+                    return Err(format!(
+                        "threshold `{source}`: errors take `rate` or `count`, not `{other}`"
+                    ))
+                }
+            }
+        } else {
+            let op = Op::from_name(subject).ok_or_else(|| {
+                format!("threshold `{source}`: unknown operation `{subject}`; use {OPS_HELP}")
+            })?;
+            let stat = parse_stat(stat, source)?;
+            let limit = humantime::parse_duration(value).map_err(|_| {
+                format!("threshold `{source}`: `{value}` is not a duration; write e.g. 5ms, 250us or 1s")
+            })?;
+            (Subject::Latency(op, stat), duration_ms(limit))
+        };
+        Ok(Threshold {
+            source: source.to_string(),
+            subject,
+            cmp,
+            limit,
+        })
+    }
+
+    /// The observed value (ms, fraction or count) and whether the threshold holds.
+    pub fn evaluate(&self, summary: &Summary) -> (f64, bool) {
+        let observed = match self.subject {
+            Subject::Latency(op, stat) => {
+                let h = &summary.ops[op as usize].latency;
+                let us = match stat {
+                    _ if h.is_empty() => 0,
+                    Stat::Percentile(p) => h.value_at_quantile(p / 100.0),
+                    Stat::Max => h.max(),
+                    Stat::Mean => h.mean() as u64,
+                };
+                us as f64 / 1000.0
+            }
+            Subject::ErrorRate => summary.error_rate(),
+            Subject::ErrorCount => summary.errors() as f64,
+        };
+        (observed, self.cmp.holds(observed, self.limit))
+    }
+
+    /// Formats an observed value in the threshold's unit.
+    pub fn format_value(&self, v: f64) -> String {
+        match self.subject {
+            Subject::Latency(..) => format!("{v:.3}ms"),
+            Subject::ErrorRate => format!("{:.4}%", v * 100.0),
+            Subject::ErrorCount => format!("{v}"),
+        }
+    }
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn parse_stat(stat: &str, source: &str) -> Result<Stat, String> {
+    match stat {
+        "max" => Ok(Stat::Max),
+        "mean" => Ok(Stat::Mean),
+        s if s.starts_with('p') => {
+            let p: f64 = s[1..].parse().map_err(|_| {
+                format!("threshold `{source}`: `{s}` is not a percentile; write p50, p99 or p99.9")
+            })?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!("threshold `{source}`: percentile {p} is outside 0..100"));
+            }
+            Ok(Stat::Percentile(p))
+        }
+        other => Err(format!(
+            "threshold `{source}`: unknown statistic `{other}`; use pNN (p99, p99.9), max or mean"
+        )),
+    }
+}
+
+fn parse_rate(value: &str, source: &str) -> Result<f64, String> {
+    let bad = || format!("threshold `{source}`: `{value}` is not a rate; write e.g. 0.1% or 0.001");
+    let rate = match value.strip_suffix('%') {
+        Some(p) => p.parse::<f64>().map_err(|_| bad())? / 100.0,
+        None => value.parse::<f64>().map_err(|_| bad())?,
+    };
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!("threshold `{source}`: a rate lies between 0% and 100%"));
+    }
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_latency_and_error_thresholds() {
+        let t = Threshold::parse("shake: p99.9 < 5ms").unwrap();
+        assert_eq!(t.subject, Subject::Latency(Op::Shake, Stat::Percentile(99.9)));
+        assert_eq!(t.limit, 5.0);
+        let t = Threshold::parse("errors: rate < 0.1%").unwrap();
+        assert_eq!(t.subject, Subject::ErrorRate);
+        assert!((t.limit - 0.001).abs() < 1e-12);
+        assert_eq!(Threshold::parse("errors: count == 0").unwrap().limit, 0.0);
+    }
+
+    #[test]
+    fn bad_thresholds_say_what_to_write() {
+        for (src, hint) in [
+            ("shook: p99 < 5ms", "unknown operation `shook`"),
+            ("shake: p99 ~ 5ms", "unknown comparison"),
+            ("shake: p999x < 5ms", "not a percentile"),
+            ("shake: p99 < fast", "not a duration"),
+            ("errors: rate < 200%", "between 0% and 100%"),
+            ("errors: p99 < 1ms", "rate` or `count"),
+            ("shake p99 < 5ms", "SUBJECT: STAT CMP VALUE"),
+        ] {
+            let e = Threshold::parse(src).unwrap_err();
+            assert!(e.contains(hint), "{src}: {e}");
+        }
+    }
+}

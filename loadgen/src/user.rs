@@ -1,0 +1,320 @@
+//! One simulated user, as a state machine with no I/O: the shell feeds it the time and
+//! the frames that arrive, and it says what to send next and when.
+//!
+//! Shakes follow an open-loop schedule: the k-th shake is *intended* at
+//! `first + k × interval(tier)` whatever happened before, and its latency is measured
+//! from that intended time, so a slow reply that delays the next send is charged to the
+//! system under test (coordinated omission corrected, as wrk2 does). The interval is
+//! the one the server's throttle tier asks for.
+
+use crate::profile::Behaviour;
+use crate::stats::{Op, Summary};
+use bytes::Bytes;
+use sut::protocol::{ErrorCode, Frame, Outcome};
+use std::time::Duration;
+
+/// What the shell should do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Send `frame` and wait for its reply (one request in flight per connection).
+    Send(Frame),
+    /// Nothing to send before this time (from the run's start).
+    WaitUntil(Duration),
+    /// The user's window is over: close the connection.
+    Leave,
+}
+
+/// A simulated user's state across its connections.
+#[derive(Debug)]
+pub struct UserCore {
+    user: u64,
+    auth: Bytes,
+    intervals: Vec<Duration>,
+    open_probability: f64,
+    heartbeat: Duration,
+    tier: u8,
+    cookie: Bytes,
+    hello_done: bool,
+    next_shake: Duration,
+    last_sent: Duration,
+    pending_open: Option<(Bytes, Duration)>,
+    in_flight: Option<(Op, Duration)>,
+    leave_at: Duration,
+}
+
+impl UserCore {
+    /// `phase` in [0, 1) spreads users' first shakes over one interval.
+    pub fn new(user: u64, auth: Bytes, behaviour: &Behaviour, phase: f64) -> Self {
+        UserCore {
+            user,
+            auth,
+            intervals: behaviour.shake_interval.clone(),
+            open_probability: behaviour.open_probability,
+            heartbeat: behaviour.heartbeat_interval,
+            tier: 0,
+            cookie: Bytes::new(),
+            hello_done: false,
+            next_shake: behaviour.shake_interval[0].mul_f64(phase.clamp(0.0, 1.0)),
+            last_sent: Duration::ZERO,
+            pending_open: None,
+            in_flight: None,
+            leave_at: Duration::ZERO,
+        }
+    }
+
+    pub fn tier(&self) -> u8 {
+        self.tier
+    }
+
+    fn interval(&self) -> Duration {
+        let i = (self.tier as usize).min(self.intervals.len() - 1);
+        self.intervals[i]
+    }
+
+    /// A new connection is up at `now`; the user stays until `leave_at`. Shakes missed
+    /// while disconnected are skipped, not fired in a burst: a phone does not queue them.
+    pub fn connected(&mut self, now: Duration, leave_at: Duration) {
+        self.hello_done = false;
+        self.in_flight = None;
+        self.leave_at = leave_at;
+        self.last_sent = now;
+        let interval = self.interval();
+        if self.next_shake < now {
+            let behind = (now - self.next_shake).as_nanos() / interval.as_nanos().max(1);
+            self.next_shake += interval * (behind as u32 + 1);
+        }
+    }
+
+    pub fn poll(&mut self, now: Duration) -> Action {
+        if self.in_flight.is_some() {
+            // The shell waits for the reply; nothing else goes out meanwhile.
+            return Action::WaitUntil(now + self.heartbeat);
+        }
+        if now >= self.leave_at {
+            return Action::Leave;
+        }
+        if !self.hello_done {
+            return self.send(
+                Op::Hello,
+                now,
+                Frame::Hello {
+                    user_id: self.user,
+                    auth_token: self.auth.clone(),
+                },
+            );
+        }
+        if let Some((token, intended)) = self.pending_open.take() {
+            return self.send(Op::Open, intended, Frame::Open { token });
+        }
+        if now >= self.next_shake {
+            let intended = self.next_shake;
+            self.next_shake += self.interval();
+            let cookie = self.cookie.clone();
+            return self.send(Op::Shake, intended, Frame::Shake { cookie });
+        }
+        let heartbeat_due = self.last_sent + self.heartbeat;
+        if now >= heartbeat_due {
+            return self.send(Op::Heartbeat, heartbeat_due, Frame::Heartbeat);
+        }
+        Action::WaitUntil(self.next_shake.min(heartbeat_due).min(self.leave_at))
+    }
+
+    fn send(&mut self, op: Op, intended: Duration, frame: Frame) -> Action {
+        self.in_flight = Some((op, intended));
+        self.last_sent = self.last_sent.max(intended);
+        Action::Send(frame)
+    }
+
+    /// A frame arrived at `now`; `roll` in [0, 1) decides whether a won envelope is opened.
+    /// Returns the error code if the server closed the session with an Error frame.
+    pub fn on_frame(
+        &mut self,
+        frame: Frame,
+        now: Duration,
+        roll: f64,
+        stats: &mut Summary,
+    ) -> Option<ErrorCode> {
+        let Some((op, intended)) = self.in_flight.take() else {
+            // Unsolicited: the server is closing the session (shutdown, timeout).
+            if let Frame::Error { code, .. } = frame {
+                let code = ErrorCode::from_u16(code);
+                *stats
+                    .errors_by_kind
+                    .entry(format!(
+                        "session/{}",
+                        code.map(|c| c.name()).unwrap_or("unknown")
+                    ))
+                    .or_default() += 1;
+                return code.or(Some(ErrorCode::Unexpected));
+            }
+            return None;
+        };
+        let latency_us = now.saturating_sub(intended).as_micros() as u64;
+        match (op, frame) {
+            (Op::Hello, Frame::HelloAck { tier, .. }) => {
+                self.hello_done = true;
+                self.set_tier(tier, now);
+                stats.record(op, latency_us);
+            }
+            (Op::Shake, Frame::ShakeReply { outcome, tier, cookie }) => {
+                stats.record(op, latency_us);
+                self.cookie = cookie;
+                let name = match outcome {
+                    Outcome::Nothing => "nothing",
+                    Outcome::Greeting { .. } => "greeting",
+                    Outcome::Envelope { token, .. } => {
+                        if roll < self.open_probability {
+                            self.pending_open = Some((token, now));
+                        }
+                        "envelope"
+                    }
+                };
+                stats.outcome(name, tier);
+                self.set_tier(tier, intended);
+            }
+            (Op::Open, Frame::OpenReply { code: 0, amount_cents }) => {
+                stats.record(op, latency_us);
+                stats.opened_cents += amount_cents as u64;
+            }
+            (Op::Open, Frame::OpenReply { code, .. }) => {
+                let name = ErrorCode::from_u16(code).map(|c| c.name()).unwrap_or("unknown");
+                stats.error(op, name);
+            }
+            (Op::Heartbeat, Frame::HeartbeatAck { .. }) => stats.record(op, latency_us),
+            (_, Frame::Error { code, .. }) => {
+                let code = ErrorCode::from_u16(code);
+                stats.error(op, code.map(|c| c.name()).unwrap_or("unknown"));
+                if code == Some(ErrorCode::CookieInvalid) {
+                    self.cookie = Bytes::new();
+                }
+                // Errors to Hello end the session; errors to requests do not.
+                if op == Op::Hello {
+                    return code.or(Some(ErrorCode::Unexpected));
+                }
+            }
+            (_, _) => stats.error(op, "unexpected_reply"),
+        }
+        None
+    }
+
+    /// The request in flight got no reply (timeout or closed connection).
+    pub fn failed(&mut self, kind: &str, stats: &mut Summary) {
+        if let Some((op, _)) = self.in_flight.take() {
+            stats.error(op, kind);
+        }
+    }
+
+    fn set_tier(&mut self, tier: u8, anchor: Duration) {
+        if tier != self.tier {
+            self.tier = tier;
+            // Obey at once: the next shake waits the new tier's interval.
+            self.next_shake = anchor + self.interval();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn behaviour() -> Behaviour {
+        Behaviour {
+            shake_interval: vec![Duration::from_secs(2), Duration::from_secs(10)],
+            open_probability: 1.0,
+            heartbeat_interval: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn reply(tier: u8, outcome: Outcome) -> Frame {
+        Frame::ShakeReply {
+            outcome,
+            tier,
+            cookie: Bytes::from_static(b"c"),
+        }
+    }
+
+    fn hello(u: &mut UserCore, s: &mut Summary) {
+        u.connected(ms(0), ms(60_000));
+        assert!(matches!(u.poll(ms(0)), Action::Send(Frame::Hello { .. })));
+        let ack = Frame::HelloAck { server_time_ms: 0, tier: 0, config_version: 1 };
+        assert_eq!(u.on_frame(ack, ms(1), 0.0, s), None);
+    }
+
+    #[test]
+    fn latency_counts_from_the_intended_time() {
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        hello(&mut u, &mut s);
+        // Shake 0 intended at 0; the reply takes 3 s.
+        assert!(matches!(u.poll(ms(1)), Action::Send(Frame::Shake { .. })));
+        u.on_frame(reply(0, Outcome::Nothing), ms(3_000), 0.0, &mut s);
+        // Shake 1 was intended at 2 s: sent late at 3 s, answered at 3.001 s = 1001 ms.
+        assert!(matches!(u.poll(ms(3_000)), Action::Send(Frame::Shake { .. })));
+        u.on_frame(reply(0, Outcome::Nothing), ms(3_001), 0.0, &mut s);
+        let h = &s.ops[Op::Shake as usize].latency;
+        assert_eq!(h.len(), 2);
+        assert!(h.min() >= 1_000_000 && h.max() >= 2_999_000, "{} {}", h.min(), h.max());
+    }
+
+    #[test]
+    fn the_server_tier_sets_the_interval() {
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        hello(&mut u, &mut s);
+        u.poll(ms(1));
+        u.on_frame(reply(1, Outcome::Nothing), ms(5), 0.0, &mut s);
+        assert_eq!(u.tier(), 1);
+        // Next shake 10 s after the last intended one (0), not 2 s.
+        assert_eq!(u.poll(ms(6)), Action::WaitUntil(ms(10_000)));
+        assert!(matches!(u.poll(ms(10_000)), Action::Send(Frame::Shake { .. })));
+        assert_eq!(s.tiers[&1], 1);
+    }
+
+    #[test]
+    fn a_won_envelope_is_opened_next() {
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        hello(&mut u, &mut s);
+        u.poll(ms(1));
+        let env = Outcome::Envelope { token: Bytes::from_static(b"tok"), sponsor: 1, amount_cents: 50 };
+        u.on_frame(reply(0, env), ms(5), 0.5, &mut s);
+        assert_eq!(u.poll(ms(5)), Action::Send(Frame::Open { token: Bytes::from_static(b"tok") }));
+        u.on_frame(Frame::OpenReply { code: 0, amount_cents: 50 }, ms(7), 0.0, &mut s);
+        assert_eq!(s.opened_cents, 50);
+        assert_eq!(s.count(Op::Open), 1);
+        let refused = Frame::OpenReply { code: ErrorCode::AlreadyOpened as u16, amount_cents: 0 };
+        u.in_flight = Some((Op::Open, ms(8)));
+        u.on_frame(refused, ms(9), 0.0, &mut s);
+        assert_eq!(s.errors_by_kind["open/already_opened"], 1);
+    }
+
+    #[test]
+    fn heartbeats_fill_silence_and_leaving_ends() {
+        let mut b = behaviour();
+        b.shake_interval = vec![Duration::from_secs(100)];
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, Bytes::new(), &b, 0.5);
+        u.connected(ms(0), ms(70_000));
+        u.poll(ms(0));
+        u.on_frame(Frame::HelloAck { server_time_ms: 0, tier: 0, config_version: 1 }, ms(1), 0.0, &mut s);
+        assert_eq!(u.poll(ms(2)), Action::WaitUntil(ms(30_000)));
+        assert_eq!(u.poll(ms(30_000)), Action::Send(Frame::Heartbeat));
+        u.on_frame(Frame::HeartbeatAck { server_time_ms: 0 }, ms(30_001), 0.0, &mut s);
+        assert_eq!(u.poll(ms(70_000)), Action::Leave);
+    }
+
+    #[test]
+    fn unsolicited_errors_end_the_session() {
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        hello(&mut u, &mut s);
+        let bye = Frame::error(ErrorCode::ShuttingDown, "bye");
+        assert_eq!(u.on_frame(bye, ms(5), 0.0, &mut s), Some(ErrorCode::ShuttingDown));
+        assert_eq!(s.errors_by_kind["session/shutting_down"], 1);
+    }
+}
