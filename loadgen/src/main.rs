@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about = "Load generator for the shake red-envelope system")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Load generator for the shake red-envelope system"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,7 +52,12 @@ fn main() -> ExitCode {
                 );
                 Ok(ExitCode::SUCCESS)
             }
-            Command::Run { profile, metrics, summary_json, sut_bin } => {
+            Command::Run {
+                profile,
+                metrics,
+                summary_json,
+                sut_bin,
+            } => {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -155,10 +155,14 @@ fn intervals<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
     raw.iter()
         .map(|s| {
             let d = humantime::parse_duration(s).map_err(|e| {
-                serde::de::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. 2s or 500ms"))
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a duration ({e}); write e.g. 2s or 500ms"
+                ))
             })?;
             if d.is_zero() {
-                return Err(serde::de::Error::custom("a shake interval must be longer than zero"));
+                return Err(serde::de::Error::custom(
+                    "a shake interval must be longer than zero",
+                ));
             }
             Ok(d)
         })
@@ -210,7 +214,9 @@ impl Profile {
             return Err("users: must be at least 1".into());
         }
         if self.stages.is_empty() {
-            return Err("stages: list at least one stage, e.g. `- { duration: 30s, target: 100 }`".into());
+            return Err(
+                "stages: list at least one stage, e.g. `- { duration: 30s, target: 100 }`".into(),
+            );
         }
         for (i, s) in self.stages.iter().enumerate() {
             if s.target > self.users {
@@ -231,7 +237,9 @@ impl Profile {
             }
             Target::Addresses(a) => {
                 if a.gateways.is_empty() {
-                    return Err("target.addresses.gateways: list at least one gateway address".into());
+                    return Err(
+                        "target.addresses.gateways: list at least one gateway address".into(),
+                    );
                 }
             }
         }
@@ -287,7 +295,10 @@ thresholds:
 
     #[test]
     fn unknown_field_is_named_with_its_line() {
-        let e = err(&GOOD.replace("open_probability: 0.5", "open_probability: 0.5\n  colour: red"));
+        let e = err(&GOOD.replace(
+            "open_probability: 0.5",
+            "open_probability: 0.5\n  colour: red",
+        ));
         assert!(e.contains("colour") && e.contains("line 11"), "{e}");
     }
 
@@ -303,7 +314,10 @@ thresholds:
 
     #[test]
     fn missing_target_is_named() {
-        let e = err(&GOOD.replace("target:\n  spawn: { gateways: 2, timeline: timeline.yaml }\n", ""));
+        let e = err(&GOOD.replace(
+            "target:\n  spawn: { gateways: 2, timeline: timeline.yaml }\n",
+            "",
+        ));
         assert!(e.contains("missing field `target`"), "{e}");
     }
 
@@ -315,7 +329,10 @@ thresholds:
 
     #[test]
     fn stage_above_users_is_refused() {
-        let e = err(&GOOD.replace("target: 100 }\n  - { duration: 10s", "target: 200 }\n  - { duration: 10s"));
+        let e = err(&GOOD.replace(
+            "target: 100 }\n  - { duration: 10s",
+            "target: 200 }\n  - { duration: 10s",
+        ));
         assert!(e.contains("stages[0].target"), "{e}");
     }
 }

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 
 /// Bucket bounds in seconds: 50 µs to 10 s, fine enough to read p99.9 from.
 pub const BUCKETS_S: &[f64] = &[
-    0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005,
-    0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5,
-    2.0, 3.0, 5.0, 7.5, 10.0,
+    0.00005, 0.0001, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075,
+    0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0,
+    7.5, 10.0,
 ];
 
 #[derive(Debug)]
@@ -107,7 +107,12 @@ impl Collector for SummaryCollector {
             let sum = h.mean() * h.len() as f64 / 1e6;
             let labels = [("op", op.name())];
             let mut m = e.encode_family(&labels)?;
-            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, h.len(), &buckets, None)?;
+            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                sum,
+                h.len(),
+                &buckets,
+                None,
+            )?;
         }
         Ok(())
     }

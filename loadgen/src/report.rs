@@ -62,7 +62,13 @@ impl RunReport {
             .map(|op| {
                 let s = &summary.ops[*op as usize];
                 let h = &s.latency;
-                let q = |p: f64| if h.is_empty() { 0.0 } else { ms(h.value_at_quantile(p)) };
+                let q = |p: f64| {
+                    if h.is_empty() {
+                        0.0
+                    } else {
+                        ms(h.value_at_quantile(p))
+                    }
+                };
                 (
                     op.name(),
                     OpReport {
@@ -90,7 +96,8 @@ impl RunReport {
                 }
             })
             .collect();
-        let passed = thresholds.iter().all(|t| t.passed) && audit.as_ref().is_none_or(|a| a.passed());
+        let passed =
+            thresholds.iter().all(|t| t.passed) && audit.as_ref().is_none_or(|a| a.passed());
         RunReport {
             profile: profile.to_string(),
             duration_s,
@@ -132,13 +139,37 @@ impl RunReport {
             let _ = writeln!(
                 out,
                 "{:<10} {:>9} {:>7} {:>9.1} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
-                name, r.count, r.errors, r.rate_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
+                name,
+                r.count,
+                r.errors,
+                r.rate_per_s,
+                r.p50_ms,
+                r.p90_ms,
+                r.p99_ms,
+                r.p999_ms,
+                r.max_ms
             );
         }
-        let outcomes: Vec<String> = self.shake_outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let outcomes: Vec<String> = self
+            .shake_outcomes
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
         let _ = writeln!(out, "\nshake outcomes: {}", outcomes.join(", "));
-        let tiers: Vec<String> = self.tiers_seen.iter().map(|(k, v)| format!("tier {k}: {v}")).collect();
-        let _ = writeln!(out, "throttle tiers seen: {}", if tiers.is_empty() { "none".into() } else { tiers.join(", ") });
+        let tiers: Vec<String> = self
+            .tiers_seen
+            .iter()
+            .map(|(k, v)| format!("tier {k}: {v}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "throttle tiers seen: {}",
+            if tiers.is_empty() {
+                "none".into()
+            } else {
+                tiers.join(", ")
+            }
+        );
         let _ = writeln!(
             out,
             "opens promised: {} cents; connection drops: {}; error rate {:.4}%",
@@ -147,7 +178,11 @@ impl RunReport {
             self.error_rate * 100.0
         );
         if !self.errors_by_kind.is_empty() {
-            let errs: Vec<String> = self.errors_by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let errs: Vec<String> = self
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             let _ = writeln!(out, "errors: {}", errs.join(", "));
         }
         if !self.thresholds.is_empty() {

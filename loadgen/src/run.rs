@@ -31,15 +31,26 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
 
     let (spawned, gateways, auth) = match &profile.target {
         Target::Spawn(t) => {
-            let data = t.data.clone().unwrap_or_else(|| PathBuf::from("data").join(&name));
+            let data = t
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data").join(&name));
             let sut = spawn::sut_binary(opts.sut_bin.clone());
-            eprintln!("starting the system under test ({} gateways, data in {})", t.gateways, data.display());
+            eprintln!(
+                "starting the system under test ({} gateways, data in {})",
+                t.gateways,
+                data.display()
+            );
             let s = spawn::start(t, &data, &sut).await?;
             let auth = SigningKey::load(&data.join("auth.key"))?;
             let gateways = s.manifest.gateway_addrs.clone();
             (Some(s), gateways, auth)
         }
-        Target::Addresses(a) => (None, a.gateways.clone(), SigningKey::load(&a.auth_key_file)?),
+        Target::Addresses(a) => (
+            None,
+            a.gateways.clone(),
+            SigningKey::load(&a.auth_key_file)?,
+        ),
     };
     eprintln!(
         "running {name}: {} users over {} gateways for {:.0} s",
@@ -51,7 +62,9 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let stats = Arc::new(Mutex::new(Summary::default()));
     if let Some(addr) = &opts.metrics {
         let mut registry = Registry::default();
-        registry.register_collector(Box::new(SummaryCollector { stats: stats.clone() }));
+        registry.register_collector(Box::new(SummaryCollector {
+            stats: stats.clone(),
+        }));
         let bound = sut::metrics::serve(addr, Arc::new(registry))
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
@@ -70,7 +83,8 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         users.spawn(run_user(ctx.clone(), user));
     }
     let mut interrupted = false;
-    let mut tick = tokio::time::interval_at(ctx.start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick =
+        tokio::time::interval_at(ctx.start + Duration::from_secs(1), Duration::from_secs(1));
     let mut progress = Progress::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -104,7 +118,14 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         }
         None => None,
     };
-    let report = RunReport::build(&name, &summary, duration, profile.users, &profile.thresholds, audit);
+    let report = RunReport::build(
+        &name,
+        &summary,
+        duration,
+        profile.users,
+        &profile.thresholds,
+        audit,
+    );
     print!("{}", report.table());
     if let Some(path) = &opts.summary_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -112,7 +133,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     }
     let breached = report.breached();
     for t in &breached {
-        eprintln!("threshold breached: {} (observed {})", t.threshold, t.observed);
+        eprintln!(
+            "threshold breached: {} (observed {})",
+            t.threshold, t.observed
+        );
     }
     if report.audit.as_ref().is_some_and(|a| !a.passed()) {
         eprintln!("audit failed: the system under test lost or duplicated something");
@@ -141,7 +165,11 @@ impl Progress {
         if let Some(prev) = &self.last_shake_hist {
             let _ = window.subtract(prev);
         }
-        let p99 = if window.is_empty() { 0.0 } else { window.value_at_quantile(0.99) as f64 / 1000.0 };
+        let p99 = if window.is_empty() {
+            0.0
+        } else {
+            window.value_at_quantile(0.99) as f64 / 1000.0
+        };
         let line = format!(
             "[{:>4.0}s] users {}/{} | shakes {}/s (envelope {} greeting {} nothing {}) | shake p99 {:.2}ms | opens {}/s | errors {} | drops {} | tiers {:?}",
             elapsed.as_secs_f64(),

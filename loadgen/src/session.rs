@@ -1,10 +1,10 @@
 //! The I/O shell around [`UserCore`]: one long TCP connection per simulated user,
 //! reconnecting with backoff when it drops.
 
+use crate::profile::Profile;
 use crate::stages::user_windows;
 use crate::stats::{Op, Summary};
 use crate::user::{Action, UserCore};
-use crate::profile::Profile;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use rand::{Rng, SeedableRng};
@@ -128,7 +128,10 @@ async fn drive(
                     Ok(Some(Ok(frame))) => {
                         let roll: f64 = rng.random();
                         let now = ctx.now();
-                        if ctx.with_stats(|s| core.on_frame(frame, now, roll, s)).is_some() {
+                        if ctx
+                            .with_stats(|s| core.on_frame(frame, now, roll, s))
+                            .is_some()
+                        {
                             return Ended::Dropped;
                         }
                     }

@@ -47,8 +47,7 @@ pub async fn start(target: &SpawnTarget, data: &Path, sut: &Path) -> Result<Spaw
         std::fs::remove_dir_all(data)
             .with_context(|| format!("cannot wipe the run's data directory {}", data.display()))?;
     }
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("cannot create {}", data.display()))?;
+    std::fs::create_dir_all(data).with_context(|| format!("cannot create {}", data.display()))?;
     let log_path = data.join("sut.log");
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
@@ -76,9 +75,12 @@ pub async fn start(target: &SpawnTarget, data: &Path, sut: &Path) -> Result<Spaw
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {} (build it with `cargo build --release`, or pass --sut-bin)", sut.display()))?;
+    let mut child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot start {} (build it with `cargo build --release`, or pass --sut-bin)",
+            sut.display()
+        )
+    })?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let manifest = loop {
         if let Ok(m) = Manifest::load(data) {
@@ -89,7 +91,10 @@ pub async fn start(target: &SpawnTarget, data: &Path, sut: &Path) -> Result<Spaw
             bail!("`sut up` exited ({status}) before it was ready:\n{tail}");
         }
         if Instant::now() > deadline {
-            bail!("`sut up` was not ready after 60 s; see {}", log_path.display());
+            bail!(
+                "`sut up` was not ready after 60 s; see {}",
+                log_path.display()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };

@@ -83,7 +83,10 @@ mod tests {
                 })
                 .count() as i64;
             let want = target_at(&stages, t) as i64;
-            assert!((connected - want).abs() <= 1, "t={t:?} {connected} vs {want}");
+            assert!(
+                (connected - want).abs() <= 1,
+                "t={t:?} {connected} vs {want}"
+            );
         }
     }
 }

@@ -158,7 +158,10 @@ mod tests {
         m.merge(&a);
         m.merge(&b);
         assert_eq!(m.count(Op::Shake), 2000);
-        assert_eq!(m.ops[Op::Shake as usize].latency.max(), b.ops[2].latency.max());
+        assert_eq!(
+            m.ops[Op::Shake as usize].latency.max(),
+            b.ops[2].latency.max()
+        );
         assert_eq!(m.errors_by_kind["open/timeout"], 2);
         assert_eq!(m.tiers[&1], 1);
         assert!((m.error_rate() - 2.0 / 2002.0).abs() < 1e-12);

@@ -169,7 +169,9 @@ fn parse_stat(stat: &str, source: &str) -> Result<Stat, String> {
                 format!("threshold `{source}`: `{s}` is not a percentile; write p50, p99 or p99.9")
             })?;
             if !(0.0..=100.0).contains(&p) {
-                return Err(format!("threshold `{source}`: percentile {p} is outside 0..100"));
+                return Err(format!(
+                    "threshold `{source}`: percentile {p} is outside 0..100"
+                ));
             }
             Ok(Stat::Percentile(p))
         }
@@ -186,7 +188,9 @@ fn parse_rate(value: &str, source: &str) -> Result<f64, String> {
         None => value.parse::<f64>().map_err(|_| bad())?,
     };
     if !(0.0..=1.0).contains(&rate) {
-        return Err(format!("threshold `{source}`: a rate lies between 0% and 100%"));
+        return Err(format!(
+            "threshold `{source}`: a rate lies between 0% and 100%"
+        ));
     }
     Ok(rate)
 }
@@ -198,7 +202,10 @@ mod tests {
     #[test]
     fn parses_latency_and_error_thresholds() {
         let t = Threshold::parse("shake: p99.9 < 5ms").unwrap();
-        assert_eq!(t.subject, Subject::Latency(Op::Shake, Stat::Percentile(99.9)));
+        assert_eq!(
+            t.subject,
+            Subject::Latency(Op::Shake, Stat::Percentile(99.9))
+        );
         assert_eq!(t.limit, 5.0);
         let t = Threshold::parse("errors: rate < 0.1%").unwrap();
         assert_eq!(t.subject, Subject::ErrorRate);

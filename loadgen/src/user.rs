@@ -10,8 +10,8 @@
 use crate::profile::Behaviour;
 use crate::stats::{Op, Summary};
 use bytes::Bytes;
-use sut::protocol::{ErrorCode, Frame, Outcome};
 use std::time::Duration;
+use sut::protocol::{ErrorCode, Frame, Outcome};
 
 /// What the shell should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +156,14 @@ impl UserCore {
                 self.set_tier(tier, now);
                 stats.record(op, latency_us);
             }
-            (Op::Shake, Frame::ShakeReply { outcome, tier, cookie }) => {
+            (
+                Op::Shake,
+                Frame::ShakeReply {
+                    outcome,
+                    tier,
+                    cookie,
+                },
+            ) => {
                 stats.record(op, latency_us);
                 self.cookie = cookie;
                 let name = match outcome {
@@ -172,12 +179,20 @@ impl UserCore {
                 stats.outcome(name, tier);
                 self.set_tier(tier, intended);
             }
-            (Op::Open, Frame::OpenReply { code: 0, amount_cents }) => {
+            (
+                Op::Open,
+                Frame::OpenReply {
+                    code: 0,
+                    amount_cents,
+                },
+            ) => {
                 stats.record(op, latency_us);
                 stats.opened_cents += amount_cents as u64;
             }
             (Op::Open, Frame::OpenReply { code, .. }) => {
-                let name = ErrorCode::from_u16(code).map(|c| c.name()).unwrap_or("unknown");
+                let name = ErrorCode::from_u16(code)
+                    .map(|c| c.name())
+                    .unwrap_or("unknown");
                 stats.error(op, name);
             }
             (Op::Heartbeat, Frame::HeartbeatAck { .. }) => stats.record(op, latency_us),
@@ -241,7 +256,11 @@ mod tests {
     fn hello(u: &mut UserCore, s: &mut Summary) {
         u.connected(ms(0), ms(60_000));
         assert!(matches!(u.poll(ms(0)), Action::Send(Frame::Hello { .. })));
-        let ack = Frame::HelloAck { server_time_ms: 0, tier: 0, config_version: 1 };
+        let ack = Frame::HelloAck {
+            server_time_ms: 0,
+            tier: 0,
+            config_version: 1,
+        };
         assert_eq!(u.on_frame(ack, ms(1), 0.0, s), None);
     }
 
@@ -254,11 +273,19 @@ mod tests {
         assert!(matches!(u.poll(ms(1)), Action::Send(Frame::Shake { .. })));
         u.on_frame(reply(0, Outcome::Nothing), ms(3_000), 0.0, &mut s);
         // Shake 1 was intended at 2 s: sent late at 3 s, answered at 3.001 s = 1001 ms.
-        assert!(matches!(u.poll(ms(3_000)), Action::Send(Frame::Shake { .. })));
+        assert!(matches!(
+            u.poll(ms(3_000)),
+            Action::Send(Frame::Shake { .. })
+        ));
         u.on_frame(reply(0, Outcome::Nothing), ms(3_001), 0.0, &mut s);
         let h = &s.ops[Op::Shake as usize].latency;
         assert_eq!(h.len(), 2);
-        assert!(h.min() >= 1_000_000 && h.max() >= 2_999_000, "{} {}", h.min(), h.max());
+        assert!(
+            h.min() >= 1_000_000 && h.max() >= 2_999_000,
+            "{} {}",
+            h.min(),
+            h.max()
+        );
     }
 
     #[test]
@@ -271,7 +298,10 @@ mod tests {
         assert_eq!(u.tier(), 1);
         // Next shake 10 s after the last intended one (0), not 2 s.
         assert_eq!(u.poll(ms(6)), Action::WaitUntil(ms(10_000)));
-        assert!(matches!(u.poll(ms(10_000)), Action::Send(Frame::Shake { .. })));
+        assert!(matches!(
+            u.poll(ms(10_000)),
+            Action::Send(Frame::Shake { .. })
+        ));
         assert_eq!(s.tiers[&1], 1);
     }
 
@@ -281,13 +311,33 @@ mod tests {
         let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
         hello(&mut u, &mut s);
         u.poll(ms(1));
-        let env = Outcome::Envelope { token: Bytes::from_static(b"tok"), sponsor: 1, amount_cents: 50 };
+        let env = Outcome::Envelope {
+            token: Bytes::from_static(b"tok"),
+            sponsor: 1,
+            amount_cents: 50,
+        };
         u.on_frame(reply(0, env), ms(5), 0.5, &mut s);
-        assert_eq!(u.poll(ms(5)), Action::Send(Frame::Open { token: Bytes::from_static(b"tok") }));
-        u.on_frame(Frame::OpenReply { code: 0, amount_cents: 50 }, ms(7), 0.0, &mut s);
+        assert_eq!(
+            u.poll(ms(5)),
+            Action::Send(Frame::Open {
+                token: Bytes::from_static(b"tok")
+            })
+        );
+        u.on_frame(
+            Frame::OpenReply {
+                code: 0,
+                amount_cents: 50,
+            },
+            ms(7),
+            0.0,
+            &mut s,
+        );
         assert_eq!(s.opened_cents, 50);
         assert_eq!(s.count(Op::Open), 1);
-        let refused = Frame::OpenReply { code: ErrorCode::AlreadyOpened as u16, amount_cents: 0 };
+        let refused = Frame::OpenReply {
+            code: ErrorCode::AlreadyOpened as u16,
+            amount_cents: 0,
+        };
         u.in_flight = Some((Op::Open, ms(8)));
         u.on_frame(refused, ms(9), 0.0, &mut s);
         assert_eq!(s.errors_by_kind["open/already_opened"], 1);
@@ -301,10 +351,24 @@ mod tests {
         let mut u = UserCore::new(1, Bytes::new(), &b, 0.5);
         u.connected(ms(0), ms(70_000));
         u.poll(ms(0));
-        u.on_frame(Frame::HelloAck { server_time_ms: 0, tier: 0, config_version: 1 }, ms(1), 0.0, &mut s);
+        u.on_frame(
+            Frame::HelloAck {
+                server_time_ms: 0,
+                tier: 0,
+                config_version: 1,
+            },
+            ms(1),
+            0.0,
+            &mut s,
+        );
         assert_eq!(u.poll(ms(2)), Action::WaitUntil(ms(30_000)));
         assert_eq!(u.poll(ms(30_000)), Action::Send(Frame::Heartbeat));
-        u.on_frame(Frame::HeartbeatAck { server_time_ms: 0 }, ms(30_001), 0.0, &mut s);
+        u.on_frame(
+            Frame::HeartbeatAck { server_time_ms: 0 },
+            ms(30_001),
+            0.0,
+            &mut s,
+        );
         assert_eq!(u.poll(ms(70_000)), Action::Leave);
     }
 
@@ -314,7 +378,10 @@ mod tests {
         let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
         hello(&mut u, &mut s);
         let bye = Frame::error(ErrorCode::ShuttingDown, "bye");
-        assert_eq!(u.on_frame(bye, ms(5), 0.0, &mut s), Some(ErrorCode::ShuttingDown));
+        assert_eq!(
+            u.on_frame(bye, ms(5), 0.0, &mut s),
+            Some(ErrorCode::ShuttingDown)
+        );
         assert_eq!(s.errors_by_kind["session/shutting_down"], 1);
     }
 }

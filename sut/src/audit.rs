@@ -124,10 +124,16 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
     let mut issued_by_id: HashMap<u64, IssueRecord> = HashMap::new();
     for r in &issued {
         match seed_of.get(&r.envelope_id) {
-            None => f.add("issued an id in no seed shard", format!("id {}", r.envelope_id)),
+            None => f.add(
+                "issued an id in no seed shard",
+                format!("id {}", r.envelope_id),
+            ),
             Some((g, e)) => {
                 if *g != r.gateway || e.amount_cents != r.amount_cents || e.sponsor != r.sponsor {
-                    f.add("issue differs from its seed", format!("id {}", r.envelope_id));
+                    f.add(
+                        "issue differs from its seed",
+                        format!("id {}", r.envelope_id),
+                    );
                 }
             }
         }
@@ -165,7 +171,10 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
                     f.add("credit differs from the seed", format!("id {id}"));
                 }
             }
-            Some(more) => f.add("credited more than once", format!("id {id} x{}", more.len())),
+            Some(more) => f.add(
+                "credited more than once",
+                format!("id {id} x{}", more.len()),
+            ),
         }
     }
     for id in credits.keys() {
@@ -182,17 +191,26 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
     if report.in_flight > 0 {
         f.add(
             "queues not drained",
-            format!("{} opens not yet credited; stop the system cleanly and audit again", report.in_flight),
+            format!(
+                "{} opens not yet credited; stop the system cleanly and audit again",
+                report.in_flight
+            ),
         );
     }
     report.opened = told_opened.len() as u64;
     report.unopened = report.issued.saturating_sub(
-        told_opened.keys().filter(|id| issued_by_id.contains_key(id)).count() as u64,
+        told_opened
+            .keys()
+            .filter(|id| issued_by_id.contains_key(id))
+            .count() as u64,
     );
     report.lost = f.count("lost: opened but never credited");
     report.duplicated = f.count("envelope issued twice") + f.count("credited more than once");
     if backend_opens < report.credited {
-        f.add("payment credited what the backend never recorded", format!("{backend_opens} < {}", report.credited));
+        f.add(
+            "payment credited what the backend never recorded",
+            format!("{backend_opens} < {}", report.credited),
+        );
     }
 
     // Invariant 4: honest users get at most 3 envelopes, at most 1 per sponsor.
@@ -204,7 +222,10 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
         let distinct: HashSet<u16> = sponsors.iter().copied().collect();
         if sponsors.len() > MAX_ENVELOPES_PER_USER || distinct.len() != sponsors.len() {
             report.over_limit_users += 1;
-            f.add("user over the limit", format!("user {user} got sponsors {sponsors:?}"));
+            f.add(
+                "user over the limit",
+                format!("user {user} got sponsors {sponsors:?}"),
+            );
         }
     }
 
@@ -237,7 +258,10 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
         let skipped = leased.saturating_sub(issued_here);
         report.skipped += skipped;
         if issued_here > round.envelopes {
-            f.add("round over budget", format!("round {}: {issued_here} > {}", round.id, round.envelopes));
+            f.add(
+                "round over budget",
+                format!("round {}: {issued_here} > {}", round.id, round.envelopes),
+            );
         }
         if max_in_window > allowed {
             f.add(
@@ -265,7 +289,11 @@ impl std::fmt::Display for AuditReport {
         writeln!(f, "  envelopes issued   {:>10}", self.issued)?;
         writeln!(f, "    opened           {:>10}", self.opened)?;
         writeln!(f, "    unopened         {:>10}", self.unopened)?;
-        writeln!(f, "  credited           {:>10}  ({} cents; balances {} cents)", self.credited, self.credited_cents, self.balances_cents)?;
+        writeln!(
+            f,
+            "  credited           {:>10}  ({} cents; balances {} cents)",
+            self.credited, self.credited_cents, self.balances_cents
+        )?;
         writeln!(f, "  in flight          {:>10}", self.in_flight)?;
         writeln!(f, "  skipped (recycled) {:>10}", self.skipped)?;
         writeln!(f, "  lost               {:>10}", self.lost)?;
@@ -279,7 +307,10 @@ impl std::fmt::Display for AuditReport {
             )?;
         }
         if self.passed() {
-            writeln!(f, "verdict: PASS - nothing lost, nothing duplicated, every limit held")
+            writeln!(
+                f,
+                "verdict: PASS - nothing lost, nothing duplicated, every limit held"
+            )
         } else {
             writeln!(f, "verdict: FAIL")?;
             for v in &self.violations {

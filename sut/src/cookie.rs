@@ -130,7 +130,10 @@ mod tests {
         raw[16] = 0;
         raw.truncate(17);
         raw.extend_from_slice(&[0; MAC_LEN]);
-        assert_eq!(Cookie::open(&raw, 42, 0, &key()), Err(CookieError::Tampered));
+        assert_eq!(
+            Cookie::open(&raw, 42, 0, &key()),
+            Err(CookieError::Tampered)
+        );
         let mut flipped = c.seal(&key()).to_vec();
         flipped[3] ^= 1;
         assert_eq!(
@@ -158,7 +161,10 @@ mod tests {
             expires_ms: 5,
         }
         .seal(&key());
-        assert!(Cookie::open(&raw, 1, 6, &key()).unwrap().sponsors.is_empty());
+        assert!(Cookie::open(&raw, 1, 6, &key())
+            .unwrap()
+            .sponsors
+            .is_empty());
         assert_eq!(
             Cookie::open(&[1, 2, 3], 1, 0, &key()),
             Err(CookieError::Malformed)

@@ -167,7 +167,10 @@ struct Backend {
 }
 
 /// Runs the backend until `shutdown`, then drains the outbox to payment (bounded).
-pub async fn run(config: EnvelopeConfig, shutdown: watch::Receiver<bool>) -> Result<(), EnvelopeError> {
+pub async fn run(
+    config: EnvelopeConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), EnvelopeError> {
     let (db, outbox) = open(&db_path(&config.data))?;
     let mut registry = Registry::default();
     let backend = Arc::new(Backend {
@@ -180,20 +183,43 @@ pub async fn run(config: EnvelopeConfig, shutdown: watch::Receiver<bool>) -> Res
         outbox_depth: Gauge::default(),
         credited: Counters::default(),
     });
-    registry.register("sut_envelope_opens", "Opens delivered to the backend, by result", backend.recorded.clone());
-    registry.register("sut_envelope_outbox_depth", "Credits waiting for payment's ack", backend.outbox_depth.clone());
-    registry.register("sut_envelope_credits_forwarded", "Credits sent to payment, by result", backend.credited.clone());
+    registry.register(
+        "sut_envelope_opens",
+        "Opens delivered to the backend, by result",
+        backend.recorded.clone(),
+    );
+    registry.register(
+        "sut_envelope_outbox_depth",
+        "Credits waiting for payment's ack",
+        backend.outbox_depth.clone(),
+    );
+    registry.register(
+        "sut_envelope_credits_forwarded",
+        "Credits sent to payment, by result",
+        backend.credited.clone(),
+    );
     if let Some(addr) = &config.metrics {
         crate::metrics::serve(addr, Arc::new(registry))
             .await
-            .map_err(|source| EnvelopeError::Listen { addr: addr.clone(), source })?;
+            .map_err(|source| EnvelopeError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| EnvelopeError::Listen { addr: config.listen.clone(), source })?;
+        .map_err(|source| EnvelopeError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
     eprintln!("envelope backend listening on {}", config.listen);
 
-    let forwarder = tokio::spawn(forward(backend.clone(), config.payment_addr.clone(), shutdown.clone(), config.drain_timeout));
+    let forwarder = tokio::spawn(forward(
+        backend.clone(),
+        config.payment_addr.clone(),
+        shutdown.clone(),
+        config.drain_timeout,
+    ));
     let handler_backend = backend.clone();
     rpc::serve(listener, shutdown, move |request| {
         let b = handler_backend.clone();
@@ -208,17 +234,24 @@ pub async fn run(config: EnvelopeConfig, shutdown: watch::Receiver<bool>) -> Res
 
 async fn handle(b: &Backend, request: Rpc) -> Rpc {
     let Rpc::RecordOpens { gateway, entries } = request else {
-        return Rpc::Failed { message: "the envelope backend only takes RecordOpens".into() };
+        return Rpc::Failed {
+            message: "the envelope backend only takes RecordOpens".into(),
+        };
     };
     // The back rejects the front: refuse early and cheaply when full, the gateway's
     // queue holds the opens meanwhile.
     if b.in_flight.fetch_add(1, Ordering::AcqRel) >= b.max_in_flight {
         b.in_flight.fetch_sub(1, Ordering::AcqRel);
-        b.recorded.get_or_create(&labels(&[("result", "busy")])).inc();
+        b.recorded
+            .get_or_create(&labels(&[("result", "busy")]))
+            .inc();
         return Rpc::Busy { retry_after_ms: 50 };
     }
     let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
-    let result = b.committer.submit(EnvelopeOp::Record { gateway, entries }).await;
+    let result = b
+        .committer
+        .submit(EnvelopeOp::Record { gateway, entries })
+        .await;
     b.in_flight.fetch_sub(1, Ordering::AcqRel);
     match result {
         Ok(verdicts) => {
@@ -244,11 +277,18 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
             b.outbox_notify.notify_one();
             Rpc::OpensRecorded { seqs: acked }
         }
-        Err(e) => Rpc::Failed { message: e.to_string() },
+        Err(e) => Rpc::Failed {
+            message: e.to_string(),
+        },
     }
 }
 
-async fn forward(b: Arc<Backend>, payment: String, mut shutdown: watch::Receiver<bool>, drain_timeout: Duration) {
+async fn forward(
+    b: Arc<Backend>,
+    payment: String,
+    mut shutdown: watch::Receiver<bool>,
+    drain_timeout: Duration,
+) {
     const BATCH: usize = 2048;
     let timeout = Duration::from_secs(5);
     let mut conn: Option<RpcConn> = None;
@@ -281,25 +321,39 @@ async fn forward(b: Arc<Backend>, payment: String, mut shutdown: watch::Receiver
             conn = rpc::connect(&payment, timeout).await.ok();
         }
         let reply = match conn.as_mut() {
-            Some(c) => rpc::call(c, Rpc::ApplyCredits { credits }, timeout).await.ok(),
+            Some(c) => rpc::call(c, Rpc::ApplyCredits { credits }, timeout)
+                .await
+                .ok(),
             None => None,
         };
         match reply {
             Some(Rpc::CreditsApplied { envelope_ids }) => {
                 backoff.reset();
-                if b.committer.submit(EnvelopeOp::Settled(envelope_ids.clone())).await.is_ok() {
+                if b.committer
+                    .submit(EnvelopeOp::Settled(envelope_ids.clone()))
+                    .await
+                    .is_ok()
+                {
                     if let Ok(mut o) = b.outbox.lock() {
                         for id in &envelope_ids {
                             o.remove(id);
                         }
                         b.outbox_depth.set(o.len() as i64);
                     }
-                    b.credited.get_or_create(&labels(&[("result", "applied")])).inc_by(envelope_ids.len() as u64);
+                    b.credited
+                        .get_or_create(&labels(&[("result", "applied")]))
+                        .inc_by(envelope_ids.len() as u64);
                 }
             }
             other => {
-                let result = if matches!(other, Some(Rpc::Busy { .. })) { "busy" } else { "failed" };
-                b.credited.get_or_create(&labels(&[("result", result)])).inc();
+                let result = if matches!(other, Some(Rpc::Busy { .. })) {
+                    "busy"
+                } else {
+                    "failed"
+                };
+                b.credited
+                    .get_or_create(&labels(&[("result", result)]))
+                    .inc();
                 if !matches!(other, Some(Rpc::Busy { .. })) {
                     conn = None;
                 }
@@ -317,7 +371,14 @@ mod tests {
 
     fn entry(id: u64, amount: u32) -> OpenEntry {
         OpenEntry {
-            token: EnvelopeToken { user: 1, envelope_id: id, amount_cents: amount, sponsor: 1, round: 1, gateway: 0 },
+            token: EnvelopeToken {
+                user: 1,
+                envelope_id: id,
+                amount_cents: amount,
+                sponsor: 1,
+                round: 1,
+                gateway: 0,
+            },
             opened_ms: 0,
         }
     }
@@ -326,7 +387,10 @@ mod tests {
     fn each_envelope_is_recorded_once() {
         let e = entry(5, 100);
         assert!(matches!(classify(None, &e), Recorded::New(c) if c.amount_cents == 100));
-        let rec = OpenRecord { entry: e, via_gateway: 0 };
+        let rec = OpenRecord {
+            entry: e,
+            via_gateway: 0,
+        };
         assert_eq!(classify(Some(&rec), &e), Recorded::Duplicate);
         assert_eq!(classify(Some(&rec), &entry(5, 999)), Recorded::Conflict);
     }
@@ -338,7 +402,14 @@ mod tests {
         let batch = vec![(0, entry(1, 10)), (1, entry(2, 20))];
         for round in 0..2 {
             let txn = db.begin_write().unwrap();
-            let r = apply(&txn, EnvelopeOp::Record { gateway: 0, entries: batch.clone() }).unwrap();
+            let r = apply(
+                &txn,
+                EnvelopeOp::Record {
+                    gateway: 0,
+                    entries: batch.clone(),
+                },
+            )
+            .unwrap();
             txn.commit().unwrap();
             let new = r.iter().filter(|v| matches!(v, Recorded::New(_))).count();
             assert_eq!(new, if round == 0 { 2 } else { 0 });

@@ -30,7 +30,10 @@ pub async fn serve(addr: &str, registry: Arc<Registry>) -> std::io::Result<Socke
             async move {
                 let mut body = String::new();
                 if encode(&mut body, &registry).is_err() {
-                    return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "encode failed")
+                    return (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "encode failed",
+                    )
                         .into_response();
                 }
                 (

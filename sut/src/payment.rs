@@ -97,38 +97,60 @@ pub enum PaymentError {
     },
 }
 
-pub async fn run(config: PaymentConfig, shutdown: watch::Receiver<bool>) -> Result<(), PaymentError> {
+pub async fn run(
+    config: PaymentConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), PaymentError> {
     let db = open(&db_path(&config.data))?;
-    let committer: GroupCommitter<Vec<Credit>, Vec<Applied>> = GroupCommitter::spawn(Arc::new(db), 256, apply);
+    let committer: GroupCommitter<Vec<Credit>, Vec<Applied>> =
+        GroupCommitter::spawn(Arc::new(db), 256, apply);
     let credits = Counters::default();
     let mut registry = Registry::default();
-    registry.register("sut_payment_credits", "Credits received, by result", credits.clone());
+    registry.register(
+        "sut_payment_credits",
+        "Credits received, by result",
+        credits.clone(),
+    );
     if let Some(addr) = &config.metrics {
         crate::metrics::serve(addr, Arc::new(registry))
             .await
-            .map_err(|source| PaymentError::Listen { addr: addr.clone(), source })?;
+            .map_err(|source| PaymentError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|source| PaymentError::Listen { addr: config.listen.clone(), source })?;
+        .map_err(|source| PaymentError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
     eprintln!("payment listening on {}", config.listen);
     rpc::serve(listener, shutdown, move |request| {
         let committer = committer.clone();
         let counters = credits.clone();
         async move {
             let Rpc::ApplyCredits { credits } = request else {
-                return Rpc::Failed { message: "payment only takes ApplyCredits".into() };
+                return Rpc::Failed {
+                    message: "payment only takes ApplyCredits".into(),
+                };
             };
             let ids: Vec<u64> = credits.iter().map(|c| c.envelope_id).collect();
             match committer.submit(credits).await {
                 Ok(results) => {
                     for r in results {
-                        let name = if r == Applied::Credited { "credited" } else { "duplicate" };
+                        let name = if r == Applied::Credited {
+                            "credited"
+                        } else {
+                            "duplicate"
+                        };
                         counters.get_or_create(&labels(&[("result", name)])).inc();
                     }
                     Rpc::CreditsApplied { envelope_ids: ids }
                 }
-                Err(e) => Rpc::Failed { message: e.to_string() },
+                Err(e) => Rpc::Failed {
+                    message: e.to_string(),
+                },
             }
         }
     })
@@ -145,7 +167,11 @@ mod tests {
     fn credits_apply_once() {
         let dir = tempfile::tempdir().unwrap();
         let db = open(&dir.path().join("p.redb")).unwrap();
-        let c = |id, amount| Credit { envelope_id: id, user: 9, amount_cents: amount };
+        let c = |id, amount| Credit {
+            envelope_id: id,
+            user: 9,
+            amount_cents: amount,
+        };
         for _ in 0..2 {
             let txn = db.begin_write().unwrap();
             apply(&txn, vec![c(1, 10), c(2, 25), c(1, 10)]).unwrap();

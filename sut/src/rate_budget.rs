@@ -40,7 +40,8 @@ pub fn burst_for(per_second: f64) -> u32 {
 impl RateBudget {
     /// `per_second` must be positive (the timeline checks it).
     pub fn new(per_second: f64) -> Self {
-        let period = Duration::from_secs_f64(1.0 / per_second.max(1e-9)).max(Duration::from_nanos(1));
+        let period =
+            Duration::from_secs_f64(1.0 / per_second.max(1e-9)).max(Duration::from_nanos(1));
         let burst = NonZeroU32::new(burst_for(per_second)).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::with_period(period)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))

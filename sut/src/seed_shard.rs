@@ -52,7 +52,9 @@ pub enum ShardError {
     },
     #[error("seed shard {path} is corrupt ({what}); regenerate it with `sut seed`")]
     Corrupt { path: String, what: String },
-    #[error("seed shard {path} is for {found}, expected {expected}; regenerate it with `sut seed`")]
+    #[error(
+        "seed shard {path} is for {found}, expected {expected}; regenerate it with `sut seed`"
+    )]
     Mismatch {
         path: String,
         found: String,
@@ -67,7 +69,8 @@ pub fn envelope_id(round: u32, index: u64) -> u64 {
 
 /// Where a round's shard for a gateway lives under a seed directory.
 pub fn shard_path(dir: &Path, round: u32, gateway: u16) -> PathBuf {
-    dir.join(format!("round-{round}")).join(format!("gateway-{gateway}.shard"))
+    dir.join(format!("round-{round}"))
+        .join(format!("gateway-{gateway}.shard"))
 }
 
 /// Generates a round's envelopes deterministically from `seed` and splits them into
@@ -256,7 +259,9 @@ mod tests {
         let mut bytes = shard.encode();
         assert_eq!(SeedShard::decode(&bytes, "x").unwrap(), shard);
         bytes[HEADER_LEN + 3] ^= 0x10;
-        let e = SeedShard::decode(&bytes, "x.shard").unwrap_err().to_string();
+        let e = SeedShard::decode(&bytes, "x.shard")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("x.shard") && e.contains("checksum"), "{e}");
         assert!(SeedShard::decode(&bytes[..10], "x").is_err());
     }

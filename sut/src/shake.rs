@@ -202,7 +202,8 @@ impl ShakeCore {
             });
         };
         let greeting = Outcome::Greeting {
-            sponsor: round.sponsors[(user as usize ^ (show_ms / 1000) as usize) % round.sponsors.len()],
+            sponsor: round.sponsors
+                [(user as usize ^ (show_ms / 1000) as usize) % round.sponsors.len()],
             resources: round.resources.clone(),
         };
         let reason = self.try_issue(&round, show_ms, user, &sponsors);
@@ -388,9 +389,8 @@ mod tests {
 
     #[test]
     fn restart_never_reissues() {
-        let timeline_round;
         let mut c = core(10_000, 1000.0);
-        timeline_round = c.timeline().rounds[0].clone();
+        let timeline_round = c.timeline().rounds[0].clone();
         grant_all(&mut c, 1_000);
         let mut first = Vec::new();
         for u in 0..5 {

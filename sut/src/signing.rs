@@ -120,6 +120,9 @@ mod tests {
         let p = dir.path().join("k");
         std::fs::write(&p, b"short").unwrap();
         let e = SigningKey::load(&p).unwrap_err().to_string();
-        assert!(e.contains("5 bytes") && e.contains(&p.display().to_string()), "{e}");
+        assert!(
+            e.contains("5 bytes") && e.contains(&p.display().to_string()),
+            "{e}"
+        );
     }
 }

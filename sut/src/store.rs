@@ -20,7 +20,7 @@ pub enum StoreError {
     #[error("cannot open database {path}: {message}; if the file is corrupt, move it aside (its data will be missing from the audit)")]
     Open { path: String, message: String },
     #[error("storage error: {0}")]
-    Redb(#[from] redb::Error),
+    Redb(Box<redb::Error>),
     #[error("stored record is corrupt: {0}")]
     Record(#[from] postcard::Error),
     #[error("the committer has stopped")]
@@ -31,12 +31,13 @@ macro_rules! redb_from {
     ($($t:ty),*) => {$(
         impl From<$t> for StoreError {
             fn from(e: $t) -> Self {
-                StoreError::Redb(e.into())
+                StoreError::Redb(Box::new(e.into()))
             }
         }
     )*};
 }
 redb_from!(
+    redb::Error,
     redb::TransactionError,
     redb::TableError,
     redb::StorageError,
@@ -169,7 +170,7 @@ impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::{ReadableTableMetadata, TableDefinition};
+    use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
 
     const T: TableDefinition<u64, u64> = TableDefinition::new("t");
 

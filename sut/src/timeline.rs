@@ -73,15 +73,16 @@ impl Timeline {
 
     /// Parses and checks timeline YAML; `origin` names the source in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Timeline, TimelineError> {
-        let timeline: Timeline =
-            serde_yaml::from_str(text).map_err(|e| TimelineError::Parse {
-                path: origin.to_string(),
-                message: e.to_string(),
-            })?;
-        timeline.validate().map_err(|message| TimelineError::Invalid {
+        let timeline: Timeline = serde_yaml::from_str(text).map_err(|e| TimelineError::Parse {
             path: origin.to_string(),
-            message,
+            message: e.to_string(),
         })?;
+        timeline
+            .validate()
+            .map_err(|message| TimelineError::Invalid {
+                path: origin.to_string(),
+                message,
+            })?;
         Ok(timeline)
     }
 
@@ -90,13 +91,18 @@ impl Timeline {
         for (i, r) in self.rounds.iter().enumerate() {
             let at = format!("rounds[{i}] (id {})", r.id);
             if !ids.insert(r.id) {
-                return Err(format!("{at}: duplicate round id; give each round its own id"));
+                return Err(format!(
+                    "{at}: duplicate round id; give each round its own id"
+                ));
             }
             if r.id >= 1 << 23 {
                 return Err(format!("{at}: id must be below 8388608"));
             }
             if !(r.rate.is_finite() && r.rate > 0.0) {
-                return Err(format!("{at}.rate: must be a positive number of envelopes per second, got {}", r.rate));
+                return Err(format!(
+                    "{at}.rate: must be a positive number of envelopes per second, got {}",
+                    r.rate
+                ));
             }
             if r.duration.is_zero() {
                 return Err(format!("{at}.duration: must be longer than zero"));
@@ -106,7 +112,9 @@ impl Timeline {
             }
             let [lo, hi] = r.amount_cents;
             if lo == 0 || lo > hi {
-                return Err(format!("{at}.amount_cents: need [min, max] with 1 <= min <= max, got [{lo}, {hi}]"));
+                return Err(format!(
+                    "{at}.amount_cents: need [min, max] with 1 <= min <= max, got [{lo}, {hi}]"
+                ));
             }
             if r.sponsors.is_empty() {
                 return Err(format!("{at}.sponsors: list at least one sponsor id"));

@@ -103,7 +103,10 @@ mod tests {
         let mut raw = sample().seal(&k).to_vec();
         raw[19] = 0xff;
         assert_eq!(EnvelopeToken::open(&raw, 9, &k), Err(TokenError::Forged));
-        assert_eq!(EnvelopeToken::open(&raw[..10], 9, &k), Err(TokenError::Forged));
+        assert_eq!(
+            EnvelopeToken::open(&raw[..10], 9, &k),
+            Err(TokenError::Forged)
+        );
     }
 
     #[test]

@@ -12,7 +12,11 @@ use sut::timeline::Timeline;
 use tokio::sync::watch;
 
 #[derive(Debug, Parser)]
-#[command(name = "sut", version, about = "The shake red-envelope system under test")]
+#[command(
+    name = "sut",
+    version,
+    about = "The shake red-envelope system under test"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -61,8 +61,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     }
     let data = &args.data;
     if args.fresh && data.exists() {
-        std::fs::remove_dir_all(data)
-            .with_context(|| format!("cannot wipe {}", data.display()))?;
+        std::fs::remove_dir_all(data).with_context(|| format!("cannot wipe {}", data.display()))?;
     }
     std::fs::create_dir_all(data)
         .with_context(|| format!("cannot create data directory {}", data.display()))?;
@@ -111,10 +110,36 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     let data_arg = data.display().to_string();
     let mut parts: Vec<Part> = Vec::new();
     let started = async {
-        let part = spawn(&exe, "payment", &["payment", "--listen", &payment_addr, "--metrics", &metrics[0].1, "--data", &data_arg])?;
+        let part = spawn(
+            &exe,
+            "payment",
+            &[
+                "payment",
+                "--listen",
+                &payment_addr,
+                "--metrics",
+                &metrics[0].1,
+                "--data",
+                &data_arg,
+            ],
+        )?;
         parts.push(part);
         wait_listening(&payment_addr, &mut parts).await?;
-        let part = spawn(&exe, "envelope", &["envelope", "--listen", &envelope_addr, "--metrics", &metrics[1].1, "--data", &data_arg, "--payment", &payment_addr])?;
+        let part = spawn(
+            &exe,
+            "envelope",
+            &[
+                "envelope",
+                "--listen",
+                &envelope_addr,
+                "--metrics",
+                &metrics[1].1,
+                "--data",
+                &data_arg,
+                "--payment",
+                &payment_addr,
+            ],
+        )?;
         parts.push(part);
         wait_listening(&envelope_addr, &mut parts).await?;
         let gateways = args.gateways.to_string();
@@ -126,11 +151,23 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
                 &exe,
                 &format!("gateway-{i}"),
                 &[
-                    "gateway", "--id", &id, "--gateways", &gateways,
-                    "--listen", &gateway_addrs[i as usize],
-                    "--metrics", &metrics[2 + i as usize].1,
-                    "--data", &data_arg, "--show-start-ms", &show,
-                    "--envelope", &envelope_addr, "--heartbeat-timeout", &hb,
+                    "gateway",
+                    "--id",
+                    &id,
+                    "--gateways",
+                    &gateways,
+                    "--listen",
+                    &gateway_addrs[i as usize],
+                    "--metrics",
+                    &metrics[2 + i as usize].1,
+                    "--data",
+                    &data_arg,
+                    "--show-start-ms",
+                    &show,
+                    "--envelope",
+                    &envelope_addr,
+                    "--heartbeat-timeout",
+                    &hb,
                 ],
             )?;
             parts.push(part);
@@ -161,13 +198,27 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
     println!("system under test is up (data in {})", data.display());
     println!("  {:<12} {:<22} metrics", "part", "listens on");
     println!("  {:<12} {:<22} {}", "payment", payment_addr, metrics[0].1);
-    println!("  {:<12} {:<22} {}", "envelope", envelope_addr, metrics[1].1);
+    println!(
+        "  {:<12} {:<22} {}",
+        "envelope", envelope_addr, metrics[1].1
+    );
     for (i, a) in gateway_addrs.iter().enumerate() {
-        println!("  {:<12} {:<22} {}", format!("gateway-{i}"), a, metrics[2 + i].1);
+        println!(
+            "  {:<12} {:<22} {}",
+            format!("gateway-{i}"),
+            a,
+            metrics[2 + i].1
+        );
     }
-    println!("  prometheus file_sd targets: {}", data.join("prometheus-targets.json").display());
+    println!(
+        "  prometheus file_sd targets: {}",
+        data.join("prometheus-targets.json").display()
+    );
     let until_show = show_start_ms - sut::gateway::unix_ms();
-    println!("  show starts in {:.1} s; Ctrl-C stops everything cleanly", until_show as f64 / 1000.0);
+    println!(
+        "  show starts in {:.1} s; Ctrl-C stops everything cleanly",
+        until_show as f64 / 1000.0
+    );
 
     let mut shutdown = super::shutdown_signal()?;
     let failed = tokio::select! {
@@ -194,7 +245,9 @@ fn spawn(exe: &Path, name: &str, args: &[&str]) -> Result<Part> {
             nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
         });
     }
-    let child = cmd.spawn().with_context(|| format!("cannot start {name}"))?;
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {name}"))?;
     Ok(Part {
         name: name.to_string(),
         child,

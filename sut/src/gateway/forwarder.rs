@@ -23,7 +23,11 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, drain_timeout: Durati
         if *shutdown.borrow() && drain_deadline.is_none() {
             drain_deadline = Some(Instant::now() + drain_timeout);
         }
-        let batch = gw.queue.lock().map(|mut q| q.next_batch(BATCH)).unwrap_or_default();
+        let batch = gw
+            .queue
+            .lock()
+            .map(|mut q| q.next_batch(BATCH))
+            .unwrap_or_default();
         if batch.is_empty() {
             if drain_deadline.is_some() {
                 return;

@@ -79,15 +79,47 @@ impl GatewayMetrics {
         };
         let version: Gauge = Gauge::default();
         version.set(config_version as i64);
-        registry.register("sut_gateway_connections", "Open client connections", m.connections.clone());
-        registry.register("sut_gateway_shakes", "Shakes by outcome reason", m.shakes.clone());
-        registry.register("sut_gateway_envelopes_issued", "Envelopes issued by round", m.issued.clone());
+        registry.register(
+            "sut_gateway_connections",
+            "Open client connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "sut_gateway_shakes",
+            "Shakes by outcome reason",
+            m.shakes.clone(),
+        );
+        registry.register(
+            "sut_gateway_envelopes_issued",
+            "Envelopes issued by round",
+            m.issued.clone(),
+        );
         registry.register("sut_gateway_opens", "Opens by result", m.opens.clone());
-        registry.register("sut_gateway_errors", "Error frames sent, by code", m.errors.clone());
-        registry.register("sut_passthrough_queue_depth", "Opens waiting for the envelope backend", m.queue_depth.clone());
-        registry.register("sut_passthrough_forwarded", "Opens acked by the envelope backend, by result", m.forwarded.clone());
-        registry.register("sut_gateway_throttle_tier", "Throttle tier this gateway assigns", m.tier.clone());
-        registry.register("sut_config_version", "Timeline config version in force", version);
+        registry.register(
+            "sut_gateway_errors",
+            "Error frames sent, by code",
+            m.errors.clone(),
+        );
+        registry.register(
+            "sut_passthrough_queue_depth",
+            "Opens waiting for the envelope backend",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "sut_passthrough_forwarded",
+            "Opens acked by the envelope backend, by result",
+            m.forwarded.clone(),
+        );
+        registry.register(
+            "sut_gateway_throttle_tier",
+            "Throttle tier this gateway assigns",
+            m.tier.clone(),
+        );
+        registry.register(
+            "sut_config_version",
+            "Timeline config version in force",
+            version,
+        );
         m
     }
 }
@@ -143,7 +175,11 @@ pub async fn run(
         config.timeline.clone(),
     );
     for round in &config.timeline.rounds {
-        let shard = SeedShard::load(&shard_path(&config.seeds, round.id, config.id), round.id, config.id)?;
+        let shard = SeedShard::load(
+            &shard_path(&config.seeds, round.id, config.id),
+            round.id,
+            config.id,
+        )?;
         let leased = recovered.leases.get(&round.id).copied().unwrap_or(0);
         core.load_round(shard, leased);
     }
@@ -166,12 +202,13 @@ pub async fn run(
                 source,
             })?;
     }
-    let listener = TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| GatewayError::Listen {
-            addr: config.listen.clone(),
-            source,
-        })?;
+    let listener =
+        TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| GatewayError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?;
 
     let db = Arc::new(db);
     let gw = Arc::new(Gateway {
@@ -217,7 +254,10 @@ pub async fn run(
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);
-    eprintln!("gateway {} stopped ({left} opens left in its durable queue)", config.id);
+    eprintln!(
+        "gateway {} stopped ({left} opens left in its durable queue)",
+        config.id
+    );
     Ok(())
 }
 

@@ -39,17 +39,17 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             user_id,
             auth_token,
         }))) => {
-            if !gw
-                .auth
-                .verify(b"auth", &user_id.to_be_bytes(), &auth_token)
-            {
+            if !gw.auth.verify(b"auth", &user_id.to_be_bytes(), &auth_token) {
                 let msg = format!("auth token does not match user {user_id}");
                 return refuse(&gw, &mut conn, ErrorCode::AuthFailed, msg).await;
             }
             user_id
         }
         Ok(Some(Ok(other))) => {
-            let msg = format!("first frame must be Hello, got type 0x{:02x}", other.type_byte());
+            let msg = format!(
+                "first frame must be Hello, got type 0x{:02x}",
+                other.type_byte()
+            );
             return refuse(&gw, &mut conn, ErrorCode::NotHelloFirst, msg).await;
         }
         Ok(Some(Err(e))) => {
@@ -135,7 +135,10 @@ async fn shake(gw: &Gateway, user: u64, cookie: Bytes) -> Frame {
         // every envelope any user holds.
         if gw.committer.submit(GatewayOp::Issue(record)).await.is_err() {
             gw.error(ErrorCode::Unavailable);
-            return Frame::error(ErrorCode::Unavailable, "could not record the issue; shake again");
+            return Frame::error(
+                ErrorCode::Unavailable,
+                "could not record the issue; shake again",
+            );
         }
         gw.metrics
             .issued

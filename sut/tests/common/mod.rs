@@ -1,0 +1,125 @@
+//! Helpers for tests that run real `sut` processes on loopback.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use sut::protocol::{Frame, FrameCodec};
+use sut::signing::SigningKey;
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+/// A child process killed when the test ends, however it ends.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig);
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let status = self.0.wait().expect("wait for child");
+        std::mem::forget(self);
+        status
+    }
+}
+
+pub fn sut_cmd() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sut"));
+    c.stdin(Stdio::null());
+    c
+}
+
+pub fn spawn(args: &[&str]) -> Proc {
+    Proc(sut_cmd().args(args).spawn().expect("start sut"))
+}
+
+/// Waits until something accepts on `addr` (bounded: a broken start fails the test).
+pub fn wait_port(addr: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub const TIMELINE: &str = "
+version: 1
+rounds:
+  - { id: 1, start: 0s, duration: 10m, envelopes: 100000, rate: 200, amount_cents: [1, 999], sponsors: [1, 2, 3, 4, 5, 6], resources: [7] }
+";
+
+/// Writes the timeline, keys and seed shards for `gateways` into `data`.
+pub fn prepare(data: &Path, gateways: u16) {
+    std::fs::create_dir_all(data).unwrap();
+    let timeline = data.join("timeline.yaml");
+    std::fs::write(&timeline, TIMELINE).unwrap();
+    let out = sut_cmd()
+        .args([
+            "seed",
+            "--timeline",
+            timeline.to_str().unwrap(),
+            "--gateways",
+            &gateways.to_string(),
+            "--out",
+            data.join("seeds").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A minimal client speaking the wire protocol.
+pub struct Client {
+    pub conn: Framed<TcpStream, FrameCodec>,
+}
+
+impl Client {
+    pub async fn raw(addr: &str) -> Client {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        Client {
+            conn: Framed::new(stream, FrameCodec::default()),
+        }
+    }
+
+    pub async fn hello(addr: &str, user: u64, auth: &SigningKey) -> Client {
+        let mut c = Client::raw(addr).await;
+        let token = Bytes::copy_from_slice(&auth.auth_token(user));
+        let ack = c
+            .req(Frame::Hello {
+                user_id: user,
+                auth_token: token,
+            })
+            .await;
+        assert!(matches!(ack, Some(Frame::HelloAck { .. })), "{ack:?}");
+        c
+    }
+
+    /// Sends a frame and returns the next one (None if the connection closed).
+    pub async fn req(&mut self, f: Frame) -> Option<Frame> {
+        self.conn.send(f).await.ok()?;
+        self.next().await
+    }
+
+    pub async fn next(&mut self) -> Option<Frame> {
+        match tokio::time::timeout(Duration::from_secs(10), self.conn.next()).await {
+            Ok(Some(Ok(f))) => Some(f),
+            _ => None,
+        }
+    }
+}
