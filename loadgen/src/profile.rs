@@ -139,7 +139,7 @@ fn probability<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     let p = f64::deserialize(d)?;
     if !(0.0..=1.0).contains(&p) {
         return Err(serde::de::Error::custom(format!(
-            "a probability must lie in [0, 1], got {p}"
+            "open_probability: a probability must lie in [0, 1], got {p}"
         )));
     }
     Ok(p)
@@ -149,7 +149,7 @@ fn intervals<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
     let raw: Vec<String> = Vec::deserialize(d)?;
     if raw.is_empty() {
         return Err(serde::de::Error::custom(
-            "list at least one interval (for tier 0), e.g. [2s, 5s, 10s]",
+            "shake_interval: list at least one interval (for tier 0), e.g. [2s, 5s, 10s]",
         ));
     }
     raw.iter()
@@ -307,7 +307,11 @@ thresholds:
         let e = err(&GOOD.replace("users: 100", "users: -5"));
         assert!(e.contains("line 4"), "{e}");
         let e = err(&GOOD.replace("open_probability: 0.5", "open_probability: -0.5"));
-        assert!(e.contains("probability") && e.contains("line 10"), "{e}");
+        // Custom checks are located at the enclosing block (behaviour: line 9) and name the field.
+        assert!(
+            e.contains("open_probability") && e.contains("line 9"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("[2s, 5s]", "[2s, -5s]"));
         assert!(e.contains("-5s") && e.contains("line 9"), "{e}");
     }
@@ -324,7 +328,7 @@ thresholds:
     #[test]
     fn threshold_on_unknown_op_is_refused_with_its_line() {
         let e = err(&GOOD.replace("shake: p99", "shook: p99"));
-        assert!(e.contains("shook") && e.contains("line 13"), "{e}");
+        assert!(e.contains("shook") && e.contains("line 12"), "{e}");
     }
 
     #[test]
