@@ -38,8 +38,10 @@ pub fn burst_for(per_second: f64) -> u32 {
 }
 
 impl RateBudget {
-    /// `per_second` must be positive (the timeline checks it).
-    pub fn new(per_second: f64) -> Self {
+    /// `per_second` must be positive (the timeline checks it). The budget starts empty
+    /// at `now`: a gateway that restarts does not get a fresh burst on top of what its
+    /// previous life just issued, so a restart never pushes the rate over its allowance.
+    pub fn new(per_second: f64, now: Duration) -> Self {
         let period =
             Duration::from_secs_f64(1.0 / per_second.max(1e-9)).max(Duration::from_nanos(1));
         let burst = NonZeroU32::new(burst_for(per_second)).unwrap_or(NonZeroU32::MIN);
@@ -47,10 +49,12 @@ impl RateBudget {
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
             .allow_burst(burst);
         let clock = SetClock::default();
-        RateBudget {
+        let budget = RateBudget {
             limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
             clock,
-        }
+        };
+        while budget.try_take(now) {}
+        budget
     }
 
     /// Takes one token at time `now` (time never goes backwards here).
@@ -67,7 +71,7 @@ mod tests {
 
     #[test]
     fn steady_rate_plus_burst() {
-        let r = RateBudget::new(100.0); // burst 5
+        let r = RateBudget::new(100.0, Duration::ZERO); // burst 5
         let t = Duration::from_secs(10);
         let granted = (0..50).filter(|_| r.try_take(t)).count();
         assert_eq!(granted, 5);
@@ -84,9 +88,10 @@ mod tests {
     #[test]
     fn slow_rates_still_get_one_token() {
         assert_eq!(burst_for(0.5), 1);
-        let r = RateBudget::new(0.5);
-        assert!(r.try_take(Duration::ZERO));
-        assert!(!r.try_take(Duration::from_secs(1)));
+        let r = RateBudget::new(0.5, Duration::ZERO);
+        assert!(!r.try_take(Duration::ZERO), "starts empty");
         assert!(r.try_take(Duration::from_secs(2)));
+        assert!(!r.try_take(Duration::from_secs(3)));
+        assert!(r.try_take(Duration::from_secs(4)));
     }
 }

@@ -109,8 +109,9 @@ impl ShakeCore {
         round.rate / self.gateways as f64
     }
 
-    /// Adds a round's shard, resuming after `leased_end` (0 for a fresh shard).
-    pub fn load_round(&mut self, shard: SeedShard, leased_end: u64) {
+    /// Adds a round's shard at show time `now_ms`, resuming after `leased_end` (0 for a
+    /// fresh shard).
+    pub fn load_round(&mut self, shard: SeedShard, leased_end: u64, now_ms: i64) {
         let Some(round) = self.timeline.round(shard.round) else {
             return;
         };
@@ -123,7 +124,7 @@ impl ShakeCore {
             RoundIssuer {
                 shard,
                 cursor,
-                rate: RateBudget::new(share),
+                rate: RateBudget::new(share, Duration::from_millis(now_ms.max(0) as u64)),
             },
         );
     }
@@ -305,7 +306,7 @@ mod tests {
         let key = SigningKey::from_bytes([4; 32]);
         let round = timeline.rounds[0].clone();
         let mut c = ShakeCore::new(0, 1, key, timeline);
-        c.load_round(generate(&round, 1, 42).remove(0), 0);
+        c.load_round(generate(&round, 1, 42).remove(0), 0, 0);
         c
     }
 
@@ -400,7 +401,7 @@ mod tests {
         // A new life resumes at the persisted lease end.
         let mut c2 = core(10_000, 1000.0);
         c2.rounds.clear();
-        c2.load_round(generate(&timeline_round, 1, 42).remove(0), leased);
+        c2.load_round(generate(&timeline_round, 1, 42).remove(0), leased, 1_500);
         grant_all(&mut c2, 2_000);
         let second: Vec<_> = (0..5)
             .filter_map(|u| c2.shake(2_000 + u, 100 + u as u64, &[]).unwrap().issued)

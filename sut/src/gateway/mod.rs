@@ -181,7 +181,7 @@ pub async fn run(
             config.id,
         )?;
         let leased = recovered.leases.get(&round.id).copied().unwrap_or(0);
-        core.load_round(shard, leased);
+        core.load_round(shard, leased, unix_ms() - config.show_start_ms);
     }
     for record in &recovered.issued {
         core.restore_issue(record);
