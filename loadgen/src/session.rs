@@ -120,6 +120,10 @@ async fn drive(
         match core.poll(ctx.now()) {
             Action::Leave => return Ended::Left,
             Action::Send(frame) => {
+                if let Some(intended) = core.intended() {
+                    let lag = ctx.now().saturating_sub(intended).as_micros() as u64;
+                    ctx.with_stats(|s| s.record_send_lag(lag));
+                }
                 if conn.send(frame).await.is_err() {
                     ctx.with_stats(|s| core.failed("send_failed", s));
                     return Ended::Dropped;

@@ -74,6 +74,10 @@ pub struct Summary {
     pub connected: u64,
     /// Connections lost other than by the user's own choice.
     pub drops: u64,
+    /// How late the generator itself sent requests after their intended time (timer
+    /// granularity, a busy generator). Already inside every latency above; shown apart
+    /// so a slow generator is never mistaken for a slow system.
+    pub send_lag: OpStats,
 }
 
 impl Summary {
@@ -89,6 +93,13 @@ impl Summary {
             .errors_by_kind
             .entry(format!("{}/{kind}", op.name()))
             .or_default() += 1;
+    }
+
+    pub fn record_send_lag(&mut self, lag_us: u64) {
+        let _ = self
+            .send_lag
+            .latency
+            .record(lag_us.clamp(1, MAX_LATENCY_US));
     }
 
     pub fn outcome(&mut self, name: &'static str, tier: u8) {
@@ -133,6 +144,7 @@ impl Summary {
         for (k, v) in &other.tiers {
             *self.tiers.entry(*k).or_default() += v;
         }
+        let _ = self.send_lag.latency.add(&other.send_lag.latency);
         self.opened_cents += other.opened_cents;
         self.connected += other.connected;
         self.drops += other.drops;

@@ -62,6 +62,11 @@ impl UserCore {
         }
     }
 
+    /// The intended send time of the request in flight.
+    pub fn intended(&self) -> Option<Duration> {
+        self.in_flight.map(|(_, t)| t)
+    }
+
     pub fn tier(&self) -> u8 {
         self.tier
     }

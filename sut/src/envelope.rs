@@ -212,7 +212,7 @@ pub async fn run(
             addr: config.listen.clone(),
             source,
         })?;
-    eprintln!("envelope backend listening on {}", config.listen);
+    crate::log_line!("envelope backend listening on {}", config.listen);
 
     let forwarder = tokio::spawn(forward(
         backend.clone(),
@@ -228,7 +228,7 @@ pub async fn run(
     .await;
     let _ = forwarder.await;
     let left = backend.outbox.lock().map(|o| o.len()).unwrap_or(0);
-    eprintln!("envelope backend stopped ({left} credits left in its outbox)");
+    crate::log_line!("envelope backend stopped ({left} credits left in its outbox)");
     Ok(())
 }
 
@@ -307,10 +307,14 @@ async fn forward(
             if deadline.is_some() {
                 return;
             }
+            let deadline_set = deadline.is_some();
             tokio::select! {
                 _ = b.outbox_notify.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = shutdown.changed() => {}
+                _ = async {
+                    // Once draining, only new work or the clock wakes this loop.
+                    if deadline_set { std::future::pending::<()>().await } else { let _ = shutdown.changed().await; }
+                } => {}
             }
             continue;
         }

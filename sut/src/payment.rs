@@ -125,7 +125,7 @@ pub async fn run(
             addr: config.listen.clone(),
             source,
         })?;
-    eprintln!("payment listening on {}", config.listen);
+    crate::log_line!("payment listening on {}", config.listen);
     rpc::serve(listener, shutdown, move |request| {
         let committer = committer.clone();
         let counters = credits.clone();
@@ -155,7 +155,7 @@ pub async fn run(
         }
     })
     .await;
-    eprintln!("payment stopped");
+    crate::log_line!("payment stopped");
     Ok(())
 }
 

@@ -187,6 +187,8 @@ fn shutdown_signal() -> Result<watch::Receiver<bool>> {
             _ = int.recv() => {}
         }
         let _ = tx.send(true);
+        // Keep the sender alive: receivers then see "shut down", not "sender gone".
+        std::future::pending::<()>().await;
     });
     Ok(rx)
 }

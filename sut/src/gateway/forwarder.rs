@@ -29,13 +29,21 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, drain_timeout: Durati
             .map(|mut q| q.next_batch(BATCH))
             .unwrap_or_default();
         if batch.is_empty() {
-            if drain_deadline.is_some() {
+            let sessions = gw.sessions.load(std::sync::atomic::Ordering::Acquire);
+            if drain_deadline.is_some() && sessions == 0 {
                 return;
             }
+            if drain_deadline.is_some_and(|d| Instant::now() > d) {
+                return;
+            }
+            let deadline_set = drain_deadline.is_some();
             tokio::select! {
                 _ = gw.queue_notify.notified() => {}
                 _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = shutdown.changed() => {}
+                _ = async {
+                    // Once draining, only new work or the clock wakes this loop.
+                    if deadline_set { std::future::pending::<()>().await } else { let _ = shutdown.changed().await; }
+                } => {}
             }
             continue;
         }

@@ -138,6 +138,9 @@ pub(crate) struct Gateway {
     pub heartbeat_timeout: Duration,
     pub metrics: GatewayMetrics,
     pub shutdown: watch::Receiver<bool>,
+    /// Sessions still running: on shutdown the forwarder waits for them, since a session
+    /// may be finishing an open that still has to join the queue.
+    pub sessions: std::sync::atomic::AtomicUsize,
 }
 
 impl Gateway {
@@ -224,8 +227,9 @@ pub async fn run(
         heartbeat_timeout: config.heartbeat_timeout,
         metrics,
         shutdown: shutdown.clone(),
+        sessions: std::sync::atomic::AtomicUsize::new(0),
     });
-    eprintln!(
+    crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",
         config.id,
         config.listen,
@@ -254,7 +258,7 @@ pub async fn run(
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);
-    eprintln!(
+    crate::log_line!(
         "gateway {} stopped ({left} opens left in its durable queue)",
         config.id
     );

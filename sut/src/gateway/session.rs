@@ -8,17 +8,26 @@ use crate::protocol::{ErrorCode, Frame, FrameCodec};
 use crate::token::{EnvelopeToken, TokenError};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
 type Conn = Framed<TcpStream, FrameCodec>;
 
-/// Decrements the connection gauge however the session ends.
+/// Counts the session in while it runs, however it ends.
 struct Connected(Arc<Gateway>);
+impl Connected {
+    fn new(gw: Arc<Gateway>) -> Self {
+        gw.metrics.connections.inc();
+        gw.sessions.fetch_add(1, Ordering::AcqRel);
+        Connected(gw)
+    }
+}
 impl Drop for Connected {
     fn drop(&mut self) {
         self.0.metrics.connections.dec();
+        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -29,8 +38,7 @@ async fn refuse(gw: &Gateway, conn: &mut Conn, code: ErrorCode, message: String)
 
 pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
-    gw.metrics.connections.inc();
-    let _guard = Connected(gw.clone());
+    let _guard = Connected::new(gw.clone());
     let mut conn = Framed::new(stream, FrameCodec::default());
     let mut shutdown = gw.shutdown.clone();
 
