@@ -1,6 +1,7 @@
 //! The envelope backend: records every open exactly once (by envelope id) and forwards
 //! the credit to payment, again exactly once, through a durable outbox.
 
+use crate::drain::{Drain, Turn};
 use crate::metrics::{labels, Counters};
 use crate::passthrough::{Backoff, OpenEntry};
 use crate::rpc::{self, Credit, Rpc, RpcConn};
@@ -148,11 +149,8 @@ pub struct EnvelopeConfig {
 pub enum EnvelopeError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] crate::listen::ListenError),
 }
 
 struct Backend {
@@ -198,20 +196,8 @@ pub async fn run(
         "Credits sent to payment, by result",
         backend.credited.clone(),
     );
-    if let Some(addr) = &config.metrics {
-        crate::metrics::serve(addr, Arc::new(registry))
-            .await
-            .map_err(|source| EnvelopeError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
-    }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| EnvelopeError::Listen {
-            addr: config.listen.clone(),
-            source,
-        })?;
+    crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
+    let listener = crate::listen::bind(&config.listen).await?;
     crate::log_line!("envelope backend listening on {}", config.listen);
 
     let forwarder = tokio::spawn(forward(
@@ -293,33 +279,22 @@ async fn forward(
     let timeout = Duration::from_secs(5);
     let mut conn: Option<RpcConn> = None;
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
-    let mut deadline: Option<Instant> = None;
+    let mut drain = Drain::new(drain_timeout);
     loop {
-        if *shutdown.borrow() && deadline.is_none() {
-            deadline = Some(Instant::now() + drain_timeout);
-        }
         let credits: Vec<Credit> = b
             .outbox
             .lock()
             .map(|o| o.values().take(BATCH).copied().collect())
             .unwrap_or_default();
-        if credits.is_empty() {
-            if deadline.is_some() {
-                return;
+        // The gateways are stopped before the backend, so nothing adds credits now.
+        let shutting_down = *shutdown.borrow();
+        match drain.turn(Instant::now(), shutting_down, credits.is_empty(), true) {
+            Turn::Stop => return,
+            Turn::Idle => {
+                drain.idle(&b.outbox_notify, &mut shutdown).await;
+                continue;
             }
-            let deadline_set = deadline.is_some();
-            tokio::select! {
-                _ = b.outbox_notify.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = async {
-                    // Once draining, only new work or the clock wakes this loop.
-                    if deadline_set { std::future::pending::<()>().await } else { let _ = shutdown.changed().await; }
-                } => {}
-            }
-            continue;
-        }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            return;
+            Turn::Work => {}
         }
         if conn.is_none() {
             conn = rpc::connect(&payment, timeout).await.ok();

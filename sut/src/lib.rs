@@ -4,8 +4,10 @@
 pub mod audit;
 pub mod cookie;
 pub mod cursor;
+pub mod drain;
 pub mod envelope;
 pub mod gateway;
+pub mod listen;
 pub mod manifest;
 pub mod metrics;
 pub mod passthrough;

@@ -90,11 +90,8 @@ pub struct PaymentConfig {
 pub enum PaymentError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] crate::listen::ListenError),
 }
 
 pub async fn run(
@@ -111,20 +108,8 @@ pub async fn run(
         "Credits received, by result",
         credits.clone(),
     );
-    if let Some(addr) = &config.metrics {
-        crate::metrics::serve(addr, Arc::new(registry))
-            .await
-            .map_err(|source| PaymentError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
-    }
-    let listener = tokio::net::TcpListener::bind(&config.listen)
-        .await
-        .map_err(|source| PaymentError::Listen {
-            addr: config.listen.clone(),
-            source,
-        })?;
+    crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
+    let listener = crate::listen::bind(&config.listen).await?;
     crate::log_line!("payment listening on {}", config.listen);
     rpc::serve(listener, shutdown, move |request| {
         let committer = committer.clone();

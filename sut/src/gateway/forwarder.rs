@@ -3,10 +3,12 @@
 
 use super::store::GatewayOp;
 use super::Gateway;
+use crate::drain::{Drain, Turn};
 use crate::metrics::labels;
 use crate::passthrough::Backoff;
 use crate::rpc::{self, Rpc, RpcConn};
 use rand::Rng;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -18,37 +20,32 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, drain_timeout: Durati
     let mut conn: Option<RpcConn> = None;
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
     let mut shutdown = gw.shutdown.clone();
-    let mut drain_deadline: Option<Instant> = None;
+    let mut drain = Drain::new(drain_timeout);
     loop {
-        if *shutdown.borrow() && drain_deadline.is_none() {
-            drain_deadline = Some(Instant::now() + drain_timeout);
-        }
         let batch = gw
             .queue
             .lock()
             .map(|mut q| q.next_batch(BATCH))
             .unwrap_or_default();
-        if batch.is_empty() {
-            let sessions = gw.sessions.load(std::sync::atomic::Ordering::Acquire);
-            if drain_deadline.is_some() && sessions == 0 {
+        let sessions_done = gw.sessions.load(Ordering::Acquire) == 0;
+        let shutting_down = *shutdown.borrow();
+        match drain.turn(
+            Instant::now(),
+            shutting_down,
+            batch.is_empty(),
+            sessions_done,
+        ) {
+            Turn::Stop => {
+                if let Ok(mut q) = gw.queue.lock() {
+                    q.failed(&batch.iter().map(|(s, _)| *s).collect::<Vec<_>>());
+                }
                 return;
             }
-            if drain_deadline.is_some_and(|d| Instant::now() > d) {
-                return;
+            Turn::Idle => {
+                drain.idle(&gw.queue_notify, &mut shutdown).await;
+                continue;
             }
-            let deadline_set = drain_deadline.is_some();
-            tokio::select! {
-                _ = gw.queue_notify.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                _ = async {
-                    // Once draining, only new work or the clock wakes this loop.
-                    if deadline_set { std::future::pending::<()>().await } else { let _ = shutdown.changed().await; }
-                } => {}
-            }
-            continue;
-        }
-        if drain_deadline.is_some_and(|d| Instant::now() > d) {
-            return;
+            Turn::Work => {}
         }
         let seqs: Vec<u64> = batch.iter().map(|(s, _)| *s).collect();
         let delivered = deliver(&gw, &mut conn, &backend, batch).await;

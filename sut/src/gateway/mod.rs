@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::{GatewayOp, GatewayResult};
 use thiserror::Error;
-use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 /// Everything a gateway needs to start.
@@ -47,11 +46,8 @@ pub enum GatewayError {
     Shard(#[from] ShardError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] crate::listen::ListenError),
 }
 
 pub(crate) struct GatewayMetrics {
@@ -197,21 +193,8 @@ pub async fn run(
     let mut registry = Registry::default();
     let metrics = GatewayMetrics::register(&mut registry, config.timeline.version);
     metrics.queue_depth.set(queue.depth() as i64);
-    if let Some(addr) = &config.metrics {
-        crate::metrics::serve(addr, Arc::new(registry))
-            .await
-            .map_err(|source| GatewayError::Listen {
-                addr: addr.clone(),
-                source,
-            })?;
-    }
-    let listener =
-        TcpListener::bind(&config.listen)
-            .await
-            .map_err(|source| GatewayError::Listen {
-                addr: config.listen.clone(),
-                source,
-            })?;
+    crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
+    let listener = crate::listen::bind(&config.listen).await?;
 
     let db = Arc::new(db);
     let gw = Arc::new(Gateway {

@@ -40,7 +40,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
-use tokio_util::codec::{Decoder, Encoder, LengthDelimitedCodec};
+
+mod codec;
+pub use codec::{CodecError, FrameCodec};
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
@@ -202,28 +204,6 @@ impl DecodeError {
         match self {
             DecodeError::Version(_) => ErrorCode::UnsupportedVersion,
             _ => ErrorCode::Malformed,
-        }
-    }
-}
-
-/// Why a frame could not be read off a connection.
-#[derive(Debug, Error)]
-pub enum CodecError {
-    #[error("frame larger than {MAX_FRAME_LEN} bytes")]
-    TooLarge,
-    #[error("malformed frame: {0}")]
-    Malformed(#[from] DecodeError),
-    #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-impl CodecError {
-    /// The code a gateway answers this error with, if the connection still allows one.
-    pub fn code(&self) -> Option<ErrorCode> {
-        match self {
-            CodecError::TooLarge => Some(ErrorCode::TooLarge),
-            CodecError::Malformed(e) => Some(e.code()),
-            CodecError::Io(_) => None,
         }
     }
 }
@@ -436,166 +416,5 @@ impl Frame {
     }
 }
 
-/// Length-delimited framing plus [`Frame`] decoding, for both ends of a connection.
-#[derive(Debug)]
-pub struct FrameCodec {
-    inner: LengthDelimitedCodec,
-}
-
-impl Default for FrameCodec {
-    fn default() -> Self {
-        FrameCodec {
-            inner: LengthDelimitedCodec::builder()
-                .max_frame_length(MAX_FRAME_LEN)
-                .new_codec(),
-        }
-    }
-}
-
-impl Decoder for FrameCodec {
-    type Item = Frame;
-    type Error = CodecError;
-
-    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
-        match self.inner.decode(src) {
-            Ok(Some(payload)) => Ok(Some(Frame::decode_payload(&payload)?)),
-            Ok(None) => Ok(None),
-            // The length-delimited codec reports an oversized length as InvalidData.
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(CodecError::TooLarge),
-            Err(e) => Err(CodecError::Io(e)),
-        }
-    }
-}
-
-impl Encoder<Frame> for FrameCodec {
-    type Error = CodecError;
-
-    fn encode(&mut self, frame: Frame, dst: &mut BytesMut) -> Result<(), CodecError> {
-        let mut payload = BytesMut::with_capacity(64);
-        frame.encode_payload(&mut payload);
-        if payload.len() > MAX_FRAME_LEN {
-            return Err(CodecError::TooLarge);
-        }
-        self.inner
-            .encode(payload.freeze(), dst)
-            .map_err(CodecError::Io)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-
-    fn arb_bytes() -> impl Strategy<Value = Bytes> {
-        proptest::collection::vec(any::<u8>(), 0..200).prop_map(Bytes::from)
-    }
-
-    fn arb_outcome() -> impl Strategy<Value = Outcome> {
-        prop_oneof![
-            Just(Outcome::Nothing),
-            (any::<u16>(), proptest::collection::vec(any::<u32>(), 0..20))
-                .prop_map(|(sponsor, resources)| Outcome::Greeting { sponsor, resources }),
-            (arb_bytes(), any::<u16>(), any::<u32>()).prop_map(|(token, sponsor, amount_cents)| {
-                Outcome::Envelope {
-                    token,
-                    sponsor,
-                    amount_cents,
-                }
-            }),
-        ]
-    }
-
-    fn arb_frame() -> impl Strategy<Value = Frame> {
-        prop_oneof![
-            (any::<u64>(), arb_bytes()).prop_map(|(user_id, auth_token)| Frame::Hello {
-                user_id,
-                auth_token
-            }),
-            (any::<u64>(), any::<u8>(), any::<u64>()).prop_map(|(s, t, c)| Frame::HelloAck {
-                server_time_ms: s,
-                tier: t,
-                config_version: c
-            }),
-            Just(Frame::Heartbeat),
-            any::<u64>().prop_map(|s| Frame::HeartbeatAck { server_time_ms: s }),
-            arb_bytes().prop_map(|cookie| Frame::Shake { cookie }),
-            (arb_outcome(), any::<u8>(), arb_bytes()).prop_map(|(outcome, tier, cookie)| {
-                Frame::ShakeReply {
-                    outcome,
-                    tier,
-                    cookie,
-                }
-            }),
-            arb_bytes().prop_map(|token| Frame::Open { token }),
-            (any::<u16>(), any::<u32>())
-                .prop_map(|(code, amount_cents)| Frame::OpenReply { code, amount_cents }),
-            (any::<u16>(), ".{0,40}").prop_map(|(code, message)| Frame::Error { code, message }),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn codec_round_trips(frames in proptest::collection::vec(arb_frame(), 1..8)) {
-            let mut codec = FrameCodec::default();
-            let mut buf = BytesMut::new();
-            for f in &frames {
-                codec.encode(f.clone(), &mut buf).unwrap();
-            }
-            let mut decoded = Vec::new();
-            while let Some(f) = codec.decode(&mut buf).unwrap() {
-                decoded.push(f);
-            }
-            prop_assert_eq!(decoded, frames);
-            prop_assert!(buf.is_empty());
-        }
-
-        #[test]
-        fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..300)) {
-            let _ = Frame::decode_payload(&payload);
-        }
-
-        #[test]
-        fn arbitrary_streams_never_panic(stream in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let mut codec = FrameCodec::default();
-            let mut buf = BytesMut::from(&stream[..]);
-            // Keep decoding until the codec wants more bytes or reports an error.
-            while let Ok(Some(_)) = codec.decode(&mut buf) {}
-        }
-
-        #[test]
-        fn truncated_frames_are_errors(frame in arb_frame(), cut in 0usize..64) {
-            let mut payload = BytesMut::new();
-            frame.encode_payload(&mut payload);
-            if cut > 0 && cut < payload.len() {
-                let short = &payload[..payload.len() - cut];
-                prop_assert!(Frame::decode_payload(short).is_err());
-            }
-        }
-    }
-
-    #[test]
-    fn oversized_frame_is_refused() {
-        let mut codec = FrameCodec::default();
-        let mut buf = BytesMut::new();
-        buf.put_u32((MAX_FRAME_LEN + 1) as u32);
-        buf.put_slice(&[0u8; 16]);
-        assert!(matches!(codec.decode(&mut buf), Err(CodecError::TooLarge)));
-    }
-
-    #[test]
-    fn wrong_version_names_the_version() {
-        let err = Frame::decode_payload(&[9, 0x03]).unwrap_err();
-        assert_eq!(err, DecodeError::Version(9));
-        assert_eq!(err.code(), ErrorCode::UnsupportedVersion);
-    }
-
-    #[test]
-    fn error_codes_round_trip() {
-        for code in 0..=u16::MAX {
-            if let Some(c) = ErrorCode::from_u16(code) {
-                assert_eq!(c as u16, code);
-            }
-        }
-    }
-}
+mod tests;
