@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
 use futures_util::SinkExt;
 use std::io::{Read, Write};
-use sut::protocol::{ErrorCode, Frame, Outcome};
+use sut::protocol::{ErrorCode, Frame};
 use sut::signing::SigningKey;
 use tokio::io::AsyncWriteExt;
 
@@ -35,21 +35,8 @@ fn scrape(addr: &str) -> String {
 async fn win(addr: &str, auth: &SigningKey, first_user: u64) -> (Client, u64, Bytes, u32) {
     for user in first_user..first_user + 50_000 {
         let mut c = Client::hello(addr, user, auth).await;
-        if let Some(Frame::ShakeReply {
-            outcome:
-                Outcome::Envelope {
-                    token,
-                    amount_cents,
-                    ..
-                },
-            ..
-        }) = c
-            .req(Frame::Shake {
-                cookie: Bytes::new(),
-            })
-            .await
-        {
-            return (c, user, token, amount_cents);
+        if let Some((token, amount)) = c.shake_for_envelope().await {
+            return (c, user, token, amount);
         }
     }
     panic!("no envelope won");

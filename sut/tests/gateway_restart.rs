@@ -3,12 +3,11 @@
 
 mod common;
 
-use bytes::Bytes;
 use common::*;
 use nix::sys::signal::Signal;
 use std::collections::HashSet;
 use sut::manifest::Manifest;
-use sut::protocol::{Frame, Outcome};
+use sut::protocol::Frame;
 use sut::signing::SigningKey;
 use sut::timeline::Timeline;
 
@@ -26,21 +25,7 @@ async fn shake_all(
             break;
         }
         let mut c = Client::hello(addr, user, auth).await;
-        let reply = c
-            .req(Frame::Shake {
-                cookie: Bytes::new(),
-            })
-            .await;
-        if let Some(Frame::ShakeReply {
-            outcome:
-                Outcome::Envelope {
-                    token,
-                    amount_cents,
-                    ..
-                },
-            ..
-        }) = reply
-        {
+        if let Some((token, amount_cents)) = c.shake_for_envelope().await {
             let opened = c
                 .req(Frame::Open {
                     token: token.clone(),

@@ -116,6 +116,27 @@ impl Client {
         self.next().await
     }
 
+    /// Shakes once with no cookie; the token and amount if it won an envelope.
+    pub async fn shake_for_envelope(&mut self) -> Option<(Bytes, u32)> {
+        match self
+            .req(Frame::Shake {
+                cookie: Bytes::new(),
+            })
+            .await
+        {
+            Some(Frame::ShakeReply {
+                outcome:
+                    sut::protocol::Outcome::Envelope {
+                        token,
+                        amount_cents,
+                        ..
+                    },
+                ..
+            }) => Some((token, amount_cents)),
+            _ => None,
+        }
+    }
+
     pub async fn next(&mut self) -> Option<Frame> {
         match tokio::time::timeout(Duration::from_secs(10), self.conn.next()).await {
             Ok(Some(Ok(f))) => Some(f),
