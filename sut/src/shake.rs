@@ -105,7 +105,7 @@ impl ShakeCore {
     }
 
     /// This gateway's share of a round's global rate.
-    pub fn rate_share(&self, round: &Round) -> f64 {
+    fn rate_share(&self, round: &Round) -> f64 {
         round.rate / self.gateways as f64
     }
 
@@ -164,7 +164,8 @@ impl ShakeCore {
         }
     }
 
-    /// Issue position per round: (next index, lease end, shard size).
+    /// Issue position per round: (round, next index, lease end, shard size), for
+    /// inspection and tests.
     pub fn positions(&self) -> Vec<(u32, u64, u64, u64)> {
         self.rounds
             .iter()

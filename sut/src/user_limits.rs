@@ -32,10 +32,6 @@ impl UserTable {
             entry.push(sponsor);
         }
     }
-
-    pub fn users(&self) -> usize {
-        self.won.len()
-    }
 }
 
 /// Why a user may not have another envelope.
