@@ -1,13 +1,15 @@
 //! The load generator: simulated users on long connections, driven from YAML profiles,
 //! measured from intended send times into HDR histograms.
 
+pub mod fleet;
 pub mod profile;
 pub mod prom;
 pub mod report;
 pub mod run;
-pub mod session;
+pub mod segment;
 pub mod spawn;
 pub mod stages;
 pub mod stats;
 pub mod threshold;
 pub mod user;
+pub mod worker;

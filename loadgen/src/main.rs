@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use loadgen::segment::Segment;
+use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,6 +34,27 @@ enum Command {
         /// The `sut` binary for spawned targets [default: beside loadgen, then PATH].
         #[arg(long)]
         sut_bin: Option<PathBuf>,
+        /// Local worker processes [default: enough for the peak users at the open-file
+        /// limit, ~19,000 connections each].
+        #[arg(long)]
+        workers: Option<u64>,
+        /// Run only segment i of n of the users (user u is in segment u mod n), e.g. to
+        /// spread one run over n machines; needs `target: addresses:`.
+        #[arg(long, default_value = "0/1")]
+        segment: Segment,
+        /// The common start as Unix time in ms, so that segments on several machines
+        /// ramp together [default: shortly after the workers are up].
+        #[arg(long)]
+        start_at: Option<i64>,
+        /// Internal: run as one worker of a parent `loadgen run`.
+        #[arg(long, hide = true)]
+        worker: bool,
+        /// Internal (workers): the gateway addresses, comma-separated.
+        #[arg(long, hide = true, value_delimiter = ',')]
+        gateways: Vec<String>,
+        /// Internal (workers): the account key file.
+        #[arg(long, hide = true)]
+        auth_key_file: Option<PathBuf>,
     },
     /// Check a profile without running it.
     Validate { profile: PathBuf },
@@ -54,9 +77,22 @@ fn main() -> ExitCode {
             }
             Command::Run {
                 profile,
+                worker: true,
+                segment,
+                start_at,
+                gateways,
+                auth_key_file,
+                ..
+            } => run_worker(profile, segment, start_at, gateways, auth_key_file),
+            Command::Run {
+                profile,
                 metrics,
                 summary_json,
                 sut_bin,
+                workers,
+                segment,
+                start_at,
+                ..
             } => {
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -67,6 +103,9 @@ fn main() -> ExitCode {
                     metrics,
                     summary_json,
                     sut_bin,
+                    workers,
+                    segment,
+                    start_at,
                 }))
             }
         }
@@ -78,4 +117,44 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// One worker: its segment of the users, reports on stdout, stop when stdin closes.
+fn run_worker(
+    profile: PathBuf,
+    segment: Segment,
+    start_at: Option<i64>,
+    gateways: Vec<String>,
+    auth_key_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    sut::open_files::raise_to_hard_limit();
+    let profile = loadgen::profile::Profile::load(&profile)?;
+    let gateways = gateways
+        .iter()
+        .map(|g| {
+            g.to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .with_context(|| format!("gateway address `{g}` does not resolve"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if gateways.is_empty() {
+        anyhow::bail!("a worker needs --gateways");
+    }
+    let key = auth_key_file.context("a worker needs --auth-key-file")?;
+    let config = loadgen::worker::WorkerConfig {
+        profile,
+        segment,
+        gateways,
+        auth: sut::signing::SigningKey::load(&key)?,
+        start_unix_ms: start_at.context("a worker needs --start-at")?,
+        report_every: std::time::Duration::from_secs(1),
+    };
+    let stdin = std::io::stdin();
+    let stop = std::os::fd::AsFd::as_fd(&stdin);
+    let mut out = std::io::stdout().lock();
+    loadgen::worker::run(config, Some(&stop), |summary, last| {
+        loadgen::worker::write_report(&mut out, summary, last)
+    })?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 use crate::threshold::Threshold;
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -66,8 +67,10 @@ impl<'de> Deserialize<'de> for Target {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SpawnTarget {
-    #[serde(default = "two")]
-    pub gateways: u16,
+    /// Gateway processes [default: as many as the peak of connected users needs, each
+    /// filled to 90 % of what its open-file limit allows].
+    #[serde(default)]
+    pub gateways: Option<u16>,
     /// Timeline file, relative to the profile.
     pub timeline: PathBuf,
     /// Data directory, relative to the working directory; wiped before the run.
@@ -83,9 +86,6 @@ pub struct SpawnTarget {
     pub settle: Duration,
 }
 
-fn two() -> u16 {
-    2
-}
 fn default_base_port() -> u16 {
     7100
 }
@@ -117,7 +117,7 @@ pub struct Behaviour {
     /// Minimum time between a user's shakes, by throttle tier (0 first); tiers past the
     /// list use the last entry.
     #[serde(deserialize_with = "intervals")]
-    pub shake_interval: Vec<Duration>,
+    pub shake_interval: Arc<[Duration]>,
     /// Chance that a user opens an envelope it won.
     #[serde(deserialize_with = "probability")]
     pub open_probability: f64,
@@ -145,7 +145,7 @@ fn probability<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(p)
 }
 
-fn intervals<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+fn intervals<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[Duration]>, D::Error> {
     let raw: Vec<String> = Vec::deserialize(d)?;
     if raw.is_empty() {
         return Err(serde::de::Error::custom(
@@ -166,7 +166,8 @@ fn intervals<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error>
             }
             Ok(d)
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()
+        .map(Arc::from)
 }
 
 #[derive(Debug, Error)]
@@ -231,7 +232,7 @@ impl Profile {
         }
         match &self.target {
             Target::Spawn(s) => {
-                if s.gateways == 0 {
+                if s.gateways == Some(0) {
                     return Err("target.spawn.gateways: must be at least 1".into());
                 }
             }

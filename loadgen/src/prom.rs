@@ -47,7 +47,7 @@ impl Collector for SummaryCollector {
             MetricType::Counter,
         )?;
         for (outcome, n) in &s.outcomes {
-            ConstCounter::new(*n).encode(e.encode_family(&[("outcome", *outcome)])?)?;
+            ConstCounter::new(*n).encode(e.encode_family(&[("outcome", outcome.as_str())])?)?;
         }
 
         let mut e = encoder.encode_descriptor(

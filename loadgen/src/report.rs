@@ -33,7 +33,7 @@ pub struct RunReport {
     pub duration_s: f64,
     pub users: u64,
     pub ops: BTreeMap<&'static str, OpReport>,
-    pub shake_outcomes: BTreeMap<&'static str, u64>,
+    pub shake_outcomes: BTreeMap<String, u64>,
     pub tiers_seen: BTreeMap<u8, u64>,
     pub errors_by_kind: BTreeMap<String, u64>,
     pub error_rate: f64,

@@ -1,21 +1,24 @@
 //! `loadgen run`: one profile, start to verdict.
+//!
+//! This process is the parent: it starts the system under test when the profile asks,
+//! starts the workers (each a segment of the users, see [`crate::worker`]), merges their
+//! reports exactly, and alone serves `/metrics`, prints the progress line, stops the
+//! system, audits it and prints the summary.
 
+use crate::fleet::Fleet;
 use crate::profile::{Profile, Target};
 use crate::prom::SummaryCollector;
 use crate::report::RunReport;
-use crate::session::{run_user, RunContext};
+use crate::segment::Segment;
 use crate::spawn;
 use crate::stages::target_at;
 use crate::stats::{Op, Summary};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sut::signing::SigningKey;
-use tokio::task::JoinSet;
-use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -23,38 +26,56 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     pub summary_json: Option<PathBuf>,
     pub sut_bin: Option<PathBuf>,
+    /// Local worker processes [default: sized from the open-file limit].
+    pub workers: Option<u64>,
+    /// Run only this segment of the users (the rest run elsewhere).
+    pub segment: Segment,
+    /// The common start, Unix ms [default: shortly after the workers are up].
+    pub start_at: Option<i64>,
 }
 
 pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let profile = Profile::load(&opts.profile)?;
     let name = profile.name.clone().unwrap_or_else(|| "run".into());
+    let peak = opts.segment.len(profile.peak_users());
+    let fd_limit = sut::open_files::raise_to_hard_limit();
 
-    let (spawned, gateways, auth) = match &profile.target {
+    let (spawned, gateways, auth_key) = match &profile.target {
         Target::Spawn(t) => {
+            if opts.segment != Segment::ALL {
+                bail!("--segment {} splits users over machines that share one system; give the profile `target: addresses:` instead of `spawn:`", opts.segment);
+            }
             let data = t
                 .data
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("data").join(&name));
             let sut = spawn::sut_binary(opts.sut_bin.clone());
+            let hb = (profile.behaviour.heartbeat_interval * 3).max(Duration::from_secs(30));
             eprintln!(
                 "starting the system under test ({} gateways, data in {})",
-                t.gateways,
+                t.gateways
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| format!("enough for {peak} connections:")),
                 data.display()
             );
-            let s = spawn::start(t, &data, &sut).await?;
-            let auth = SigningKey::load(&data.join("auth.key"))?;
+            let s = spawn::start(t, &data, &sut, peak, hb).await?;
             let gateways = s.manifest.gateway_addrs.clone();
-            (Some(s), gateways, auth)
+            (Some(s), gateways, data.join("auth.key"))
         }
-        Target::Addresses(a) => (
-            None,
-            a.gateways.clone(),
-            SigningKey::load(&a.auth_key_file)?,
-        ),
+        Target::Addresses(a) => (None, a.gateways.clone(), a.auth_key_file.clone()),
     };
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| sut::open_files::processes_for(peak, fd_limit, 0.95));
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let start_at = opts
+        .start_at
+        .unwrap_or_else(|| sut::gateway::unix_ms() + 500 + 30 * workers as i64);
     eprintln!(
-        "running {name}: {} users over {} gateways for {:.0} s",
-        profile.users,
+        "running {name}: {peak} users (segment {}) over {} gateways in {workers} workers for {:.0} s",
+        opts.segment,
         gateways.len(),
         profile.duration().as_secs_f64()
     );
@@ -71,39 +92,39 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         eprintln!("metrics on http://{bound}/metrics");
     }
 
-    let ctx = Arc::new(RunContext {
-        profile: profile.clone(),
-        gateways,
-        auth,
-        start: Instant::now(),
-        stats: stats.clone(),
-    });
-    let mut users = JoinSet::new();
-    for user in 0..profile.users {
-        users.spawn(run_user(ctx.clone(), user));
-    }
+    let mut fleet = Fleet::start(
+        &opts.profile,
+        opts.segment,
+        workers,
+        start_at,
+        &gateways,
+        &auth_key,
+    )?;
+    let start = tokio::time::Instant::now()
+        + Duration::from_millis((start_at - sut::gateway::unix_ms()).max(0) as u64);
     let mut interrupted = false;
-    let mut tick =
-        tokio::time::interval_at(ctx.start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
     let mut progress = Progress::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
         tokio::select! {
-            joined = users.join_next() => if joined.is_none() { break },
+            more = fleet.next_report(&stats) => if !more? { break },
             _ = tick.tick() => {
-                let elapsed = ctx.start.elapsed();
+                let elapsed = start.elapsed();
                 let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                eprintln!("{}", progress.line(&snapshot, elapsed, target_at(&profile.stages, elapsed)));
+                let target = opts.segment.len(target_at(&profile.stages, elapsed));
+                eprintln!("{}", progress.line(&snapshot, elapsed, target));
             }
-            _ = &mut ctrl_c => {
+            _ = &mut ctrl_c, if !interrupted => {
                 eprintln!("interrupted: stopping users and reporting what was measured");
-                users.abort_all();
+                fleet.stop();
                 interrupted = true;
             }
         }
     }
-    let duration = ctx.start.elapsed().as_secs_f64();
+    let duration = start.elapsed().as_secs_f64();
+    fleet.wait().await?;
     let summary = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
     let audit = match spawned {
@@ -118,14 +139,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         }
         None => None,
     };
-    let report = RunReport::build(
-        &name,
-        &summary,
-        duration,
-        profile.users,
-        &profile.thresholds,
-        audit,
-    );
+    let report = RunReport::build(&name, &summary, duration, peak, &profile.thresholds, audit);
     print!("{}", report.table());
     if let Some(path) = &opts.summary_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -170,15 +184,16 @@ impl Progress {
         } else {
             window.value_at_quantile(0.99) as f64 / 1000.0
         };
+        let outcome = |k: &str| s.outcomes.get(k).copied().unwrap_or(0);
         let line = format!(
             "[{:>4.0}s] users {}/{} | shakes {}/s (envelope {} greeting {} nothing {}) | shake p99 {:.2}ms | opens {}/s | errors {} | drops {} | tiers {:?}",
             elapsed.as_secs_f64(),
             s.connected,
             target,
             shakes - self.last_shakes,
-            s.outcomes.get("envelope").copied().unwrap_or(0),
-            s.outcomes.get("greeting").copied().unwrap_or(0),
-            s.outcomes.get("nothing").copied().unwrap_or(0),
+            outcome("envelope"),
+            outcome("greeting"),
+            outcome("nothing"),
             p99,
             opens - self.last_opens,
             s.errors(),

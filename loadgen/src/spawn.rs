@@ -42,7 +42,15 @@ pub fn sut_binary(flag: Option<PathBuf>) -> PathBuf {
 }
 
 /// Wipes `data`, starts `sut up` on it and waits for its manifest.
-pub async fn start(target: &SpawnTarget, data: &Path, sut: &Path) -> Result<Spawned> {
+/// `connections` sizes the gateway fleet when the profile does not fix it;
+/// `heartbeat_timeout` is how long gateways let a silent client live.
+pub async fn start(
+    target: &SpawnTarget,
+    data: &Path,
+    sut: &Path,
+    connections: u64,
+    heartbeat_timeout: Duration,
+) -> Result<Spawned> {
     if data.exists() {
         std::fs::remove_dir_all(data)
             .with_context(|| format!("cannot wipe the run's data directory {}", data.display()))?;
@@ -52,9 +60,13 @@ pub async fn start(target: &SpawnTarget, data: &Path, sut: &Path) -> Result<Spaw
     let log = std::fs::File::create(&log_path)
         .with_context(|| format!("cannot create {}", log_path.display()))?;
     let mut cmd = Command::new(sut);
-    cmd.arg("up")
-        .arg("--gateways")
-        .arg(target.gateways.to_string())
+    cmd.arg("up");
+    match target.gateways {
+        Some(n) => cmd.arg("--gateways").arg(n.to_string()),
+        None => cmd.arg("--connections").arg(connections.to_string()),
+    };
+    cmd.arg("--heartbeat-timeout")
+        .arg(humantime::format_duration(heartbeat_timeout).to_string())
         .arg("--data")
         .arg(data)
         .arg("--timeline")
@@ -107,6 +119,11 @@ pub async fn start(target: &SpawnTarget, data: &Path, sut: &Path) -> Result<Spaw
 }
 
 impl Spawned {
+    /// The `sut up` process (its parts are its children).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// Stops the system cleanly (SIGTERM: gateways drain, then the rest) and waits.
     pub async fn stop(mut self) -> Result<()> {
         if let Some(pid) = self.child.id() {

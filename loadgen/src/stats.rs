@@ -2,9 +2,11 @@
 //! two can be merged exactly) are the source of truth for latency; plain counters for
 //! the rest. Prometheus, the progress line and the summary all read from here.
 
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use thiserror::Error;
 
 /// Highest latency kept exactly, in µs (60 s); slower samples saturate here.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
@@ -63,7 +65,7 @@ impl Default for OpStats {
 pub struct Summary {
     pub ops: [OpStats; 5],
     /// Shake outcomes: envelope, greeting, nothing.
-    pub outcomes: BTreeMap<&'static str, u64>,
+    pub outcomes: BTreeMap<String, u64>,
     /// Errors by `op/kind`, e.g. `open/already_opened`, `shake/timeout`.
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Shake replies by the throttle tier they carried.
@@ -78,6 +80,60 @@ pub struct Summary {
     /// granularity, a busy generator). Already inside every latency above; shown apart
     /// so a slow generator is never mistaken for a slow system.
     pub send_lag: OpStats,
+    /// Sessions established (Hello acknowledged), by gateway index.
+    pub hellos_by_gateway: Vec<u64>,
+    /// Users that established at least one session.
+    pub users_connected: u64,
+}
+
+/// A [`Summary`] as it travels from a worker to its parent: histograms in HdrHistogram's
+/// V2 format, everything else as plain numbers.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireSummary {
+    ops: Vec<(Vec<u8>, u64)>,
+    send_lag: Vec<u8>,
+    outcomes: Vec<(String, u64)>,
+    errors_by_kind: Vec<(String, u64)>,
+    tiers: Vec<(u8, u64)>,
+    opened_cents: u64,
+    connected: u64,
+    drops: u64,
+    hellos_by_gateway: Vec<u64>,
+    users_connected: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum WireError {
+    #[error("a latency histogram did not serialize: {0}")]
+    Serialize(String),
+    #[error("a worker sent a latency histogram that does not decode: {0}")]
+    Deserialize(String),
+    #[error("a worker sent {0} operations, this build knows {n}", n = OPS.len())]
+    Ops(usize),
+}
+
+fn hist_to_wire(h: &Histogram<u64>) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut out)
+        .map_err(|e| WireError::Serialize(format!("{e:?}")))?;
+    Ok(out)
+}
+
+fn hist_from_wire(bytes: &[u8]) -> Result<Histogram<u64>, WireError> {
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| WireError::Deserialize(format!("{e:?}")))?;
+    // Refuse other bounds here rather than fail a merge later.
+    if h.low() != 1 || h.high() != MAX_LATENCY_US || h.sigfig() != 3 {
+        return Err(WireError::Deserialize(format!(
+            "bounds {}..{} at {} digits, expected 1..{MAX_LATENCY_US} at 3",
+            h.low(),
+            h.high(),
+            h.sigfig()
+        )));
+    }
+    Ok(h)
 }
 
 impl Summary {
@@ -102,8 +158,13 @@ impl Summary {
             .record(lag_us.clamp(1, MAX_LATENCY_US));
     }
 
-    pub fn outcome(&mut self, name: &'static str, tier: u8) {
-        *self.outcomes.entry(name).or_default() += 1;
+    pub fn outcome(&mut self, name: &str, tier: u8) {
+        match self.outcomes.get_mut(name) {
+            Some(n) => *n += 1,
+            None => {
+                self.outcomes.insert(name.to_string(), 1);
+            }
+        }
         *self.tiers.entry(tier).or_default() += 1;
     }
 
@@ -136,7 +197,7 @@ impl Summary {
             a.errors += b.errors;
         }
         for (k, v) in &other.outcomes {
-            *self.outcomes.entry(k).or_default() += v;
+            *self.outcomes.entry(k.clone()).or_default() += v;
         }
         for (k, v) in &other.errors_by_kind {
             *self.errors_by_kind.entry(k.clone()).or_default() += v;
@@ -148,6 +209,87 @@ impl Summary {
         self.opened_cents += other.opened_cents;
         self.connected += other.connected;
         self.drops += other.drops;
+        if self.hellos_by_gateway.len() < other.hellos_by_gateway.len() {
+            self.hellos_by_gateway
+                .resize(other.hellos_by_gateway.len(), 0);
+        }
+        for (a, b) in self
+            .hellos_by_gateway
+            .iter_mut()
+            .zip(&other.hellos_by_gateway)
+        {
+            *a += b;
+        }
+        self.users_connected += other.users_connected;
+    }
+
+    /// A session was established on gateway `index`.
+    pub fn hello(&mut self, index: usize) {
+        if self.hellos_by_gateway.len() <= index {
+            self.hellos_by_gateway.resize(index + 1, 0);
+        }
+        self.hellos_by_gateway[index] += 1;
+    }
+
+    /// Starts the next interval: everything counted so far is dropped except the
+    /// `connected` gauge, which is a level, not a count.
+    pub fn clear_interval(&mut self) {
+        for op in &mut self.ops {
+            op.latency.reset();
+            op.errors = 0;
+        }
+        self.send_lag.latency.reset();
+        self.outcomes.clear();
+        self.errors_by_kind.clear();
+        self.tiers.clear();
+        self.opened_cents = 0;
+        self.drops = 0;
+        self.hellos_by_gateway.iter_mut().for_each(|n| *n = 0);
+        self.users_connected = 0;
+    }
+
+    pub fn to_wire(&self) -> Result<WireSummary, WireError> {
+        Ok(WireSummary {
+            ops: self
+                .ops
+                .iter()
+                .map(|o| Ok((hist_to_wire(&o.latency)?, o.errors)))
+                .collect::<Result<_, WireError>>()?,
+            send_lag: hist_to_wire(&self.send_lag.latency)?,
+            outcomes: self.outcomes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            errors_by_kind: self
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            tiers: self.tiers.iter().map(|(k, v)| (*k, *v)).collect(),
+            opened_cents: self.opened_cents,
+            connected: self.connected,
+            drops: self.drops,
+            hellos_by_gateway: self.hellos_by_gateway.clone(),
+            users_connected: self.users_connected,
+        })
+    }
+
+    pub fn from_wire(w: WireSummary) -> Result<Summary, WireError> {
+        if w.ops.len() != OPS.len() {
+            return Err(WireError::Ops(w.ops.len()));
+        }
+        let mut s = Summary::default();
+        for (slot, (hist, errors)) in s.ops.iter_mut().zip(w.ops) {
+            slot.latency = hist_from_wire(&hist)?;
+            slot.errors = errors;
+        }
+        s.send_lag.latency = hist_from_wire(&w.send_lag)?;
+        s.outcomes = w.outcomes.into_iter().collect();
+        s.errors_by_kind = w.errors_by_kind.into_iter().collect();
+        s.tiers = w.tiers.into_iter().collect();
+        s.opened_cents = w.opened_cents;
+        s.connected = w.connected;
+        s.drops = w.drops;
+        s.hellos_by_gateway = w.hellos_by_gateway;
+        s.users_connected = w.users_connected;
+        Ok(s)
     }
 }
 
@@ -177,6 +319,35 @@ mod tests {
         assert_eq!(m.errors_by_kind["open/timeout"], 2);
         assert_eq!(m.tiers[&1], 1);
         assert!((m.error_rate() - 2.0 / 2002.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_wire_form_is_exact() {
+        let mut a = Summary::default();
+        for v in [1, 17, 2_000, 59_000_000, 60_000_000] {
+            a.record(Op::Open, v);
+        }
+        a.error(Op::Shake, "timeout");
+        a.outcome("greeting", 2);
+        a.hello(3);
+        a.users_connected = 1;
+        a.connected = 1;
+        let bytes = postcard::to_stdvec(&a.to_wire().unwrap()).unwrap();
+        let b = Summary::from_wire(postcard::from_bytes(&bytes).unwrap()).unwrap();
+        assert_eq!(
+            b.ops[Op::Open as usize].latency,
+            a.ops[Op::Open as usize].latency
+        );
+        assert_eq!(b.errors_by_kind, a.errors_by_kind);
+        assert_eq!(b.hellos_by_gateway, vec![0, 0, 0, 1]);
+        let mut m = Summary::default();
+        m.merge(&b);
+        m.merge(&b);
+        assert_eq!(m.count(Op::Open), 10);
+        assert_eq!(m.tiers[&2], 2);
+        a.clear_interval();
+        assert_eq!(a.requests(), 0);
+        assert_eq!(a.connected, 1);
     }
 
     #[test]

@@ -10,8 +10,10 @@
 use crate::profile::Behaviour;
 use crate::stats::{Op, Summary};
 use bytes::Bytes;
+use std::sync::Arc;
 use std::time::Duration;
 use sut::protocol::{ErrorCode, Frame, Outcome};
+use sut::signing::MAC_LEN;
 
 /// What the shell should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,12 +26,13 @@ pub enum Action {
     Leave,
 }
 
-/// A simulated user's state across its connections.
+/// A simulated user's state across its connections. A worker holds tens of thousands
+/// of these, so what all users share (the tier intervals) is shared, not copied.
 #[derive(Debug)]
 pub struct UserCore {
     user: u64,
-    auth: Bytes,
-    intervals: Vec<Duration>,
+    auth: [u8; MAC_LEN],
+    intervals: Arc<[Duration]>,
     open_probability: f64,
     heartbeat: Duration,
     tier: u8,
@@ -44,7 +47,7 @@ pub struct UserCore {
 
 impl UserCore {
     /// `phase` in [0, 1) spreads users' first shakes over one interval.
-    pub fn new(user: u64, auth: Bytes, behaviour: &Behaviour, phase: f64) -> Self {
+    pub fn new(user: u64, auth: [u8; MAC_LEN], behaviour: &Behaviour, phase: f64) -> Self {
         UserCore {
             user,
             auth,
@@ -62,6 +65,10 @@ impl UserCore {
         }
     }
 
+    pub fn user(&self) -> u64 {
+        self.user
+    }
+
     /// The intended send time of the request in flight.
     pub fn intended(&self) -> Option<Duration> {
         self.in_flight.map(|(_, t)| t)
@@ -69,6 +76,11 @@ impl UserCore {
 
     pub fn tier(&self) -> u8 {
         self.tier
+    }
+
+    /// Whether the current connection's Hello was acknowledged.
+    pub fn hello_done(&self) -> bool {
+        self.hello_done
     }
 
     fn interval(&self) -> Duration {
@@ -104,7 +116,7 @@ impl UserCore {
                 now,
                 Frame::Hello {
                     user_id: self.user,
-                    auth_token: self.auth.clone(),
+                    auth_token: Bytes::copy_from_slice(&self.auth),
                 },
             );
         }
@@ -239,7 +251,7 @@ mod tests {
 
     fn behaviour() -> Behaviour {
         Behaviour {
-            shake_interval: vec![Duration::from_secs(2), Duration::from_secs(10)],
+            shake_interval: vec![Duration::from_secs(2), Duration::from_secs(10)].into(),
             open_probability: 1.0,
             heartbeat_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
@@ -272,7 +284,7 @@ mod tests {
     #[test]
     fn latency_counts_from_the_intended_time() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
         hello(&mut u, &mut s);
         // Shake 0 intended at 0; the reply takes 3 s.
         assert!(matches!(u.poll(ms(1)), Action::Send(Frame::Shake { .. })));
@@ -296,7 +308,7 @@ mod tests {
     #[test]
     fn the_server_tier_sets_the_interval() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
         hello(&mut u, &mut s);
         u.poll(ms(1));
         u.on_frame(reply(1, Outcome::Nothing), ms(5), 0.0, &mut s);
@@ -313,7 +325,7 @@ mod tests {
     #[test]
     fn a_won_envelope_is_opened_next() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
         hello(&mut u, &mut s);
         u.poll(ms(1));
         let env = Outcome::Envelope {
@@ -351,9 +363,9 @@ mod tests {
     #[test]
     fn heartbeats_fill_silence_and_leaving_ends() {
         let mut b = behaviour();
-        b.shake_interval = vec![Duration::from_secs(100)];
+        b.shake_interval = vec![Duration::from_secs(100)].into();
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, Bytes::new(), &b, 0.5);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5);
         u.connected(ms(0), ms(70_000));
         u.poll(ms(0));
         u.on_frame(
@@ -380,7 +392,7 @@ mod tests {
     #[test]
     fn unsolicited_errors_end_the_session() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, Bytes::new(), &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
         hello(&mut u, &mut s);
         let bye = Frame::error(ErrorCode::ShuttingDown, "bye");
         assert_eq!(

@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod listen;
 pub mod manifest;
 pub mod metrics;
+pub mod open_files;
 pub mod passthrough;
 pub mod payment;
 pub mod protocol;

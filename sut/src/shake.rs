@@ -49,6 +49,17 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in a fixed order (metrics resolve one counter per reason up front).
+    pub const ALL: [Reason; 7] = [
+        Reason::Envelope,
+        Reason::NoRound,
+        Reason::UserLimit,
+        Reason::SponsorTaken,
+        Reason::RateLimited,
+        Reason::Exhausted,
+        Reason::LeaseWait,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Reason::Envelope => "envelope",

@@ -69,6 +69,10 @@ struct GatewayArgs {
     /// On shutdown, keep forwarding queued opens for at most this long.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Hold at most this many client connections [default: the open-file limit less
+    /// what the gateway keeps for itself].
+    #[arg(long)]
+    max_connections: Option<usize>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +127,7 @@ struct AuditArgs {
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
+    sut::open_files::raise_to_hard_limit();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -230,6 +235,9 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         envelope_addr: args.envelope,
         heartbeat_timeout: args.heartbeat_timeout,
         drain_timeout: args.drain_timeout,
+        max_connections: args.max_connections.unwrap_or_else(|| {
+            sut::open_files::connection_capacity(sut::open_files::raise_to_hard_limit()) as usize
+        }),
     };
     if config.id >= config.gateways {
         anyhow::bail!(

@@ -18,9 +18,13 @@ use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
-    /// How many gateway processes.
-    #[arg(long, default_value_t = 2)]
-    gateways: u16,
+    /// How many gateway processes [default: 2, or what --connections needs].
+    #[arg(long, conflicts_with = "connections")]
+    gateways: Option<u16>,
+    /// Size the gateway fleet to hold this many client connections: each gateway is
+    /// filled to 90 % of what its open-file limit allows.
+    #[arg(long)]
+    connections: Option<u64>,
     /// Data directory for every part's durable state.
     #[arg(long, default_value = "data")]
     data: PathBuf,
@@ -52,10 +56,38 @@ struct Part {
     child: Child,
 }
 
-pub async fn run(args: UpArgs) -> Result<ExitCode> {
-    if args.gateways == 0 {
-        bail!("--gateways must be at least 1");
+pub async fn run(mut args: UpArgs) -> Result<ExitCode> {
+    let gateways = match (args.gateways, args.connections) {
+        (Some(0), _) => bail!("--gateways must be at least 1"),
+        (Some(n), _) => n,
+        (None, Some(c)) => {
+            let limit = sut::open_files::raise_to_hard_limit();
+            let n = sut::open_files::processes_for(c, limit, 0.9);
+            u16::try_from(n).ok().filter(|n| *n <= 5000).with_context(|| {
+                format!("--connections {c} needs {n} gateways at {limit} open files each; that is more than 5000")
+            })?
+        }
+        (None, None) => 2,
+    };
+    args.gateways = Some(gateways);
+    let args = Resolved { gateways, args };
+    run_resolved(args).await
+}
+
+/// The arguments with the fleet size decided.
+struct Resolved {
+    gateways: u16,
+    args: UpArgs,
+}
+
+impl std::ops::Deref for Resolved {
+    type Target = UpArgs;
+    fn deref(&self) -> &UpArgs {
+        &self.args
     }
+}
+
+async fn run_resolved(args: Resolved) -> Result<ExitCode> {
     if args.base_port as u32 + 1010 + args.gateways as u32 > u16::MAX as u32 {
         bail!("--base-port {} leaves no room for {} gateways and their metrics ports; choose a lower base", args.base_port, args.gateways);
     }

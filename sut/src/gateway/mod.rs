@@ -8,12 +8,14 @@ pub mod store;
 use crate::metrics::{labels, Counters};
 use crate::passthrough::PassThroughQueue;
 use crate::seed_shard::{shard_path, SeedShard, ShardError};
-use crate::shake::ShakeCore;
+use crate::shake::{Reason, ShakeCore};
 use crate::signing::SigningKey;
 use crate::store::{GroupCommitter, StoreError};
 use crate::timeline::Timeline;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,6 +40,8 @@ pub struct GatewayConfig {
     pub envelope_addr: String,
     pub heartbeat_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Connections held at most; more are turned away with `GatewayFull`.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Error)]
@@ -52,7 +56,14 @@ pub enum GatewayError {
 
 pub(crate) struct GatewayMetrics {
     pub connections: Gauge,
+    /// Sessions that passed Hello, and connections turned away because the gateway was full.
+    pub sessions: Counters,
     pub shakes: Counters,
+    /// `shakes` resolved once per reason (in [`Reason::ALL`] order): the hot path then
+    /// costs one atomic add, no label lookup.
+    pub shakes_by_reason: Vec<Counter>,
+    pub issued_by_round: HashMap<u32, Counter>,
+    pub opens_ok: Counter,
     pub issued: Counters,
     pub opens: Counters,
     pub errors: Counters,
@@ -61,13 +72,33 @@ pub(crate) struct GatewayMetrics {
     pub tier: Gauge,
 }
 
+/// The counter of `family` for one label value, kept to be bumped without a lookup.
+fn resolve(family: &Counters, key: &'static str, value: &str) -> Counter {
+    family.get_or_create(&labels(&[(key, value)])).clone()
+}
+
 impl GatewayMetrics {
-    fn register(registry: &mut Registry, config_version: u64) -> Self {
+    fn register(registry: &mut Registry, timeline: &Timeline) -> Self {
+        let config_version = timeline.version;
+        let shakes = Counters::default();
+        let issued = Counters::default();
+        let opens = Counters::default();
         let m = GatewayMetrics {
             connections: Gauge::default(),
-            shakes: Counters::default(),
-            issued: Counters::default(),
-            opens: Counters::default(),
+            sessions: Counters::default(),
+            shakes_by_reason: Reason::ALL
+                .iter()
+                .map(|r| resolve(&shakes, "reason", r.name()))
+                .collect(),
+            issued_by_round: timeline
+                .rounds
+                .iter()
+                .map(|r| (r.id, resolve(&issued, "round", &r.id.to_string())))
+                .collect(),
+            opens_ok: resolve(&opens, "result", "ok"),
+            shakes,
+            issued,
+            opens,
             errors: Counters::default(),
             queue_depth: Gauge::default(),
             forwarded: Counters::default(),
@@ -79,6 +110,11 @@ impl GatewayMetrics {
             "sut_gateway_connections",
             "Open client connections",
             m.connections.clone(),
+        );
+        registry.register(
+            "sut_gateway_sessions",
+            "Connections by how they began: accepted (Hello passed) or full (turned away)",
+            m.sessions.clone(),
         );
         registry.register(
             "sut_gateway_shakes",
@@ -191,7 +227,7 @@ pub async fn run(
     }
 
     let mut registry = Registry::default();
-    let metrics = GatewayMetrics::register(&mut registry, config.timeline.version);
+    let metrics = GatewayMetrics::register(&mut registry, &config.timeline);
     metrics.queue_depth.set(queue.depth() as i64);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
@@ -229,8 +265,17 @@ pub async fn run(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                if let Ok((stream, _)) = accepted {
-                    tokio::spawn(session::serve(gw.clone(), stream));
+                match accepted {
+                    Ok((stream, _)) => {
+                        if gw.sessions.load(std::sync::atomic::Ordering::Acquire) >= config.max_connections {
+                            tokio::spawn(session::refuse_full(gw.clone(), stream));
+                        } else {
+                            tokio::spawn(session::serve(gw.clone(), stream));
+                        }
+                    }
+                    // Out of files (or another transient failure): pause rather than spin;
+                    // the connection waits in the backlog.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
                 }
             }
             _ = shutdown.changed() => break,

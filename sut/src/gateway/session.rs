@@ -4,16 +4,14 @@ use super::store::{GatewayOp, GatewayResult};
 use super::Gateway;
 use crate::metrics::labels;
 use crate::passthrough::OpenEntry;
-use crate::protocol::{ErrorCode, Frame, FrameCodec};
+use crate::protocol::{CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
+use crate::shake::Reason;
 use crate::token::{EnvelopeToken, TokenError};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
-
-type Conn = Framed<TcpStream, FrameCodec>;
 
 /// Counts the session in while it runs, however it ends.
 struct Connected(Arc<Gateway>);
@@ -31,19 +29,64 @@ impl Drop for Connected {
     }
 }
 
+/// A client connection with no buffers of its own while idle (see [`FrameReader`]).
+struct Conn {
+    stream: TcpStream,
+    reader: FrameReader,
+}
+
+impl Conn {
+    /// The next frame, `None` when the client closed.
+    async fn next(&mut self) -> Result<Option<Frame>, CodecError> {
+        loop {
+            match self.reader.next_frame(|buf| self.stream.try_read(buf))? {
+                ReadStatus::Frame(frame) => return Ok(Some(frame)),
+                ReadStatus::Closed => return Ok(None),
+                ReadStatus::WouldBlock => self.stream.readable().await?,
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
+        let rest = crate::protocol::write_frame(frame, |b| self.stream.try_write(b))?;
+        if !rest.is_empty() {
+            self.stream.write_all(&rest).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn refuse(gw: &Gateway, conn: &mut Conn, code: ErrorCode, message: String) {
     gw.error(code);
     let _ = conn.send(Frame::error(code, message)).await;
 }
 
+/// Turns a connection away because the gateway is at its connection limit: the client
+/// falls back to another gateway, as the seed's clients fall back to another cluster.
+pub(super) async fn refuse_full(gw: Arc<Gateway>, stream: TcpStream) {
+    gw.metrics
+        .sessions
+        .get_or_create(&labels(&[("result", "full")]))
+        .inc();
+    let mut conn = Conn {
+        stream,
+        reader: FrameReader::default(),
+    };
+    let msg = "this gateway is full; connect to another".to_string();
+    refuse(&gw, &mut conn, ErrorCode::GatewayFull, msg).await;
+}
+
 pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _guard = Connected::new(gw.clone());
-    let mut conn = Framed::new(stream, FrameCodec::default());
+    let mut conn = Conn {
+        stream,
+        reader: FrameReader::default(),
+    };
     let mut shutdown = gw.shutdown.clone();
 
     let user = match tokio::time::timeout(gw.heartbeat_timeout, conn.next()).await {
-        Ok(Some(Ok(Frame::Hello {
+        Ok(Ok(Some(Frame::Hello {
             user_id,
             auth_token,
         }))) => {
@@ -53,25 +96,29 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             }
             user_id
         }
-        Ok(Some(Ok(other))) => {
+        Ok(Ok(Some(other))) => {
             let msg = format!(
                 "first frame must be Hello, got type 0x{:02x}",
                 other.type_byte()
             );
             return refuse(&gw, &mut conn, ErrorCode::NotHelloFirst, msg).await;
         }
-        Ok(Some(Err(e))) => {
+        Ok(Err(e)) => {
             if let Some(code) = e.code() {
                 refuse(&gw, &mut conn, code, e.to_string()).await;
             }
             return;
         }
-        Ok(None) => return,
+        Ok(Ok(None)) => return,
         Err(_) => {
             let msg = "no Hello within the heartbeat timeout".to_string();
             return refuse(&gw, &mut conn, ErrorCode::HeartbeatTimeout, msg).await;
         }
     };
+    gw.metrics
+        .sessions
+        .get_or_create(&labels(&[("result", "accepted")]))
+        .inc();
     let ack = Frame::HelloAck {
         server_time_ms: super::unix_ms().max(0) as u64,
         tier: 0,
@@ -94,15 +141,15 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                 let msg = format!("silent for {:?}", gw.heartbeat_timeout);
                 return refuse(&gw, &mut conn, ErrorCode::HeartbeatTimeout, msg).await;
             }
-            Ok(None) => return,
-            Ok(Some(Err(e))) => {
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
                 // A malformed or oversized frame leaves the stream unsynchronised: close.
                 if let Some(code) = e.code() {
                     refuse(&gw, &mut conn, code, e.to_string()).await;
                 }
                 return;
             }
-            Ok(Some(Ok(frame))) => frame,
+            Ok(Ok(Some(frame))) => frame,
         };
         let reply = match frame {
             Frame::Heartbeat => Frame::HeartbeatAck {
@@ -148,15 +195,13 @@ async fn shake(gw: &Gateway, user: u64, cookie: Bytes) -> Frame {
                 "could not record the issue; shake again",
             );
         }
-        gw.metrics
-            .issued
-            .get_or_create(&labels(&[("round", &record.round.to_string())]))
-            .inc();
+        if let Some(c) = gw.metrics.issued_by_round.get(&record.round) {
+            c.inc();
+        }
     }
-    gw.metrics
-        .shakes
-        .get_or_create(&labels(&[("reason", decision.reason.name())]))
-        .inc();
+    if let Some(i) = Reason::ALL.iter().position(|r| *r == decision.reason) {
+        gw.metrics.shakes_by_reason[i].inc();
+    }
     Frame::ShakeReply {
         outcome: decision.outcome,
         tier: 0,
@@ -191,10 +236,7 @@ async fn open(gw: &Gateway, user: u64, token: Bytes) -> Frame {
                 gw.metrics.queue_depth.set(q.depth() as i64);
             }
             gw.queue_notify.notify_one();
-            gw.metrics
-                .opens
-                .get_or_create(&labels(&[("result", "ok")]))
-                .inc();
+            gw.metrics.opens_ok.inc();
             Frame::OpenReply {
                 code: 0,
                 amount_cents: token.amount_cents,

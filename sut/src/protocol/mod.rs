@@ -42,7 +42,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 mod codec;
+mod reader;
 pub use codec::{CodecError, FrameCodec};
+pub use reader::{flush_rest, write_frame, FrameReader, ReadStatus};
 
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
@@ -69,6 +71,8 @@ pub enum ErrorCode {
     HeartbeatTimeout = 6,
     /// The gateway is shutting down; reconnect elsewhere.
     ShuttingDown = 7,
+    /// The gateway holds all the connections it can; connect to another one.
+    GatewayFull = 8,
     /// The envelope token's signature is wrong: forged or corrupted.
     TokenForged = 10,
     /// The envelope token was issued to another user.
@@ -95,6 +99,7 @@ impl ErrorCode {
             5 => AuthFailed,
             6 => HeartbeatTimeout,
             7 => ShuttingDown,
+            8 => GatewayFull,
             10 => TokenForged,
             11 => TokenNotYours,
             12 => AlreadyOpened,
@@ -116,6 +121,7 @@ impl ErrorCode {
             AuthFailed => "auth_failed",
             HeartbeatTimeout => "heartbeat_timeout",
             ShuttingDown => "shutting_down",
+            GatewayFull => "gateway_full",
             TokenForged => "token_forged",
             TokenNotYours => "token_not_yours",
             AlreadyOpened => "already_opened",

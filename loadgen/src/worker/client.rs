@@ -1,0 +1,375 @@
+//! One simulated phone inside a worker: its socket, its [`UserCore`] and its place in
+//! the worker's schedule. The worker's event loop calls in when the client's wake-up
+//! time comes or its socket is ready; everything else (what to send, when, what a
+//! reply means) is the core's.
+
+use super::clock::Deadlines;
+use crate::profile::Profile;
+use crate::stages::user_windows;
+use crate::stats::{Op, Summary};
+use crate::user::{Action, UserCore};
+use mio::event::Event;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::time::Duration;
+use sut::passthrough::Backoff;
+use sut::protocol::{flush_rest, write_frame, ErrorCode, FrameReader, ReadStatus};
+use sut::signing::SigningKey;
+
+/// What every client of a worker shares.
+pub struct Shared<'a> {
+    pub registry: &'a Registry,
+    pub deadlines: &'a mut Deadlines,
+    pub stats: &'a mut Summary,
+    pub profile: &'a Profile,
+    pub gateways: &'a [SocketAddr],
+    /// Clients whose last window has ended.
+    pub finished: usize,
+}
+
+impl Shared<'_> {
+    fn now_since(&self, earlier: Duration, now: Duration) -> u64 {
+        now.saturating_sub(earlier).as_micros() as u64
+    }
+}
+
+/// Mixes a user id into a well-spread hash (splitmix64's finalizer).
+pub fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The gateway a user dials first: its id hashed over the gateway list.
+pub fn home_gateway(user: u64, gateways: usize) -> usize {
+    (mix(user) % gateways.max(1) as u64) as usize
+}
+
+enum Socket {
+    Offline,
+    Connecting(TcpStream),
+    Online(TcpStream),
+}
+
+/// No wake-up pending.
+const NEVER: Duration = Duration::MAX;
+
+pub struct Client {
+    core: UserCore,
+    rng: SmallRng,
+    socket: Socket,
+    reader: FrameReader,
+    /// Bytes of a request the socket did not take yet.
+    unsent: Box<[u8]>,
+    backoff: Backoff,
+    /// The wake-up time this client is scheduled for; heap entries for other times are stale.
+    pub wake_at: Duration,
+    window: u16,
+    window_end: Duration,
+    connect_started: Duration,
+    /// Added to the home gateway's index: each failure moves on to the next gateway.
+    attempt: u16,
+    gateway: u16,
+    ever_connected: bool,
+}
+
+impl Client {
+    /// A client for `user`, or `None` if the profile never connects that user.
+    pub fn new(user: u64, slot: u32, auth: &SigningKey, sh: &mut Shared) -> Option<Client> {
+        let (start, end) = *user_windows(&sh.profile.stages, user).first()?;
+        let mut rng = SmallRng::seed_from_u64(sh.profile.seed ^ mix(user));
+        let core = UserCore::new(
+            user,
+            auth.auth_token(user),
+            &sh.profile.behaviour,
+            rng.random(),
+        );
+        let mut client = Client {
+            core,
+            rng,
+            socket: Socket::Offline,
+            reader: FrameReader::default(),
+            unsent: Box::default(),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
+            wake_at: NEVER,
+            window: 0,
+            window_end: end,
+            connect_started: Duration::ZERO,
+            attempt: 0,
+            gateway: 0,
+            ever_connected: false,
+        };
+        client.schedule(start, slot, sh);
+        Some(client)
+    }
+
+    fn schedule(&mut self, at: Duration, slot: u32, sh: &mut Shared) {
+        if self.wake_at != at {
+            self.wake_at = at;
+            sh.deadlines.push(at, slot);
+        }
+    }
+
+    fn in_flight(&self) -> bool {
+        self.core.intended().is_some()
+    }
+
+    /// The client's wake-up time came.
+    pub fn on_wake(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        match &self.socket {
+            Socket::Offline => {
+                if now >= self.window_end {
+                    self.next_window(slot, now, sh);
+                } else {
+                    self.connect(slot, now, sh);
+                }
+            }
+            Socket::Connecting(_) => {
+                sh.stats.error(Op::Connect, "timeout");
+                self.socket = Socket::Offline;
+                self.attempt = self.attempt.wrapping_add(1);
+                self.retry(slot, now, sh);
+            }
+            Socket::Online(_) => {
+                if self.in_flight() {
+                    // The only wake-up while a request is out is its reply deadline.
+                    self.core.failed("timeout", sh.stats);
+                    self.lose(slot, now, sh, true);
+                } else {
+                    self.drive(slot, now, sh);
+                }
+            }
+        }
+    }
+
+    fn connect(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        let n = sh.gateways.len();
+        let index = (home_gateway(self.core.user(), n) + self.attempt as usize) % n;
+        self.gateway = index as u16;
+        let connected = TcpStream::connect(sh.gateways[index]).and_then(|mut s| {
+            sh.registry.register(
+                &mut s,
+                Token(slot as usize),
+                Interest::READABLE | Interest::WRITABLE,
+            )?;
+            Ok(s)
+        });
+        match connected {
+            Ok(s) => {
+                self.socket = Socket::Connecting(s);
+                self.connect_started = now;
+                self.schedule(now + sh.profile.behaviour.request_timeout, slot, sh);
+            }
+            Err(e) => {
+                // Out of files or ports: count it and come back later.
+                sh.stats.error(Op::Connect, io_kind(&e));
+                self.attempt = self.attempt.wrapping_add(1);
+                self.retry(slot, now, sh);
+            }
+        }
+    }
+
+    fn retry(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        let delay = self.backoff.next_delay(self.rng.random());
+        self.schedule(now + delay, slot, sh);
+    }
+
+    /// The socket is ready for something.
+    pub fn on_ready(&mut self, slot: u32, event: &Event, now: Duration, sh: &mut Shared) {
+        match &mut self.socket {
+            Socket::Offline => {}
+            Socket::Connecting(s) => {
+                let failed = match s.take_error() {
+                    Ok(Some(_)) | Err(_) => true,
+                    Ok(None) => match s.peer_addr() {
+                        Ok(_) => false,
+                        // Not connected yet: a spurious wake-up.
+                        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return,
+                        Err(_) => true,
+                    },
+                };
+                if failed {
+                    sh.stats.error(Op::Connect, "refused");
+                    self.socket = Socket::Offline;
+                    self.attempt = self.attempt.wrapping_add(1);
+                    return self.retry(slot, now, sh);
+                }
+                let _ = s.set_nodelay(true);
+                let latency = sh.now_since(self.connect_started, now);
+                sh.stats.record(Op::Connect, latency);
+                sh.stats.connected += 1;
+                self.backoff.reset();
+                let Socket::Connecting(s) = std::mem::replace(&mut self.socket, Socket::Offline)
+                else {
+                    return;
+                };
+                self.socket = Socket::Online(s);
+                self.core.connected(now, self.window_end);
+                self.drive(slot, now, sh);
+            }
+            Socket::Online(s) => {
+                if event.is_writable() && !self.unsent.is_empty() {
+                    match flush_rest(&self.unsent, |b| s.write(b)) {
+                        Ok(rest) => self.unsent = rest,
+                        Err(_) => {
+                            self.core.failed("send_failed", sh.stats);
+                            return self.lose(slot, now, sh, true);
+                        }
+                    }
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    self.read(slot, now, sh);
+                }
+            }
+        }
+    }
+
+    fn read(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        loop {
+            let Socket::Online(s) = &mut self.socket else {
+                return;
+            };
+            let status = self.reader.next_frame(|b| s.read(b));
+            match status {
+                Ok(ReadStatus::Frame(frame)) => {
+                    let had_hello = self.core.hello_done();
+                    let roll: f64 = self.rng.random();
+                    let ended = self.core.on_frame(frame, now, roll, sh.stats);
+                    if !had_hello && self.core.hello_done() {
+                        sh.stats.hello(self.gateway as usize);
+                        if !self.ever_connected {
+                            self.ever_connected = true;
+                            sh.stats.users_connected += 1;
+                        }
+                    }
+                    if let Some(code) = ended {
+                        // A full gateway sends us on to the next one at once.
+                        let full = code == ErrorCode::GatewayFull;
+                        if full {
+                            self.attempt = self.attempt.wrapping_add(1);
+                        }
+                        return self.lose(slot, now, sh, !full);
+                    }
+                }
+                Ok(ReadStatus::WouldBlock) => break,
+                Ok(ReadStatus::Closed) => {
+                    self.core.failed("closed", sh.stats);
+                    return self.lose(slot, now, sh, true);
+                }
+                Err(e) => {
+                    let kind = match e.code() {
+                        Some(code) => code.name(),
+                        None => "closed",
+                    };
+                    self.core.failed(kind, sh.stats);
+                    return self.lose(slot, now, sh, true);
+                }
+            }
+        }
+        self.drive(slot, now, sh);
+    }
+
+    /// Lets the core act: send its next request, or sleep until it wants to.
+    fn drive(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        if self.in_flight() {
+            return;
+        }
+        let Socket::Online(s) = &mut self.socket else {
+            return;
+        };
+        match self.core.poll(now) {
+            Action::Leave => {
+                self.socket = Socket::Offline;
+                self.reader = FrameReader::default();
+                self.unsent = Box::default();
+                sh.stats.connected -= 1;
+                self.next_window(slot, now, sh);
+            }
+            Action::Send(frame) => {
+                if let Some(intended) = self.core.intended() {
+                    let lag = sh.now_since(intended, now);
+                    sh.stats.record_send_lag(lag);
+                }
+                match write_frame(frame, |b| s.write(b)) {
+                    Ok(rest) => {
+                        self.unsent = rest;
+                        self.schedule(now + sh.profile.behaviour.request_timeout, slot, sh);
+                    }
+                    Err(_) => {
+                        self.core.failed("send_failed", sh.stats);
+                        self.lose(slot, now, sh, true);
+                    }
+                }
+            }
+            Action::WaitUntil(t) => self.schedule(t, slot, sh),
+        }
+    }
+
+    /// The connection is gone (closed, timed out, refused): reconnect after a backoff.
+    fn lose(&mut self, slot: u32, now: Duration, sh: &mut Shared, drop: bool) {
+        if matches!(self.socket, Socket::Online(_)) {
+            sh.stats.connected -= 1;
+            if drop {
+                sh.stats.drops += 1;
+            }
+        }
+        self.socket = Socket::Offline;
+        self.reader = FrameReader::default();
+        self.unsent = Box::default();
+        if drop {
+            self.retry(slot, now, sh);
+        } else {
+            self.schedule(now, slot, sh);
+        }
+    }
+
+    fn next_window(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        self.window += 1;
+        let windows = user_windows(&sh.profile.stages, self.core.user());
+        match windows.get(self.window as usize) {
+            Some(&(start, end)) => {
+                self.window_end = end;
+                self.schedule(start.max(now), slot, sh);
+            }
+            None => {
+                self.wake_at = NEVER;
+                sh.finished += 1;
+            }
+        }
+    }
+
+    /// Closes the connection at once (the run was stopped).
+    pub fn stop(&mut self, sh: &mut Shared) {
+        if matches!(self.socket, Socket::Online(_)) {
+            sh.stats.connected -= 1;
+        }
+        self.socket = Socket::Offline;
+        self.wake_at = NEVER;
+    }
+}
+
+fn io_kind(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc_emfile) if libc_emfile == nix::errno::Errno::EMFILE as i32 => "out_of_files",
+        Some(code) if code == nix::errno::Errno::EADDRNOTAVAIL as i32 => "out_of_ports",
+        _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_spread_over_gateways() {
+        let mut counts = [0usize; 4];
+        for u in 0..4000 {
+            counts[home_gateway(u, 4)] += 1;
+        }
+        assert!(counts.iter().all(|c| (800..1200).contains(c)), "{counts:?}");
+    }
+}

@@ -1,0 +1,206 @@
+//! A load generator worker: one process, one thread, one event loop (mio over epoll)
+//! driving a segment of the profile's users.
+//!
+//! Why not a task per user on an async runtime: a worker holds up to ~20,000 long
+//! connections (the open-file limit), and a task with its own timer and framed buffers
+//! costs several KiB each. Here a user is a plain struct of a few hundred bytes, reads
+//! land in one scratch buffer per worker, and one kernel timer wakes the loop at the
+//! next user's intended send time (see [`clock`]).
+//!
+//! Every `report_every`, and once at the end, the worker hands its parent what it
+//! measured since the last report (a [`WorkerReport`]); the parent merges them exactly.
+
+mod client;
+pub mod clock;
+
+pub use client::{home_gateway, mix};
+
+use crate::profile::Profile;
+use crate::segment::Segment;
+use crate::stats::{Summary, WireError, WireSummary};
+use client::{Client, Shared};
+use clock::{Alarm, Deadlines, RunClock};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use serde::{Deserialize, Serialize};
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+use sut::signing::SigningKey;
+use thiserror::Error;
+
+/// What a worker sends its parent, as a length-prefixed postcard message on stdout.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkerReport {
+    /// The worker's last report: it is about to exit.
+    pub last: bool,
+    /// What happened since the previous report (`connected` is the current level).
+    pub summary: WireSummary,
+}
+
+#[derive(Debug, Error)]
+pub enum WorkerError {
+    #[error("event loop: {0}")]
+    Poll(#[source] io::Error),
+    #[error("timer: {0}")]
+    Timer(#[from] nix::Error),
+    #[error("cannot send a report to the parent: {0}")]
+    Report(#[source] io::Error),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+pub struct WorkerConfig {
+    pub profile: Profile,
+    pub segment: Segment,
+    pub gateways: Vec<SocketAddr>,
+    pub auth: SigningKey,
+    /// The common start, Unix ms: stages count from here in every worker.
+    pub start_unix_ms: i64,
+    pub report_every: Duration,
+}
+
+const ALARM: Token = Token(usize::MAX - 1);
+const STOP: Token = Token(usize::MAX - 2);
+
+/// Writes one report to `out` as `u32 big-endian length` + postcard bytes.
+pub fn write_report(
+    out: &mut impl Write,
+    summary: &Summary,
+    last: bool,
+) -> Result<(), WorkerError> {
+    let report = WorkerReport {
+        last,
+        summary: summary.to_wire()?,
+    };
+    let bytes = postcard::to_stdvec(&report)
+        .map_err(|e| WorkerError::Report(io::Error::other(e.to_string())))?;
+    out.write_all(&(bytes.len() as u32).to_be_bytes())
+        .and_then(|_| out.write_all(&bytes))
+        .and_then(|_| out.flush())
+        .map_err(WorkerError::Report)
+}
+
+/// Runs the segment to its end (or until `stop` — the parent's end of a pipe — closes),
+/// sending reports through `report`.
+pub fn run(
+    config: WorkerConfig,
+    stop: Option<&std::os::fd::BorrowedFd>,
+    mut report: impl FnMut(&Summary, bool) -> Result<(), WorkerError>,
+) -> Result<(), WorkerError> {
+    let mut poll = Poll::new().map_err(WorkerError::Poll)?;
+    let mut alarm = Alarm::new()?;
+    let registry = poll.registry().try_clone().map_err(WorkerError::Poll)?;
+    registry
+        .register(&mut SourceFd(&alarm.raw_fd()), ALARM, Interest::READABLE)
+        .map_err(WorkerError::Poll)?;
+    if let Some(fd) = stop {
+        registry
+            .register(&mut SourceFd(&fd.as_raw_fd()), STOP, Interest::READABLE)
+            .map_err(WorkerError::Poll)?;
+    }
+
+    let clock = RunClock::starting_at(config.start_unix_ms);
+    let mut deadlines = Deadlines::default();
+    let mut stats = Summary {
+        hellos_by_gateway: vec![0; config.gateways.len()],
+        ..Summary::default()
+    };
+    let auth = config.auth.clone();
+    let mut sh = Shared {
+        registry: &registry,
+        deadlines: &mut deadlines,
+        stats: &mut stats,
+        profile: &config.profile,
+        gateways: &config.gateways,
+        finished: 0,
+    };
+    let mut clients = Vec::with_capacity(config.segment.len(config.profile.users) as usize);
+    for user in config.segment.users(config.profile.users) {
+        let slot = clients.len() as u32;
+        if let Some(c) = Client::new(user, slot, &auth, &mut sh) {
+            clients.push(c);
+        }
+    }
+    clients.shrink_to_fit();
+
+    let mut events = Events::with_capacity(1024);
+    let mut next_report = config.report_every;
+    let mut stopping = false;
+    // Sleep through the wait for the common start rather than fire everything at zero.
+    while clock.now().is_zero() {
+        let wait = Duration::from_millis(1);
+        alarm.arm(&clock, wait)?;
+        poll.poll(&mut events, Some(Duration::from_millis(50)))
+            .or_else(interrupted)
+            .map_err(WorkerError::Poll)?;
+        alarm.fired();
+        if stopped(&events, stop) {
+            stopping = true;
+            break;
+        }
+    }
+    while !stopping {
+        let now = clock.now();
+        while let Some((at, slot)) = sh.deadlines.pop_due(now) {
+            let client = &mut clients[slot as usize];
+            if client.wake_at == at {
+                client.wake_at = Duration::MAX;
+                client.on_wake(slot, clock.now(), &mut sh);
+            }
+        }
+        if now >= next_report {
+            report(sh.stats, false)?;
+            sh.stats.clear_interval();
+            while next_report <= now {
+                next_report += config.report_every;
+            }
+        }
+        if sh.finished == clients.len() {
+            break;
+        }
+        let wake = sh.deadlines.next().unwrap_or(next_report).min(next_report);
+        alarm.arm(&clock, wake)?;
+        poll.poll(&mut events, None)
+            .or_else(interrupted)
+            .map_err(WorkerError::Poll)?;
+        for event in events.iter() {
+            match event.token() {
+                ALARM => alarm.fired(),
+                STOP => stopping |= stopped_now(stop),
+                Token(slot) => {
+                    if let Some(client) = clients.get_mut(slot) {
+                        client.on_ready(slot as u32, event, clock.now(), &mut sh);
+                    }
+                }
+            }
+        }
+    }
+    for client in &mut clients {
+        client.stop(&mut sh);
+    }
+    report(sh.stats, true)
+}
+
+fn interrupted(e: io::Error) -> io::Result<()> {
+    if e.kind() == io::ErrorKind::Interrupted {
+        Ok(())
+    } else {
+        Err(e)
+    }
+}
+
+fn stopped(events: &Events, stop: Option<&std::os::fd::BorrowedFd>) -> bool {
+    events.iter().any(|e| e.token() == STOP) && stopped_now(stop)
+}
+
+/// The parent closed our stdin or wrote to it: either way, stop.
+fn stopped_now(stop: Option<&std::os::fd::BorrowedFd>) -> bool {
+    let Some(fd) = stop else { return false };
+    let mut buf = [0u8; 64];
+    !matches!(
+        nix::unistd::read(fd, &mut buf),
+        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR)
+    )
+}
