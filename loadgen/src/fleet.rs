@@ -129,6 +129,11 @@ impl Fleet {
         Ok(true)
     }
 
+    /// The workers' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|c| c.id()).collect()
+    }
+
     /// Asks every worker to stop now (each still sends its last report).
     pub fn stop(&mut self) {
         self.stdins.iter_mut().for_each(|s| drop(s.take()));

@@ -5,6 +5,7 @@ pub mod fleet;
 pub mod profile;
 pub mod prom;
 pub mod report;
+pub mod resources;
 pub mod run;
 pub mod segment;
 pub mod spawn;

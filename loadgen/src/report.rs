@@ -1,5 +1,6 @@
 //! The end-of-run summary: a table for people, JSON for machines.
 
+use crate::resources::ResourceReport;
 use crate::stats::{Summary, OPS};
 use crate::threshold::Threshold;
 use serde::Serialize;
@@ -42,9 +43,21 @@ pub struct RunReport {
     /// The generator's own lateness in sending (included in the latencies above).
     pub send_lag_p50_ms: f64,
     pub send_lag_p99_ms: f64,
+    /// Users that held a session at least once, and sessions established per gateway
+    /// (in the order of the gateway list): with no drops, each user's one session.
+    pub users_connected: u64,
+    pub sessions_by_gateway: Vec<u64>,
+    pub workers: u64,
+    pub resources: Option<ResourceReport>,
     pub thresholds: Vec<ThresholdResult>,
     pub audit: Option<AuditReport>,
     pub passed: bool,
+}
+
+/// What the run itself cost; reported, never asserted.
+pub struct RunCost {
+    pub workers: u64,
+    pub resources: Option<ResourceReport>,
 }
 
 fn ms(us: u64) -> f64 {
@@ -59,6 +72,7 @@ impl RunReport {
         users: u64,
         thresholds: &[Threshold],
         audit: Option<AuditReport>,
+        cost: RunCost,
     ) -> RunReport {
         let ops = OPS
             .iter()
@@ -114,6 +128,10 @@ impl RunReport {
             connection_drops: summary.drops,
             send_lag_p50_ms: ms(summary.send_lag.latency.value_at_quantile(0.5)),
             send_lag_p99_ms: ms(summary.send_lag.latency.value_at_quantile(0.99)),
+            users_connected: summary.users_connected,
+            sessions_by_gateway: summary.hellos_by_gateway.clone(),
+            workers: cost.workers,
+            resources: cost.resources,
             thresholds,
             audit,
             passed,
@@ -187,6 +205,56 @@ impl RunReport {
             "generator send lag (already inside the latencies): p50 {:.3} ms, p99 {:.3} ms",
             self.send_lag_p50_ms, self.send_lag_p99_ms
         );
+        let sessions: u64 = self.sessions_by_gateway.iter().sum();
+        let _ = writeln!(
+            out,
+            "sessions: {} users connected, {} sessions over {} gateways (fewest {}, most {}), {} workers",
+            self.users_connected,
+            sessions,
+            self.sessions_by_gateway.len(),
+            self.sessions_by_gateway.iter().min().unwrap_or(&0),
+            self.sessions_by_gateway.iter().max().unwrap_or(&0),
+            self.workers
+        );
+        if let Some(r) = &self.resources {
+            let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+            let _ = writeln!(
+                out,
+                "resources at the peak of {} connections ({:.0} s):",
+                r.peak.connected, r.peak.at_s
+            );
+            let _ = writeln!(
+                out,
+                "  loadgen   {:>3} processes, RSS {:>9.1} MiB = {:>6.0} B/connection (all of it)",
+                r.peak.loadgen.processes,
+                mib(r.peak.loadgen.rss_bytes),
+                r.loadgen_bytes_per_connection
+            );
+            let _ = writeln!(
+                out,
+                "  gateways  {:>3} processes, RSS {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB idle)",
+                r.peak.gateways.processes,
+                mib(r.peak.gateways.rss_bytes),
+                r.gateway_bytes_per_connection,
+                mib(r.before.gateways.rss_bytes)
+            );
+            let _ = writeln!(
+                out,
+                "  kernel    slab {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB before)",
+                mib(r.peak.slab_bytes),
+                r.kernel_bytes_per_connection,
+                mib(r.before.slab_bytes)
+            );
+            let _ = writeln!(
+                out,
+                "  CPU while holding ({:.0} s to {:.0} s): loadgen {:.1} %, gateways {:.1} %, backend {:.1} % of one core",
+                r.hold_from.at_s,
+                r.hold_to.at_s,
+                r.loadgen_cpu_cores * 100.0,
+                r.gateway_cpu_cores * 100.0,
+                r.backend_cpu_cores * 100.0
+            );
+        }
         if !self.errors_by_kind.is_empty() {
             let errs: Vec<String> = self
                 .errors_by_kind

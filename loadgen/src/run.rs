@@ -8,7 +8,8 @@
 use crate::fleet::Fleet;
 use crate::profile::{Profile, Target};
 use crate::prom::SummaryCollector;
-use crate::report::RunReport;
+use crate::report::{RunCost, RunReport};
+use crate::resources::{Sampler, Tracker};
 use crate::segment::Segment;
 use crate::spawn;
 use crate::stages::target_at;
@@ -100,6 +101,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         &gateways,
         &auth_key,
     )?;
+    let sampler = Sampler::new(fleet.pids(), spawned.as_ref().and_then(|s| s.pid()));
+    let mut tracker = Tracker::default();
+    tracker.before(sampler.sample(Duration::ZERO, 0));
+    let peak_target = opts.segment.len(profile.peak_users());
     let start = tokio::time::Instant::now()
         + Duration::from_millis((start_at - sut::gateway::unix_ms()).max(0) as u64);
     let mut interrupted = false;
@@ -115,6 +120,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let target = opts.segment.len(target_at(&profile.stages, elapsed));
                 eprintln!("{}", progress.line(&snapshot, elapsed, target));
+                tracker.add(sampler.sample(elapsed, snapshot.connected), target, peak_target);
             }
             _ = &mut ctrl_c, if !interrupted => {
                 eprintln!("interrupted: stopping users and reporting what was measured");
@@ -139,7 +145,19 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         }
         None => None,
     };
-    let report = RunReport::build(&name, &summary, duration, peak, &profile.thresholds, audit);
+    let cost = RunCost {
+        workers,
+        resources: tracker.report(),
+    };
+    let report = RunReport::build(
+        &name,
+        &summary,
+        duration,
+        peak,
+        &profile.thresholds,
+        audit,
+        cost,
+    );
     print!("{}", report.table());
     if let Some(path) = &opts.summary_json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)

@@ -364,6 +364,14 @@ fn io_kind(e: &std::io::Error) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A worker holds ~19,000 of these; the budget is 1 KiB per connection in all, with
+    /// the cookie, the wake-up entries and the process's own costs on top.
+    #[test]
+    fn a_client_fits_its_memory_budget() {
+        let size = std::mem::size_of::<Client>();
+        assert!(size <= 512, "Client grew to {size} bytes");
+    }
+
     #[test]
     fn users_spread_over_gateways() {
         let mut counts = [0usize; 4];

@@ -35,16 +35,23 @@ struct Conn {
     reader: FrameReader,
 }
 
+/// What reading without waiting found.
+enum Next {
+    Frame(Frame),
+    Closed,
+    /// Nothing complete yet: wait until the socket is readable.
+    Wait,
+}
+
 impl Conn {
-    /// The next frame, `None` when the client closed.
-    async fn next(&mut self) -> Result<Option<Frame>, CodecError> {
-        loop {
+    fn try_next(&mut self) -> Result<Next, CodecError> {
+        Ok(
             match self.reader.next_frame(|buf| self.stream.try_read(buf))? {
-                ReadStatus::Frame(frame) => return Ok(Some(frame)),
-                ReadStatus::Closed => return Ok(None),
-                ReadStatus::WouldBlock => self.stream.readable().await?,
-            }
-        }
+                ReadStatus::Frame(frame) => Next::Frame(frame),
+                ReadStatus::Closed => Next::Closed,
+                ReadStatus::WouldBlock => Next::Wait,
+            },
+        )
     }
 
     async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
@@ -76,6 +83,13 @@ pub(super) async fn refuse_full(gw: Arc<Gateway>, stream: TcpStream) {
     refuse(&gw, &mut conn, ErrorCode::GatewayFull, msg).await;
 }
 
+/// One session, start to end.
+///
+/// An idle session is what a gateway holds a million of, so its task is kept small:
+/// while idle it waits only for readability (with the heartbeat timeout and the
+/// shutdown signal); frames are then read without waiting, and every rarer or larger
+/// step (the hello, a shake, an open, a reply, a refusal) runs as a boxed future whose
+/// state exists only while it runs.
 pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let _guard = Connected::new(gw.clone());
@@ -83,16 +97,83 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
         stream,
         reader: FrameReader::default(),
     };
+    let Some(user) = Box::pin(hello(&gw, &mut conn)).await else {
+        return;
+    };
     let mut shutdown = gw.shutdown.clone();
+    loop {
+        let frame = match conn.try_next() {
+            Ok(Next::Frame(frame)) => frame,
+            Ok(Next::Closed) => return,
+            Err(e) => {
+                // A malformed or oversized frame leaves the stream unsynchronised: close.
+                if let Some(code) = e.code() {
+                    Box::pin(refuse(&gw, &mut conn, code, e.to_string())).await;
+                }
+                return;
+            }
+            Ok(Next::Wait) => {
+                let idle = tokio::select! {
+                    ready = tokio::time::timeout(gw.heartbeat_timeout, conn.stream.readable()) => Some(ready),
+                    _ = async { let _ = shutdown.wait_for(|s| *s).await; } => None,
+                };
+                let Some(idle) = idle else {
+                    let msg = "gateway shutting down; reconnect".to_string();
+                    Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
+                    return;
+                };
+                match idle {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        let msg = format!("silent for {:?}", gw.heartbeat_timeout);
+                        let code = ErrorCode::HeartbeatTimeout;
+                        Box::pin(refuse(&gw, &mut conn, code, msg)).await;
+                        return;
+                    }
+                }
+            }
+        };
+        let reply = match frame {
+            Frame::Heartbeat => Frame::HeartbeatAck {
+                server_time_ms: super::unix_ms().max(0) as u64,
+            },
+            Frame::Shake { cookie } => Box::pin(shake(&gw, user, cookie)).await,
+            Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
+            other => {
+                let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
+                Box::pin(refuse(&gw, &mut conn, ErrorCode::Unexpected, msg)).await;
+                return;
+            }
+        };
+        if Box::pin(conn.send(reply)).await.is_err() {
+            return;
+        }
+    }
+}
 
-    let user = match tokio::time::timeout(gw.heartbeat_timeout, conn.next()).await {
+/// Reads the Hello (within the heartbeat timeout) and checks it; the user id, or `None`
+/// after refusing the connection.
+async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
+    let first = tokio::time::timeout(gw.heartbeat_timeout, async {
+        loop {
+            match conn.try_next()? {
+                Next::Frame(frame) => return Ok(Some(frame)),
+                Next::Closed => return Ok(None),
+                Next::Wait => conn.stream.readable().await?,
+            }
+        }
+    })
+    .await;
+    let user = match first {
         Ok(Ok(Some(Frame::Hello {
             user_id,
             auth_token,
         }))) => {
             if !gw.auth.verify(b"auth", &user_id.to_be_bytes(), &auth_token) {
                 let msg = format!("auth token does not match user {user_id}");
-                return refuse(&gw, &mut conn, ErrorCode::AuthFailed, msg).await;
+                refuse(gw, conn, ErrorCode::AuthFailed, msg).await;
+                return None;
             }
             user_id
         }
@@ -101,18 +182,21 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                 "first frame must be Hello, got type 0x{:02x}",
                 other.type_byte()
             );
-            return refuse(&gw, &mut conn, ErrorCode::NotHelloFirst, msg).await;
+            refuse(gw, conn, ErrorCode::NotHelloFirst, msg).await;
+            return None;
         }
         Ok(Err(e)) => {
+            let e: CodecError = e;
             if let Some(code) = e.code() {
-                refuse(&gw, &mut conn, code, e.to_string()).await;
+                refuse(gw, conn, code, e.to_string()).await;
             }
-            return;
+            return None;
         }
-        Ok(Ok(None)) => return,
+        Ok(Ok(None)) => return None,
         Err(_) => {
             let msg = "no Hello within the heartbeat timeout".to_string();
-            return refuse(&gw, &mut conn, ErrorCode::HeartbeatTimeout, msg).await;
+            refuse(gw, conn, ErrorCode::HeartbeatTimeout, msg).await;
+            return None;
         }
     };
     gw.metrics
@@ -124,48 +208,8 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
         tier: 0,
         config_version: gw.config_version,
     };
-    if conn.send(ack).await.is_err() {
-        return;
-    }
-
-    loop {
-        let next = tokio::select! {
-            next = tokio::time::timeout(gw.heartbeat_timeout, conn.next()) => next,
-            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
-                let msg = "gateway shutting down; reconnect".to_string();
-                return refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg).await;
-            }
-        };
-        let frame = match next {
-            Err(_) => {
-                let msg = format!("silent for {:?}", gw.heartbeat_timeout);
-                return refuse(&gw, &mut conn, ErrorCode::HeartbeatTimeout, msg).await;
-            }
-            Ok(Ok(None)) => return,
-            Ok(Err(e)) => {
-                // A malformed or oversized frame leaves the stream unsynchronised: close.
-                if let Some(code) = e.code() {
-                    refuse(&gw, &mut conn, code, e.to_string()).await;
-                }
-                return;
-            }
-            Ok(Ok(Some(frame))) => frame,
-        };
-        let reply = match frame {
-            Frame::Heartbeat => Frame::HeartbeatAck {
-                server_time_ms: super::unix_ms().max(0) as u64,
-            },
-            Frame::Shake { cookie } => shake(&gw, user, cookie).await,
-            Frame::Open { token } => open(&gw, user, token).await,
-            other => {
-                let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
-                return refuse(&gw, &mut conn, ErrorCode::Unexpected, msg).await;
-            }
-        };
-        if conn.send(reply).await.is_err() {
-            return;
-        }
-    }
+    conn.send(ack).await.ok()?;
+    Some(user)
 }
 
 async fn shake(gw: &Gateway, user: u64, cookie: Bytes) -> Frame {
@@ -244,5 +288,23 @@ async fn open(gw: &Gateway, user: u64, token: Bytes) -> Frame {
         }
         Ok(_) => refused(ErrorCode::AlreadyOpened),
         Err(_) => refused(ErrorCode::Unavailable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size_of_output<F>(_: &dyn Fn() -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A gateway holds ~19,000 idle sessions; the budget is 2 KiB per connection with
+    /// the task header, the socket's registration and allocator overhead on top of this.
+    #[test]
+    #[allow(unreachable_code)]
+    fn an_idle_session_fits_its_memory_budget() {
+        let size = size_of_output(&|| serve(unreachable!(), unreachable!()));
+        assert!(size <= 1024, "the session future grew to {size} bytes");
     }
 }

@@ -1,0 +1,257 @@
+//! What a run costs the machine, read from /proc: resident memory and CPU time of the
+//! load generator's processes and of the system under test's, and the kernel's slab
+//! (where socket memory lives). Sampled once a second; the report divides by the
+//! connections held to give bytes per connection.
+
+use serde::Serialize;
+use std::time::Duration;
+
+/// Linux's USER_HZ: /proc reports CPU time in these ticks on every architecture.
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// Memory and CPU of a group of processes at one moment.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Usage {
+    pub processes: u32,
+    pub rss_bytes: u64,
+    /// User + system CPU time so far, seconds.
+    pub cpu_s: f64,
+}
+
+impl Usage {
+    fn add_process(&mut self, pid: u32) {
+        if let Some((rss, cpu)) = read_stat(pid) {
+            self.processes += 1;
+            self.rss_bytes += rss;
+            self.cpu_s += cpu;
+        }
+    }
+}
+
+/// One reading of everything.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Sample {
+    /// Seconds since the run's start.
+    pub at_s: f64,
+    pub connected: u64,
+    pub loadgen: Usage,
+    pub gateways: Usage,
+    /// The envelope backend and payment.
+    pub backend: Usage,
+    pub slab_bytes: u64,
+}
+
+/// RSS (bytes) and CPU (seconds) of one process, from /proc/PID/stat.
+fn read_stat(pid: u32) -> Option<(u64, f64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field numbers from proc(5), counted from 1 with `state` as field 3.
+    let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+    let cpu = (field(14)? + field(15)?) as f64 / TICKS_PER_SECOND;
+    let rss = field(24)? * page_size();
+    Some((rss, cpu))
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .map(|v| v as u64)
+        .unwrap_or(4096)
+}
+
+fn slab_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("Slab:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// The children of `parent` with their command lines.
+fn children(parent: u32) -> Vec<(u32, String)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .map(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            (pid, cmd)
+        })
+        .collect()
+}
+
+/// Which processes to read.
+pub struct Sampler {
+    workers: Vec<u32>,
+    /// `sut up`, whose children are the gateways, the backend and payment.
+    sut: Option<u32>,
+}
+
+impl Sampler {
+    pub fn new(workers: Vec<u32>, sut: Option<u32>) -> Sampler {
+        Sampler { workers, sut }
+    }
+
+    pub fn sample(&self, at: Duration, connected: u64) -> Sample {
+        let mut s = Sample {
+            at_s: at.as_secs_f64(),
+            connected,
+            slab_bytes: slab_bytes(),
+            ..Sample::default()
+        };
+        s.loadgen.add_process(std::process::id());
+        for pid in &self.workers {
+            s.loadgen.add_process(*pid);
+        }
+        if let Some(up) = self.sut {
+            s.backend.add_process(up);
+            for (pid, cmd) in children(up) {
+                if cmd.contains(" gateway ") {
+                    s.gateways.add_process(pid);
+                } else {
+                    s.backend.add_process(pid);
+                }
+            }
+        }
+        s
+    }
+}
+
+/// The figures a run reports about its cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceReport {
+    /// Before any user connected.
+    pub before: Sample,
+    /// When the most connections were held (the latest such sample).
+    pub peak: Sample,
+    /// First and last sample of the hold at the peak, for CPU while holding.
+    pub hold_from: Sample,
+    pub hold_to: Sample,
+    pub loadgen_bytes_per_connection: f64,
+    pub gateway_bytes_per_connection: f64,
+    pub kernel_bytes_per_connection: f64,
+    /// CPU while holding, in cores (1.0 = one core busy).
+    pub loadgen_cpu_cores: f64,
+    pub gateway_cpu_cores: f64,
+    pub backend_cpu_cores: f64,
+}
+
+/// Keeps the samples the report needs.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    before: Option<Sample>,
+    peak: Option<Sample>,
+    hold_from: Option<Sample>,
+    hold_to: Option<Sample>,
+    pub peak_rss: Usage,
+}
+
+impl Tracker {
+    pub fn before(&mut self, s: Sample) {
+        self.before = Some(s);
+    }
+
+    /// `target` is what the stages ask for at this moment.
+    pub fn add(&mut self, s: Sample, target: u64, peak_target: u64) {
+        if self.peak.is_none_or(|p| s.connected >= p.connected) {
+            self.peak = Some(s);
+        }
+        if target == peak_target && s.connected >= peak_target && peak_target > 0 {
+            if self.hold_from.is_none() {
+                self.hold_from = Some(s);
+            }
+            self.hold_to = Some(s);
+        }
+    }
+
+    pub fn report(&self) -> Option<ResourceReport> {
+        let before = self.before?;
+        let peak = self.peak?;
+        let hold_from = self.hold_from.unwrap_or(peak);
+        let hold_to = self.hold_to.unwrap_or(peak);
+        let per = |bytes: u64, base: u64| {
+            if peak.connected == 0 {
+                0.0
+            } else {
+                bytes.saturating_sub(base) as f64 / peak.connected as f64
+            }
+        };
+        let wall = (hold_to.at_s - hold_from.at_s).max(1e-9);
+        let cores = |a: Usage, b: Usage| {
+            if hold_to.at_s > hold_from.at_s {
+                (b.cpu_s - a.cpu_s) / wall
+            } else {
+                0.0
+            }
+        };
+        Some(ResourceReport {
+            before,
+            peak,
+            hold_from,
+            hold_to,
+            // All of the load generator's memory, fixed costs included: its per-user
+            // state exists before the user connects, so a delta would hide it.
+            loadgen_bytes_per_connection: per(peak.loadgen.rss_bytes, 0),
+            gateway_bytes_per_connection: per(peak.gateways.rss_bytes, before.gateways.rss_bytes),
+            kernel_bytes_per_connection: per(peak.slab_bytes, before.slab_bytes),
+            loadgen_cpu_cores: cores(hold_from.loadgen, hold_to.loadgen),
+            gateway_cpu_cores: cores(hold_from.gateways, hold_to.gateways),
+            backend_cpu_cores: cores(hold_from.backend, hold_to.backend),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_can_be_read() {
+        let (rss, cpu) = read_stat(std::process::id()).unwrap();
+        assert!(rss > 0);
+        assert!(cpu >= 0.0);
+        assert!(slab_bytes() > 0);
+    }
+
+    fn sample(at: f64, connected: u64, gw_rss: u64, gw_cpu: f64) -> Sample {
+        Sample {
+            at_s: at,
+            connected,
+            gateways: Usage {
+                processes: 2,
+                rss_bytes: gw_rss,
+                cpu_s: gw_cpu,
+            },
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn figures_come_from_the_peak_and_the_hold() {
+        let mut t = Tracker::default();
+        t.before(sample(0.0, 0, 1_000, 0.0));
+        t.add(sample(1.0, 50, 60_000, 1.0), 50, 100);
+        t.add(sample(2.0, 100, 101_000, 2.0), 100, 100);
+        t.add(sample(4.0, 100, 101_000, 2.5), 100, 100);
+        t.add(sample(5.0, 40, 50_000, 3.0), 40, 100);
+        let r = t.report().unwrap();
+        assert_eq!(r.gateway_bytes_per_connection, 1_000.0);
+        assert!((r.gateway_cpu_cores - 0.25).abs() < 1e-9);
+        assert_eq!(r.peak.at_s, 4.0);
+    }
+}
