@@ -225,14 +225,14 @@ impl RunReport {
             );
             let _ = writeln!(
                 out,
-                "  loadgen   {:>3} processes, RSS {:>9.1} MiB = {:>6.0} B/connection (all of it)",
+                "  loadgen   {:>3} processes, PSS {:>9.1} MiB = {:>6.0} B/connection (all of it)",
                 r.peak.loadgen.processes,
                 mib(r.peak.loadgen.rss_bytes),
                 r.loadgen_bytes_per_connection
             );
             let _ = writeln!(
                 out,
-                "  gateways  {:>3} processes, RSS {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB idle)",
+                "  gateways  {:>3} processes, PSS {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB idle)",
                 r.peak.gateways.processes,
                 mib(r.peak.gateways.rss_bytes),
                 r.gateway_bytes_per_connection,

@@ -13,14 +13,20 @@ const TICKS_PER_SECOND: f64 = 100.0;
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Usage {
     pub processes: u32,
+    /// Proportional set size (see [`read_stat`]), read every few samples.
     pub rss_bytes: u64,
     /// User + system CPU time so far, seconds.
     pub cpu_s: f64,
 }
 
 impl Usage {
-    fn add_process(&mut self, pid: u32) {
-        if let Some((rss, cpu)) = read_stat(pid) {
+    fn add_process(&mut self, pid: u32, with_pss: bool) {
+        let read = if with_pss {
+            read_stat(pid)
+        } else {
+            read_proc_stat(pid)
+        };
+        if let Some((rss, cpu)) = read {
             self.processes += 1;
             self.rss_bytes += rss;
             self.cpu_s += cpu;
@@ -41,8 +47,30 @@ pub struct Sample {
     pub slab_bytes: u64,
 }
 
-/// RSS (bytes) and CPU (seconds) of one process, from /proc/PID/stat.
+/// Memory (bytes) and CPU (seconds) of one process. Memory is the proportional set
+/// size: pages shared between processes (the executable's code, shared by every worker)
+/// are split among them rather than counted once per process, so the sum over a group
+/// is what the group really holds.
 fn read_stat(pid: u32) -> Option<(u64, f64)> {
+    let (rss, cpu) = read_proc_stat(pid)?;
+    Some((read_pss(pid).unwrap_or(rss), cpu))
+}
+
+fn read_pss(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let kb = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// RSS (bytes) and CPU (seconds) of one process, from /proc/PID/stat.
+fn read_proc_stat(pid: u32) -> Option<(u64, f64)> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let rest = &text[text.rfind(')')? + 2..];
@@ -100,33 +128,59 @@ pub struct Sampler {
     workers: Vec<u32>,
     /// `sut up`, whose children are the gateways, the backend and payment.
     sut: Option<u32>,
+    /// Reading PSS walks a process's page tables, which with a hundred processes costs
+    /// a few percent of a core; memory is read every this many samples, CPU every time.
+    pss_every: u64,
+    samples: u64,
+    last_memory: [u64; 3],
 }
 
 impl Sampler {
     pub fn new(workers: Vec<u32>, sut: Option<u32>) -> Sampler {
-        Sampler { workers, sut }
+        Sampler {
+            workers,
+            sut,
+            pss_every: 5,
+            samples: 0,
+            last_memory: [0; 3],
+        }
     }
 
-    pub fn sample(&self, at: Duration, connected: u64) -> Sample {
+    pub fn sample(&mut self, at: Duration, connected: u64) -> Sample {
+        let with_pss = self.samples.is_multiple_of(self.pss_every);
+        self.samples += 1;
         let mut s = Sample {
             at_s: at.as_secs_f64(),
             connected,
             slab_bytes: slab_bytes(),
             ..Sample::default()
         };
-        s.loadgen.add_process(std::process::id());
+        s.loadgen.add_process(std::process::id(), with_pss);
         for pid in &self.workers {
-            s.loadgen.add_process(*pid);
+            s.loadgen.add_process(*pid, with_pss);
         }
         if let Some(up) = self.sut {
-            s.backend.add_process(up);
+            s.backend.add_process(up, with_pss);
             for (pid, cmd) in children(up) {
                 if cmd.contains(" gateway ") {
-                    s.gateways.add_process(pid);
+                    s.gateways.add_process(pid, with_pss);
                 } else {
-                    s.backend.add_process(pid);
+                    s.backend.add_process(pid, with_pss);
                 }
             }
+        }
+        if with_pss {
+            self.last_memory = [
+                s.loadgen.rss_bytes,
+                s.gateways.rss_bytes,
+                s.backend.rss_bytes,
+            ];
+        } else {
+            [
+                s.loadgen.rss_bytes,
+                s.gateways.rss_bytes,
+                s.backend.rss_bytes,
+            ] = self.last_memory;
         }
         s
     }

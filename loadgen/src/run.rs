@@ -101,7 +101,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         &gateways,
         &auth_key,
     )?;
-    let sampler = Sampler::new(fleet.pids(), spawned.as_ref().and_then(|s| s.pid()));
+    let mut sampler = Sampler::new(fleet.pids(), spawned.as_ref().and_then(|s| s.pid()));
     let mut tracker = Tracker::default();
     tracker.before(sampler.sample(Duration::ZERO, 0));
     let peak_target = opts.segment.len(profile.peak_users());

@@ -150,7 +150,7 @@ impl Client {
         let n = sh.gateways.len();
         let index = (home_gateway(self.core.user(), n) + self.attempt as usize) % n;
         self.gateway = index as u16;
-        let connected = TcpStream::connect(sh.gateways[index]).and_then(|mut s| {
+        let connected = dial(sh.gateways[index], self.core.user()).and_then(|mut s| {
             sh.registry.register(
                 &mut s,
                 Token(slot as usize),
@@ -350,6 +350,49 @@ impl Client {
         self.socket = Socket::Offline;
         self.wake_at = NEVER;
     }
+}
+
+/// Source addresses spread over for loopback targets.
+const LOOPBACK_SOURCES: u64 = 4096;
+
+/// Opens a non-blocking connection to `gateway`.
+///
+/// To a loopback gateway, each user connects from one of 4,096 addresses in
+/// 127.1.0.0/20 (all of 127.0.0.0/8 is loopback): the kernel picks a source port per
+/// connect so that the address pair is unique, and with a million connections from one
+/// address to a few dozen gateway ports it scans thousands of taken ports each time,
+/// spending the machine's CPU in the kernel. With many source addresses the first port
+/// it tries is free. `IP_BIND_ADDRESS_NO_PORT` leaves the port choice to connect time.
+fn dial(gateway: SocketAddr, user: u64) -> std::io::Result<TcpStream> {
+    use nix::sys::socket::{
+        bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::os::fd::AsRawFd;
+    let SocketAddr::V4(v4) = gateway else {
+        return TcpStream::connect(gateway);
+    };
+    if !v4.ip().is_loopback() {
+        return TcpStream::connect(gateway);
+    }
+    let i = user % LOOPBACK_SOURCES;
+    let source = Ipv4Addr::new(127, 1, (i >> 8) as u8, (i & 0xff) as u8);
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)?;
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from(SocketAddrV4::new(source, 0)),
+    )?;
+    match connect(fd.as_raw_fd(), &SockaddrIn::from(v4)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(TcpStream::from_std(std::net::TcpStream::from(fd)))
 }
 
 fn io_kind(e: &std::io::Error) -> &'static str {

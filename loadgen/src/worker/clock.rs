@@ -70,6 +70,11 @@ impl Deadlines {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// The earliest entry.
+    pub fn peek(&self) -> Option<(Duration, u32)> {
+        self.heap.peek().map(|Reverse(e)| *e)
+    }
+
     /// The next entry due at or before `now`.
     pub fn pop_due(&mut self, now: Duration) -> Option<(Duration, u32)> {
         match self.heap.peek() {

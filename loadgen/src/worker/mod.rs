@@ -160,6 +160,14 @@ pub fn run(
         if sh.finished == clients.len() {
             break;
         }
+        // Entries a client no longer wants (a reply came before its deadline, say) are
+        // dropped here rather than armed: each would otherwise cost a wake-up.
+        while let Some((at, slot)) = sh.deadlines.peek() {
+            if clients[slot as usize].wake_at == at {
+                break;
+            }
+            sh.deadlines.pop_due(at);
+        }
         let wake = sh.deadlines.next().unwrap_or(next_report).min(next_report);
         alarm.arm(&clock, wake)?;
         poll.poll(&mut events, None)

@@ -32,12 +32,23 @@ pub enum ReadStatus {
     Closed,
 }
 
-/// Per-connection read state: the framing codec and the bytes of an unfinished frame.
+/// Per-connection read state: nothing (one pointer) between frames; the framing codec
+/// and the bytes of an unfinished frame while one arrives in pieces.
 #[derive(Debug, Default)]
 pub struct FrameReader {
+    partial: Option<Box<Partial>>,
+    /// The last read took less than it was offered: the socket was empty then, so the
+    /// next call can say so without another read (a new arrival raises a new readiness
+    /// event). Saves one system call per request.
+    drained: bool,
+}
+
+/// A frame that has not arrived whole. The codec comes along because it may already
+/// have consumed the frame's length prefix.
+#[derive(Debug, Default)]
+struct Partial {
     codec: FrameCodec,
-    /// Empty and unallocated between frames.
-    partial: BytesMut,
+    bytes: BytesMut,
 }
 
 impl FrameReader {
@@ -47,10 +58,13 @@ impl FrameReader {
         &mut self,
         mut read: impl FnMut(&mut [u8]) -> io::Result<usize>,
     ) -> Result<ReadStatus, CodecError> {
-        if !self.partial.is_empty() {
+        if self.partial.is_some() {
             if let Some(frame) = self.decode_partial()? {
                 return Ok(ReadStatus::Frame(frame));
             }
+        }
+        if std::mem::take(&mut self.drained) {
+            return Ok(ReadStatus::WouldBlock);
         }
         RAW.with(|raw| {
             let mut raw = raw.borrow_mut();
@@ -64,44 +78,64 @@ impl FrameReader {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => return Err(CodecError::Io(e)),
                 };
+                let short = n < raw.len();
                 let data = &raw[..n];
-                let decoded = if self.partial.is_empty() {
-                    WORK.with(|work| {
+                let decoded = match &mut self.partial {
+                    None => WORK.with(|work| {
                         let mut work = work.borrow_mut();
                         work.clear();
                         work.extend_from_slice(data);
-                        let decoded = self.codec.decode(&mut work);
+                        let mut codec = FrameCodec::default();
+                        let decoded = codec.decode(&mut work);
                         // Whatever follows the frame (or all of it, if no frame is whole
                         // yet) stays with this connection, not in the shared buffer.
-                        if !work.is_empty() {
-                            self.partial.extend_from_slice(&work);
-                            work.clear();
+                        // The codec comes too if it consumed a length prefix alone.
+                        let keep = match &decoded {
+                            Ok(None) => true,
+                            Ok(Some(_)) => !work.is_empty(),
+                            Err(_) => false,
+                        };
+                        if keep {
+                            self.partial = Some(Box::new(Partial {
+                                codec,
+                                bytes: BytesMut::from(&work[..]),
+                            }));
                         }
+                        work.clear();
                         decoded
-                    })?
-                } else {
-                    self.partial.extend_from_slice(data);
-                    self.decode_partial()?
+                    })?,
+                    Some(partial) => {
+                        partial.bytes.extend_from_slice(data);
+                        self.decode_partial()?
+                    }
                 };
                 if let Some(frame) = decoded {
+                    self.drained = short;
                     return Ok(ReadStatus::Frame(frame));
+                }
+                if short {
+                    return Ok(ReadStatus::WouldBlock);
                 }
             }
         })
     }
 
     fn decode_partial(&mut self) -> Result<Option<Frame>, CodecError> {
-        let decoded = self.codec.decode(&mut self.partial);
-        if self.partial.is_empty() {
-            // Give the allocation back: an idle connection holds no buffer.
-            self.partial = BytesMut::new();
+        let Some(partial) = &mut self.partial else {
+            return Ok(None);
+        };
+        let decoded = partial.codec.decode(&mut partial.bytes);
+        if matches!(decoded, Ok(Some(_))) && partial.bytes.is_empty() {
+            // Right after a whole frame the codec is back at its start: drop it with
+            // the buffer, so an idle connection holds nothing.
+            self.partial = None;
         }
         decoded
     }
 
     /// Bytes held for an unfinished frame (0 between frames).
     pub fn buffered(&self) -> usize {
-        self.partial.capacity()
+        self.partial.as_ref().map_or(0, |p| p.bytes.capacity())
     }
 }
 
@@ -160,7 +194,8 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    /// A socket stand-in that hands out its bytes in the given chunk sizes.
+    /// A socket stand-in that hands out its bytes in the given chunk sizes, as if each
+    /// chunk arrived on its own.
     struct Chunks {
         data: Vec<u8>,
         at: usize,
@@ -220,6 +255,8 @@ mod tests {
             loop {
                 match reader.next_frame(|b| sock.read(b)).unwrap() {
                     ReadStatus::Frame(f) => got.push(f),
+                    // The next chunk's arrival is the next readiness event.
+                    ReadStatus::WouldBlock if sock.at < sock.data.len() => continue,
                     ReadStatus::WouldBlock => break,
                     ReadStatus::Closed => unreachable!(),
                 }
@@ -227,6 +264,37 @@ mod tests {
             assert_eq!(got, sent, "chunk size {size}");
             assert_eq!(reader.buffered(), 0, "chunk size {size}");
         }
+    }
+
+    #[test]
+    fn a_short_read_means_empty_without_asking_again() {
+        let data = encoded(&[Frame::Heartbeat]);
+        let reads = std::cell::Cell::new(0);
+        let mut reader = FrameReader::default();
+        let mut read = |b: &mut [u8]| {
+            reads.set(reads.get() + 1);
+            if reads.get() == 1 {
+                b[..data.len()].copy_from_slice(&data);
+                Ok(data.len())
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+        };
+        assert!(matches!(
+            reader.next_frame(&mut read).unwrap(),
+            ReadStatus::Frame(Frame::Heartbeat)
+        ));
+        assert!(matches!(
+            reader.next_frame(&mut read).unwrap(),
+            ReadStatus::WouldBlock
+        ));
+        assert_eq!(reads.get(), 1);
+        // After that, a readiness event leads to a real read again.
+        assert!(matches!(
+            reader.next_frame(&mut read).unwrap(),
+            ReadStatus::WouldBlock
+        ));
+        assert_eq!(reads.get(), 2);
     }
 
     #[test]
