@@ -21,6 +21,8 @@ pub struct Fleet {
     stdins: Vec<Option<ChildStdin>>,
     rx: mpsc::Receiver<Message>,
     connected: Vec<u64>,
+    /// Requests (answered or failed) each worker reported, summed over its reports.
+    requests: Vec<u64>,
     finished: Vec<bool>,
     open: usize,
     failures: Vec<String>,
@@ -90,6 +92,7 @@ impl Fleet {
             stdins,
             rx,
             connected: vec![0; n],
+            requests: vec![0; n],
             finished: vec![false; n],
             open: n,
             failures: Vec::new(),
@@ -109,6 +112,7 @@ impl Fleet {
             Some(Ok(report)) => {
                 let mut delta = Summary::from_wire(report.summary)?;
                 self.connected[j] = delta.connected;
+                self.requests[j] += delta.requests();
                 delta.connected = 0;
                 let mut total = total.lock().unwrap_or_else(|p| p.into_inner());
                 total.merge(&delta);
@@ -127,6 +131,11 @@ impl Fleet {
             }
         }
         Ok(true)
+    }
+
+    /// Requests each worker made, for checking that the merge lost nothing.
+    pub fn requests_by_worker(&self) -> Vec<u64> {
+        self.requests.clone()
     }
 
     /// The workers' process ids.

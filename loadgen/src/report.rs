@@ -47,7 +47,9 @@ pub struct RunReport {
     /// (in the order of the gateway list): with no drops, each user's one session.
     pub users_connected: u64,
     pub sessions_by_gateway: Vec<u64>,
-    pub workers: u64,
+    /// Requests (answered or failed) by worker; they sum to `requests`.
+    pub requests_by_worker: Vec<u64>,
+    pub requests: u64,
     pub resources: Option<ResourceReport>,
     pub thresholds: Vec<ThresholdResult>,
     pub audit: Option<AuditReport>,
@@ -56,7 +58,7 @@ pub struct RunReport {
 
 /// What the run itself cost; reported, never asserted.
 pub struct RunCost {
-    pub workers: u64,
+    pub requests_by_worker: Vec<u64>,
     pub resources: Option<ResourceReport>,
 }
 
@@ -130,7 +132,8 @@ impl RunReport {
             send_lag_p99_ms: ms(summary.send_lag.latency.value_at_quantile(0.99)),
             users_connected: summary.users_connected,
             sessions_by_gateway: summary.hellos_by_gateway.clone(),
-            workers: cost.workers,
+            requests_by_worker: cost.requests_by_worker,
+            requests: summary.requests(),
             resources: cost.resources,
             thresholds,
             audit,
@@ -214,7 +217,7 @@ impl RunReport {
             self.sessions_by_gateway.len(),
             self.sessions_by_gateway.iter().min().unwrap_or(&0),
             self.sessions_by_gateway.iter().max().unwrap_or(&0),
-            self.workers
+            self.requests_by_worker.len()
         );
         if let Some(r) = &self.resources {
             let mib = |b: u64| b as f64 / (1024.0 * 1024.0);

@@ -130,6 +130,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         }
     }
     let duration = start.elapsed().as_secs_f64();
+    let requests_by_worker = fleet.requests_by_worker();
     fleet.wait().await?;
     let summary = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
 
@@ -146,7 +147,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         None => None,
     };
     let cost = RunCost {
-        workers,
+        requests_by_worker,
         resources: tracker.report(),
     };
     let report = RunReport::build(

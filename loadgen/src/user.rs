@@ -40,13 +40,18 @@ pub struct UserCore {
     hello_done: bool,
     next_shake: Duration,
     last_sent: Duration,
+    /// How much sooner than a full interval the first heartbeat of a connection comes.
+    beat_early: Duration,
+    phase: f64,
     pending_open: Option<(Bytes, Duration)>,
     in_flight: Option<(Op, Duration)>,
     leave_at: Duration,
 }
 
 impl UserCore {
-    /// `phase` in [0, 1) spreads users' first shakes over one interval.
+    /// `phase` in [0, 1) spreads users' first shakes over one interval, and the first
+    /// heartbeat of each connection over one heartbeat interval: a population of
+    /// long-lived connections beats evenly, not in the wave of its own ramp.
     pub fn new(user: u64, auth: [u8; MAC_LEN], behaviour: &Behaviour, phase: f64) -> Self {
         UserCore {
             user,
@@ -59,6 +64,8 @@ impl UserCore {
             hello_done: false,
             next_shake: behaviour.shake_interval[0].mul_f64(phase.clamp(0.0, 1.0)),
             last_sent: Duration::ZERO,
+            beat_early: Duration::ZERO,
+            phase: phase.clamp(0.0, 1.0),
             pending_open: None,
             in_flight: None,
             leave_at: Duration::ZERO,
@@ -95,6 +102,7 @@ impl UserCore {
         self.in_flight = None;
         self.leave_at = leave_at;
         self.last_sent = now;
+        self.beat_early = self.heartbeat.mul_f64(1.0 - self.phase);
         let interval = self.interval();
         if self.next_shake < now {
             let behind = (now - self.next_shake).as_nanos() / interval.as_nanos().max(1);
@@ -129,7 +137,7 @@ impl UserCore {
             let cookie = self.cookie.clone();
             return self.send(Op::Shake, intended, Frame::Shake { cookie });
         }
-        let heartbeat_due = self.last_sent + self.heartbeat;
+        let heartbeat_due = self.last_sent + self.heartbeat.saturating_sub(self.beat_early);
         if now >= heartbeat_due {
             return self.send(Op::Heartbeat, heartbeat_due, Frame::Heartbeat);
         }
@@ -139,6 +147,9 @@ impl UserCore {
     fn send(&mut self, op: Op, intended: Duration, frame: Frame) -> Action {
         self.in_flight = Some((op, intended));
         self.last_sent = self.last_sent.max(intended);
+        if op != Op::Hello {
+            self.beat_early = Duration::ZERO;
+        }
         Action::Send(frame)
     }
 
@@ -378,11 +389,20 @@ mod tests {
             0.0,
             &mut s,
         );
-        assert_eq!(u.poll(ms(2)), Action::WaitUntil(ms(30_000)));
-        assert_eq!(u.poll(ms(30_000)), Action::Send(Frame::Heartbeat));
+        // Phase 0.5: the first beat half an interval in, the next a full one later.
+        assert_eq!(u.poll(ms(2)), Action::WaitUntil(ms(15_000)));
+        assert_eq!(u.poll(ms(15_000)), Action::Send(Frame::Heartbeat));
         u.on_frame(
             Frame::HeartbeatAck { server_time_ms: 0 },
-            ms(30_001),
+            ms(15_001),
+            0.0,
+            &mut s,
+        );
+        assert_eq!(u.poll(ms(15_002)), Action::WaitUntil(ms(45_000)));
+        assert_eq!(u.poll(ms(45_000)), Action::Send(Frame::Heartbeat));
+        u.on_frame(
+            Frame::HeartbeatAck { server_time_ms: 0 },
+            ms(45_001),
             0.0,
             &mut s,
         );

@@ -64,6 +64,7 @@ pub(crate) struct GatewayMetrics {
     pub shakes_by_reason: Vec<Counter>,
     pub issued_by_round: HashMap<u32, Counter>,
     pub opens_ok: Counter,
+    pub heartbeats: Counter,
     pub issued: Counters,
     pub opens: Counters,
     pub errors: Counters,
@@ -96,6 +97,7 @@ impl GatewayMetrics {
                 .map(|r| (r.id, resolve(&issued, "round", &r.id.to_string())))
                 .collect(),
             opens_ok: resolve(&opens, "result", "ok"),
+            heartbeats: Counter::default(),
             shakes,
             issued,
             opens,
@@ -127,6 +129,11 @@ impl GatewayMetrics {
             m.issued.clone(),
         );
         registry.register("sut_gateway_opens", "Opens by result", m.opens.clone());
+        registry.register(
+            "sut_gateway_heartbeats",
+            "Heartbeats answered",
+            m.heartbeats.clone(),
+        );
         registry.register(
             "sut_gateway_errors",
             "Error frames sent, by code",

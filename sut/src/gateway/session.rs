@@ -135,9 +135,12 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             }
         };
         let reply = match frame {
-            Frame::Heartbeat => Frame::HeartbeatAck {
-                server_time_ms: super::unix_ms().max(0) as u64,
-            },
+            Frame::Heartbeat => {
+                gw.metrics.heartbeats.inc();
+                Frame::HeartbeatAck {
+                    server_time_ms: super::unix_ms().max(0) as u64,
+                }
+            }
             Frame::Shake { cookie } => Box::pin(shake(&gw, user, cookie)).await,
             Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
             other => {

@@ -1,0 +1,187 @@
+//! The million-connection benchmark scaled down to what CI can hold: tens of thousands
+//! of real connections from several worker processes to several gateway processes. The
+//! parent's merged figures are checked against each worker's and against the gateways'
+//! own counters, which the load generator never sees.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USERS: u64 = 24_000;
+const GATEWAYS: usize = 3;
+const WORKERS: usize = 3;
+const BASE_PORT: u16 = 17800;
+
+const TIMELINE: &str = "
+rounds:
+  - { id: 1, start: 2s, duration: 8s, envelopes: 600, rate: 100, amount_cents: [1, 500], sponsors: [1, 2, 3, 4] }
+";
+
+fn bin(name: &str) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadgen")).with_file_name(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` so both binaries are built",
+        bin.display()
+    );
+    bin
+}
+
+/// `sut up`, stopped (SIGTERM, so it drains) when dropped.
+struct Sut(Child);
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_sut(dir: &Path) -> Sut {
+    let data = dir.join("data");
+    let log = std::fs::File::create(dir.join("sut.log")).unwrap();
+    let child = Command::new(bin("sut"))
+        .args([
+            "up",
+            "--gateways",
+            &GATEWAYS.to_string(),
+            "--countdown",
+            "1s",
+        ])
+        .arg("--data")
+        .arg(&data)
+        .arg("--timeline")
+        .arg(dir.join("timeline.yaml"))
+        .args(["--base-port", &BASE_PORT.to_string()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let sut = Sut(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.join("manifest.json").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "sut up did not start; see sut.log"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sut
+}
+
+/// One gateway's `/metrics`, as (series with labels, value) pairs.
+fn scrape(port: u16) -> Vec<(String, f64)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sum(series: &[(String, f64)], prefix: &str) -> u64 {
+    series
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| *v as u64)
+        .sum()
+}
+
+#[test]
+fn workers_merge_exactly_and_every_user_holds_one_session() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
+    let _sut = start_sut(dir.path());
+    let gateways: Vec<String> = (0..GATEWAYS)
+        .map(|i| format!("127.0.0.1:{}", BASE_PORT + 10 + i as u16))
+        .collect();
+    let profile = format!(
+        "
+target:
+  addresses:
+    gateways: [{}]
+    auth_key_file: {}
+users: {USERS}
+stages:
+  - {{ duration: 6s, target: {USERS} }}
+  - {{ duration: 6s, target: {USERS} }}
+  - {{ duration: 1s, target: 0 }}
+behaviour:
+  shake_interval: [3s]
+  open_probability: 0.8
+  heartbeat_interval: 2s
+  request_timeout: 30s
+",
+        gateways.join(", "),
+        dir.path().join("data/auth.key").display()
+    );
+    let path = dir.path().join("workers.yaml");
+    std::fs::write(&path, profile).unwrap();
+    let summary = dir.path().join("summary.json");
+    let out = Command::new(bin("loadgen"))
+        .arg("run")
+        .arg(&path)
+        .args(["--workers", &WORKERS.to_string()])
+        .arg("--summary-json")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loadgen failed\n{stdout}\n{stderr}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let u = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
+    let list =
+        |v: &serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(u).collect() };
+
+    // Every user held exactly one session, on exactly one gateway.
+    assert_eq!(u(&r["connection_drops"]), 0, "{stdout}");
+    assert_eq!(u(&r["users_connected"]), USERS, "{stdout}");
+    let sessions = list(&r["sessions_by_gateway"]);
+    assert_eq!(sessions.len(), GATEWAYS);
+    assert_eq!(sessions.iter().sum::<u64>(), USERS, "{stdout}");
+
+    // The merge is exact: the workers' requests sum to the parent's, and the merged
+    // histograms hold one sample per answered request.
+    let by_worker = list(&r["requests_by_worker"]);
+    assert_eq!(by_worker.len(), WORKERS);
+    assert!(by_worker.iter().all(|n| *n > 0), "{by_worker:?}");
+    let requests = u(&r["requests"]);
+    assert_eq!(by_worker.iter().sum::<u64>(), requests);
+    let ops = r["ops"].as_object().unwrap();
+    let answered: u64 = ops.values().map(|o| u(&o["count"])).sum();
+    let failed: u64 = ops.values().map(|o| u(&o["errors"])).sum();
+    assert_eq!(failed, 0, "{stdout}");
+    assert_eq!(answered, requests);
+
+    // And it matches what the gateways themselves counted.
+    let scraped: Vec<Vec<(String, f64)>> = (0..GATEWAYS)
+        .map(|i| scrape(BASE_PORT + 1010 + i as u16))
+        .collect();
+    for (i, series) in scraped.iter().enumerate() {
+        let accepted = sum(series, "sut_gateway_sessions_total{result=\"accepted\"}");
+        assert_eq!(accepted, sessions[i], "gateway {i}");
+    }
+    let total = |prefix: &str| scraped.iter().map(|s| sum(s, prefix)).sum::<u64>();
+    assert_eq!(total("sut_gateway_shakes_total"), u(&ops["shake"]["count"]));
+    assert_eq!(
+        total("sut_gateway_heartbeats_total"),
+        u(&ops["heartbeat"]["count"])
+    );
+    assert_eq!(
+        total("sut_gateway_opens_total{result=\"ok\"}"),
+        u(&ops["open"]["count"])
+    );
+    assert!(u(&ops["shake"]["count"]) >= USERS, "{stdout}");
+    assert!(u(&ops["heartbeat"]["count"]) > 0, "{stdout}");
+}
