@@ -223,8 +223,8 @@ impl RunReport {
             let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
             let _ = writeln!(
                 out,
-                "resources at the peak of {} connections ({:.0} s):",
-                r.peak.connected, r.peak.at_s
+                "resources: {} connections held from {:.0} s to {:.0} s, reached at {:.0} connections/s",
+                r.peak.connected, r.hold_from.at_s, r.hold_to.at_s, r.ramp_connections_per_s
             );
             let _ = writeln!(
                 out,

@@ -196,6 +196,8 @@ pub struct ResourceReport {
     /// First and last sample of the hold at the peak, for CPU while holding.
     pub hold_from: Sample,
     pub hold_to: Sample,
+    /// Connections per second from the start until the peak was first held.
+    pub ramp_connections_per_s: f64,
     pub loadgen_bytes_per_connection: f64,
     pub gateway_bytes_per_connection: f64,
     pub kernel_bytes_per_connection: f64,
@@ -258,6 +260,7 @@ impl Tracker {
             peak,
             hold_from,
             hold_to,
+            ramp_connections_per_s: hold_from.connected as f64 / hold_from.at_s.max(1e-9),
             // All of the load generator's memory, fixed costs included: its per-user
             // state exists before the user connects, so a delta would hide it.
             loadgen_bytes_per_connection: per(peak.loadgen.rss_bytes, 0),

@@ -59,12 +59,19 @@ impl Drain {
         self.deadline.is_some()
     }
 
-    /// Waits for new work, a 100 ms tick, or (before draining) the stop signal.
+    /// Waits for new work, a tick, or (before draining) the stop signal. While draining
+    /// the tick is short, since whether the producers are done is polled; before, it is
+    /// only a safety net, kept long so that an idle process stays asleep.
     pub async fn idle(&self, work: &Notify, shutdown: &mut watch::Receiver<bool>) {
         let draining = self.draining();
+        let tick = if draining {
+            Duration::from_millis(100)
+        } else {
+            Duration::from_secs(1)
+        };
         tokio::select! {
             _ = work.notified() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = tokio::time::sleep(tick) => {}
             _ = async {
                 // Once draining, only new work or the clock wakes the loop.
                 if draining {

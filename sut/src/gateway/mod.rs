@@ -166,6 +166,8 @@ impl GatewayMetrics {
 /// State shared by the gateway's sessions, lease keeper and forwarder.
 pub(crate) struct Gateway {
     pub id: u16,
+    /// Each round's span in show time (ms), for pacing the lease keeper.
+    pub round_spans: Vec<(i64, i64)>,
     pub core: Mutex<ShakeCore>,
     pub queue: Mutex<PassThroughQueue>,
     pub queue_notify: Notify,
@@ -242,6 +244,15 @@ pub async fn run(
     let db = Arc::new(db);
     let gw = Arc::new(Gateway {
         id: config.id,
+        round_spans: config
+            .timeline
+            .rounds
+            .iter()
+            .map(|r| {
+                let start = r.start.as_millis() as i64;
+                (start, start + r.duration.as_millis() as i64)
+            })
+            .collect(),
         core: Mutex::new(core),
         queue: Mutex::new(queue),
         queue_notify: Notify::new(),
@@ -300,11 +311,18 @@ pub async fn run(
     Ok(())
 }
 
-/// Persists issuance leases ahead of need, so shakes rarely wait for one.
+/// Persists issuance leases ahead of need, so shakes rarely wait for one. It looks
+/// every 50 ms while a round runs or is about to, and once a second otherwise: an idle
+/// gateway (one of dozens on a machine) should stay asleep.
 async fn keep_leases(gw: Arc<Gateway>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
     loop {
-        tick.tick().await;
+        let show_ms = gw.show_ms();
+        let busy = gw
+            .round_spans
+            .iter()
+            .any(|(start, end)| show_ms + 3_000 >= *start && show_ms <= *end);
+        let pause = if busy { 50 } else { 1_000 };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
         let wanted = gw
             .core
             .lock()
