@@ -3,7 +3,7 @@
 //! time comes or its socket is ready; everything else (what to send, when, what a
 //! reply means) is the core's.
 
-use super::clock::Deadlines;
+use super::clock::{Deadlines, Timeouts};
 use crate::profile::Profile;
 use crate::stages::user_windows;
 use crate::stats::{Op, Summary};
@@ -24,6 +24,7 @@ use sut::signing::SigningKey;
 pub struct Shared<'a> {
     pub registry: &'a Registry,
     pub deadlines: &'a mut Deadlines,
+    pub timeouts: &'a mut Timeouts,
     pub stats: &'a mut Summary,
     pub profile: &'a Profile,
     pub gateways: &'a [SocketAddr],
@@ -68,6 +69,9 @@ pub struct Client {
     backoff: Backoff,
     /// The wake-up time this client is scheduled for; heap entries for other times are stale.
     pub wake_at: Duration,
+    /// When the connect or request in progress times out; queue entries for other
+    /// times are stale.
+    pub timeout_at: Duration,
     window: u16,
     window_end: Duration,
     connect_started: Duration,
@@ -96,6 +100,7 @@ impl Client {
             unsent: Box::default(),
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             wake_at: NEVER,
+            timeout_at: NEVER,
             window: 0,
             window_end: end,
             connect_started: Duration::ZERO,
@@ -114,6 +119,32 @@ impl Client {
         }
     }
 
+    /// Sets the deadline of the connect or request just started.
+    fn time_out_after(&mut self, now: Duration, slot: u32, sh: &mut Shared) {
+        self.timeout_at = now + sh.profile.behaviour.request_timeout;
+        sh.timeouts.push(self.timeout_at, slot);
+        // A wake-up set earlier (the next heartbeat, say) is moot until the reply.
+        self.wake_at = NEVER;
+    }
+
+    /// The connect or request in progress ran out of time.
+    pub fn on_timeout(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        self.timeout_at = NEVER;
+        match &self.socket {
+            Socket::Connecting(_) => {
+                sh.stats.error(Op::Connect, "timeout");
+                self.socket = Socket::Offline;
+                self.attempt = self.attempt.wrapping_add(1);
+                self.retry(slot, now, sh);
+            }
+            Socket::Online(_) if self.in_flight() => {
+                self.core.failed("timeout", sh.stats);
+                self.lose(slot, now, sh, true);
+            }
+            _ => {}
+        }
+    }
+
     fn in_flight(&self) -> bool {
         self.core.intended().is_some()
     }
@@ -128,21 +159,9 @@ impl Client {
                     self.connect(slot, now, sh);
                 }
             }
-            Socket::Connecting(_) => {
-                sh.stats.error(Op::Connect, "timeout");
-                self.socket = Socket::Offline;
-                self.attempt = self.attempt.wrapping_add(1);
-                self.retry(slot, now, sh);
-            }
-            Socket::Online(_) => {
-                if self.in_flight() {
-                    // The only wake-up while a request is out is its reply deadline.
-                    self.core.failed("timeout", sh.stats);
-                    self.lose(slot, now, sh, true);
-                } else {
-                    self.drive(slot, now, sh);
-                }
-            }
+            // Waiting for the connect: only its timeout matters.
+            Socket::Connecting(_) => {}
+            Socket::Online(_) => self.drive(slot, now, sh),
         }
     }
 
@@ -162,7 +181,7 @@ impl Client {
             Ok(s) => {
                 self.socket = Socket::Connecting(s);
                 self.connect_started = now;
-                self.schedule(now + sh.profile.behaviour.request_timeout, slot, sh);
+                self.time_out_after(now, slot, sh);
             }
             Err(e) => {
                 // Out of files or ports: count it and come back later.
@@ -193,12 +212,14 @@ impl Client {
                     },
                 };
                 if failed {
+                    self.timeout_at = NEVER;
                     sh.stats.error(Op::Connect, "refused");
                     self.socket = Socket::Offline;
                     self.attempt = self.attempt.wrapping_add(1);
                     return self.retry(slot, now, sh);
                 }
                 let _ = s.set_nodelay(true);
+                self.timeout_at = NEVER;
                 let latency = sh.now_since(self.connect_started, now);
                 sh.stats.record(Op::Connect, latency);
                 sh.stats.connected += 1;
@@ -278,6 +299,7 @@ impl Client {
         if self.in_flight() {
             return;
         }
+        self.timeout_at = NEVER;
         let Socket::Online(s) = &mut self.socket else {
             return;
         };
@@ -297,7 +319,7 @@ impl Client {
                 match write_frame(frame, |b| s.write(b)) {
                     Ok(rest) => {
                         self.unsent = rest;
-                        self.schedule(now + sh.profile.behaviour.request_timeout, slot, sh);
+                        self.time_out_after(now, slot, sh);
                     }
                     Err(_) => {
                         self.core.failed("send_failed", sh.stats);
@@ -320,6 +342,7 @@ impl Client {
         self.socket = Socket::Offline;
         self.reader = FrameReader::default();
         self.unsent = Box::default();
+        self.timeout_at = NEVER;
         if drop {
             self.retry(slot, now, sh);
         } else {
@@ -349,6 +372,7 @@ impl Client {
         }
         self.socket = Socket::Offline;
         self.wake_at = NEVER;
+        self.timeout_at = NEVER;
     }
 }
 

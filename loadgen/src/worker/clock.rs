@@ -92,6 +92,37 @@ impl Deadlines {
     }
 }
 
+/// Deadlines of one fixed length (the request timeout), in the order they were set.
+/// Since every deadline is `now + the same timeout`, they come due in that order: a queue
+/// does what a heap would, in O(1), and keeps the heap for the wake-ups that do vary.
+/// As with [`Deadlines`], entries a client no longer holds are skipped.
+#[derive(Debug, Default)]
+pub struct Timeouts {
+    queue: std::collections::VecDeque<(Duration, u32)>,
+}
+
+impl Timeouts {
+    pub fn push(&mut self, at: Duration, slot: u32) {
+        debug_assert!(self.queue.back().is_none_or(|(last, _)| *last <= at));
+        self.queue.push_back((at, slot));
+    }
+
+    pub fn peek(&self) -> Option<(Duration, u32)> {
+        self.queue.front().copied()
+    }
+
+    pub fn pop_due(&mut self, now: Duration) -> Option<(Duration, u32)> {
+        match self.queue.front() {
+            Some((at, _)) if *at <= now => self.queue.pop_front(),
+            _ => None,
+        }
+    }
+
+    pub fn pop(&mut self) {
+        self.queue.pop_front();
+    }
+}
+
 /// The worker's one kernel timer.
 pub struct Alarm {
     fd: TimerFd,
@@ -124,10 +155,11 @@ impl Alarm {
         Ok(())
     }
 
-    /// Called when the timer fired: it must be re-armed before it fires again.
+    /// Called when the timer fired: it must be re-armed before it fires again. Its
+    /// expiration count is not read: re-arming resets it (timerfd_settime(2)), and under
+    /// edge-triggered epoll each expiration is an event of its own. That saves a system
+    /// call per wake-up.
     pub fn fired(&mut self) {
-        let mut buf = [0u8; 8];
-        let _ = nix::unistd::read(&self.fd, &mut buf);
         self.armed = None;
     }
 }
@@ -149,6 +181,21 @@ mod tests {
         assert_eq!(d.pop_due(ms(25)), Some((ms(20), 3)));
         assert_eq!(d.pop_due(ms(25)), None);
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn timeouts_come_due_in_order() {
+        let mut t = Timeouts::default();
+        let ms = Duration::from_millis;
+        t.push(ms(10), 1);
+        t.push(ms(10), 2);
+        t.push(ms(30), 3);
+        assert_eq!(t.pop_due(ms(9)), None);
+        assert_eq!(t.pop_due(ms(10)), Some((ms(10), 1)));
+        assert_eq!(t.peek(), Some((ms(10), 2)));
+        t.pop();
+        assert_eq!(t.pop_due(ms(29)), None);
+        assert_eq!(t.pop_due(ms(31)), Some((ms(30), 3)));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::profile::Profile;
 use crate::segment::Segment;
 use crate::stats::{Summary, WireError, WireSummary};
 use client::{Client, Shared};
-use clock::{Alarm, Deadlines, RunClock};
+use clock::{Alarm, Deadlines, RunClock, Timeouts};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use serde::{Deserialize, Serialize};
@@ -103,6 +103,7 @@ pub fn run(
 
     let clock = RunClock::starting_at(config.start_unix_ms);
     let mut deadlines = Deadlines::default();
+    let mut timeouts = Timeouts::default();
     let mut stats = Summary {
         hellos_by_gateway: vec![0; config.gateways.len()],
         ..Summary::default()
@@ -111,6 +112,7 @@ pub fn run(
     let mut sh = Shared {
         registry: &registry,
         deadlines: &mut deadlines,
+        timeouts: &mut timeouts,
         stats: &mut stats,
         profile: &config.profile,
         gateways: &config.gateways,
@@ -143,6 +145,12 @@ pub fn run(
     }
     while !stopping {
         let now = clock.now();
+        while let Some((at, slot)) = sh.timeouts.pop_due(now) {
+            let client = &mut clients[slot as usize];
+            if client.timeout_at == at {
+                client.on_timeout(slot, clock.now(), &mut sh);
+            }
+        }
         while let Some((at, slot)) = sh.deadlines.pop_due(now) {
             let client = &mut clients[slot as usize];
             if client.wake_at == at {
@@ -168,7 +176,16 @@ pub fn run(
             }
             sh.deadlines.pop_due(at);
         }
-        let wake = sh.deadlines.next().unwrap_or(next_report).min(next_report);
+        while let Some((at, slot)) = sh.timeouts.peek() {
+            if clients[slot as usize].timeout_at == at {
+                break;
+            }
+            sh.timeouts.pop();
+        }
+        let wake = [sh.deadlines.next(), sh.timeouts.peek().map(|(at, _)| at)]
+            .into_iter()
+            .flatten()
+            .fold(next_report, Duration::min);
         alarm.arm(&clock, wake)?;
         poll.poll(&mut events, None)
             .or_else(interrupted)

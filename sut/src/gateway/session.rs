@@ -10,7 +10,7 @@ use crate::token::{EnvelopeToken, TokenError};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Counts the session in while it runs, however it ends.
@@ -45,13 +45,25 @@ enum Next {
 
 impl Conn {
     fn try_next(&mut self) -> Result<Next, CodecError> {
-        Ok(
-            match self.reader.next_frame(|buf| self.stream.try_read(buf))? {
-                ReadStatus::Frame(frame) => Next::Frame(frame),
-                ReadStatus::Closed => Next::Closed,
-                ReadStatus::WouldBlock => Next::Wait,
-            },
-        )
+        let Conn { stream, reader } = self;
+        let mut found = None;
+        // Through `try_io` so that when the reader knows the socket is empty (its last
+        // read came up short) the runtime forgets the readiness without one more read.
+        let tried = stream.try_io(Interest::READABLE, || {
+            match reader.next_frame(|buf| stream.try_read(buf)) {
+                Ok(ReadStatus::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
+                other => {
+                    found = Some(other);
+                    Ok(())
+                }
+            }
+        });
+        match (found, tried) {
+            (Some(Ok(ReadStatus::Frame(frame))), _) => Ok(Next::Frame(frame)),
+            (Some(Ok(ReadStatus::Closed)), _) => Ok(Next::Closed),
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(ReadStatus::WouldBlock)), _) | (None, _) => Ok(Next::Wait),
+        }
     }
 
     async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
