@@ -6,14 +6,25 @@
 # the load generator and the gateways (PSS / connections), kernel bytes per connection
 # (slab delta / connections) and CPU while holding.
 #
-#   bench/connections.sh [TARGET]
+#   bench/connections.sh [TARGET] [MODE]
+#
+# MODE is `full` (default: heartbeats every 5 minutes and a shake every 10 per user),
+# `heartbeats` (heartbeats only) or `idle` (no requests at all while holding), to
+# split the cost of holding from the cost of the requests.
 #
 # A million connections need ~10 GB of kernel memory for the sockets, ~57 gateway
 # processes and ~54 worker processes (20,000 open files each at most).
 set -euo pipefail
 target=${1:-1000000}
+mode=${2:-full}
 case $target in
-  ''|*[!0-9]*) echo "usage: $0 [TARGET connections, a whole number]" >&2; exit 2 ;;
+  ''|*[!0-9]*) echo "usage: $0 [TARGET connections, a whole number] [full|heartbeats|idle]" >&2; exit 2 ;;
+esac
+case $mode in
+  full) shakes='600s'; beats='300s' ;;
+  heartbeats) shakes='100000s'; beats='300s' ;;
+  idle) shakes='100000s'; beats='100000s' ;;
+  *) echo "MODE must be full, heartbeats or idle, not '$mode'" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/.."
 cargo build --release --workspace
@@ -24,12 +35,16 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}
   "somaxconn $(cat /proc/sys/net/core/somaxconn)"
 
 # The profile's timeline is relative to it, so the scaled copy lives beside it.
-profile="profiles/.connections-$target.yaml"
+profile="profiles/.connections-$target-$mode.yaml"
 trap 'rm -f "$profile"' EXIT
 sed -e "s/^users: 1000000/users: $target/" \
     -e "s/target: 1000000 }/target: $target }/" \
-    -e "s/^name: million/name: connections-$target/" \
+    -e "s/^name: million/name: connections-$target-$mode/" \
+    -e "s/^  shake_interval: \[600s\]/  shake_interval: [$shakes]/" \
+    -e "s/^  heartbeat_interval: 300s/  heartbeat_interval: $beats/" \
     profiles/million.yaml > "$profile"
-summary=${SUMMARY:-target/bench-connections-$target.json}
+grep -q "shake_interval: \[$shakes\]" "$profile" && grep -q "heartbeat_interval: $beats" "$profile" \
+  || { echo "profiles/million.yaml changed shape; update this script" >&2; exit 1; }
+summary=${SUMMARY:-target/bench-connections-$target-$mode.json}
 ./target/release/loadgen run "$profile" --summary-json "$summary"
 echo "summary as JSON: $summary (see .resources)"

@@ -211,7 +211,7 @@ impl RunReport {
         let sessions: u64 = self.sessions_by_gateway.iter().sum();
         let _ = writeln!(
             out,
-            "sessions: {} users connected, {} sessions over {} gateways (fewest {}, most {}), {} workers",
+            "sessions: {} users connected, {} sessions over {} gateways (fewest {}, most {}), workers: {}",
             self.users_connected,
             sessions,
             self.sessions_by_gateway.len(),
