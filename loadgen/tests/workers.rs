@@ -41,7 +41,7 @@ impl Drop for Sut {
     }
 }
 
-fn start_sut(dir: &Path) -> Sut {
+fn start_sut(dir: &Path, base_port: u16, extra: &[&str]) -> Sut {
     let data = dir.join("data");
     let log = std::fs::File::create(dir.join("sut.log")).unwrap();
     let child = Command::new(bin("sut"))
@@ -56,7 +56,8 @@ fn start_sut(dir: &Path) -> Sut {
         .arg(&data)
         .arg("--timeline")
         .arg(dir.join("timeline.yaml"))
-        .args(["--base-port", &BASE_PORT.to_string()])
+        .args(["--base-port", &base_port.to_string()])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -72,6 +73,32 @@ fn start_sut(dir: &Path) -> Sut {
         std::thread::sleep(Duration::from_millis(50));
     }
     sut
+}
+
+fn gateway_addrs(base_port: u16) -> Vec<String> {
+    (0..GATEWAYS)
+        .map(|i| format!("127.0.0.1:{}", base_port + 10 + i as u16))
+        .collect()
+}
+
+/// Runs `loadgen run` on a profile written to `dir`; the summary JSON and stdout.
+fn run_loadgen(dir: &Path, profile: &str, workers: usize) -> (serde_json::Value, String) {
+    let path = dir.join("profile.yaml");
+    std::fs::write(&path, profile).unwrap();
+    let summary = dir.join("summary.json");
+    let out = Command::new(bin("loadgen"))
+        .arg("run")
+        .arg(&path)
+        .args(["--workers", &workers.to_string()])
+        .arg("--summary-json")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loadgen failed\n{stdout}\n{stderr}");
+    let report = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    (report, stdout)
 }
 
 /// One gateway's `/metrics`, as (series with labels, value) pairs.
@@ -101,10 +128,8 @@ fn sum(series: &[(String, f64)], prefix: &str) -> u64 {
 fn workers_merge_exactly_and_every_user_holds_one_session() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
-    let _sut = start_sut(dir.path());
-    let gateways: Vec<String> = (0..GATEWAYS)
-        .map(|i| format!("127.0.0.1:{}", BASE_PORT + 10 + i as u16))
-        .collect();
+    let _sut = start_sut(dir.path(), BASE_PORT, &[]);
+    let gateways = gateway_addrs(BASE_PORT);
     let profile = format!(
         "
 target:
@@ -125,21 +150,7 @@ behaviour:
         gateways.join(", "),
         dir.path().join("data/auth.key").display()
     );
-    let path = dir.path().join("workers.yaml");
-    std::fs::write(&path, profile).unwrap();
-    let summary = dir.path().join("summary.json");
-    let out = Command::new(bin("loadgen"))
-        .arg("run")
-        .arg(&path)
-        .args(["--workers", &WORKERS.to_string()])
-        .arg("--summary-json")
-        .arg(&summary)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "loadgen failed\n{stdout}\n{stderr}");
-    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    let (r, stdout) = run_loadgen(dir.path(), &profile, WORKERS);
     let u = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
     let list =
         |v: &serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(u).collect() };
@@ -184,4 +195,63 @@ behaviour:
     );
     assert!(u(&ops["shake"]["count"]) >= USERS, "{stdout}");
     assert!(u(&ops["heartbeat"]["count"]) > 0, "{stdout}");
+}
+
+/// Gateways that hold only a few connections turn the rest away with `GatewayFull`, and
+/// those users move on to the next gateway until every one of them holds a session.
+#[test]
+fn users_turned_away_by_a_full_gateway_connect_to_another() {
+    const PORT: u16 = 17850;
+    const MAX: u64 = 20;
+    const FEW: u64 = 55;
+    // The premise: by hash alone, some gateway would get more than it may hold.
+    let mut homes = [0u64; GATEWAYS];
+    for user in 0..FEW {
+        homes[loadgen::worker::home_gateway(user, GATEWAYS)] += 1;
+    }
+    assert!(homes.iter().any(|n| *n > MAX), "{homes:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
+    let _sut = start_sut(dir.path(), PORT, &["--max-connections", &MAX.to_string()]);
+    let profile = format!(
+        "
+target:
+  addresses:
+    gateways: [{}]
+    auth_key_file: {}
+users: {FEW}
+stages:
+  - {{ duration: 1s, target: {FEW} }}
+  - {{ duration: 3s, target: {FEW} }}
+behaviour:
+  shake_interval: [1s]
+  open_probability: 0.5
+",
+        gateway_addrs(PORT).join(", "),
+        dir.path().join("data/auth.key").display()
+    );
+    let (r, stdout) = run_loadgen(dir.path(), &profile, 2);
+    let sessions: Vec<u64> = r["sessions_by_gateway"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(r["users_connected"].as_u64(), Some(FEW), "{stdout}");
+    assert_eq!(sessions.iter().sum::<u64>(), FEW, "{stdout}");
+    assert!(sessions.iter().all(|n| *n <= MAX), "{sessions:?}");
+    let turned_away = r["errors_by_kind"]["hello/gateway_full"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(turned_away > 0, "{stdout}");
+    let full: u64 = (0..GATEWAYS)
+        .map(|i| {
+            sum(
+                &scrape(PORT + 1010 + i as u16),
+                "sut_gateway_sessions_total{result=\"full\"}",
+            )
+        })
+        .sum();
+    assert_eq!(full, turned_away);
 }

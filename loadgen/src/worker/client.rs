@@ -419,10 +419,12 @@ fn dial(gateway: SocketAddr, user: u64) -> std::io::Result<TcpStream> {
     Ok(TcpStream::from_std(std::net::TcpStream::from(fd)))
 }
 
+/// The error kind a failed connect is counted under.
 fn io_kind(e: &std::io::Error) -> &'static str {
-    match e.raw_os_error() {
-        Some(libc_emfile) if libc_emfile == nix::errno::Errno::EMFILE as i32 => "out_of_files",
-        Some(code) if code == nix::errno::Errno::EADDRNOTAVAIL as i32 => "out_of_ports",
+    use nix::errno::Errno;
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(Errno::EMFILE) | Some(Errno::ENFILE) => "out_of_files",
+        Some(Errno::EADDRNOTAVAIL) => "out_of_ports",
         _ => "failed",
     }
 }

@@ -46,6 +46,10 @@ pub struct UpArgs {
     /// Wipe the data directory first.
     #[arg(long)]
     fresh: bool,
+    /// Each gateway holds at most this many client connections [default: what its
+    /// open-file limit allows].
+    #[arg(long)]
+    max_connections: Option<usize>,
     /// Gateways close clients silent for this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     heartbeat_timeout: Duration,
@@ -56,7 +60,7 @@ struct Part {
     child: Child,
 }
 
-pub async fn run(mut args: UpArgs) -> Result<ExitCode> {
+pub async fn run(args: UpArgs) -> Result<ExitCode> {
     let gateways = match (args.gateways, args.connections) {
         (Some(0), _) => bail!("--gateways must be at least 1"),
         (Some(n), _) => n,
@@ -69,27 +73,13 @@ pub async fn run(mut args: UpArgs) -> Result<ExitCode> {
         }
         (None, None) => 2,
     };
-    args.gateways = Some(gateways);
-    let args = Resolved { gateways, args };
-    run_resolved(args).await
+    run_fleet(args, gateways).await
 }
 
-/// The arguments with the fleet size decided.
-struct Resolved {
-    gateways: u16,
-    args: UpArgs,
-}
-
-impl std::ops::Deref for Resolved {
-    type Target = UpArgs;
-    fn deref(&self) -> &UpArgs {
-        &self.args
-    }
-}
-
-async fn run_resolved(args: Resolved) -> Result<ExitCode> {
-    if args.base_port as u32 + 1010 + args.gateways as u32 > u16::MAX as u32 {
-        bail!("--base-port {} leaves no room for {} gateways and their metrics ports; choose a lower base", args.base_port, args.gateways);
+/// Runs the system with its fleet size decided.
+async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
+    if args.base_port as u32 + 1010 + gateways as u32 > u16::MAX as u32 {
+        bail!("--base-port {} leaves no room for {} gateways and their metrics ports; choose a lower base", args.base_port, gateways);
     }
     let data = &args.data;
     if args.fresh && data.exists() {
@@ -100,7 +90,7 @@ async fn run_resolved(args: Resolved) -> Result<ExitCode> {
     let timeline = Timeline::load(&args.timeline)?;
     let previous = Manifest::load(data).ok();
     if let Some(p) = &previous {
-        if p.gateways != args.gateways || p.timeline != timeline || p.seed != args.seed {
+        if p.gateways != gateways || p.timeline != timeline || p.seed != args.seed {
             bail!(
                 "{} holds a run with {} gateways and another timeline or seed; use --fresh to wipe it or --data for another directory",
                 data.display(),
@@ -115,7 +105,7 @@ async fn run_resolved(args: Resolved) -> Result<ExitCode> {
     )?;
     let seeds = data.join("seeds");
     if previous.is_none() {
-        let n = sut::seed_shard::write_all(&timeline, args.gateways, args.seed, &seeds)?;
+        let n = sut::seed_shard::write_all(&timeline, gateways, args.seed, &seeds)?;
         println!("seeded {n} shards in {}", seeds.display());
     }
     // A restarted system keeps its show clock: rounds do not start over.
@@ -129,12 +119,12 @@ async fn run_resolved(args: Resolved) -> Result<ExitCode> {
     let base = args.base_port;
     let payment_addr = addr(base);
     let envelope_addr = addr(base + 1);
-    let gateway_addrs: Vec<String> = (0..args.gateways).map(|i| addr(base + 10 + i)).collect();
+    let gateway_addrs: Vec<String> = (0..gateways).map(|i| addr(base + 10 + i)).collect();
     let mut metrics = vec![
         ("payment".to_string(), addr(base + 1000)),
         ("envelope".to_string(), addr(base + 1001)),
     ];
-    for i in 0..args.gateways {
+    for i in 0..gateways {
         metrics.push((format!("gateway-{i}"), addr(base + 1010 + i)));
     }
 
@@ -174,34 +164,35 @@ async fn run_resolved(args: Resolved) -> Result<ExitCode> {
         )?;
         parts.push(part);
         wait_listening(&envelope_addr, &mut parts).await?;
-        let gateways = args.gateways.to_string();
+        let gateway_count = gateways.to_string();
         let show = show_start_ms.to_string();
         let hb = humantime::format_duration(args.heartbeat_timeout).to_string();
-        for i in 0..args.gateways {
+        for i in 0..gateways {
             let id = i.to_string();
-            let part = spawn(
-                &exe,
-                &format!("gateway-{i}"),
-                &[
-                    "gateway",
-                    "--id",
-                    &id,
-                    "--gateways",
-                    &gateways,
-                    "--listen",
-                    &gateway_addrs[i as usize],
-                    "--metrics",
-                    &metrics[2 + i as usize].1,
-                    "--data",
-                    &data_arg,
-                    "--show-start-ms",
-                    &show,
-                    "--envelope",
-                    &envelope_addr,
-                    "--heartbeat-timeout",
-                    &hb,
-                ],
-            )?;
+            let mut gateway_args = vec![
+                "gateway",
+                "--id",
+                &id,
+                "--gateways",
+                &gateway_count,
+                "--listen",
+                &gateway_addrs[i as usize],
+                "--metrics",
+                &metrics[2 + i as usize].1,
+                "--data",
+                &data_arg,
+                "--show-start-ms",
+                &show,
+                "--envelope",
+                &envelope_addr,
+                "--heartbeat-timeout",
+                &hb,
+            ];
+            let max = args.max_connections.map(|m| m.to_string());
+            if let Some(max) = &max {
+                gateway_args.extend(["--max-connections", max]);
+            }
+            let part = spawn(&exe, &format!("gateway-{i}"), &gateway_args)?;
             parts.push(part);
         }
         for a in &gateway_addrs {
@@ -216,7 +207,7 @@ async fn run_resolved(args: Resolved) -> Result<ExitCode> {
     }
 
     let manifest = Manifest {
-        gateways: args.gateways,
+        gateways: gateways,
         seed: args.seed,
         show_start_ms,
         timeline,
