@@ -207,7 +207,7 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     }
 
     let manifest = Manifest {
-        gateways: gateways,
+        gateways,
         seed: args.seed,
         show_start_ms,
         timeline,
