@@ -21,9 +21,9 @@ case $target in
   ''|*[!0-9]*) echo "usage: $0 [TARGET connections, a whole number] [full|heartbeats|idle]" >&2; exit 2 ;;
 esac
 case $mode in
-  full) shakes='600s'; beats='300s' ;;
-  heartbeats) shakes='100000s'; beats='300s' ;;
-  idle) shakes='100000s'; beats='100000s' ;;
+  full) shakes='0.0016667'; beats='300s' ;;
+  heartbeats) shakes='0'; beats='300s' ;;
+  idle) shakes='0'; beats='100000s' ;;
   *) echo "MODE must be full, heartbeats or idle, not '$mode'" >&2; exit 2 ;;
 esac
 cd "$(dirname "$0")/.."
@@ -40,10 +40,10 @@ trap 'rm -f "$profile"' EXIT
 sed -e "s/^users: 1000000/users: $target/" \
     -e "s/target: 1000000 }/target: $target }/" \
     -e "s/^name: million/name: connections-$target-$mode/" \
-    -e "s/^  shake_interval: \[600s\]/  shake_interval: [$shakes]/" \
+    -e "s/^  shake_rate: 0.0016667/  shake_rate: $shakes/" \
     -e "s/^  heartbeat_interval: 300s/  heartbeat_interval: $beats/" \
     profiles/million.yaml > "$profile"
-grep -q "shake_interval: \[$shakes\]" "$profile" && grep -q "heartbeat_interval: $beats" "$profile" \
+grep -q "shake_rate: $shakes" "$profile" && grep -q "heartbeat_interval: $beats" "$profile" \
   || { echo "profiles/million.yaml changed shape; update this script" >&2; exit 1; }
 summary=${SUMMARY:-target/bench-connections-$target-$mode.json}
 ./target/release/loadgen run "$profile" --summary-json "$summary"

@@ -21,6 +21,7 @@ pub struct Fleet {
     stdins: Vec<Option<ChildStdin>>,
     rx: mpsc::Receiver<Message>,
     connected: Vec<u64>,
+    clients_by_tier: Vec<std::collections::BTreeMap<u8, u64>>,
     /// Requests (answered or failed) each worker reported, summed over its reports.
     requests: Vec<u64>,
     finished: Vec<bool>,
@@ -92,6 +93,7 @@ impl Fleet {
             stdins,
             rx,
             connected: vec![0; n],
+            clients_by_tier: vec![Default::default(); n],
             requests: vec![0; n],
             finished: vec![false; n],
             open: n,
@@ -111,12 +113,20 @@ impl Fleet {
         match message {
             Some(Ok(report)) => {
                 let mut delta = Summary::from_wire(report.summary)?;
+                // Levels are replaced, counts added.
                 self.connected[j] = delta.connected;
+                self.clients_by_tier[j] = std::mem::take(&mut delta.clients_by_tier);
                 self.requests[j] += delta.requests();
                 delta.connected = 0;
                 let mut total = total.lock().unwrap_or_else(|p| p.into_inner());
                 total.merge(&delta);
                 total.connected = self.connected.iter().sum();
+                total.clients_by_tier.clear();
+                for levels in &self.clients_by_tier {
+                    for (tier, n) in levels {
+                        *total.clients_by_tier.entry(*tier).or_default() += n;
+                    }
+                }
                 if report.last && !self.finished[j] {
                     self.finished[j] = true;
                 }

@@ -6,7 +6,6 @@
 use crate::threshold::Threshold;
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
@@ -114,10 +113,11 @@ pub struct Stage {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Behaviour {
-    /// Minimum time between a user's shakes, by throttle tier (0 first); tiers past the
-    /// list use the last entry.
-    #[serde(deserialize_with = "intervals")]
-    pub shake_interval: Arc<[Duration]>,
+    /// Shakes a user *wants* per second (0: none). The client coalesces them into at
+    /// most one request per interval its gateway's throttle tier asks for, as a real
+    /// client does; the summary counts both.
+    #[serde(deserialize_with = "shake_rate")]
+    pub shake_rate: f64,
     /// Chance that a user opens an envelope it won.
     #[serde(deserialize_with = "probability")]
     pub open_probability: f64,
@@ -145,29 +145,14 @@ fn probability<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(p)
 }
 
-fn intervals<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[Duration]>, D::Error> {
-    let raw: Vec<String> = Vec::deserialize(d)?;
-    if raw.is_empty() {
-        return Err(serde::de::Error::custom(
-            "shake_interval: list at least one interval (for tier 0), e.g. [2s, 5s, 10s]",
-        ));
+fn shake_rate<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let r = f64::deserialize(d)?;
+    if !(r.is_finite() && r >= 0.0) {
+        return Err(serde::de::Error::custom(format!(
+            "shake_rate: shakes a user wants per second, 0 or more (e.g. 0.5, or 5 for a frantic shaker), got {r}"
+        )));
     }
-    raw.iter()
-        .map(|s| {
-            let d = humantime::parse_duration(s).map_err(|e| {
-                serde::de::Error::custom(format!(
-                    "`{s}` is not a duration ({e}); write e.g. 2s or 500ms"
-                ))
-            })?;
-            if d.is_zero() {
-                return Err(serde::de::Error::custom(
-                    "a shake interval must be longer than zero",
-                ));
-            }
-            Ok(d)
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Arc::from)
+    Ok(r)
 }
 
 #[derive(Debug, Error)]
@@ -275,7 +260,7 @@ stages:
   - { duration: 5s, target: 100 }
   - { duration: 10s, target: 100 }
 behaviour:
-  shake_interval: [2s, 5s]
+  shake_rate: 0.5
   open_probability: 0.5
 thresholds:
   - 'shake: p99 < 50ms'
@@ -287,7 +272,7 @@ thresholds:
         let p = Profile::parse(GOOD).unwrap();
         assert_eq!(p.duration(), Duration::from_secs(15));
         assert_eq!(p.thresholds.len(), 2);
-        assert_eq!(p.behaviour.shake_interval[1], Duration::from_secs(5));
+        assert_eq!(p.behaviour.shake_rate, 0.5);
     }
 
     fn err(text: &str) -> String {
@@ -313,8 +298,8 @@ thresholds:
             e.contains("open_probability") && e.contains("line 9"),
             "{e}"
         );
-        let e = err(&GOOD.replace("[2s, 5s]", "[2s, -5s]"));
-        assert!(e.contains("-5s") && e.contains("line 9"), "{e}");
+        let e = err(&GOOD.replace("shake_rate: 0.5", "shake_rate: -2"));
+        assert!(e.contains("shake_rate") && e.contains("line 9"), "{e}");
     }
 
     #[test]

@@ -84,6 +84,14 @@ pub struct Summary {
     pub hellos_by_gateway: Vec<u64>,
     /// Users that established at least one session.
     pub users_connected: u64,
+    /// Shakes users wanted; the shake requests above carried them, coalesced.
+    pub desired_shakes: u64,
+    /// Times a user's tier changed.
+    pub tier_transitions: u64,
+    /// Connected users at each tier now (a level, like `connected`).
+    pub clients_by_tier: BTreeMap<u8, u64>,
+    /// User-seconds spent at each tier.
+    pub tier_seconds: BTreeMap<u8, f64>,
 }
 
 /// A [`Summary`] as it travels from a worker to its parent: histograms in HdrHistogram's
@@ -100,6 +108,10 @@ pub struct WireSummary {
     drops: u64,
     hellos_by_gateway: Vec<u64>,
     users_connected: u64,
+    desired_shakes: u64,
+    tier_transitions: u64,
+    clients_by_tier: Vec<(u8, u64)>,
+    tier_seconds: Vec<(u8, f64)>,
 }
 
 #[derive(Debug, Error)]
@@ -221,6 +233,41 @@ impl Summary {
             *a += b;
         }
         self.users_connected += other.users_connected;
+        self.desired_shakes += other.desired_shakes;
+        self.tier_transitions += other.tier_transitions;
+        for (k, v) in &other.clients_by_tier {
+            *self.clients_by_tier.entry(*k).or_default() += v;
+        }
+        for (k, v) in &other.tier_seconds {
+            *self.tier_seconds.entry(*k).or_default() += v;
+        }
+    }
+
+    /// A connected user joined `tier` (its session began).
+    pub fn enter_tier(&mut self, tier: u8) {
+        *self.clients_by_tier.entry(tier).or_default() += 1;
+    }
+
+    /// A connected user left `tier` (its session ended).
+    pub fn leave_tier(&mut self, tier: u8) {
+        if let Some(n) = self.clients_by_tier.get_mut(&tier) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// A connected user moved from one tier to another.
+    pub fn change_tier(&mut self, from: u8, to: u8) {
+        self.leave_tier(from);
+        self.enter_tier(to);
+        self.tier_transitions += 1;
+    }
+
+    /// Adds `elapsed` of every connected user's time to its tier.
+    pub fn accrue_tier_time(&mut self, elapsed: std::time::Duration) {
+        let secs = elapsed.as_secs_f64();
+        for (tier, n) in &self.clients_by_tier {
+            *self.tier_seconds.entry(*tier).or_default() += *n as f64 * secs;
+        }
     }
 
     /// A session was established on gateway `index`.
@@ -231,8 +278,8 @@ impl Summary {
         self.hellos_by_gateway[index] += 1;
     }
 
-    /// Starts the next interval: everything counted so far is dropped except the
-    /// `connected` gauge, which is a level, not a count.
+    /// Starts the next interval: everything counted so far is dropped except the levels
+    /// (`connected`, `clients_by_tier`).
     pub fn clear_interval(&mut self) {
         for op in &mut self.ops {
             op.latency.reset();
@@ -246,6 +293,9 @@ impl Summary {
         self.drops = 0;
         self.hellos_by_gateway.iter_mut().for_each(|n| *n = 0);
         self.users_connected = 0;
+        self.desired_shakes = 0;
+        self.tier_transitions = 0;
+        self.tier_seconds.clear();
     }
 
     pub fn to_wire(&self) -> Result<WireSummary, WireError> {
@@ -268,6 +318,10 @@ impl Summary {
             drops: self.drops,
             hellos_by_gateway: self.hellos_by_gateway.clone(),
             users_connected: self.users_connected,
+            desired_shakes: self.desired_shakes,
+            tier_transitions: self.tier_transitions,
+            clients_by_tier: self.clients_by_tier.iter().map(|(k, v)| (*k, *v)).collect(),
+            tier_seconds: self.tier_seconds.iter().map(|(k, v)| (*k, *v)).collect(),
         })
     }
 
@@ -289,6 +343,10 @@ impl Summary {
         s.drops = w.drops;
         s.hellos_by_gateway = w.hellos_by_gateway;
         s.users_connected = w.users_connected;
+        s.desired_shakes = w.desired_shakes;
+        s.tier_transitions = w.tier_transitions;
+        s.clients_by_tier = w.clients_by_tier.into_iter().collect();
+        s.tier_seconds = w.tier_seconds.into_iter().collect();
         Ok(s)
     }
 }

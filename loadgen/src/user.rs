@@ -10,7 +10,6 @@
 use crate::profile::Behaviour;
 use crate::stats::{Op, Summary};
 use bytes::Bytes;
-use std::sync::Arc;
 use std::time::Duration;
 use sut::protocol::{ErrorCode, Frame, Outcome};
 use sut::signing::MAC_LEN;
@@ -26,13 +25,19 @@ pub enum Action {
     Leave,
 }
 
+/// Stands for "never" where a time must still add up without overflowing.
+const NEVER: Duration = Duration::from_secs(1 << 40);
+
 /// A simulated user's state across its connections. A worker holds tens of thousands
-/// of these, so what all users share (the tier intervals) is shared, not copied.
+/// of these, so it stays small.
 #[derive(Debug)]
 pub struct UserCore {
     user: u64,
     auth: [u8; MAC_LEN],
-    intervals: Arc<[Duration]>,
+    /// Time between the shakes the user wants (the profile's `shake_rate`, inverted).
+    desire: Duration,
+    /// The least time between shakes the gateway asked for, with its tier.
+    server_interval: Duration,
     open_probability: f64,
     heartbeat: Duration,
     tier: u8,
@@ -46,6 +51,19 @@ pub struct UserCore {
     pending_open: Option<(Bytes, Duration)>,
     in_flight: Option<(Op, Duration)>,
     leave_at: Duration,
+    /// Desired shakes the shake in flight stands for.
+    coalesced: u32,
+    /// When the last shake request was intended: a new interval counts from there.
+    last_shake: Option<Duration>,
+}
+
+/// The time between a user's desired shakes; a rate of 0 never shakes.
+fn desire_interval(rate: f64) -> Duration {
+    if rate > 0.0 && rate.is_finite() {
+        Duration::from_secs_f64(1.0 / rate).min(NEVER)
+    } else {
+        NEVER
+    }
 }
 
 impl UserCore {
@@ -56,19 +74,22 @@ impl UserCore {
         UserCore {
             user,
             auth,
-            intervals: behaviour.shake_interval.clone(),
+            desire: desire_interval(behaviour.shake_rate),
+            server_interval: Duration::ZERO,
             open_probability: behaviour.open_probability,
             heartbeat: behaviour.heartbeat_interval,
             tier: 0,
             cookie: Bytes::new(),
             hello_done: false,
-            next_shake: behaviour.shake_interval[0].mul_f64(phase.clamp(0.0, 1.0)),
+            next_shake: desire_interval(behaviour.shake_rate).mul_f64(phase.clamp(0.0, 1.0)),
             last_sent: Duration::ZERO,
             beat_early: Duration::ZERO,
             phase: phase.clamp(0.0, 1.0),
             pending_open: None,
             in_flight: None,
             leave_at: Duration::ZERO,
+            coalesced: 1,
+            last_shake: None,
         }
     }
 
@@ -90,9 +111,19 @@ impl UserCore {
         self.hello_done
     }
 
+    /// The time between shake requests: the user's desire, coalesced into at most one
+    /// request per interval the server asked for.
     fn interval(&self) -> Duration {
-        let i = (self.tier as usize).min(self.intervals.len() - 1);
-        self.intervals[i]
+        self.desire.max(self.server_interval)
+    }
+
+    /// The connection is gone (however it ended): the user leaves its tier's count.
+    pub fn disconnected(&mut self, stats: &mut Summary) {
+        if self.hello_done {
+            stats.leave_tier(self.tier);
+        }
+        self.hello_done = false;
+        self.in_flight = None;
     }
 
     /// A new connection is up at `now`; the user stays until `leave_at`. Shakes missed
@@ -133,7 +164,11 @@ impl UserCore {
         }
         if now >= self.next_shake {
             let intended = self.next_shake;
-            self.next_shake += self.interval();
+            let interval = self.interval();
+            self.next_shake += interval;
+            self.last_shake = Some(intended);
+            // The shakes the user wanted in this interval all ride on this one request.
+            self.coalesced = (interval.as_secs_f64() / self.desire.as_secs_f64()).max(1.0) as u32;
             let cookie = self.cookie.clone();
             return self.send(Op::Shake, intended, Frame::Shake { cookie });
         }
@@ -179,9 +214,17 @@ impl UserCore {
         };
         let latency_us = now.saturating_sub(intended).as_micros() as u64;
         match (op, frame) {
-            (Op::Hello, Frame::HelloAck { tier, .. }) => {
+            (
+                Op::Hello,
+                Frame::HelloAck {
+                    tier,
+                    shake_interval_ms,
+                    ..
+                },
+            ) => {
                 self.hello_done = true;
-                self.set_tier(tier, now);
+                stats.enter_tier(self.tier);
+                self.set_tier(tier, shake_interval_ms, stats);
                 stats.record(op, latency_us);
             }
             (
@@ -189,10 +232,12 @@ impl UserCore {
                 Frame::ShakeReply {
                     outcome,
                     tier,
+                    shake_interval_ms,
                     cookie,
                 },
             ) => {
                 stats.record(op, latency_us);
+                stats.desired_shakes += self.coalesced as u64;
                 self.cookie = cookie;
                 let name = match outcome {
                     Outcome::Nothing => "nothing",
@@ -205,7 +250,7 @@ impl UserCore {
                     }
                 };
                 stats.outcome(name, tier);
-                self.set_tier(tier, intended);
+                self.set_tier(tier, shake_interval_ms, stats);
             }
             (
                 Op::Open,
@@ -247,11 +292,19 @@ impl UserCore {
         }
     }
 
-    fn set_tier(&mut self, tier: u8, anchor: Duration) {
+    fn set_tier(&mut self, tier: u8, interval_ms: u32, stats: &mut Summary) {
+        let interval = Duration::from_millis(interval_ms as u64);
         if tier != self.tier {
+            stats.change_tier(self.tier, tier);
             self.tier = tier;
-            // Obey at once: the next shake waits the new tier's interval.
-            self.next_shake = anchor + self.interval();
+        }
+        if interval != self.server_interval {
+            self.server_interval = interval;
+            // Obey at once: the next shake waits the new interval from the last one (or
+            // comes sooner, when the gateway relaxes).
+            if let Some(last) = self.last_shake {
+                self.next_shake = last + self.interval();
+            }
         }
     }
 }
@@ -262,7 +315,7 @@ mod tests {
 
     fn behaviour() -> Behaviour {
         Behaviour {
-            shake_interval: vec![Duration::from_secs(2), Duration::from_secs(10)].into(),
+            shake_rate: 0.5,
             open_probability: 1.0,
             heartbeat_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
@@ -273,10 +326,12 @@ mod tests {
         Duration::from_millis(v)
     }
 
+    /// A reply at `tier`, whose interval is 2 s at tier 0 and 10 s above.
     fn reply(tier: u8, outcome: Outcome) -> Frame {
         Frame::ShakeReply {
             outcome,
             tier,
+            shake_interval_ms: if tier == 0 { 2_000 } else { 10_000 },
             cookie: Bytes::from_static(b"c"),
         }
     }
@@ -287,6 +342,7 @@ mod tests {
         let ack = Frame::HelloAck {
             server_time_ms: 0,
             tier: 0,
+            shake_interval_ms: 2_000,
             config_version: 1,
         };
         assert_eq!(u.on_frame(ack, ms(1), 0.0, s), None);
@@ -334,6 +390,39 @@ mod tests {
     }
 
     #[test]
+    fn a_frantic_shaker_is_coalesced_to_the_server_interval() {
+        let mut b = behaviour();
+        b.shake_rate = 5.0;
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.0);
+        hello(&mut u, &mut s);
+        assert_eq!(s.clients_by_tier[&0], 1);
+        // Five shakes a second wanted, one request per 2 s sent: each carries ten.
+        for k in 0..3u64 {
+            let t = ms(k * 2_000 + 1);
+            assert!(
+                matches!(u.poll(t), Action::Send(Frame::Shake { .. })),
+                "{k}"
+            );
+            u.on_frame(reply(0, Outcome::Nothing), t + ms(1), 0.0, &mut s);
+            assert_eq!(u.poll(t + ms(2)), Action::WaitUntil(ms((k + 1) * 2_000)));
+        }
+        assert_eq!(s.count(Op::Shake), 3);
+        assert_eq!(s.desired_shakes, 30);
+        // The gateway raises the tier: the next request waits 10 s.
+        assert!(matches!(
+            u.poll(ms(6_000)),
+            Action::Send(Frame::Shake { .. })
+        ));
+        u.on_frame(reply(1, Outcome::Nothing), ms(6_001), 0.0, &mut s);
+        assert_eq!(u.poll(ms(6_002)), Action::WaitUntil(ms(16_000)));
+        assert_eq!(s.tier_transitions, 1);
+        assert_eq!((s.clients_by_tier[&0], s.clients_by_tier[&1]), (0, 1));
+        u.disconnected(&mut s);
+        assert_eq!(s.clients_by_tier[&1], 0);
+    }
+
+    #[test]
     fn a_won_envelope_is_opened_next() {
         let mut s = Summary::default();
         let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
@@ -374,7 +463,7 @@ mod tests {
     #[test]
     fn heartbeats_fill_silence_and_leaving_ends() {
         let mut b = behaviour();
-        b.shake_interval = vec![Duration::from_secs(100)].into();
+        b.shake_rate = 0.01;
         let mut s = Summary::default();
         let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5);
         u.connected(ms(0), ms(70_000));
@@ -383,6 +472,7 @@ mod tests {
             Frame::HelloAck {
                 server_time_ms: 0,
                 tier: 0,
+                shake_interval_ms: 2_000,
                 config_version: 1,
             },
             ms(1),

@@ -41,7 +41,7 @@ stages:
   - {{ duration: 7s, target: 300 }}
   - {{ duration: 1s, target: 0 }}
 behaviour:
-  shake_interval: [500ms, 2s]
+  shake_rate: 2
   open_probability: 0.8
 thresholds:
   - 'errors: count == 0'
@@ -102,7 +102,7 @@ target:
 users: 10
 stages: [{ duration: 1s, target: 10 }]
 behaviour:
-  shake_interval: [1s]
+  shake_rate: 1
   open_probability: 0.5
 thresholds:
   - 'shook: p99 < 5ms'

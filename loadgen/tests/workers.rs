@@ -142,7 +142,7 @@ stages:
   - {{ duration: 6s, target: {USERS} }}
   - {{ duration: 1s, target: 0 }}
 behaviour:
-  shake_interval: [3s]
+  shake_rate: 0.34
   open_probability: 0.8
   heartbeat_interval: 2s
   request_timeout: 30s
@@ -225,7 +225,7 @@ stages:
   - {{ duration: 1s, target: {FEW} }}
   - {{ duration: 3s, target: {FEW} }}
 behaviour:
-  shake_interval: [1s]
+  shake_rate: 1
   open_probability: 0.5
 ",
         gateway_addrs(PORT).join(", "),

@@ -20,6 +20,7 @@ pub mod seed_shard;
 pub mod shake;
 pub mod signing;
 pub mod store;
+pub mod throttle_tier;
 pub mod timeline;
 pub mod token;
 pub mod user_limits;

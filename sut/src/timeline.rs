@@ -41,11 +41,43 @@ pub struct Timeline {
     /// Monotonic config version, carried in every HelloAck.
     #[serde(default = "one")]
     pub version: u64,
+    /// Throttle tiers: the least time a client leaves between shakes at each tier, 0
+    /// (normal) first. The last tier is "come back later": shakes at it are answered
+    /// without any work.
+    #[serde(default = "default_tiers", with = "durations")]
+    pub tiers: Vec<Duration>,
     pub rounds: Vec<Round>,
 }
 
 fn one() -> u64 {
     1
+}
+
+fn default_tiers() -> Vec<Duration> {
+    [2, 5, 10, 30].map(Duration::from_secs).to_vec()
+}
+
+/// A list of durations written as humantime strings (`[2s, 500ms]`).
+mod durations {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(v: &[Duration], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|d| humantime::format_duration(*d).to_string()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| {
+                humantime::parse_duration(s).map_err(|e| {
+                    serde::de::Error::custom(format!(
+                        "`{s}` is not a duration ({e}); write e.g. 2s or 500ms"
+                    ))
+                })
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Error)]
@@ -86,7 +118,32 @@ impl Timeline {
         Ok(timeline)
     }
 
+    /// The top tier: "come back later".
+    pub fn top_tier(&self) -> u8 {
+        (self.tiers.len().saturating_sub(1)).min(u8::MAX as usize) as u8
+    }
+
+    /// The shake interval clients are told at `tier` (tiers past the table use its last).
+    pub fn tier_interval(&self, tier: u8) -> Duration {
+        let i = (tier as usize).min(self.tiers.len().saturating_sub(1));
+        self.tiers.get(i).copied().unwrap_or(Duration::from_secs(2))
+    }
+
     fn validate(&self) -> Result<(), String> {
+        if self.tiers.len() < 2 || self.tiers.len() > 16 {
+            return Err(format!(
+                "tiers: list 2 to 16 shake intervals (tier 0 first, the last is \"come back later\"), got {}",
+                self.tiers.len()
+            ));
+        }
+        for (i, w) in self.tiers.windows(2).enumerate() {
+            if w[0].is_zero() || w[1] < w[0] {
+                return Err(format!(
+                    "tiers[{}]: intervals must be longer than zero and never shorten from one tier to the next",
+                    i + 1
+                ));
+            }
+        }
         let mut ids = std::collections::HashSet::new();
         for (i, r) in self.rounds.iter().enumerate() {
             let at = format!("rounds[{i}] (id {})", r.id);

@@ -305,6 +305,7 @@ impl Client {
         };
         match self.core.poll(now) {
             Action::Leave => {
+                self.core.disconnected(sh.stats);
                 self.socket = Socket::Offline;
                 self.reader = FrameReader::default();
                 self.unsent = Box::default();
@@ -333,6 +334,7 @@ impl Client {
 
     /// The connection is gone (closed, timed out, refused): reconnect after a backoff.
     fn lose(&mut self, slot: u32, now: Duration, sh: &mut Shared, drop: bool) {
+        self.core.disconnected(sh.stats);
         if matches!(self.socket, Socket::Online(_)) {
             sh.stats.connected -= 1;
             if drop {
@@ -367,6 +369,7 @@ impl Client {
 
     /// Closes the connection at once (the run was stopped).
     pub fn stop(&mut self, sh: &mut Shared) {
+        self.core.disconnected(sh.stats);
         if matches!(self.socket, Socket::Online(_)) {
             sh.stats.connected -= 1;
         }

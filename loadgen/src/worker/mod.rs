@@ -129,6 +129,7 @@ pub fn run(
 
     let mut events = Events::with_capacity(1024);
     let mut next_report = config.report_every;
+    let mut last_report = Duration::ZERO;
     let mut stopping = false;
     // Sleep through the wait for the common start rather than fire everything at zero.
     while clock.now().is_zero() {
@@ -159,6 +160,8 @@ pub fn run(
             }
         }
         if now >= next_report {
+            sh.stats.accrue_tier_time(now - last_report);
+            last_report = now;
             report(sh.stats, false)?;
             sh.stats.clear_interval();
             while next_report <= now {
@@ -202,6 +205,8 @@ pub fn run(
             }
         }
     }
+    let now = clock.now();
+    sh.stats.accrue_tier_time(now.saturating_sub(last_report));
     for client in &mut clients {
         client.stop(&mut sh);
     }

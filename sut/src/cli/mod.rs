@@ -73,6 +73,13 @@ struct GatewayArgs {
     /// what the gateway keeps for itself].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Keep the throttle tier at 0 whatever the load (to measure what tiers save).
+    #[arg(long)]
+    no_tiers: bool,
+    /// CPU time each shake decision burns on top of its real work, e.g. 1ms: gives a
+    /// gateway a small, known capacity for tests and benchmarks.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    shake_cost: Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,6 +245,8 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         max_connections: args.max_connections.unwrap_or_else(|| {
             sut::open_files::connection_capacity(sut::open_files::raise_to_hard_limit()) as usize
         }),
+        tiers: !args.no_tiers,
+        shake_cost: args.shake_cost,
     };
     if config.id >= config.gateways {
         anyhow::bail!(

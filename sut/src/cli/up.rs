@@ -50,6 +50,13 @@ pub struct UpArgs {
     /// open-file limit allows].
     #[arg(long)]
     max_connections: Option<usize>,
+    /// Gateways keep their throttle tier at 0 whatever the load.
+    #[arg(long)]
+    no_tiers: bool,
+    /// CPU time each gateway's shake decision burns on top of its real work (see
+    /// `sut gateway --shake-cost`).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    shake_cost: Duration,
     /// Gateways close clients silent for this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     heartbeat_timeout: Duration,
@@ -192,6 +199,11 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
             if let Some(max) = &max {
                 gateway_args.extend(["--max-connections", max]);
             }
+            if args.no_tiers {
+                gateway_args.push("--no-tiers");
+            }
+            let cost = humantime::format_duration(args.shake_cost).to_string();
+            gateway_args.extend(["--shake-cost", &cost]);
             let part = spawn(&exe, &format!("gateway-{i}"), &gateway_args)?;
             parts.push(part);
         }

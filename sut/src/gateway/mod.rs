@@ -2,6 +2,7 @@
 //! through its agent, records opens in the pass-through queue and forwards them.
 
 mod forwarder;
+mod load;
 mod session;
 pub mod store;
 
@@ -42,6 +43,12 @@ pub struct GatewayConfig {
     pub drain_timeout: Duration,
     /// Connections held at most; more are turned away with `GatewayFull`.
     pub max_connections: usize,
+    /// Whether the gateway raises its throttle tier under load (off: always tier 0, to
+    /// show what the tiers save).
+    pub tiers: bool,
+    /// CPU time each shake decision burns on top of its real work: an emulated heavier
+    /// decision, so that a test or benchmark can give a gateway a small capacity.
+    pub shake_cost: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -64,6 +71,8 @@ pub(crate) struct GatewayMetrics {
     pub shakes_by_reason: Vec<Counter>,
     pub issued_by_round: HashMap<u32, Counter>,
     pub opens_ok: Counter,
+    /// Shakes answered "come back later" at the top tier.
+    pub throttled: Counter,
     pub heartbeats: Counter,
     pub issued: Counters,
     pub opens: Counters,
@@ -71,6 +80,8 @@ pub(crate) struct GatewayMetrics {
     pub queue_depth: Gauge,
     pub forwarded: Counters,
     pub tier: Gauge,
+    pub queue_delay: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub cpu: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// The counter of `family` for one label value, kept to be bumped without a lookup.
@@ -97,6 +108,7 @@ impl GatewayMetrics {
                 .map(|r| (r.id, resolve(&issued, "round", &r.id.to_string())))
                 .collect(),
             opens_ok: resolve(&opens, "result", "ok"),
+            throttled: resolve(&shakes, "reason", "throttled"),
             heartbeats: Counter::default(),
             shakes,
             issued,
@@ -105,6 +117,8 @@ impl GatewayMetrics {
             queue_depth: Gauge::default(),
             forwarded: Counters::default(),
             tier: Gauge::default(),
+            queue_delay: Gauge::default(),
+            cpu: Gauge::default(),
         };
         let version: Gauge = Gauge::default();
         version.set(config_version as i64);
@@ -155,6 +169,16 @@ impl GatewayMetrics {
             m.tier.clone(),
         );
         registry.register(
+            "sut_gateway_queue_delay_seconds",
+            "Mean time work waited in the event loop over the last window (the load signal)",
+            m.queue_delay.clone(),
+        );
+        registry.register(
+            "sut_gateway_cpu_ratio",
+            "CPU used, as a share of one core, smoothed (the other load signal)",
+            m.cpu.clone(),
+        );
+        registry.register(
             "sut_config_version",
             "Timeline config version in force",
             version,
@@ -182,9 +206,27 @@ pub(crate) struct Gateway {
     /// Sessions still running: on shutdown the forwarder waits for them, since a session
     /// may be finishing an open that still has to join the queue.
     pub sessions: std::sync::atomic::AtomicUsize,
+    /// Frames handled so far (the load watcher's measure of how busy the gateway is).
+    pub frames: std::sync::atomic::AtomicU64,
+    /// The throttle tier every reply carries, set by the load watcher.
+    pub tier: std::sync::atomic::AtomicU8,
+    pub top_tier: u8,
+    /// Shake interval per tier, in ms, as told to clients.
+    pub tier_intervals_ms: Vec<u32>,
+    pub shake_cost: Duration,
 }
 
 impl Gateway {
+    /// The tier to tell clients now, and the shake interval it asks for.
+    pub fn throttle(&self) -> (u8, u32) {
+        let tier = self.tier.load(std::sync::atomic::Ordering::Acquire);
+        let i = (tier as usize).min(self.tier_intervals_ms.len().saturating_sub(1));
+        (
+            tier,
+            self.tier_intervals_ms.get(i).copied().unwrap_or(2_000),
+        )
+    }
+
     /// Milliseconds since the show's start (negative before it).
     pub fn show_ms(&self) -> i64 {
         unix_ms() - self.show_start_ms
@@ -265,6 +307,16 @@ pub async fn run(
         metrics,
         shutdown: shutdown.clone(),
         sessions: std::sync::atomic::AtomicUsize::new(0),
+        frames: std::sync::atomic::AtomicU64::new(0),
+        tier: std::sync::atomic::AtomicU8::new(0),
+        top_tier: config.timeline.top_tier(),
+        tier_intervals_ms: config
+            .timeline
+            .tiers
+            .iter()
+            .map(|d| d.as_millis().min(u32::MAX as u128) as u32)
+            .collect(),
+        shake_cost: config.shake_cost,
     });
     crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",
@@ -275,6 +327,7 @@ pub async fn run(
     );
 
     let leases = tokio::spawn(keep_leases(gw.clone()));
+    let load_watch = tokio::spawn(load::watch(gw.clone(), config.tiers));
     let forwarder = tokio::spawn(forwarder::run(
         gw.clone(),
         config.envelope_addr.clone(),
@@ -301,6 +354,7 @@ pub async fn run(
     }
     drop(listener);
     leases.abort();
+    load_watch.abort();
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);

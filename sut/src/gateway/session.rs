@@ -146,6 +146,7 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                 }
             }
         };
+        gw.frames.fetch_add(1, Ordering::Relaxed);
         let reply = match frame {
             Frame::Heartbeat => {
                 gw.metrics.heartbeats.inc();
@@ -218,9 +219,11 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
         .sessions
         .get_or_create(&labels(&[("result", "accepted")]))
         .inc();
+    let (tier, shake_interval_ms) = gw.throttle();
     let ack = Frame::HelloAck {
         server_time_ms: super::unix_ms().max(0) as u64,
-        tier: 0,
+        tier,
+        shake_interval_ms,
         config_version: gw.config_version,
     };
     conn.send(ack).await.ok()?;
@@ -228,6 +231,23 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
 }
 
 async fn shake(gw: &Gateway, user: u64, cookie: Bytes) -> Frame {
+    let (tier, shake_interval_ms) = gw.throttle();
+    if tier >= gw.top_tier && tier > 0 {
+        // "Come back later", answered without any work: no decision, no lock, no write.
+        gw.metrics.throttled.inc();
+        return Frame::ShakeReply {
+            outcome: crate::protocol::Outcome::Nothing,
+            tier,
+            shake_interval_ms,
+            cookie,
+        };
+    }
+    if !gw.shake_cost.is_zero() {
+        let start = std::time::Instant::now();
+        while start.elapsed() < gw.shake_cost {
+            std::hint::spin_loop();
+        }
+    }
     let decided = gw
         .core
         .lock()
@@ -263,7 +283,8 @@ async fn shake(gw: &Gateway, user: u64, cookie: Bytes) -> Frame {
     }
     Frame::ShakeReply {
         outcome: decision.outcome,
-        tier: 0,
+        tier,
+        shake_interval_ms,
         cookie: decision.cookie,
     }
 }

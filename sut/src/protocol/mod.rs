@@ -16,11 +16,11 @@
 //! | type | frame | direction | body |
 //! |------|-------|-----------|------|
 //! | 0x01 | Hello | c→s | user_id u64, auth_token bytes |
-//! | 0x02 | HelloAck | s→c | server_time_ms u64, tier u8, config_version u64 |
+//! | 0x02 | HelloAck | s→c | server_time_ms u64, tier u8, shake_interval_ms u32, config_version u64 |
 //! | 0x03 | Heartbeat | c→s | (empty) |
 //! | 0x04 | HeartbeatAck | s→c | server_time_ms u64 |
 //! | 0x05 | Shake | c→s | cookie bytes (empty when the client has none) |
-//! | 0x06 | ShakeReply | s→c | outcome, tier u8, cookie bytes |
+//! | 0x06 | ShakeReply | s→c | outcome, tier u8, shake_interval_ms u32, cookie bytes |
 //! | 0x07 | Open | c→s | envelope_token bytes |
 //! | 0x08 | OpenReply | s→c | code u16 (0 = credited later, for sure), amount_cents u32 |
 //! | 0x7f | Error | s→c | code u16, message string |
@@ -157,6 +157,8 @@ pub enum Frame {
     HelloAck {
         server_time_ms: u64,
         tier: u8,
+        /// The least time the client leaves between shakes at this tier.
+        shake_interval_ms: u32,
         config_version: u64,
     },
     Heartbeat,
@@ -169,6 +171,8 @@ pub enum Frame {
     ShakeReply {
         outcome: Outcome,
         tier: u8,
+        /// The least time the client leaves before its next shake.
+        shake_interval_ms: u32,
         cookie: Bytes,
     },
     Open {
@@ -293,10 +297,12 @@ impl Frame {
             Frame::HelloAck {
                 server_time_ms,
                 tier,
+                shake_interval_ms,
                 config_version,
             } => {
                 dst.put_u64(*server_time_ms);
                 dst.put_u8(*tier);
+                dst.put_u32(*shake_interval_ms);
                 dst.put_u64(*config_version);
             }
             Frame::Heartbeat => {}
@@ -305,6 +311,7 @@ impl Frame {
             Frame::ShakeReply {
                 outcome,
                 tier,
+                shake_interval_ms,
                 cookie,
             } => {
                 match outcome {
@@ -330,6 +337,7 @@ impl Frame {
                     }
                 }
                 dst.put_u8(*tier);
+                dst.put_u32(*shake_interval_ms);
                 put_bytes(dst, cookie);
             }
             Frame::Open { token } => put_bytes(dst, token),
@@ -360,6 +368,7 @@ impl Frame {
             0x02 => Frame::HelloAck {
                 server_time_ms: r.u64("server_time_ms")?,
                 tier: r.u8("tier")?,
+                shake_interval_ms: r.u32("shake_interval_ms")?,
                 config_version: r.u64("config_version")?,
             },
             0x03 => Frame::Heartbeat,
@@ -391,6 +400,7 @@ impl Frame {
                 Frame::ShakeReply {
                     outcome,
                     tier: r.u8("tier")?,
+                    shake_interval_ms: r.u32("shake_interval_ms")?,
                     cookie: r.bytes("cookie")?,
                 }
             }

@@ -29,21 +29,25 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             user_id,
             auth_token
         }),
-        (any::<u64>(), any::<u8>(), any::<u64>()).prop_map(|(s, t, c)| Frame::HelloAck {
-            server_time_ms: s,
-            tier: t,
-            config_version: c
+        (any::<u64>(), any::<u8>(), any::<u32>(), any::<u64>()).prop_map(|(s, t, i, c)| {
+            Frame::HelloAck {
+                server_time_ms: s,
+                tier: t,
+                shake_interval_ms: i,
+                config_version: c,
+            }
         }),
         Just(Frame::Heartbeat),
         any::<u64>().prop_map(|s| Frame::HeartbeatAck { server_time_ms: s }),
         arb_bytes().prop_map(|cookie| Frame::Shake { cookie }),
-        (arb_outcome(), any::<u8>(), arb_bytes()).prop_map(|(outcome, tier, cookie)| {
-            Frame::ShakeReply {
+        (arb_outcome(), any::<u8>(), any::<u32>(), arb_bytes()).prop_map(
+            |(outcome, tier, shake_interval_ms, cookie)| Frame::ShakeReply {
                 outcome,
                 tier,
+                shake_interval_ms,
                 cookie,
             }
-        }),
+        ),
         arb_bytes().prop_map(|token| Frame::Open { token }),
         (any::<u16>(), any::<u32>())
             .prop_map(|(code, amount_cents)| Frame::OpenReply { code, amount_cents }),

@@ -1,0 +1,82 @@
+//! The gateway's load signal, measured: queueing delay in the event loop and the
+//! process's CPU use, one window at a time, fed to the [`TierController`] whose tier
+//! every reply then carries.
+//!
+//! Queueing delay is measured as DAGOR does it in spirit: how late work starts after it
+//! could have. A probe asks the runtime to wake it after a short sleep; on a
+//! single-threaded runtime it can only run once everything queued before it has run,
+//! so its lateness is what a frame arriving then waits before its handling begins.
+//! Probing costs a wake-up per probe, so a gateway handling little probes rarely: one of
+//! dozens of idle gateways on a machine should stay asleep.
+
+use super::Gateway;
+use crate::throttle_tier::{LoadSample, TierController, TierPolicy};
+use nix::sys::resource::{getrusage, UsageWho};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One decision per window.
+const WINDOW: Duration = Duration::from_millis(250);
+/// Probe period while busy, and while nearly idle.
+const PROBE_BUSY: Duration = Duration::from_millis(5);
+const PROBE_IDLE: Duration = Duration::from_millis(50);
+/// Frames per window above which the gateway counts as busy.
+const BUSY_FRAMES: u64 = 50;
+
+fn cpu_seconds() -> f64 {
+    getrusage(UsageWho::RUSAGE_SELF)
+        .map(|u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+            t(u.user_time()) + t(u.system_time())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Measures each window, decides the tier and publishes it (and the measurements as
+/// metrics). With tiers switched off the measurements still go out and the tier stays 0.
+pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
+    let mut controller = TierController::new(TierPolicy::standard(gw.top_tier));
+    let mut last_cpu = cpu_seconds();
+    let mut last_frames = gw.frames.load(Ordering::Relaxed);
+    let mut probe = PROBE_IDLE;
+    loop {
+        let start = Instant::now();
+        let (mut late, mut probes) = (Duration::ZERO, 0u32);
+        while start.elapsed() < WINDOW {
+            let due = Instant::now() + probe;
+            tokio::time::sleep_until(due).await;
+            late += Instant::now().saturating_duration_since(due);
+            probes += 1;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        let cpu_now = cpu_seconds();
+        let sample = LoadSample {
+            queue_delay: late / probes.max(1),
+            cpu: (cpu_now - last_cpu) / elapsed.max(1e-6),
+        };
+        last_cpu = cpu_now;
+        let frames = gw.frames.load(Ordering::Relaxed);
+        probe = if frames - last_frames > BUSY_FRAMES || controller.tier() > 0 {
+            PROBE_BUSY
+        } else {
+            PROBE_IDLE
+        };
+        last_frames = frames;
+        let decided = controller.observe(sample);
+        let tier = if enabled { decided } else { 0 };
+        let before = gw.tier.swap(tier, Ordering::AcqRel);
+        if before != tier {
+            crate::log_line!(
+                "gateway {} tier {before} -> {tier} (queueing delay {:.1} ms, cpu {:.0} %)",
+                gw.id,
+                sample.queue_delay.as_secs_f64() * 1e3,
+                controller.cpu() * 100.0
+            );
+        }
+        gw.metrics.tier.set(tier as i64);
+        gw.metrics.queue_delay.set(sample.queue_delay.as_secs_f64());
+        gw.metrics.cpu.set(controller.cpu());
+    }
+}

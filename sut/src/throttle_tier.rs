@@ -1,0 +1,223 @@
+//! Throttle tiers: how a gateway turns its own load into the tier it tells its clients.
+//!
+//! On the night 40M people shook against 10M planned; the system held because each
+//! access server measured its own load and told its clients, in every reply, how often
+//! they may shake. The load signal is the one WeChat's DAGOR uses, queueing delay (how
+//! long work waits in the event loop before it is handled), together with the process's
+//! CPU use. This core maps one window's measurements to a tier, with hysteresis: it
+//! raises fast (every overloaded window, two tiers at once when far over) and relaxes
+//! slowly (one tier after several calm windows in a row), and between the two thresholds
+//! it holds, so a load near a threshold does not flap.
+//!
+//! No I/O and no clock: the gateway shell measures and calls [`TierController::observe`].
+
+use std::time::Duration;
+
+/// When a window counts as overloaded or calm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TierPolicy {
+    /// The top tier ("come back later").
+    pub top: u8,
+    /// Overloaded at or above this mean queueing delay.
+    pub delay_high: Duration,
+    /// Calm at or below this one (and CPU calm too).
+    pub delay_low: Duration,
+    /// Overloaded at or above this share of one core (smoothed).
+    pub cpu_high: f64,
+    /// Calm at or below this share.
+    pub cpu_low: f64,
+    /// Calm windows in a row before relaxing one tier.
+    pub calm_windows: u32,
+    /// Weight of the newest window in the smoothed CPU share (0..=1).
+    pub cpu_smoothing: f64,
+}
+
+impl TierPolicy {
+    /// The defaults, for windows of 250 ms: overloaded past 20 ms of queueing delay (as
+    /// DAGOR) or 90 % of a core; relaxing one tier per 2 s of calm.
+    pub fn standard(top: u8) -> TierPolicy {
+        TierPolicy {
+            top,
+            delay_high: Duration::from_millis(20),
+            delay_low: Duration::from_millis(5),
+            cpu_high: 0.90,
+            cpu_low: 0.60,
+            calm_windows: 8,
+            cpu_smoothing: 0.5,
+        }
+    }
+}
+
+/// One window's measurements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoadSample {
+    /// Mean time work waited in the event loop before its handling began.
+    pub queue_delay: Duration,
+    /// CPU used over the window, as a share of one core.
+    pub cpu: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TierController {
+    policy: TierPolicy,
+    tier: u8,
+    cpu: f64,
+    calm: u32,
+}
+
+impl TierController {
+    pub fn new(policy: TierPolicy) -> TierController {
+        TierController {
+            policy,
+            tier: 0,
+            cpu: 0.0,
+            calm: 0,
+        }
+    }
+
+    pub fn tier(&self) -> u8 {
+        self.tier
+    }
+
+    /// The smoothed CPU share the last decision used.
+    pub fn cpu(&self) -> f64 {
+        self.cpu
+    }
+
+    /// Takes one window's measurements and returns the tier for the next window.
+    pub fn observe(&mut self, sample: LoadSample) -> u8 {
+        let p = &self.policy;
+        let cpu = if sample.cpu.is_finite() {
+            sample.cpu.max(0.0)
+        } else {
+            0.0
+        };
+        self.cpu = p.cpu_smoothing * cpu + (1.0 - p.cpu_smoothing) * self.cpu;
+        let overloaded = sample.queue_delay >= p.delay_high || self.cpu >= p.cpu_high;
+        let calm = sample.queue_delay <= p.delay_low && self.cpu <= p.cpu_low;
+        if overloaded {
+            let step = if sample.queue_delay >= p.delay_high * 4 {
+                2
+            } else {
+                1
+            };
+            self.tier = self.tier.saturating_add(step).min(p.top);
+            self.calm = 0;
+        } else if calm {
+            self.calm += 1;
+            if self.calm >= p.calm_windows && self.tier > 0 {
+                self.tier -= 1;
+                self.calm = 0;
+            }
+        } else {
+            // Between the thresholds: hold the tier, and start counting calm again.
+            self.calm = 0;
+        }
+        self.tier
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
+    fn sample(delay_ms: u64, cpu: f64) -> LoadSample {
+        LoadSample {
+            queue_delay: ms(delay_ms),
+            cpu,
+        }
+    }
+
+    fn run(trace: &[LoadSample]) -> Vec<u8> {
+        let mut c = TierController::new(TierPolicy::standard(3));
+        trace.iter().map(|s| c.observe(*s)).collect()
+    }
+
+    #[test]
+    fn overload_raises_fast_and_calm_relaxes_slowly() {
+        let mut trace = vec![sample(100, 1.0); 2];
+        trace.extend(vec![sample(1, 0.1); 30]);
+        let tiers = run(&trace);
+        // Far over the threshold: two tiers per window, capped at the top.
+        assert_eq!(&tiers[..2], &[2, 3]);
+        // Then one tier per 8 calm windows: the first drop on the 8th (index 9).
+        let first_drop = 2 + tiers[2..].iter().position(|t| *t < 3).unwrap();
+        assert_eq!(first_drop, 2 + 7, "{tiers:?}");
+        assert_eq!(*tiers.last().unwrap(), 0, "{tiers:?}");
+        assert!(tiers.windows(2).skip(2).all(|w| w[1] <= w[0]), "{tiers:?}");
+    }
+
+    #[test]
+    fn a_load_between_the_thresholds_holds_the_tier() {
+        let mut trace = vec![sample(30, 0.5)];
+        trace.extend(vec![sample(10, 0.7); 100]);
+        let tiers = run(&trace);
+        assert!(tiers.iter().all(|t| *t == 1), "{tiers:?}");
+    }
+
+    #[test]
+    fn alternating_overload_and_calm_does_not_flap() {
+        let trace: Vec<LoadSample> = (0..200)
+            .map(|i| {
+                if i % 4 == 0 {
+                    sample(25, 0.3)
+                } else {
+                    sample(1, 0.3)
+                }
+            })
+            .collect();
+        let tiers = run(&trace);
+        // Calm never lasts 8 windows, so the tier only climbs, to the top, and stays.
+        assert!(tiers.windows(2).all(|w| w[1] >= w[0]), "{tiers:?}");
+        assert_eq!(*tiers.last().unwrap(), 3);
+    }
+
+    #[test]
+    fn busy_cpu_alone_raises_the_tier() {
+        // The smoothed share climbs 0.5, 0.75, 0.875, 0.94: overloaded from the 4th window.
+        let tiers = run(&[sample(0, 1.0); 5]);
+        assert_eq!(tiers, vec![0, 0, 0, 1, 2]);
+    }
+
+    /// Monotone response on seeded random traces: a trace that is everywhere at least
+    /// as loaded as another never gets a lower tier at any step.
+    #[test]
+    fn more_load_never_gets_a_lower_tier() {
+        for seed in 0..50 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let base: Vec<LoadSample> = (0..300)
+                .map(|_| sample(rng.random_range(0..40), rng.random_range(0.0..1.0)))
+                .collect();
+            let heavier: Vec<LoadSample> = base
+                .iter()
+                .map(|s| LoadSample {
+                    queue_delay: s.queue_delay + ms(rng.random_range(0..20)),
+                    cpu: (s.cpu + rng.random_range(0.0..0.3)).min(1.0),
+                })
+                .collect();
+            let (a, b) = (run(&base), run(&heavier));
+            for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                assert!(y >= x, "seed {seed} step {i}: {x} then {y}");
+            }
+        }
+    }
+
+    #[test]
+    fn nonsense_cpu_readings_count_as_idle() {
+        let mut c = TierController::new(TierPolicy::standard(3));
+        assert_eq!(
+            c.observe(LoadSample {
+                queue_delay: ms(0),
+                cpu: f64::NAN
+            }),
+            0
+        );
+        assert_eq!(c.cpu(), 0.0);
+    }
+}
