@@ -83,6 +83,19 @@ pub struct SpawnTarget {
     /// How long after the last stage to wait for the system to drain before stopping it.
     #[serde(default = "default_countdown", with = "humantime_serde")]
     pub settle: Duration,
+    /// Whether gateways raise their throttle tier under load (false: always tier 0, to
+    /// see what the tiers save).
+    #[serde(default = "yes")]
+    pub tiers: bool,
+    /// CPU each shake decision burns on top of its real work (`sut up --shake-cost`):
+    /// gives the gateways a small, known capacity so that this machine can offer them
+    /// several times what they can take.
+    #[serde(default, with = "humantime_serde")]
+    pub shake_cost: Duration,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_base_port() -> u16 {

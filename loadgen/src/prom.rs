@@ -72,6 +72,33 @@ impl Collector for SummaryCollector {
             ConstCounter::new(*n).encode(e.encode_family(&[("tier", tier.as_str())])?)?;
         }
 
+        let mut e = encoder.encode_descriptor(
+            "loadgen_clients_by_tier",
+            "Connected users by the throttle tier their gateway last gave them",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (tier, n) in &s.clients_by_tier {
+            let tier = tier.to_string();
+            ConstGauge::new(*n as i64).encode(e.encode_family(&[("tier", tier.as_str())])?)?;
+        }
+
+        let e = encoder.encode_descriptor(
+            "loadgen_tier_transitions",
+            "Times a user's throttle tier changed",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(s.tier_transitions).encode(e)?;
+
+        let e = encoder.encode_descriptor(
+            "loadgen_desired_shakes",
+            "Shakes users wanted (each shake request carries several when coalesced)",
+            None,
+            MetricType::Counter,
+        )?;
+        ConstCounter::new(s.desired_shakes).encode(e)?;
+
         let e = encoder.encode_descriptor(
             "loadgen_connected_users",
             "Simulated users holding a connection",

@@ -36,6 +36,11 @@ pub struct RunReport {
     pub ops: BTreeMap<&'static str, OpReport>,
     pub shake_outcomes: BTreeMap<String, u64>,
     pub tiers_seen: BTreeMap<u8, u64>,
+    /// User-seconds spent at each tier, and how often users changed tier.
+    pub tier_seconds: BTreeMap<u8, f64>,
+    pub tier_transitions: u64,
+    /// Shakes users wanted, which the shake requests carried coalesced.
+    pub desired_shakes: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
     pub error_rate: f64,
     pub opened_cents: u64,
@@ -51,6 +56,8 @@ pub struct RunReport {
     pub requests_by_worker: Vec<u64>,
     pub requests: u64,
     pub resources: Option<ResourceReport>,
+    /// The run second by second.
+    pub series: Vec<Second>,
     pub thresholds: Vec<ThresholdResult>,
     pub audit: Option<AuditReport>,
     pub passed: bool,
@@ -58,6 +65,7 @@ pub struct RunReport {
 
 /// What the run itself cost; reported, never asserted.
 pub struct RunCost {
+    pub series: Vec<Second>,
     pub requests_by_worker: Vec<u64>,
     pub resources: Option<ResourceReport>,
 }
@@ -124,6 +132,9 @@ impl RunReport {
             ops,
             shake_outcomes: summary.outcomes.clone(),
             tiers_seen: summary.tiers.clone(),
+            tier_seconds: summary.tier_seconds.clone(),
+            tier_transitions: summary.tier_transitions,
+            desired_shakes: summary.desired_shakes,
             errors_by_kind: summary.errors_by_kind.clone(),
             error_rate: summary.error_rate(),
             opened_cents: summary.opened_cents,
@@ -135,6 +146,7 @@ impl RunReport {
             requests_by_worker: cost.requests_by_worker,
             requests: summary.requests(),
             resources: cost.resources,
+            series: cost.series,
             thresholds,
             audit,
             passed,
@@ -189,13 +201,30 @@ impl RunReport {
             .collect();
         let _ = writeln!(
             out,
-            "throttle tiers seen: {}",
+            "throttle tiers seen (shake replies): {}",
             if tiers.is_empty() {
                 "none".into()
             } else {
                 tiers.join(", ")
             }
         );
+        let total_s: f64 = self.tier_seconds.values().sum();
+        if total_s > 0.0 {
+            let shares: Vec<String> = self
+                .tier_seconds
+                .iter()
+                .map(|(k, v)| format!("tier {k} {:.1} %", v / total_s * 100.0))
+                .collect();
+            let requests = self.ops.get("shake").map_or(0, |o| o.count);
+            let _ = writeln!(
+                out,
+                "time at each tier (user-seconds): {}; {} tier changes; {} shakes wanted, sent as {} requests",
+                shares.join(", "),
+                self.tier_transitions,
+                self.desired_shakes,
+                requests
+            );
+        }
         let _ = writeln!(
             out,
             "opens promised: {} cents; connection drops: {}; error rate {:.4}%",
@@ -279,4 +308,25 @@ impl RunReport {
         }
         out
     }
+}
+
+/// One second of a run, for the report's time series.
+#[derive(Debug, Clone, Serialize)]
+pub struct Second {
+    pub t_s: f64,
+    pub connected: u64,
+    /// Users the stages asked for.
+    pub target: u64,
+    /// Shakes decided in this second (not counting "come back later" replies).
+    pub shakes: u64,
+    pub come_back_later: u64,
+    pub shake_p50_ms: f64,
+    pub shake_p99_ms: f64,
+    pub shake_p999_ms: f64,
+    pub opens: u64,
+    pub errors: u64,
+    /// Shake replies in this second, by the tier they carried.
+    pub replies_by_tier: BTreeMap<u8, u64>,
+    /// Connected users by their current tier.
+    pub clients_by_tier: BTreeMap<u8, u64>,
 }

@@ -8,7 +8,7 @@
 use crate::fleet::Fleet;
 use crate::profile::{Profile, Target};
 use crate::prom::SummaryCollector;
-use crate::report::{RunCost, RunReport};
+use crate::report::{RunCost, RunReport, Second};
 use crate::resources::{Sampler, Tracker};
 use crate::segment::Segment;
 use crate::spawn;
@@ -16,6 +16,7 @@ use crate::stages::target_at;
 use crate::stats::{Op, Summary};
 use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -108,7 +109,11 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let start = tokio::time::Instant::now()
         + Duration::from_millis((start_at - sut::gateway::unix_ms()).max(0) as u64);
     let mut interrupted = false;
-    let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    // Workers report on each whole second of the run; ticking half a second later means
+    // every tick has seen exactly the reports up to its second, so per-second figures do
+    // not alias (a second with two reports and the next with none).
+    let mut tick =
+        tokio::time::interval_at(start + Duration::from_millis(1500), Duration::from_secs(1));
     let mut progress = Progress::default();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
@@ -116,7 +121,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         tokio::select! {
             more = fleet.next_report(&stats) => if !more? { break },
             _ = tick.tick() => {
-                let elapsed = start.elapsed();
+                let elapsed = start.elapsed().saturating_sub(Duration::from_millis(500));
                 let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let target = opts.segment.len(target_at(&profile.stages, elapsed));
                 eprintln!("{}", progress.line(&snapshot, elapsed, target));
@@ -147,6 +152,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         None => None,
     };
     let cost = RunCost {
+        series: progress.series,
         requests_by_worker,
         resources: tracker.report(),
     };
@@ -181,12 +187,17 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     })
 }
 
-/// The live progress line: rates are per second since the previous line.
+/// The live progress line, and the same figures kept second by second for the report:
+/// rates are per second since the previous line.
 #[derive(Default)]
 struct Progress {
     last_shakes: u64,
     last_opens: u64,
+    last_errors: u64,
+    last_outcomes: BTreeMap<String, u64>,
+    last_tiers: BTreeMap<u8, u64>,
     last_shake_hist: Option<hdrhistogram::Histogram<u64>>,
+    series: Vec<Second>,
 }
 
 impl Progress {
@@ -198,11 +209,41 @@ impl Progress {
         if let Some(prev) = &self.last_shake_hist {
             let _ = window.subtract(prev);
         }
-        let p99 = if window.is_empty() {
-            0.0
-        } else {
-            window.value_at_quantile(0.99) as f64 / 1000.0
+        let q = |p: f64| {
+            if window.is_empty() {
+                0.0
+            } else {
+                window.value_at_quantile(p) as f64 / 1000.0
+            }
         };
+        let p99 = q(0.99);
+        let delta = |now: &BTreeMap<u8, u64>, before: &BTreeMap<u8, u64>| -> BTreeMap<u8, u64> {
+            now.iter()
+                .map(|(k, v)| (*k, v - before.get(k).copied().unwrap_or(0)))
+                .filter(|(_, v)| *v > 0)
+                .collect()
+        };
+        let outcome_delta = |k: &str| {
+            s.outcomes.get(k).copied().unwrap_or(0)
+                - self.last_outcomes.get(k).copied().unwrap_or(0)
+        };
+        self.series.push(Second {
+            t_s: elapsed.as_secs_f64(),
+            connected: s.connected,
+            target,
+            shakes: shakes - self.last_shakes,
+            come_back_later: outcome_delta("come_back_later"),
+            shake_p50_ms: q(0.5),
+            shake_p99_ms: p99,
+            shake_p999_ms: q(0.999),
+            opens: opens - self.last_opens,
+            errors: s.errors() - self.last_errors,
+            replies_by_tier: delta(&s.tiers, &self.last_tiers),
+            clients_by_tier: s.clients_by_tier.clone(),
+        });
+        self.last_errors = s.errors();
+        self.last_outcomes = s.outcomes.clone();
+        self.last_tiers = s.tiers.clone();
         let outcome = |k: &str| s.outcomes.get(k).copied().unwrap_or(0);
         let line = format!(
             "[{:>4.0}s] users {}/{} | shakes {}/s (envelope {} greeting {} nothing {}) | shake p99 {:.2}ms | opens {}/s | errors {} | drops {} | tiers {:?}",
@@ -225,3 +266,4 @@ impl Progress {
         line
     }
 }
+

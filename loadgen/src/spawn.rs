@@ -65,6 +65,11 @@ pub async fn start(
         Some(n) => cmd.arg("--gateways").arg(n.to_string()),
         None => cmd.arg("--connections").arg(connections.to_string()),
     };
+    if !target.tiers {
+        cmd.arg("--no-tiers");
+    }
+    cmd.arg("--shake-cost")
+        .arg(humantime::format_duration(target.shake_cost).to_string());
     cmd.arg("--heartbeat-timeout")
         .arg(humantime::format_duration(heartbeat_timeout).to_string())
         .arg("--data")

@@ -224,7 +224,7 @@ impl UserCore {
             ) => {
                 self.hello_done = true;
                 stats.enter_tier(self.tier);
-                self.set_tier(tier, shake_interval_ms, stats);
+                self.set_tier(tier, shake_interval_ms, now, stats);
                 stats.record(op, latency_us);
             }
             (
@@ -236,11 +236,16 @@ impl UserCore {
                     cookie,
                 },
             ) => {
-                stats.record(op, latency_us);
+                // The shake histogram holds shakes that got a decision; "come back
+                // later" replies (no work done) are only counted, as an outcome.
+                if outcome != Outcome::ComeBackLater {
+                    stats.record(op, latency_us);
+                }
                 stats.desired_shakes += self.coalesced as u64;
                 self.cookie = cookie;
                 let name = match outcome {
                     Outcome::Nothing => "nothing",
+                    Outcome::ComeBackLater => "come_back_later",
                     Outcome::Greeting { .. } => "greeting",
                     Outcome::Envelope { token, .. } => {
                         if roll < self.open_probability {
@@ -250,7 +255,7 @@ impl UserCore {
                     }
                 };
                 stats.outcome(name, tier);
-                self.set_tier(tier, shake_interval_ms, stats);
+                self.set_tier(tier, shake_interval_ms, now, stats);
             }
             (
                 Op::Open,
@@ -292,7 +297,7 @@ impl UserCore {
         }
     }
 
-    fn set_tier(&mut self, tier: u8, interval_ms: u32, stats: &mut Summary) {
+    fn set_tier(&mut self, tier: u8, interval_ms: u32, anchor: Duration, stats: &mut Summary) {
         let interval = Duration::from_millis(interval_ms as u64);
         if tier != self.tier {
             stats.change_tier(self.tier, tier);
@@ -302,8 +307,20 @@ impl UserCore {
             self.server_interval = interval;
             // Obey at once: the next shake waits the new interval from the last one (or
             // comes sooner, when the gateway relaxes).
-            if let Some(last) = self.last_shake {
-                self.next_shake = last + self.interval();
+            // Each user waits between one and one and a half intervals (by its own
+            // phase), so that clients told at once do not all come back at once.
+            match self.last_shake {
+                Some(last) => {
+                    self.next_shake = last + self.interval().mul_f64(1.0 + 0.5 * self.phase)
+                }
+                // Told a raised tier before its first shake (in the HelloAck): the first
+                // shake comes somewhere in the first interval, not at once.
+                None if self.server_interval > self.desire => {
+                    self.next_shake = self
+                        .next_shake
+                        .max(anchor + self.server_interval.mul_f64(self.phase));
+                }
+                None => {}
             }
         }
     }

@@ -7,6 +7,7 @@ use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
 use prometheus_client::registry::Registry;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -84,6 +85,9 @@ pub struct PaymentConfig {
     pub listen: String,
     pub metrics: Option<String>,
     pub data: PathBuf,
+    /// Credit batches in flight before new ones are refused with Busy: the back
+    /// rejects the front early and cheaply, and the backend's outbox holds the credits.
+    pub max_in_flight: usize,
 }
 
 #[derive(Debug, Error)]
@@ -111,17 +115,27 @@ pub async fn run(
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
     crate::log_line!("payment listening on {}", config.listen);
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max_in_flight = config.max_in_flight;
     rpc::serve(listener, shutdown, move |request| {
         let committer = committer.clone();
         let counters = credits.clone();
+        let in_flight = in_flight.clone();
         async move {
             let Rpc::ApplyCredits { credits } = request else {
                 return Rpc::Failed {
                     message: "payment only takes ApplyCredits".into(),
                 };
             };
+            if in_flight.fetch_add(1, Ordering::AcqRel) >= max_in_flight {
+                in_flight.fetch_sub(1, Ordering::AcqRel);
+                counters.get_or_create(&labels(&[("result", "busy")])).inc();
+                return Rpc::Busy { retry_after_ms: 50 };
+            }
             let ids: Vec<u64> = credits.iter().map(|c| c.envelope_id).collect();
-            match committer.submit(credits).await {
+            let committed = committer.submit(credits).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            match committed {
                 Ok(results) => {
                     for r in results {
                         let name = if r == Applied::Credited {

@@ -5,9 +5,11 @@
 //! they may shake. The load signal is the one WeChat's DAGOR uses, queueing delay (how
 //! long work waits in the event loop before it is handled), together with the process's
 //! CPU use. This core maps one window's measurements to a tier, with hysteresis: it
-//! raises fast (every overloaded window, two tiers at once when far over) and relaxes
-//! slowly (one tier after several calm windows in a row), and between the two thresholds
-//! it holds, so a load near a threshold does not flap.
+//! raises fast (at the first overloaded window, two tiers at once when far over) but
+//! then lets clients hear of the new tier before raising again (a raise reaches each
+//! client only with its next reply), relaxes slowly (one tier after several calm windows
+//! in a row), and between the two thresholds it holds, so a load near a threshold does
+//! not flap.
 //!
 //! No I/O and no clock: the gateway shell measures and calls [`TierController::observe`].
 
@@ -28,13 +30,18 @@ pub struct TierPolicy {
     pub cpu_low: f64,
     /// Calm windows in a row before relaxing one tier.
     pub calm_windows: u32,
+    /// Windows after a raise before another raise (unless far over): the raise needs a
+    /// moment to act (the gateway sheds early shakes at once, clients hear of it with
+    /// their next reply), and raising again sooner would overshoot.
+    pub settle_windows: u32,
     /// Weight of the newest window in the smoothed CPU share (0..=1).
     pub cpu_smoothing: f64,
 }
 
 impl TierPolicy {
     /// The defaults, for windows of 250 ms: overloaded past 20 ms of queueing delay (as
-    /// DAGOR) or 90 % of a core; relaxing one tier per 2 s of calm.
+    /// DAGOR) or 90 % of a core; raising again after 1 s at the soonest; relaxing one
+    /// tier per 2 s of calm.
     pub fn standard(top: u8) -> TierPolicy {
         TierPolicy {
             top,
@@ -43,6 +50,7 @@ impl TierPolicy {
             cpu_high: 0.90,
             cpu_low: 0.60,
             calm_windows: 8,
+            settle_windows: 4,
             cpu_smoothing: 0.5,
         }
     }
@@ -63,6 +71,8 @@ pub struct TierController {
     tier: u8,
     cpu: f64,
     calm: u32,
+    /// Windows since the last raise.
+    since_raise: u32,
 }
 
 impl TierController {
@@ -72,6 +82,7 @@ impl TierController {
             tier: 0,
             cpu: 0.0,
             calm: 0,
+            since_raise: u32::MAX,
         }
     }
 
@@ -94,14 +105,23 @@ impl TierController {
         };
         self.cpu = p.cpu_smoothing * cpu + (1.0 - p.cpu_smoothing) * self.cpu;
         let overloaded = sample.queue_delay >= p.delay_high || self.cpu >= p.cpu_high;
+        let far_over = sample.queue_delay >= p.delay_high * 4;
         let calm = sample.queue_delay <= p.delay_low && self.cpu <= p.cpu_low;
+        self.since_raise = self.since_raise.saturating_add(1);
         if overloaded {
-            let step = if sample.queue_delay >= p.delay_high * 4 {
-                2
-            } else {
-                1
+            let settled = self.since_raise >= p.settle_windows;
+            // Far over at tier 0 (a surge from calm): two tiers at once. Otherwise one
+            // tier per settling period: the backlog queued before a raise keeps the
+            // delay high for a while after it, and raising on that overshoots.
+            let step = match (far_over && self.tier == 0, settled) {
+                (true, _) => 2,
+                (false, true) => 1,
+                (false, false) => 0,
             };
-            self.tier = self.tier.saturating_add(step).min(p.top);
+            if step > 0 && self.tier < p.top {
+                self.tier = self.tier.saturating_add(step).min(p.top);
+                self.since_raise = 0;
+            }
             self.calm = 0;
         } else if calm {
             self.calm += 1;
@@ -141,16 +161,17 @@ mod tests {
 
     #[test]
     fn overload_raises_fast_and_calm_relaxes_slowly() {
-        let mut trace = vec![sample(100, 1.0); 2];
+        let mut trace = vec![sample(100, 1.0); 10];
         trace.extend(vec![sample(1, 0.1); 30]);
         let tiers = run(&trace);
-        // Far over the threshold: two tiers per window, capped at the top.
-        assert_eq!(&tiers[..2], &[2, 3]);
-        // Then one tier per 8 calm windows: the first drop on the 8th (index 9).
-        let first_drop = 2 + tiers[2..].iter().position(|t| *t < 3).unwrap();
-        assert_eq!(first_drop, 2 + 7, "{tiers:?}");
-        assert_eq!(*tiers.last().unwrap(), 0, "{tiers:?}");
-        assert!(tiers.windows(2).skip(2).all(|w| w[1] <= w[0]), "{tiers:?}");
+        // Far over the threshold from calm: two tiers at once, then one more once the
+        // raise had time to act (4 windows), capped at the top.
+        assert_eq!(&tiers[..10], &[2, 2, 2, 2, 3, 3, 3, 3, 3, 3]);
+        // Calm from index 10: one tier down on every 8th calm window.
+        assert_eq!(&tiers[16..19], &[3, 2, 2]);
+        assert_eq!(&tiers[24..27], &[2, 1, 1]);
+        assert_eq!(&tiers[32..35], &[1, 0, 0]);
+        assert!(tiers[10..].windows(2).all(|w| w[1] <= w[0]), "{tiers:?}");
     }
 
     #[test]
@@ -180,9 +201,10 @@ mod tests {
 
     #[test]
     fn busy_cpu_alone_raises_the_tier() {
-        // The smoothed share climbs 0.5, 0.75, 0.875, 0.94: overloaded from the 4th window.
-        let tiers = run(&[sample(0, 1.0); 5]);
-        assert_eq!(tiers, vec![0, 0, 0, 1, 2]);
+        // The smoothed share climbs 0.5, 0.75, 0.875, 0.94: overloaded from the 4th
+        // window; then one tier per 4 windows while it lasts.
+        let tiers = run(&[sample(0, 1.0); 12]);
+        assert_eq!(tiers, vec![0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3]);
     }
 
     /// Monotone response on seeded random traces: a trace that is everywhere at least

@@ -54,7 +54,7 @@ fn one() -> u64 {
 }
 
 fn default_tiers() -> Vec<Duration> {
-    [2, 5, 10, 30].map(Duration::from_secs).to_vec()
+    [2, 3, 4, 6, 8, 11, 15].map(Duration::from_secs).to_vec()
 }
 
 /// A list of durations written as humantime strings (`[2s, 500ms]`).

@@ -108,6 +108,9 @@ struct PaymentArgs {
     metrics: Option<String>,
     #[arg(long, default_value = "data")]
     data: PathBuf,
+    /// Credit batches in flight before new ones are refused as busy.
+    #[arg(long, default_value_t = 64)]
+    max_in_flight: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -161,6 +164,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 listen: args.listen,
                 metrics: args.metrics,
                 data: args.data,
+                max_in_flight: args.max_in_flight,
             };
             sut::payment::run(config, shutdown).await?;
             Ok(ExitCode::SUCCESS)

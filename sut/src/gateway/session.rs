@@ -113,6 +113,9 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
         return;
     };
     let mut shutdown = gw.shutdown.clone();
+    // When this client's last shake got a decision: at a raised tier, one that comes
+    // sooner than the tier's interval is answered "come back later" without any work.
+    let mut last_decided: Option<std::time::Instant> = None;
     loop {
         let frame = match conn.try_next() {
             Ok(Next::Frame(frame)) => frame,
@@ -154,7 +157,9 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                     server_time_ms: super::unix_ms().max(0) as u64,
                 }
             }
-            Frame::Shake { cookie } => Box::pin(shake(&gw, user, cookie)).await,
+            Frame::Shake { cookie } => {
+                Box::pin(shake(&gw, user, cookie, &mut last_decided)).await
+            }
             Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
             other => {
                 let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
@@ -230,18 +235,32 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
     Some(user)
 }
 
-async fn shake(gw: &Gateway, user: u64, cookie: Bytes) -> Frame {
+/// Decides one shake, unless the gateway's tier says not to: at the top tier every
+/// shake, and at any raised tier a shake sooner than the tier's interval after this
+/// client's last decided one, is answered "come back later" without any work. Clients
+/// hear of a raised tier only with their next reply; this sheds what they send before
+/// that at once, so a raise takes effect at the gateway immediately.
+async fn shake(
+    gw: &Gateway,
+    user: u64,
+    cookie: Bytes,
+    last_decided: &mut Option<std::time::Instant>,
+) -> Frame {
     let (tier, shake_interval_ms) = gw.throttle();
-    if tier >= gw.top_tier && tier > 0 {
-        // "Come back later", answered without any work: no decision, no lock, no write.
+    // A little slack, for clients whose timers run a bit early.
+    let min_gap = std::time::Duration::from_millis(shake_interval_ms as u64 * 9 / 10);
+    let early = tier > 0 && last_decided.is_some_and(|t| t.elapsed() < min_gap);
+    if (tier >= gw.top_tier && tier > 0) || early {
+        // No decision, no lock, no write.
         gw.metrics.throttled.inc();
         return Frame::ShakeReply {
-            outcome: crate::protocol::Outcome::Nothing,
+            outcome: crate::protocol::Outcome::ComeBackLater,
             tier,
             shake_interval_ms,
             cookie,
         };
     }
+    *last_decided = Some(std::time::Instant::now());
     if !gw.shake_cost.is_zero() {
         let start = std::time::Instant::now();
         while start.elapsed() < gw.shake_cost {

@@ -29,6 +29,14 @@
 //! - 0 `Nothing`: no body.
 //! - 1 `Greeting`: sponsor u16, count u8, then `count` resource ids (u32 each).
 //! - 2 `Envelope`: token bytes, sponsor u16, amount_cents u32.
+//! - 3 `ComeBackLater`: no body. The gateway is at its top throttle tier and made no
+//!   decision; the client waits the reply's `shake_interval_ms`.
+//!
+//! # Throttle tiers
+//! Every `HelloAck` and `ShakeReply` carries the gateway's throttle tier (0 = normal)
+//! and `shake_interval_ms`, the least time the client leaves before its next shake. A
+//! client coalesces however many shakes its user makes into at most one request per
+//! that interval. Each gateway picks its tier from its own load.
 //!
 //! The cookie and the envelope token are opaque to the client: it stores the latest
 //! cookie and sends it back with the next shake, and sends the token back to open.
@@ -145,6 +153,9 @@ pub enum Outcome {
         sponsor: u16,
         amount_cents: u32,
     },
+    /// The gateway is at its top throttle tier: come back after the reply's interval.
+    /// Answered without any work (no decision was made).
+    ComeBackLater,
 }
 
 /// One protocol frame.
@@ -316,6 +327,7 @@ impl Frame {
             } => {
                 match outcome {
                     Outcome::Nothing => dst.put_u8(0),
+                    Outcome::ComeBackLater => dst.put_u8(3),
                     Outcome::Greeting { sponsor, resources } => {
                         dst.put_u8(1);
                         dst.put_u16(*sponsor);
@@ -381,6 +393,7 @@ impl Frame {
             0x06 => {
                 let outcome = match r.u8("outcome")? {
                     0 => Outcome::Nothing,
+                    3 => Outcome::ComeBackLater,
                     1 => {
                         let sponsor = r.u16("sponsor")?;
                         let n = r.u8("resource count")? as usize;

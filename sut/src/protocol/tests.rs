@@ -11,6 +11,7 @@ fn arb_bytes() -> impl Strategy<Value = Bytes> {
 fn arb_outcome() -> impl Strategy<Value = Outcome> {
     prop_oneof![
         Just(Outcome::Nothing),
+        Just(Outcome::ComeBackLater),
         (any::<u16>(), proptest::collection::vec(any::<u32>(), 0..20))
             .prop_map(|(sponsor, resources)| Outcome::Greeting { sponsor, resources }),
         (arb_bytes(), any::<u16>(), any::<u32>()).prop_map(|(token, sponsor, amount_cents)| {
