@@ -266,4 +266,3 @@ impl Progress {
         line
     }
 }
-

@@ -414,7 +414,8 @@ mod tests {
         let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.0);
         hello(&mut u, &mut s);
         assert_eq!(s.clients_by_tier[&0], 1);
-        // Five shakes a second wanted, one request per 2 s sent: each carries ten.
+        // Five shakes a second wanted, one request per 2 s sent: each carries ten. (The
+        // HelloAck at 1 ms named the 2 s interval, so the first shake comes from then.)
         for k in 0..3u64 {
             let t = ms(k * 2_000 + 1);
             assert!(
@@ -422,17 +423,20 @@ mod tests {
                 "{k}"
             );
             u.on_frame(reply(0, Outcome::Nothing), t + ms(1), 0.0, &mut s);
-            assert_eq!(u.poll(t + ms(2)), Action::WaitUntil(ms((k + 1) * 2_000)));
+            assert_eq!(
+                u.poll(t + ms(2)),
+                Action::WaitUntil(ms((k + 1) * 2_000 + 1))
+            );
         }
         assert_eq!(s.count(Op::Shake), 3);
         assert_eq!(s.desired_shakes, 30);
         // The gateway raises the tier: the next request waits 10 s.
         assert!(matches!(
-            u.poll(ms(6_000)),
+            u.poll(ms(6_001)),
             Action::Send(Frame::Shake { .. })
         ));
-        u.on_frame(reply(1, Outcome::Nothing), ms(6_001), 0.0, &mut s);
-        assert_eq!(u.poll(ms(6_002)), Action::WaitUntil(ms(16_000)));
+        u.on_frame(reply(1, Outcome::Nothing), ms(6_002), 0.0, &mut s);
+        assert_eq!(u.poll(ms(6_003)), Action::WaitUntil(ms(16_001)));
         assert_eq!(s.tier_transitions, 1);
         assert_eq!((s.clients_by_tier[&0], s.clients_by_tier[&1]), (0, 1));
         u.disconnected(&mut s);

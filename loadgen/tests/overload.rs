@@ -44,7 +44,15 @@ fn an_overloaded_gateway_raises_its_tier_clients_slow_down_and_it_relaxes_after(
     let data = dir.path().join("data");
     let log = std::fs::File::create(dir.path().join("sut.log")).unwrap();
     let mut sut = Command::new(bin("sut"))
-        .args(["up", "--gateways", "1", "--countdown", "1s", "--shake-cost", "2ms"])
+        .args([
+            "up",
+            "--gateways",
+            "1",
+            "--countdown",
+            "1s",
+            "--shake-cost",
+            "2ms",
+        ])
         .arg("--data")
         .arg(&data)
         .arg("--timeline")
@@ -116,7 +124,10 @@ behaviour:
     // The clients obeyed: they sent fewer requests than the shakes they wanted.
     let requests = r["ops"]["shake"]["count"].as_u64().unwrap();
     let desired = r["desired_shakes"].as_u64().unwrap();
-    assert!(requests > 0 && desired > 2 * requests, "{desired} wanted, {requests} sent\n{stdout}");
+    assert!(
+        requests > 0 && desired > 2 * requests,
+        "{desired} wanted, {requests} sent\n{stdout}"
+    );
     // Time above tier 0 was spent, and the gateway is back at 0 after the surge.
     let above: f64 = r["tier_seconds"]
         .as_object()
@@ -128,5 +139,9 @@ behaviour:
     assert!(above > 0.0, "{stdout}");
     assert_eq!(tier_after, Some(0), "the gateway did not relax\n{stdout}");
     // Nothing was lost or refused because of the overload.
-    assert_eq!(r["errors_by_kind"].as_object().unwrap().len(), 0, "{stdout}");
+    assert_eq!(
+        r["errors_by_kind"].as_object().unwrap().len(),
+        0,
+        "{stdout}"
+    );
 }

@@ -19,6 +19,7 @@ pub mod rpc;
 pub mod seed_shard;
 pub mod shake;
 pub mod signing;
+pub mod spread;
 pub mod store;
 pub mod throttle_tier;
 pub mod timeline;

@@ -15,6 +15,11 @@
 
 use std::time::Duration;
 
+/// Admission in permille: all shakes decided.
+pub const ADMIT_ALL: u32 = 1000;
+/// The least admitted while overloaded, so that some shakes always get decided.
+const ADMIT_FLOOR: u32 = 50;
+
 /// When a window counts as overloaded or calm.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TierPolicy {
@@ -73,6 +78,9 @@ pub struct TierController {
     calm: u32,
     /// Windows since the last raise.
     since_raise: u32,
+    /// Of every 1000 shakes, how many get a decision now; the rest are answered "come
+    /// back later" without work.
+    admit: u32,
 }
 
 impl TierController {
@@ -83,11 +91,21 @@ impl TierController {
             cpu: 0.0,
             calm: 0,
             since_raise: u32::MAX,
+            admit: ADMIT_ALL,
         }
     }
 
     pub fn tier(&self) -> u8 {
         self.tier
+    }
+
+    /// Of every 1000 shakes, how many to decide. Tiers act on the clients, a request
+    /// interval later; admission acts on the gateway at once: while work waits in the
+    /// loop longer than the threshold, a growing share of shakes is answered cheaply (as
+    /// DAGOR sheds by admission level), so a backlog drains in a moment instead of being
+    /// decided late. It recovers step by step once the delay is low again.
+    pub fn admit_permille(&self) -> u32 {
+        self.admit
     }
 
     /// The smoothed CPU share the last decision used.
@@ -108,6 +126,11 @@ impl TierController {
         let far_over = sample.queue_delay >= p.delay_high * 4;
         let calm = sample.queue_delay <= p.delay_low && self.cpu <= p.cpu_low;
         self.since_raise = self.since_raise.saturating_add(1);
+        if sample.queue_delay >= p.delay_high {
+            self.admit = (self.admit * 3 / 4).max(ADMIT_FLOOR);
+        } else if sample.queue_delay <= p.delay_low {
+            self.admit = (self.admit + ADMIT_ALL / 10).min(ADMIT_ALL);
+        }
         if overloaded {
             let settled = self.since_raise >= p.settle_windows;
             // Far over at tier 0 (a surge from calm): two tiers at once. Otherwise one
@@ -155,8 +178,16 @@ mod tests {
     }
 
     fn run(trace: &[LoadSample]) -> Vec<u8> {
+        run_both(trace).0
+    }
+
+    /// Tiers and admission levels after each window.
+    fn run_both(trace: &[LoadSample]) -> (Vec<u8>, Vec<u32>) {
         let mut c = TierController::new(TierPolicy::standard(3));
-        trace.iter().map(|s| c.observe(*s)).collect()
+        trace
+            .iter()
+            .map(|s| (c.observe(*s), c.admit_permille()))
+            .unzip()
     }
 
     #[test]
@@ -172,6 +203,24 @@ mod tests {
         assert_eq!(&tiers[24..27], &[2, 1, 1]);
         assert_eq!(&tiers[32..35], &[1, 0, 0]);
         assert!(tiers[10..].windows(2).all(|w| w[1] <= w[0]), "{tiers:?}");
+    }
+
+    #[test]
+    fn admission_falls_while_work_waits_and_recovers_after() {
+        let mut c = TierController::new(TierPolicy::standard(3));
+        let mut admits = Vec::new();
+        for s in [sample(50, 0.5); 4].into_iter().chain([sample(1, 0.3); 12]) {
+            c.observe(s);
+            admits.push(c.admit_permille());
+        }
+        assert_eq!(&admits[..4], &[750, 562, 421, 315]);
+        assert!(admits[4..].windows(2).all(|w| w[1] >= w[0]), "{admits:?}");
+        assert_eq!(*admits.last().unwrap(), ADMIT_ALL);
+        // Never to zero.
+        for _ in 0..100 {
+            c.observe(sample(500, 1.0));
+        }
+        assert_eq!(c.admit_permille(), 50);
     }
 
     #[test]
@@ -223,9 +272,12 @@ mod tests {
                     cpu: (s.cpu + rng.random_range(0.0..0.3)).min(1.0),
                 })
                 .collect();
-            let (a, b) = (run(&base), run(&heavier));
+            let ((a, admit_a), (b, admit_b)) = (run_both(&base), run_both(&heavier));
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert!(y >= x, "seed {seed} step {i}: {x} then {y}");
+            }
+            for (i, (x, y)) in admit_a.iter().zip(&admit_b).enumerate() {
+                assert!(y <= x, "seed {seed} step {i}: admits {x} then {y}");
             }
         }
     }

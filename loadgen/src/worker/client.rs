@@ -38,12 +38,7 @@ impl Shared<'_> {
     }
 }
 
-/// Mixes a user id into a well-spread hash (splitmix64's finalizer).
-pub fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
+pub use sut::spread::spread as mix;
 
 /// The gateway a user dials first: its id hashed over the gateway list.
 pub fn home_gateway(user: u64, gateways: usize) -> usize {

@@ -66,6 +66,13 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         last_frames = frames;
         let decided = controller.observe(sample);
         let tier = if enabled { decided } else { 0 };
+        let admit = if enabled {
+            controller.admit_permille()
+        } else {
+            crate::throttle_tier::ADMIT_ALL
+        };
+        gw.admit.store(admit, Ordering::Release);
+        gw.metrics.admitted.set(admit as f64 / 1000.0);
         let before = gw.tier.swap(tier, Ordering::AcqRel);
         if before != tier {
             crate::log_line!(

@@ -81,6 +81,7 @@ pub(crate) struct GatewayMetrics {
     pub forwarded: Counters,
     pub tier: Gauge,
     pub queue_delay: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub admitted: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub cpu: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
@@ -118,6 +119,7 @@ impl GatewayMetrics {
             forwarded: Counters::default(),
             tier: Gauge::default(),
             queue_delay: Gauge::default(),
+            admitted: Gauge::default(),
             cpu: Gauge::default(),
         };
         let version: Gauge = Gauge::default();
@@ -174,6 +176,11 @@ impl GatewayMetrics {
             m.queue_delay.clone(),
         );
         registry.register(
+            "sut_gateway_admitted_ratio",
+            "Share of shakes decided rather than answered come-back-later (admission)",
+            m.admitted.clone(),
+        );
+        registry.register(
             "sut_gateway_cpu_ratio",
             "CPU used, as a share of one core, smoothed (the other load signal)",
             m.cpu.clone(),
@@ -210,6 +217,8 @@ pub(crate) struct Gateway {
     pub frames: std::sync::atomic::AtomicU64,
     /// The throttle tier every reply carries, set by the load watcher.
     pub tier: std::sync::atomic::AtomicU8,
+    /// Of every 1000 shakes, how many get a decision (the load watcher's admission).
+    pub admit: std::sync::atomic::AtomicU32,
     pub top_tier: u8,
     /// Shake interval per tier, in ms, as told to clients.
     pub tier_intervals_ms: Vec<u32>,
@@ -309,6 +318,7 @@ pub async fn run(
         sessions: std::sync::atomic::AtomicUsize::new(0),
         frames: std::sync::atomic::AtomicU64::new(0),
         tier: std::sync::atomic::AtomicU8::new(0),
+        admit: std::sync::atomic::AtomicU32::new(crate::throttle_tier::ADMIT_ALL),
         top_tier: config.timeline.top_tier(),
         tier_intervals_ms: config
             .timeline

@@ -157,9 +157,7 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                     server_time_ms: super::unix_ms().max(0) as u64,
                 }
             }
-            Frame::Shake { cookie } => {
-                Box::pin(shake(&gw, user, cookie, &mut last_decided)).await
-            }
+            Frame::Shake { cookie } => Box::pin(shake(&gw, user, cookie, &mut last_decided)).await,
             Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
             other => {
                 let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
@@ -250,7 +248,11 @@ async fn shake(
     // A little slack, for clients whose timers run a bit early.
     let min_gap = std::time::Duration::from_millis(shake_interval_ms as u64 * 9 / 10);
     let early = tier > 0 && last_decided.is_some_and(|t| t.elapsed() < min_gap);
-    if (tier >= gw.top_tier && tier > 0) || early {
+    // Admission: which users are shed rotates every 5 s, so none is shed for long.
+    let admit = gw.admit.load(Ordering::Acquire);
+    let shed = admit < crate::throttle_tier::ADMIT_ALL
+        && crate::spread::spread(user ^ (gw.show_ms() / 5_000) as u64) % 1000 >= admit as u64;
+    if (tier >= gw.top_tier && tier > 0) || early || shed {
         // No decision, no lock, no write.
         gw.metrics.throttled.inc();
         return Frame::ShakeReply {
