@@ -108,6 +108,15 @@ impl TierController {
         self.admit
     }
 
+    /// One probe of the loop came back `lateness` late: a late one cuts admission at
+    /// once, without waiting for the window's end (a surge queues work within
+    /// milliseconds). Recovery waits for calm windows in [`TierController::observe`].
+    pub fn late_probe(&mut self, lateness: Duration) {
+        if lateness >= self.policy.delay_high {
+            self.admit = (self.admit * 3 / 4).max(ADMIT_FLOOR);
+        }
+    }
+
     /// The smoothed CPU share the last decision used.
     pub fn cpu(&self) -> f64 {
         self.cpu
@@ -221,6 +230,20 @@ mod tests {
             c.observe(sample(500, 1.0));
         }
         assert_eq!(c.admit_permille(), 50);
+    }
+
+    #[test]
+    fn a_late_probe_cuts_admission_at_once_and_calm_windows_restore_it() {
+        let mut c = TierController::new(TierPolicy::standard(3));
+        c.late_probe(ms(5));
+        assert_eq!(c.admit_permille(), ADMIT_ALL);
+        c.late_probe(ms(40));
+        c.late_probe(ms(40));
+        assert_eq!(c.admit_permille(), 562);
+        for _ in 0..5 {
+            c.observe(sample(1, 0.1));
+        }
+        assert_eq!(c.admit_permille(), ADMIT_ALL);
     }
 
     #[test]

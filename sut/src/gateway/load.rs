@@ -21,7 +21,7 @@ use tokio::time::Instant;
 const WINDOW: Duration = Duration::from_millis(250);
 /// Probe period while busy, and while nearly idle.
 const PROBE_BUSY: Duration = Duration::from_millis(5);
-const PROBE_IDLE: Duration = Duration::from_millis(50);
+const PROBE_IDLE: Duration = Duration::from_millis(250);
 /// Frames per window above which the gateway counts as busy.
 const BUSY_FRAMES: u64 = 50;
 
@@ -47,8 +47,14 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         while start.elapsed() < WINDOW {
             let due = Instant::now() + probe;
             tokio::time::sleep_until(due).await;
-            late += Instant::now().saturating_duration_since(due);
+            let lateness = Instant::now().saturating_duration_since(due);
+            late += lateness;
             probes += 1;
+            if enabled {
+                controller.late_probe(lateness);
+                gw.admit
+                    .store(controller.admit_permille(), Ordering::Release);
+            }
         }
         let elapsed = start.elapsed().as_secs_f64();
         let cpu_now = cpu_seconds();
