@@ -19,11 +19,12 @@ use tokio::time::Instant;
 
 /// One decision per window.
 const WINDOW: Duration = Duration::from_millis(250);
-/// Probe period while busy, and while nearly idle.
+/// Probe period while busy; while nearly idle (at tier 0, admitting all) a window is
+/// one probe a second.
 const PROBE_BUSY: Duration = Duration::from_millis(5);
-const PROBE_IDLE: Duration = Duration::from_millis(250);
-/// Frames per window above which the gateway counts as busy.
-const BUSY_FRAMES: u64 = 50;
+const PROBE_IDLE: Duration = Duration::from_secs(1);
+/// Frames a second above which the gateway counts as busy.
+const BUSY_FRAMES_PER_S: f64 = 200.0;
 
 fn cpu_seconds() -> f64 {
     getrusage(UsageWho::RUSAGE_SELF)
@@ -43,8 +44,13 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
     let mut probe = PROBE_IDLE;
     loop {
         let start = Instant::now();
+        let window = if probe == PROBE_IDLE {
+            PROBE_IDLE
+        } else {
+            WINDOW
+        };
         let (mut late, mut probes) = (Duration::ZERO, 0u32);
-        while start.elapsed() < WINDOW {
+        while start.elapsed() < window {
             let due = Instant::now() + probe;
             tokio::time::sleep_until(due).await;
             let lateness = Instant::now().saturating_duration_since(due);
@@ -64,7 +70,10 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         };
         last_cpu = cpu_now;
         let frames = gw.frames.load(Ordering::Relaxed);
-        probe = if frames - last_frames > BUSY_FRAMES || controller.tier() > 0 {
+        let settled = controller.tier() == 0
+            && controller.admit_permille() == crate::throttle_tier::ADMIT_ALL;
+        let busy = (frames - last_frames) as f64 / elapsed.max(1e-6) > BUSY_FRAMES_PER_S;
+        probe = if busy || !settled {
             PROBE_BUSY
         } else {
             PROBE_IDLE
