@@ -1,24 +1,14 @@
 //! The real `loadgen` drives a real `sut up` (spawned by the profile) on loopback, and the
 //! run's audit must pass with envelopes opened and credited.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 
 fn loadgen() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_loadgen"));
-    c.env("SUT_BIN", sut_bin());
+    let mut c = Command::new(common::bin("loadgen"));
+    c.env("SUT_BIN", common::bin("sut"));
     c
-}
-
-/// `sut` is built beside `loadgen` by `cargo test --workspace`.
-fn sut_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadgen")).with_file_name("sut");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace` so the sut binary is built",
-        bin.display()
-    );
-    bin
 }
 
 const TIMELINE: &str = "

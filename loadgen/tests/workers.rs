@@ -3,10 +3,9 @@
 //! parent's merged figures are checked against each worker's and against the gateways'
 //! own counters, which the load generator never sees.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::{run_loadgen, scrape, sum, Sut};
 
 const USERS: u64 = 24_000;
 const GATEWAYS: usize = 3;
@@ -18,117 +17,17 @@ rounds:
   - { id: 1, start: 2s, duration: 8s, envelopes: 600, rate: 100, amount_cents: [1, 500], sponsors: [1, 2, 3, 4] }
 ";
 
-fn bin(name: &str) -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadgen")).with_file_name(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test --workspace` so both binaries are built",
-        bin.display()
-    );
-    bin
-}
-
-/// `sut up`, stopped (SIGTERM, so it drains) when dropped.
-struct Sut(Child);
-
-impl Drop for Sut {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sut(dir: &Path, base_port: u16, extra: &[&str]) -> Sut {
-    let data = dir.join("data");
-    let log = std::fs::File::create(dir.join("sut.log")).unwrap();
-    let child = Command::new(bin("sut"))
-        .args([
-            "up",
-            "--gateways",
-            &GATEWAYS.to_string(),
-            "--countdown",
-            "1s",
-        ])
-        .arg("--data")
-        .arg(&data)
-        .arg("--timeline")
-        .arg(dir.join("timeline.yaml"))
-        .args(["--base-port", &base_port.to_string()])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let sut = Sut(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !data.join("manifest.json").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "sut up did not start; see sut.log"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    sut
-}
-
 fn gateway_addrs(base_port: u16) -> Vec<String> {
     (0..GATEWAYS)
         .map(|i| format!("127.0.0.1:{}", base_port + 10 + i as u16))
         .collect()
 }
 
-/// Runs `loadgen run` on a profile written to `dir`; the summary JSON and stdout.
-fn run_loadgen(dir: &Path, profile: &str, workers: usize) -> (serde_json::Value, String) {
-    let path = dir.join("profile.yaml");
-    std::fs::write(&path, profile).unwrap();
-    let summary = dir.join("summary.json");
-    let out = Command::new(bin("loadgen"))
-        .arg("run")
-        .arg(&path)
-        .args(["--workers", &workers.to_string()])
-        .arg("--summary-json")
-        .arg(&summary)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "loadgen failed\n{stdout}\n{stderr}");
-    let report = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-    (report, stdout)
-}
-
-/// One gateway's `/metrics`, as (series with labels, value) pairs.
-fn scrape(port: u16) -> Vec<(String, f64)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (k, v) = l.rsplit_once(' ')?;
-            Some((k.to_string(), v.parse().ok()?))
-        })
-        .collect()
-}
-
-fn sum(series: &[(String, f64)], prefix: &str) -> u64 {
-    series
-        .iter()
-        .filter(|(k, _)| k.starts_with(prefix))
-        .map(|(_, v)| *v as u64)
-        .sum()
-}
-
 #[test]
 fn workers_merge_exactly_and_every_user_holds_one_session() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
-    let _sut = start_sut(dir.path(), BASE_PORT, &[]);
+    let _sut = Sut::start(dir.path(), GATEWAYS, BASE_PORT, &[]);
     let gateways = gateway_addrs(BASE_PORT);
     let profile = format!(
         "
@@ -150,7 +49,7 @@ behaviour:
         gateways.join(", "),
         dir.path().join("data/auth.key").display()
     );
-    let (r, stdout) = run_loadgen(dir.path(), &profile, WORKERS);
+    let (r, stdout) = run_loadgen(dir.path(), &profile, &["--workers", &WORKERS.to_string()]);
     let u = |v: &serde_json::Value| v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"));
     let list =
         |v: &serde_json::Value| -> Vec<u64> { v.as_array().unwrap().iter().map(u).collect() };
@@ -218,7 +117,12 @@ fn users_turned_away_by_a_full_gateway_connect_to_another() {
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
-    let _sut = start_sut(dir.path(), PORT, &["--max-connections", &MAX.to_string()]);
+    let _sut = Sut::start(
+        dir.path(),
+        GATEWAYS,
+        PORT,
+        &["--max-connections", &MAX.to_string()],
+    );
     let profile = format!(
         "
 target:
@@ -236,7 +140,7 @@ behaviour:
         gateway_addrs(PORT).join(", "),
         dir.path().join("data/auth.key").display()
     );
-    let (r, stdout) = run_loadgen(dir.path(), &profile, 2);
+    let (r, stdout) = run_loadgen(dir.path(), &profile, &["--workers", "2"]);
     let sessions: Vec<u64> = r["sessions_by_gateway"]
         .as_array()
         .unwrap()

@@ -63,14 +63,21 @@ struct GatewayArgs {
     /// Envelope backend address.
     #[arg(long, default_value = "127.0.0.1:7101")]
     envelope: String,
-    /// Close clients silent for this long.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    heartbeat_timeout: Duration,
     /// On shutdown, keep forwarding queued opens for at most this long.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
-    /// Hold at most this many client connections [default: the open-file limit less
-    /// what the gateway keeps for itself].
+    #[command(flatten)]
+    tuning: GatewayTuning,
+}
+
+/// Gateway settings that `sut up` passes on to each of its gateways.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct GatewayTuning {
+    /// Close clients silent for this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    heartbeat_timeout: Duration,
+    /// Hold at most this many client connections per gateway [default: the open-file
+    /// limit less what the gateway keeps for itself].
     #[arg(long)]
     max_connections: Option<usize>,
     /// Keep the throttle tier at 0 whatever the load (to measure what tiers save).
@@ -80,6 +87,25 @@ struct GatewayArgs {
     /// gateway a small, known capacity for tests and benchmarks.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     shake_cost: Duration,
+}
+
+impl GatewayTuning {
+    /// The same settings as `sut gateway` flags.
+    pub(crate) fn to_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            "--heartbeat-timeout".to_string(),
+            humantime::format_duration(self.heartbeat_timeout).to_string(),
+            "--shake-cost".to_string(),
+            humantime::format_duration(self.shake_cost).to_string(),
+        ];
+        if let Some(max) = self.max_connections {
+            flags.extend(["--max-connections".to_string(), max.to_string()]);
+        }
+        if self.no_tiers {
+            flags.push("--no-tiers".to_string());
+        }
+        flags
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -244,13 +270,13 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         auth,
         show_start_ms,
         envelope_addr: args.envelope,
-        heartbeat_timeout: args.heartbeat_timeout,
+        heartbeat_timeout: args.tuning.heartbeat_timeout,
         drain_timeout: args.drain_timeout,
-        max_connections: args.max_connections.unwrap_or_else(|| {
+        max_connections: args.tuning.max_connections.unwrap_or_else(|| {
             sut::open_files::connection_capacity(sut::open_files::raise_to_hard_limit()) as usize
         }),
-        tiers: !args.no_tiers,
-        shake_cost: args.shake_cost,
+        tiers: !args.tuning.no_tiers,
+        shake_cost: args.tuning.shake_cost,
     };
     if config.id >= config.gateways {
         anyhow::bail!(

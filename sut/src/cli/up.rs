@@ -46,20 +46,8 @@ pub struct UpArgs {
     /// Wipe the data directory first.
     #[arg(long)]
     fresh: bool,
-    /// Each gateway holds at most this many client connections [default: what its
-    /// open-file limit allows].
-    #[arg(long)]
-    max_connections: Option<usize>,
-    /// Gateways keep their throttle tier at 0 whatever the load.
-    #[arg(long)]
-    no_tiers: bool,
-    /// CPU time each gateway's shake decision burns on top of its real work (see
-    /// `sut gateway --shake-cost`).
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
-    shake_cost: Duration,
-    /// Gateways close clients silent for this long.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-    heartbeat_timeout: Duration,
+    #[command(flatten)]
+    gateway: super::GatewayTuning,
 }
 
 struct Part {
@@ -172,8 +160,8 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         parts.push(part);
         wait_listening(&envelope_addr, &mut parts).await?;
         let gateway_count = gateways.to_string();
+        let tuning = args.gateway.to_flags();
         let show = show_start_ms.to_string();
-        let hb = humantime::format_duration(args.heartbeat_timeout).to_string();
         for i in 0..gateways {
             let id = i.to_string();
             let mut gateway_args = vec![
@@ -192,18 +180,8 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
                 &show,
                 "--envelope",
                 &envelope_addr,
-                "--heartbeat-timeout",
-                &hb,
             ];
-            let max = args.max_connections.map(|m| m.to_string());
-            if let Some(max) = &max {
-                gateway_args.extend(["--max-connections", max]);
-            }
-            if args.no_tiers {
-                gateway_args.push("--no-tiers");
-            }
-            let cost = humantime::format_duration(args.shake_cost).to_string();
-            gateway_args.extend(["--shake-cost", &cost]);
+            gateway_args.extend(tuning.iter().map(String::as_str));
             let part = spawn(&exe, &format!("gateway-{i}"), &gateway_args)?;
             parts.push(part);
         }

@@ -1,0 +1,115 @@
+//! What the load generator's integration tests share: the two real binaries, a real
+//! `sut up` stopped when dropped, a `loadgen run` and a scrape of a gateway's metrics.
+
+#![allow(dead_code)] // each test file uses its own part of this
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary built beside `loadgen` by `cargo test --workspace`.
+pub fn bin(name: &str) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_loadgen")).with_file_name(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test --workspace` so both binaries are built",
+        bin.display()
+    );
+    bin
+}
+
+/// `sut up` on `DIR/data` with `DIR/timeline.yaml`, stopped (SIGTERM, so it drains)
+/// when dropped.
+pub struct Sut(Child);
+
+impl Sut {
+    pub fn start(dir: &Path, gateways: usize, base_port: u16, extra: &[&str]) -> Sut {
+        let data = dir.join("data");
+        let log = std::fs::File::create(dir.join("sut.log")).unwrap();
+        let child = Command::new(bin("sut"))
+            .args([
+                "up",
+                "--gateways",
+                &gateways.to_string(),
+                "--countdown",
+                "1s",
+            ])
+            .arg("--data")
+            .arg(&data)
+            .arg("--timeline")
+            .arg(dir.join("timeline.yaml"))
+            .args(["--base-port", &base_port.to_string()])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let sut = Sut(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !data.join("manifest.json").exists() {
+            assert!(
+                Instant::now() < deadline,
+                "sut up did not start; see sut.log"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        sut
+    }
+}
+
+impl Drop for Sut {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `loadgen run` (with `args`) on a profile written to `dir`; it must succeed.
+/// Returns the summary JSON and stdout.
+pub fn run_loadgen(dir: &Path, profile: &str, args: &[&str]) -> (serde_json::Value, String) {
+    let path = dir.join("profile.yaml");
+    std::fs::write(&path, profile).unwrap();
+    let summary = dir.join("summary.json");
+    let out = Command::new(bin("loadgen"))
+        .arg("run")
+        .arg(&path)
+        .args(args)
+        .arg("--summary-json")
+        .arg(&summary)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loadgen failed\n{stdout}\n{stderr}");
+    let report = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    (report, stdout)
+}
+
+/// One process's `/metrics`, as (series with labels, value) pairs.
+pub fn scrape(port: u16) -> Vec<(String, f64)> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of the series whose name (with labels) starts with `prefix`.
+pub fn sum(series: &[(String, f64)], prefix: &str) -> u64 {
+    series
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| *v as u64)
+        .sum()
+}
