@@ -1,5 +1,5 @@
 //! A gateway with a tiny capacity (each shake decision burns 2 ms of CPU) is offered
-//! about four times what it can decide. It must raise its throttle tier, the clients
+//! about three times what it can decide. It must raise its throttle tier, the clients
 //! must obey (fewer shake requests than they wanted), and once the surge is over the
 //! gateway must relax back to tier 0. Nothing here measures speed: the overload is
 //! large by construction, and the checks are on tiers and counts.
