@@ -123,12 +123,6 @@ impl Timeline {
         (self.tiers.len().saturating_sub(1)).min(u8::MAX as usize) as u8
     }
 
-    /// The shake interval clients are told at `tier` (tiers past the table use its last).
-    pub fn tier_interval(&self, tier: u8) -> Duration {
-        let i = (tier as usize).min(self.tiers.len().saturating_sub(1));
-        self.tiers.get(i).copied().unwrap_or(Duration::from_secs(2))
-    }
-
     fn validate(&self) -> Result<(), String> {
         if self.tiers.len() < 2 || self.tiers.len() > 16 {
             return Err(format!(

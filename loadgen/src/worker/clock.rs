@@ -82,14 +82,6 @@ impl Deadlines {
             _ => None,
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.heap.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.heap.is_empty()
-    }
 }
 
 /// Deadlines of one fixed length (the request timeout), in the order they were set.
@@ -180,7 +172,7 @@ mod tests {
         assert_eq!(d.pop_due(ms(25)), Some((ms(10), 2)));
         assert_eq!(d.pop_due(ms(25)), Some((ms(20), 3)));
         assert_eq!(d.pop_due(ms(25)), None);
-        assert_eq!(d.len(), 1);
+        assert_eq!(d.peek(), Some((ms(30), 1)));
     }
 
     #[test]
