@@ -2,9 +2,12 @@
 //! types: at each scrape a collector reads the run's [`Summary`] and encodes the HDR
 //! histograms into fixed `le` buckets, so histograms from many generators aggregate.
 
+use crate::resources::ResourceReport;
 use crate::stats::{Summary, OPS};
+use crate::threshold::Threshold;
+use hdrhistogram::Histogram;
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -17,9 +20,54 @@ pub const BUCKETS_S: &[f64] = &[
     7.5, 10.0,
 ];
 
+/// Every family this collector exposes, by the name a query uses (counters with
+/// `_total`, histograms by their base name): dashboards are checked against it, and the
+/// dashboard proof test checks it against a real scrape.
+pub const METRICS: &[(&str, &str)] = &[
+    ("loadgen_requests_total", "counter"),
+    ("loadgen_shake_outcomes_total", "counter"),
+    ("loadgen_errors_total", "counter"),
+    ("loadgen_shake_replies_by_tier_total", "counter"),
+    ("loadgen_clients_by_tier", "gauge"),
+    ("loadgen_tier_transitions_total", "counter"),
+    ("loadgen_desired_shakes_total", "counter"),
+    ("loadgen_connected_users", "gauge"),
+    ("loadgen_target_users", "gauge"),
+    ("loadgen_connection_drops_total", "counter"),
+    ("loadgen_threshold_passing", "gauge"),
+    ("loadgen_latency_seconds", "histogram"),
+    ("loadgen_send_lag_seconds", "histogram"),
+];
+
+/// What the run knows beyond the merged counters, shared with the collector.
+#[derive(Debug, Default)]
+pub struct Live {
+    /// Connected users the stages ask for now.
+    pub target_users: std::sync::atomic::AtomicU64,
+    /// The resource figures so far (memory thresholds read them).
+    pub resources: Mutex<Option<ResourceReport>>,
+}
+
 #[derive(Debug)]
 pub struct SummaryCollector {
     pub stats: Arc<Mutex<Summary>>,
+    pub thresholds: Vec<Threshold>,
+    pub live: Arc<Live>,
+}
+
+/// Encodes an HDR histogram (µs) into the fixed `le` buckets, in seconds.
+fn encode_hdr(h: &Histogram<u64>, m: MetricEncoder) -> Result<(), std::fmt::Error> {
+    let mut m = m;
+    let mut buckets = Vec::with_capacity(BUCKETS_S.len() + 1);
+    let mut below = 0u64;
+    for le in BUCKETS_S {
+        let upto = h.count_between(0, (le * 1e6) as u64);
+        buckets.push((*le, upto - below));
+        below = upto;
+    }
+    buckets.push((f64::MAX, h.len() - below));
+    let sum = h.mean() * h.len() as f64 / 1e6;
+    m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, h.len(), &buckets, None)
 }
 
 impl Collector for SummaryCollector {
@@ -122,24 +170,46 @@ impl Collector for SummaryCollector {
             MetricType::Histogram,
         )?;
         for op in OPS {
-            let h = &s.ops[op as usize].latency;
-            let mut buckets = Vec::with_capacity(BUCKETS_S.len() + 1);
-            let mut below = 0u64;
-            for le in BUCKETS_S {
-                let upto = h.count_between(0, (le * 1e6) as u64);
-                buckets.push((*le, upto - below));
-                below = upto;
-            }
-            buckets.push((f64::MAX, h.len() - below));
-            let sum = h.mean() * h.len() as f64 / 1e6;
             let labels = [("op", op.name())];
-            let mut m = e.encode_family(&labels)?;
-            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                sum,
-                h.len(),
-                &buckets,
-                None,
-            )?;
+            encode_hdr(&s.ops[op as usize].latency, e.encode_family(&labels)?)?;
+        }
+
+        let e = encoder.encode_descriptor(
+            "loadgen_send_lag_seconds",
+            "How late the generator itself sent requests after their intended time",
+            None,
+            MetricType::Histogram,
+        )?;
+        encode_hdr(&s.send_lag.latency, e)?;
+
+        let e = encoder.encode_descriptor(
+            "loadgen_target_users",
+            "Connected users the profile's stages ask for now",
+            None,
+            MetricType::Gauge,
+        )?;
+        let target = self
+            .live
+            .target_users
+            .load(std::sync::atomic::Ordering::Relaxed);
+        ConstGauge::new(target as i64).encode(e)?;
+
+        let mut e = encoder.encode_descriptor(
+            "loadgen_threshold_passing",
+            "1 while the profile's threshold holds on what was measured so far, 0 once breached",
+            None,
+            MetricType::Gauge,
+        )?;
+        let resources = self
+            .live
+            .resources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for t in &self.thresholds {
+            let (_, passed) = t.evaluate(&s, resources.as_ref());
+            ConstGauge::new(i64::from(passed))
+                .encode(e.encode_family(&[("threshold", t.source.as_str())])?)?;
         }
         Ok(())
     }

@@ -115,7 +115,7 @@ impl RunReport {
         let thresholds: Vec<ThresholdResult> = thresholds
             .iter()
             .map(|t| {
-                let (observed, passed) = t.evaluate(summary);
+                let (observed, passed) = t.evaluate(summary, cost.resources.as_ref());
                 ThresholdResult {
                     threshold: t.source.clone(),
                     observed: t.format_value(observed),

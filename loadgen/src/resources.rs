@@ -273,6 +273,16 @@ impl Tracker {
     }
 }
 
+impl ResourceReport {
+    /// Memory (PSS) every process of the run gained from the first to the last sample
+    /// of the hold at the peak, in bytes (negative when it shrank).
+    pub fn memory_growth_bytes(&self) -> f64 {
+        let total =
+            |s: &Sample| (s.loadgen.rss_bytes + s.gateways.rss_bytes + s.backend.rss_bytes) as f64;
+        total(&self.hold_to) - total(&self.hold_from)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

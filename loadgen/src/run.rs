@@ -7,7 +7,7 @@
 
 use crate::fleet::Fleet;
 use crate::profile::{Profile, Target};
-use crate::prom::SummaryCollector;
+use crate::prom::{Live, SummaryCollector};
 use crate::report::{RunCost, RunReport, Second};
 use crate::resources::{Sampler, Tracker};
 use crate::segment::Segment;
@@ -83,10 +83,13 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     );
 
     let stats = Arc::new(Mutex::new(Summary::default()));
+    let live = Arc::new(Live::default());
     if let Some(addr) = &opts.metrics {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(SummaryCollector {
             stats: stats.clone(),
+            thresholds: profile.thresholds.clone(),
+            live: live.clone(),
         }));
         let bound = sut::metrics::serve(addr, Arc::new(registry))
             .await
@@ -126,6 +129,8 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 let target = opts.segment.len(target_at(&profile.stages, elapsed));
                 eprintln!("{}", progress.line(&snapshot, elapsed, target));
                 tracker.add(sampler.sample(elapsed, snapshot.connected), target, peak_target);
+                live.target_users.store(target, std::sync::atomic::Ordering::Relaxed);
+                *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = tracker.report();
             }
             _ = &mut ctrl_c, if !interrupted => {
                 eprintln!("interrupted: stopping users and reporting what was measured");

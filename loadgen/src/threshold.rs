@@ -2,7 +2,11 @@
 //! - `shake: p99 < 5ms`, `open: max <= 1s`, `connect: p99.9 < 100ms`, `hello: mean < 2ms`
 //!   (operations: connect, hello, shake, open, heartbeat; stats: pNN, pNN.N, max, mean)
 //! - `errors: rate < 0.1%` (errors ÷ requests), `errors: count == 0`
+//! - `memory: growth < 64MiB`: how much the memory (PSS) of every process of the run, the
+//!   load generator's and the spawned system's, grew while the peak of users was held; a
+//!   leak in a soak shows here first
 
+use crate::resources::ResourceReport;
 use crate::stats::{Op, Summary};
 use serde::Deserialize;
 use std::fmt;
@@ -20,6 +24,8 @@ pub enum Subject {
     Latency(Op, Stat),
     ErrorRate,
     ErrorCount,
+    /// Bytes of memory gained over the hold at the peak.
+    MemoryGrowth,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +72,7 @@ impl TryFrom<String> for Threshold {
     }
 }
 
-const OPS_HELP: &str = "connect, hello, shake, open, heartbeat or errors";
+const OPS_HELP: &str = "connect, hello, shake, open, heartbeat, errors or memory";
 
 impl Threshold {
     pub fn parse(source: &str) -> Result<Threshold, String> {
@@ -94,7 +100,17 @@ impl Threshold {
                 ))
             }
         };
-        let (subject, limit) = if subject == "errors" {
+        let (subject, limit) = if subject == "memory" {
+            if stat != "growth" {
+                return Err(format!(
+                    "threshold `{source}`: memory takes `growth`, e.g. `memory: growth < 64MiB`, not `{stat}`"
+                ));
+            }
+            let bytes: bytesize::ByteSize = value.parse().map_err(|_| {
+                format!("threshold `{source}`: `{value}` is not a size; write e.g. 64MiB, 512KiB or 1GiB")
+            })?;
+            (Subject::MemoryGrowth, bytes.as_u64() as f64)
+        } else if subject == "errors" {
             match stat {
                 "rate" => (Subject::ErrorRate, parse_rate(value, source)?),
                 "count" => (
@@ -127,8 +143,10 @@ impl Threshold {
         })
     }
 
-    /// The observed value (ms, fraction or count) and whether the threshold holds.
-    pub fn evaluate(&self, summary: &Summary) -> (f64, bool) {
+    /// The observed value (ms, fraction, count or bytes) and whether the threshold holds.
+    /// Memory is known once the run has held its peak (`resources`); before that it is
+    /// observed as 0 growth.
+    pub fn evaluate(&self, summary: &Summary, resources: Option<&ResourceReport>) -> (f64, bool) {
         let observed = match self.subject {
             Subject::Latency(op, stat) => {
                 let h = &summary.ops[op as usize].latency;
@@ -142,6 +160,7 @@ impl Threshold {
             }
             Subject::ErrorRate => summary.error_rate(),
             Subject::ErrorCount => summary.errors() as f64,
+            Subject::MemoryGrowth => resources.map(|r| r.memory_growth_bytes()).unwrap_or(0.0),
         };
         (observed, self.cmp.holds(observed, self.limit))
     }
@@ -152,6 +171,7 @@ impl Threshold {
             Subject::Latency(..) => format!("{v:.3}ms"),
             Subject::ErrorRate => format!("{:.4}%", v * 100.0),
             Subject::ErrorCount => format!("{v}"),
+            Subject::MemoryGrowth => format!("{:.1}MiB", v / 1_048_576.0),
         }
     }
 }
@@ -211,6 +231,9 @@ mod tests {
         assert_eq!(t.subject, Subject::ErrorRate);
         assert!((t.limit - 0.001).abs() < 1e-12);
         assert_eq!(Threshold::parse("errors: count == 0").unwrap().limit, 0.0);
+        let t = Threshold::parse("memory: growth < 64MiB").unwrap();
+        assert_eq!(t.subject, Subject::MemoryGrowth);
+        assert_eq!(t.limit, 64.0 * 1_048_576.0);
     }
 
     #[test]
@@ -223,6 +246,8 @@ mod tests {
             ("errors: rate < 200%", "between 0% and 100%"),
             ("errors: p99 < 1ms", "rate` or `count"),
             ("shake p99 < 5ms", "SUBJECT: STAT CMP VALUE"),
+            ("memory: p99 < 5MiB", "memory takes `growth`"),
+            ("memory: growth < lots", "not a size"),
         ] {
             let e = Threshold::parse(src).unwrap_err();
             assert!(e.contains(hint), "{src}: {e}");

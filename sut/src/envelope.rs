@@ -2,7 +2,7 @@
 //! the credit to payment, again exactly once, through a durable outbox.
 
 use crate::drain::{Drain, Turn};
-use crate::metrics::{labels, Counters};
+use crate::metrics::{labels, prefill, Counters};
 use crate::passthrough::{Backoff, OpenEntry};
 use crate::rpc::{self, Credit, Rpc, RpcConn};
 use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
@@ -13,7 +13,6 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use thiserror::Error;
@@ -157,7 +156,9 @@ struct Backend {
     committer: GroupCommitter<EnvelopeOp, Vec<Recorded>>,
     outbox: Mutex<BTreeMap<u64, Credit>>,
     outbox_notify: Notify,
-    in_flight: AtomicUsize,
+    /// Requests being recorded now; bounded by `max_in_flight` (a gauge, so it is also
+    /// what `/metrics` shows).
+    in_flight: Gauge,
     max_in_flight: usize,
     recorded: Counters,
     outbox_depth: Gauge,
@@ -175,12 +176,23 @@ pub async fn run(
         committer: GroupCommitter::spawn(Arc::new(db), 4096, apply),
         outbox: Mutex::new(outbox.into_iter().map(|c| (c.envelope_id, c)).collect()),
         outbox_notify: Notify::new(),
-        in_flight: AtomicUsize::new(0),
+        in_flight: Gauge::default(),
         max_in_flight: config.max_in_flight,
         recorded: Counters::default(),
         outbox_depth: Gauge::default(),
         credited: Counters::default(),
     });
+    prefill(
+        &backend.recorded,
+        "result",
+        &["new", "duplicate", "conflict", "busy"],
+    );
+    prefill(&backend.credited, "result", &["applied", "busy", "failed"]);
+    registry.register(
+        "sut_envelope_in_flight",
+        "Open batches being recorded now (refused as busy past --max-in-flight)",
+        backend.in_flight.clone(),
+    );
     registry.register(
         "sut_envelope_opens",
         "Opens delivered to the backend, by result",
@@ -226,8 +238,8 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
     };
     // The back rejects the front: refuse early and cheaply when full, the gateway's
     // queue holds the opens meanwhile.
-    if b.in_flight.fetch_add(1, Ordering::AcqRel) >= b.max_in_flight {
-        b.in_flight.fetch_sub(1, Ordering::AcqRel);
+    if b.in_flight.inc() >= b.max_in_flight as i64 {
+        b.in_flight.dec();
         b.recorded
             .get_or_create(&labels(&[("result", "busy")]))
             .inc();
@@ -238,7 +250,7 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
         .committer
         .submit(EnvelopeOp::Record { gateway, entries })
         .await;
-    b.in_flight.fetch_sub(1, Ordering::AcqRel);
+    b.in_flight.dec();
     match result {
         Ok(verdicts) => {
             let mut acked = Vec::with_capacity(seqs.len());

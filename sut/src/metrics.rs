@@ -1,6 +1,7 @@
 //! Prometheus exposition for every process: one registry, served on `/metrics`.
 
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
@@ -11,6 +12,38 @@ use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// Every family each part exposes (component, name as queried, type): dashboards are
+/// checked against it, and the dashboard proof test checks it against real scrapes.
+pub const CATALOG: &[(&str, &str, &str)] = &[
+    ("payment", "sut_payment_credits_total", "counter"),
+    ("payment", "sut_payment_in_flight", "gauge"),
+    ("envelope", "sut_envelope_in_flight", "gauge"),
+    ("envelope", "sut_envelope_opens_total", "counter"),
+    ("envelope", "sut_envelope_outbox_depth", "gauge"),
+    (
+        "envelope",
+        "sut_envelope_credits_forwarded_total",
+        "counter",
+    ),
+    ("gateway", "sut_gateway_connections", "gauge"),
+    ("gateway", "sut_gateway_sessions_total", "counter"),
+    ("gateway", "sut_gateway_shakes_total", "counter"),
+    ("gateway", "sut_gateway_envelopes_issued_total", "counter"),
+    ("gateway", "sut_gateway_opens_total", "counter"),
+    ("gateway", "sut_gateway_heartbeats_total", "counter"),
+    ("gateway", "sut_gateway_errors_total", "counter"),
+    ("gateway", "sut_passthrough_queue_depth", "gauge"),
+    ("gateway", "sut_passthrough_forwarded_total", "counter"),
+    ("gateway", "sut_gateway_throttle_tier", "gauge"),
+    ("gateway", "sut_gateway_queue_delay_seconds", "gauge"),
+    ("gateway", "sut_gateway_admitted_ratio", "gauge"),
+    ("gateway", "sut_gateway_cpu_ratio", "gauge"),
+    ("gateway", "sut_gateway_envelope_budget", "gauge"),
+    ("gateway", "sut_gateway_issuance_rate_limit", "gauge"),
+    ("gateway", "sut_config_version", "gauge"),
+    ("gateway", "sut_passthrough_oldest_age_seconds", "gauge"),
+];
+
 /// A counter family with one free-form label set; label values are bounded by the callers.
 pub type Counters = Family<Vec<(&'static str, String)>, Counter>;
 
@@ -19,28 +52,103 @@ pub fn labels(pairs: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
     pairs.iter().map(|(k, v)| (*k, v.to_string())).collect()
 }
 
+/// Creates the series for every value of `key` at zero, so that a dashboard or alert
+/// sees an outcome that has not happened yet as 0 rather than as no data at all.
+pub fn prefill(family: &Counters, key: &'static str, values: &[&str]) {
+    for v in values {
+        let _ = family.get_or_create(&labels(&[(key, v)]));
+    }
+}
+
+/// The OpenMetrics media type, which Prometheus asks for first.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// The classic text format, for everything else (curl, promtool, older scrapers).
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Rewrites the OpenMetrics text the registry encodes into the classic Prometheus text
+/// format (0.0.4): there a counter's HELP and TYPE name the `_total` sample itself, and
+/// there is no `# UNIT` or `# EOF`. Served to scrapers that do not ask for OpenMetrics,
+/// so that `promtool check metrics` reads every family with its help and type.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let tail = match tail {
+                    "unknown" | "info" | "stateset" | "gaugehistogram" => "untyped",
+                    t => t,
+                };
+                if counters.contains(name) {
+                    out.push_str(&format!("{prefix}{name}_total {tail}\n"));
+                } else {
+                    out.push_str(&format!("{prefix}{name} {tail}\n"));
+                }
+            }
+            None => {
+                // Counters' `_created` samples have no place in the classic format.
+                let sample_name = line.split(['{', ' ']).next().unwrap_or("");
+                let created = sample_name
+                    .strip_suffix("_created")
+                    .is_some_and(|base| counters.contains(base));
+                if !created {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Encodes `registry` in the format the scraper's `Accept` header asks for.
+pub fn exposition(
+    registry: &Registry,
+    accept: &str,
+) -> Result<(&'static str, String), std::fmt::Error> {
+    let mut body = String::new();
+    encode(&mut body, registry)?;
+    if accept.contains("application/openmetrics-text") {
+        Ok((OPENMETRICS, body))
+    } else {
+        Ok((TEXT, openmetrics_to_text(&body)))
+    }
+}
+
 /// Binds `addr` and serves the registry on `/metrics` until the runtime ends.
 pub async fn serve(addr: &str, registry: Arc<Registry>) -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new().route(
         "/metrics",
-        get(move || {
+        get(move |headers: HeaderMap| {
             let registry = registry.clone();
             async move {
-                let mut body = String::new();
-                if encode(&mut body, &registry).is_err() {
-                    return (
+                let accept = headers
+                    .get(ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                match exposition(&registry, accept) {
+                    Ok((content_type, body)) => {
+                        ([(CONTENT_TYPE, content_type)], body).into_response()
+                    }
+                    Err(_) => (
                         axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                         "encode failed",
                     )
-                        .into_response();
+                        .into_response(),
                 }
-                (
-                    [(CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-                    body,
-                )
-                    .into_response()
             }
         }),
     );
@@ -48,4 +156,37 @@ pub async fn serve(addr: &str, registry: Arc<Registry>) -> std::io::Result<Socke
         let _ = axum::serve(listener, app).await;
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::metrics::gauge::Gauge;
+
+    #[test]
+    fn classic_text_names_counters_by_their_total_sample() {
+        let mut registry = Registry::default();
+        let shakes = Counters::default();
+        prefill(&shakes, "reason", &["envelope"]);
+        registry.register("sut_shakes", "Shakes", shakes);
+        let g: Gauge = Gauge::default();
+        registry.register("sut_depth", "Depth", g);
+        let (content_type, text) = exposition(&registry, "*/*").unwrap();
+        assert!(content_type.starts_with("text/plain; version=0.0.4"));
+        assert!(text.contains("# HELP sut_shakes_total Shakes.\n"), "{text}");
+        assert!(text.contains("# TYPE sut_shakes_total counter\n"), "{text}");
+        assert!(
+            text.contains("sut_shakes_total{reason=\"envelope\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE sut_depth gauge\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        let (content_type, om) =
+            exposition(&registry, "application/openmetrics-text;version=1.0.0").unwrap();
+        assert!(content_type.starts_with("application/openmetrics-text"));
+        assert!(
+            om.contains("# TYPE sut_shakes counter") && om.ends_with("# EOF\n"),
+            "{om}"
+        );
+    }
 }

@@ -1,13 +1,13 @@
 //! The payment stand-in (the transfer system): applies each credit exactly once, keyed by
 //! envelope id, to an append-only ledger and per-user balances.
 
-use crate::metrics::{labels, Counters};
+use crate::metrics::{labels, prefill, Counters};
 use crate::rpc::{self, Credit, Rpc};
 use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
 use tokio::sync::watch;
@@ -107,15 +107,21 @@ pub async fn run(
         GroupCommitter::spawn(Arc::new(db), 256, apply);
     let credits = Counters::default();
     let mut registry = Registry::default();
+    prefill(&credits, "result", &["credited", "duplicate", "busy"]);
     registry.register(
         "sut_payment_credits",
         "Credits received, by result",
         credits.clone(),
     );
+    let in_flight: Gauge = Gauge::default();
+    registry.register(
+        "sut_payment_in_flight",
+        "Credit batches being applied now (refused as busy past --max-in-flight)",
+        in_flight.clone(),
+    );
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
     crate::log_line!("payment listening on {}", config.listen);
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let max_in_flight = config.max_in_flight;
     rpc::serve(listener, shutdown, move |request| {
         let committer = committer.clone();
@@ -127,14 +133,14 @@ pub async fn run(
                     message: "payment only takes ApplyCredits".into(),
                 };
             };
-            if in_flight.fetch_add(1, Ordering::AcqRel) >= max_in_flight {
-                in_flight.fetch_sub(1, Ordering::AcqRel);
+            if in_flight.inc() >= max_in_flight as i64 {
+                in_flight.dec();
                 counters.get_or_create(&labels(&[("result", "busy")])).inc();
                 return Rpc::Busy { retry_after_ms: 50 };
             }
             let ids: Vec<u64> = credits.iter().map(|c| c.envelope_id).collect();
             let committed = committer.submit(credits).await;
-            in_flight.fetch_sub(1, Ordering::AcqRel);
+            in_flight.dec();
             match committed {
                 Ok(results) => {
                     for r in results {

@@ -6,18 +6,24 @@ mod load;
 mod session;
 pub mod store;
 
-use crate::metrics::{labels, Counters};
+use crate::metrics::{labels, prefill, Counters};
 use crate::passthrough::PassThroughQueue;
+use crate::protocol::ErrorCode;
 use crate::seed_shard::{shard_path, SeedShard, ShardError};
 use crate::shake::{Reason, ShakeCore};
 use crate::signing::SigningKey;
 use crate::store::{GroupCommitter, StoreError};
 use crate::timeline::Timeline;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::{GatewayOp, GatewayResult};
@@ -83,6 +89,8 @@ pub(crate) struct GatewayMetrics {
     pub queue_delay: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub admitted: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub cpu: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// Envelopes this gateway's seed shard holds for each round: what it may issue.
+    pub budget: Family<Vec<(&'static str, String)>, Gauge>,
 }
 
 /// The counter of `family` for one label value, kept to be bumped without a lookup.
@@ -91,14 +99,37 @@ fn resolve(family: &Counters, key: &'static str, value: &str) -> Counter {
 }
 
 impl GatewayMetrics {
-    fn register(registry: &mut Registry, timeline: &Timeline) -> Self {
+    fn register(registry: &mut Registry, timeline: &Timeline, gateways: u16) -> Self {
         let config_version = timeline.version;
         let shakes = Counters::default();
         let issued = Counters::default();
         let opens = Counters::default();
+        let errors = Counters::default();
+        let codes: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.name()).collect();
+        prefill(&errors, "code", &codes);
+        prefill(
+            &opens,
+            "result",
+            &[
+                ErrorCode::TokenForged.name(),
+                ErrorCode::TokenNotYours.name(),
+                ErrorCode::AlreadyOpened.name(),
+                ErrorCode::Unavailable.name(),
+            ],
+        );
+        let sessions = Counters::default();
+        prefill(&sessions, "result", &["accepted", "full"]);
+        let forwarded = Counters::default();
+        prefill(&forwarded, "result", &["acked", "busy", "failed"]);
+        let rate_limit = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
+        for r in &timeline.rounds {
+            rate_limit
+                .get_or_create(&labels(&[("round", &r.id.to_string())]))
+                .set(r.rate / f64::from(gateways.max(1)));
+        }
         let m = GatewayMetrics {
             connections: Gauge::default(),
-            sessions: Counters::default(),
+            sessions,
             shakes_by_reason: Reason::ALL
                 .iter()
                 .map(|r| resolve(&shakes, "reason", r.name()))
@@ -114,13 +145,14 @@ impl GatewayMetrics {
             shakes,
             issued,
             opens,
-            errors: Counters::default(),
+            errors,
             queue_depth: Gauge::default(),
-            forwarded: Counters::default(),
+            forwarded,
             tier: Gauge::default(),
             queue_delay: Gauge::default(),
             admitted: Gauge::default(),
             cpu: Gauge::default(),
+            budget: Family::default(),
         };
         let version: Gauge = Gauge::default();
         version.set(config_version as i64);
@@ -186,11 +218,45 @@ impl GatewayMetrics {
             m.cpu.clone(),
         );
         registry.register(
+            "sut_gateway_envelope_budget",
+            "Envelopes this gateway's seed shard holds for each round (what it may issue)",
+            m.budget.clone(),
+        );
+        registry.register(
+            "sut_gateway_issuance_rate_limit",
+            "This gateway's share of each round's global issuance rate, envelopes per second",
+            rate_limit,
+        );
+        registry.register(
             "sut_config_version",
             "Timeline config version in force",
             version,
         );
         m
+    }
+}
+
+/// `sut_passthrough_oldest_age_seconds`, read at scrape time: how long the oldest open
+/// has waited for the envelope backend. Depth alone hides a queue that is short but stuck.
+#[derive(Debug)]
+struct QueueAge {
+    queue: Arc<Mutex<PassThroughQueue>>,
+    show_start_ms: i64,
+}
+
+impl Collector for QueueAge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let oldest = self.queue.lock().ok().and_then(|q| q.oldest_ms());
+        let age_s = oldest
+            .map(|at| (unix_ms() - self.show_start_ms - at).max(0) as f64 / 1000.0)
+            .unwrap_or(0.0);
+        let e = encoder.encode_descriptor(
+            "sut_passthrough_oldest_age_seconds",
+            "How long the oldest open in the pass-through queue has waited (0 when empty)",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(age_s).encode(e)
     }
 }
 
@@ -200,7 +266,7 @@ pub(crate) struct Gateway {
     /// Each round's span in show time (ms), for pacing the lease keeper.
     pub round_spans: Vec<(i64, i64)>,
     pub core: Mutex<ShakeCore>,
-    pub queue: Mutex<PassThroughQueue>,
+    pub queue: Arc<Mutex<PassThroughQueue>>,
     pub queue_notify: Notify,
     pub committer: GroupCommitter<GatewayOp, GatewayResult>,
     pub key: SigningKey,
@@ -269,12 +335,14 @@ pub async fn run(
         config.key.clone(),
         config.timeline.clone(),
     );
+    let mut budgets = Vec::new();
     for round in &config.timeline.rounds {
         let shard = SeedShard::load(
             &shard_path(&config.seeds, round.id, config.id),
             round.id,
             config.id,
         )?;
+        budgets.push((round.id, shard.envelopes.len()));
         let leased = recovered.leases.get(&round.id).copied().unwrap_or(0);
         core.load_round(shard, leased, unix_ms() - config.show_start_ms);
     }
@@ -287,8 +355,19 @@ pub async fn run(
     }
 
     let mut registry = Registry::default();
-    let metrics = GatewayMetrics::register(&mut registry, &config.timeline);
+    let metrics = GatewayMetrics::register(&mut registry, &config.timeline, config.gateways);
     metrics.queue_depth.set(queue.depth() as i64);
+    for (round, n) in budgets {
+        metrics
+            .budget
+            .get_or_create(&labels(&[("round", &round.to_string())]))
+            .set(n as i64);
+    }
+    let queue = Arc::new(Mutex::new(queue));
+    registry.register_collector(Box::new(QueueAge {
+        queue: queue.clone(),
+        show_start_ms: config.show_start_ms,
+    }));
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
 
@@ -305,7 +384,7 @@ pub async fn run(
             })
             .collect(),
         core: Mutex::new(core),
-        queue: Mutex::new(queue),
+        queue,
         queue_notify: Notify::new(),
         committer: GroupCommitter::spawn(db, 1024, store::apply),
         key: config.key.clone(),

@@ -96,6 +96,27 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, for metrics that list each one from the start.
+    pub const ALL: [ErrorCode; 14] = {
+        use ErrorCode::*;
+        [
+            Malformed,
+            TooLarge,
+            UnsupportedVersion,
+            NotHelloFirst,
+            AuthFailed,
+            HeartbeatTimeout,
+            ShuttingDown,
+            GatewayFull,
+            TokenForged,
+            TokenNotYours,
+            AlreadyOpened,
+            Unavailable,
+            CookieInvalid,
+            Unexpected,
+        ]
+    };
+
     /// Decodes a wire code; unknown codes are kept as `None` so old clients survive new codes.
     pub fn from_u16(code: u16) -> Option<ErrorCode> {
         use ErrorCode::*;

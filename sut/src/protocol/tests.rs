@@ -120,3 +120,12 @@ fn error_codes_round_trip() {
         }
     }
 }
+
+#[test]
+fn every_error_code_is_listed_once() {
+    let decodable: Vec<ErrorCode> = (0..=u16::MAX).filter_map(ErrorCode::from_u16).collect();
+    assert_eq!(decodable.len(), ErrorCode::ALL.len());
+    for code in ErrorCode::ALL {
+        assert!(decodable.contains(&code), "{code:?} missing from ALL");
+    }
+}
