@@ -1,6 +1,7 @@
 //! The load generator: simulated users on long connections, driven from YAML profiles,
 //! measured from intended send times into HDR histograms.
 
+pub mod dashboard;
 pub mod fleet;
 pub mod profile;
 pub mod prom;

@@ -56,23 +56,43 @@ enum Command {
         #[arg(long, hide = true)]
         auth_key_file: Option<PathBuf>,
     },
-    /// Check a profile without running it.
+    /// Check a profile (YAML) or a Grafana dashboard (JSON) without running anything:
+    /// errors name the line and column, the field and what it allows; a dashboard query
+    /// naming a metric or operation that does not exist is an error.
     Validate { profile: PathBuf },
+    /// Print the JSON Schema of the profile format (for editor completion).
+    Schema,
+}
+
+fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if path.extension().is_some_and(|e| e == "json") {
+        let d = loadgen::dashboard::Dashboard::load(path)?;
+        println!(
+            "{}: ok (dashboard `{}`, {} queries)",
+            path.display(),
+            d.title,
+            d.queries.len()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let p = loadgen::profile::Profile::load(path)?;
+    println!(
+        "{}: ok ({} users, {:.0} s, {} thresholds)",
+        path.display(),
+        p.users,
+        p.duration().as_secs_f64(),
+        p.thresholds.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<ExitCode> {
         match cli.command {
-            Command::Validate { profile } => {
-                let p = loadgen::profile::Profile::load(&profile)?;
-                println!(
-                    "{}: ok ({} users, {:.0} s, {} thresholds)",
-                    profile.display(),
-                    p.users,
-                    p.duration().as_secs_f64(),
-                    p.thresholds.len()
-                );
+            Command::Validate { profile } => validate(&profile),
+            Command::Schema => {
+                print!("{}", loadgen::profile::Profile::json_schema());
                 Ok(ExitCode::SUCCESS)
             }
             Command::Run {

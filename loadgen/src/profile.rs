@@ -4,24 +4,30 @@
 //! unknown operations fail with the field and its line before anything starts.
 
 use crate::threshold::Threshold;
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use thiserror::Error;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Profile {
     /// A name for reports [default: the file name].
     #[serde(default)]
     pub name: Option<String>,
+    #[schemars(with = "TargetSpec")]
     pub target: Target,
     /// Simulated users (each one long connection).
     pub users: u64,
     /// Connected users over time: each stage moves linearly to its target.
     pub stages: Vec<Stage>,
     pub behaviour: Behaviour,
+    /// Pass/fail rules, `SUBJECT: STAT CMP VALUE`: `shake: p99 < 100ms` (operations
+    /// connect, hello, shake, open, heartbeat; stats pNN, pNN.N, max, mean),
+    /// `errors: rate < 0.1%`, `errors: count == 0`, `memory: growth < 64MiB`.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub thresholds: Vec<Threshold>,
     /// Seed for every random choice of the run (phases, opens): same seed, same run.
     #[serde(default = "default_seed")]
@@ -33,7 +39,7 @@ fn default_seed() -> u64 {
 }
 
 /// What the run drives: exactly one of `spawn` or `addresses`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
     /// Start `sut up` for this run and stop it at the end.
@@ -63,7 +69,7 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpawnTarget {
     /// Gateway processes [default: as many as the peak of connected users needs, each
@@ -79,9 +85,11 @@ pub struct SpawnTarget {
     pub base_port: u16,
     /// Time from start-up to the show's start.
     #[serde(default = "default_countdown", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub countdown: Duration,
     /// How long after the last stage to wait for the system to drain before stopping it.
     #[serde(default = "default_countdown", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub settle: Duration,
     /// Whether gateways raise their throttle tier under load (false: always tier 0, to
     /// see what the tiers save).
@@ -91,6 +99,7 @@ pub struct SpawnTarget {
     /// gives the gateways a small, known capacity so that this machine can offer them
     /// several times what they can take.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub shake_cost: Duration,
 }
 
@@ -105,7 +114,7 @@ fn default_countdown() -> Duration {
     Duration::from_secs(3)
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddressTarget {
     /// Gateway addresses; users hash onto them.
@@ -114,16 +123,17 @@ pub struct AddressTarget {
     pub auth_key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub duration: Duration,
     /// Connected users at the end of the stage.
     pub target: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Behaviour {
     /// Shakes a user *wants* per second (0: none). The client coalesces them into at
@@ -135,9 +145,11 @@ pub struct Behaviour {
     #[serde(deserialize_with = "probability")]
     pub open_probability: f64,
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub heartbeat_interval: Duration,
     /// A request without a reply for this long counts as an error and drops the connection.
     #[serde(default = "default_timeout", with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub request_timeout: Duration,
 }
 
@@ -251,6 +263,15 @@ impl Profile {
         Ok(())
     }
 
+    /// The JSON Schema of the profile format, generated from these types (editors use it
+    /// for completion and checks; `profiles/profile.schema.json` is this, committed).
+    pub fn json_schema() -> String {
+        let schema = schemars::schema_for!(Profile);
+        let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+
     /// The whole run: the sum of the stages.
     pub fn duration(&self) -> Duration {
         self.stages.iter().map(|s| s.duration).sum()
@@ -328,6 +349,17 @@ thresholds:
     fn threshold_on_unknown_op_is_refused_with_its_line() {
         let e = err(&GOOD.replace("shake: p99", "shook: p99"));
         assert!(e.contains("shook") && e.contains("line 12"), "{e}");
+    }
+
+    #[test]
+    fn committed_schema_is_the_generated_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../profiles/profile.schema.json");
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == Profile::json_schema(),
+            "{} is stale: run `loadgen schema > profiles/profile.schema.json`",
+            path.display()
+        );
     }
 
     #[test]
