@@ -3,6 +3,8 @@
 
 pub mod dashboard;
 pub mod fleet;
+pub mod hlog;
+pub mod html_report;
 pub mod profile;
 pub mod prom;
 pub mod report;

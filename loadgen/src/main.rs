@@ -31,6 +31,10 @@ enum Command {
         /// Also write the summary as JSON to this file.
         #[arg(long)]
         summary_json: Option<PathBuf>,
+        /// Where the HTML report (report.html), the HdrHistogram interval log
+        /// (latency.hlog) and the summary (summary.json) go [default: reports/PROFILE-NAME].
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
         /// The `sut` binary for spawned targets [default: beside loadgen, then PATH].
         #[arg(long)]
         sut_bin: Option<PathBuf>,
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
                 profile,
                 metrics,
                 summary_json,
+                report_dir,
                 sut_bin,
                 workers,
                 segment,
@@ -122,6 +127,7 @@ fn main() -> ExitCode {
                     profile,
                     metrics,
                     summary_json,
+                    report_dir,
                     sut_bin,
                     workers,
                     segment,

@@ -61,6 +61,18 @@ pub struct RunReport {
     pub thresholds: Vec<ThresholdResult>,
     pub audit: Option<AuditReport>,
     pub passed: bool,
+    /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
+    /// whole distribution, which the HTML report plots.
+    pub latency_distribution: BTreeMap<&'static str, Vec<(f64, f64)>>,
+}
+
+/// The percentiles the distribution is read at: 0, then 1 - 10^(-k/4), up to 99.999,
+/// then the maximum (100).
+pub fn distribution_percentiles() -> Vec<f64> {
+    let mut ps = vec![0.0];
+    ps.extend((1..=20).map(|k| 100.0 * (1.0 - 10f64.powf(-(k as f64) / 4.0))));
+    ps.push(100.0);
+    ps
 }
 
 /// What the run itself cost; reported, never asserted.
@@ -125,6 +137,18 @@ impl RunReport {
             .collect();
         let passed =
             thresholds.iter().all(|t| t.passed) && audit.as_ref().is_none_or(|a| a.passed());
+        let latency_distribution = OPS
+            .iter()
+            .filter(|op| !summary.ops[**op as usize].latency.is_empty())
+            .map(|op| {
+                let h = &summary.ops[*op as usize].latency;
+                let points = distribution_percentiles()
+                    .into_iter()
+                    .map(|p| (p, ms(h.value_at_quantile(p / 100.0))))
+                    .collect();
+                (op.name(), points)
+            })
+            .collect();
         RunReport {
             profile: profile.to_string(),
             duration_s,
@@ -150,6 +174,7 @@ impl RunReport {
             thresholds,
             audit,
             passed,
+            latency_distribution,
         }
     }
 
@@ -324,6 +349,8 @@ pub struct Second {
     pub shake_p99_ms: f64,
     pub shake_p999_ms: f64,
     pub opens: u64,
+    pub open_p50_ms: f64,
+    pub open_p99_ms: f64,
     pub errors: u64,
     /// Shake replies in this second, by the tier they carried.
     pub replies_by_tier: BTreeMap<u8, u64>,

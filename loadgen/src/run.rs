@@ -6,6 +6,7 @@
 //! system, audits it and prints the summary.
 
 use crate::fleet::Fleet;
+use crate::hlog::HlogWriter;
 use crate::profile::{Profile, Target};
 use crate::prom::{Live, SummaryCollector};
 use crate::report::{RunCost, RunReport, Second};
@@ -13,7 +14,7 @@ use crate::resources::{Sampler, Tracker};
 use crate::segment::Segment;
 use crate::spawn;
 use crate::stages::target_at;
-use crate::stats::{Op, Summary};
+use crate::stats::{Op, Summary, OPS};
 use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
@@ -27,6 +28,8 @@ pub struct RunOptions {
     pub profile: PathBuf,
     pub metrics: Option<String>,
     pub summary_json: Option<PathBuf>,
+    /// Report directory [default: reports/NAME].
+    pub report_dir: Option<PathBuf>,
     pub sut_bin: Option<PathBuf>,
     /// Local worker processes [default: sized from the open-file limit].
     pub workers: Option<u64>,
@@ -117,7 +120,27 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     // not alias (a second with two reports and the next with none).
     let mut tick =
         tokio::time::interval_at(start + Duration::from_millis(1500), Duration::from_secs(1));
-    let mut progress = Progress::default();
+    let report_dir = opts
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(&name));
+    std::fs::create_dir_all(&report_dir).with_context(|| {
+        format!(
+            "cannot create the report directory {}",
+            report_dir.display()
+        )
+    })?;
+    // Interval start times count from the moment the run's seconds count from.
+    let run_epoch = std::time::UNIX_EPOCH + Duration::from_millis((start_at + 500).max(0) as u64);
+    let hlog = HlogWriter::create(
+        &report_dir.join("latency.hlog"),
+        run_epoch,
+        &format!("loadgen run {name}: one interval per operation per second, tagged by operation"),
+    )?;
+    let mut progress = Progress {
+        hlog: Some(hlog),
+        ..Progress::default()
+    };
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -143,6 +166,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let requests_by_worker = fleet.requests_by_worker();
     fleet.wait().await?;
     let summary = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    // What arrived after the last progress line (the workers' final reports) becomes
+    // the series' and the interval log's last interval, so both add up to the summary.
+    let elapsed = start.elapsed().saturating_sub(Duration::from_millis(500));
+    let _ = progress.line(&summary, elapsed, 0);
 
     let audit = match spawned {
         Some(s) => {
@@ -154,6 +181,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             s.stop().await?;
             Some(sut::audit::run(&data).context("the audit could not read the run's records")?)
         }
+        None => None,
+    };
+    let hlog_path = match progress.hlog.take() {
+        Some(h) => Some(h.finish()?),
         None => None,
     };
     let cost = RunCost {
@@ -171,10 +202,24 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         cost,
     );
     print!("{}", report.table());
-    if let Some(path) = &opts.summary_json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+    let json = serde_json::to_vec_pretty(&report)?;
+    for path in opts
+        .summary_json
+        .iter()
+        .chain([&report_dir.join("summary.json")])
+    {
+        std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let html = report_dir.join("report.html");
+    std::fs::write(&html, crate::html_report::render(&report))
+        .with_context(|| format!("cannot write {}", html.display()))?;
+    eprintln!(
+        "report: {}{}",
+        html.display(),
+        hlog_path
+            .map(|p| format!(", interval log {}", p.display()))
+            .unwrap_or_default()
+    );
     let breached = report.breached();
     for t in &breached {
         eprintln!(
@@ -192,8 +237,8 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     })
 }
 
-/// The live progress line, and the same figures kept second by second for the report:
-/// rates are per second since the previous line.
+/// The live progress line, and the same figures kept second by second for the report
+/// and the interval log: rates are per second since the previous line.
 #[derive(Default)]
 struct Progress {
     last_shakes: u64,
@@ -201,27 +246,38 @@ struct Progress {
     last_errors: u64,
     last_outcomes: BTreeMap<String, u64>,
     last_tiers: BTreeMap<u8, u64>,
-    last_shake_hist: Option<hdrhistogram::Histogram<u64>>,
+    /// Each operation's cumulative histogram at the previous line.
+    last_hists: Option<Vec<hdrhistogram::Histogram<u64>>>,
+    last_at: Duration,
     series: Vec<Second>,
+    hlog: Option<HlogWriter>,
 }
 
 impl Progress {
     fn line(&mut self, s: &Summary, elapsed: Duration, target: u64) -> String {
         let shakes = s.count(Op::Shake);
         let opens = s.count(Op::Open);
-        let hist = &s.ops[Op::Shake as usize].latency;
-        let mut window = hist.clone();
-        if let Some(prev) = &self.last_shake_hist {
-            let _ = window.subtract(prev);
-        }
-        let q = |p: f64| {
-            if window.is_empty() {
+        // This second's histogram of every operation: the cumulative one less the last.
+        let windows: Vec<hdrhistogram::Histogram<u64>> = OPS
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let mut w = s.ops[*op as usize].latency.clone();
+                if let Some(prev) = self.last_hists.as_ref().and_then(|h| h.get(i)) {
+                    let _ = w.subtract(prev);
+                }
+                w
+            })
+            .collect();
+        let q = |op: Op, p: f64| {
+            let w = &windows[op as usize];
+            if w.is_empty() {
                 0.0
             } else {
-                window.value_at_quantile(p) as f64 / 1000.0
+                w.value_at_quantile(p) as f64 / 1000.0
             }
         };
-        let p99 = q(0.99);
+        let p99 = q(Op::Shake, 0.99);
         let delta = |now: &BTreeMap<u8, u64>, before: &BTreeMap<u8, u64>| -> BTreeMap<u8, u64> {
             now.iter()
                 .map(|(k, v)| (*k, v - before.get(k).copied().unwrap_or(0)))
@@ -238,10 +294,12 @@ impl Progress {
             target,
             shakes: shakes - self.last_shakes,
             come_back_later: outcome_delta("come_back_later"),
-            shake_p50_ms: q(0.5),
+            shake_p50_ms: q(Op::Shake, 0.5),
             shake_p99_ms: p99,
-            shake_p999_ms: q(0.999),
+            shake_p999_ms: q(Op::Shake, 0.999),
             opens: opens - self.last_opens,
+            open_p50_ms: q(Op::Open, 0.5),
+            open_p99_ms: q(Op::Open, 0.99),
             errors: s.errors() - self.last_errors,
             replies_by_tier: delta(&s.tiers, &self.last_tiers),
             clients_by_tier: s.clients_by_tier.clone(),
@@ -267,7 +325,18 @@ impl Progress {
         );
         self.last_shakes = shakes;
         self.last_opens = opens;
-        self.last_shake_hist = Some(hist.clone());
+        if let Some(hlog) = &self.hlog {
+            let length = elapsed.saturating_sub(self.last_at);
+            for (op, w) in OPS.iter().zip(windows) {
+                hlog.interval(op.name(), self.last_at, length, w);
+            }
+        }
+        self.last_at = elapsed;
+        self.last_hists = Some(
+            OPS.iter()
+                .map(|op| s.ops[*op as usize].latency.clone())
+                .collect(),
+        );
         line
     }
 }

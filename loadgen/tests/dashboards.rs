@@ -193,6 +193,8 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
             .arg("run")
             .arg(dir.join("profile.yaml"))
             .args(["--metrics", LOADGEN_METRICS])
+            .arg("--report-dir")
+            .arg(dir.join("report"))
             .stdin(Stdio::null())
             .stdout(run_out.try_clone().unwrap())
             .stderr(run_out)
@@ -202,15 +204,19 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
 
     // Mid-run: every process's exposition passes promtool and matches its catalog.
     let run_log = dir.join("loadgen.log");
-    wait_for("the system under test to be up", Duration::from_secs(60), || {
-        if let Ok(Some(status)) = run.0.try_wait() {
-            panic!(
-                "loadgen ended early ({status}):\n{}",
-                std::fs::read_to_string(&run_log).unwrap_or_default()
-            );
-        }
-        data.join("manifest.json").exists()
-    });
+    wait_for(
+        "the system under test to be up",
+        Duration::from_secs(60),
+        || {
+            if let Ok(Some(status)) = run.0.try_wait() {
+                panic!(
+                    "loadgen ended early ({status}):\n{}",
+                    std::fs::read_to_string(&run_log).unwrap_or_default()
+                );
+            }
+            data.join("manifest.json").exists()
+        },
+    );
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("manifest.json")).unwrap()).unwrap();
     wait_for(
@@ -247,6 +253,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         "loadgen run failed:\n{}",
         std::fs::read_to_string(&run_log).unwrap_or_default()
     );
+    check_report(&dir.join("report"));
     let targets = query_range("count(up == 1)", started, ended);
     let most_up = targets["data"]["result"][0]["values"]
         .as_array()
@@ -289,4 +296,51 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         empty.join("\n")
     );
     assert!(checked >= 40, "only {checked} queries checked");
+}
+
+/// The run's report directory: a self-contained HTML page with its plots, and an
+/// interval log whose intervals add up, per operation, to the summary's counts.
+fn check_report(dir: &Path) {
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    use std::collections::BTreeMap;
+
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert!(
+        html.matches("<svg").count() >= 6,
+        "every plot is inline SVG"
+    );
+    for external in ["<script", "src=\"http", "href=\"http", "@import"] {
+        assert!(
+            !html.contains(external),
+            "the report must load nothing: found {external}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    let log = std::fs::read(dir.join("latency.hlog")).unwrap();
+    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+    for entry in IntervalLogIterator::new(&log) {
+        if let LogEntry::Interval(i) = entry.unwrap() {
+            use base64::Engine;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(i.encoded_histogram())
+                .unwrap();
+            let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+                .deserialize(&mut std::io::Cursor::new(bytes))
+                .unwrap();
+            *counts
+                .entry(i.tag().unwrap().as_str().to_string())
+                .or_default() += h.len();
+        }
+    }
+    for (op, figures) in summary["ops"].as_object().unwrap() {
+        let expected = figures["count"].as_u64().unwrap();
+        assert_eq!(
+            counts.get(op).copied().unwrap_or(0),
+            expected,
+            "interval log count of {op}"
+        );
+    }
 }

@@ -1,0 +1,544 @@
+//! The end-of-run report as one self-contained HTML file: the verdict, the tables of the
+//! printed summary and plots drawn as inline SVG (no script, no network), so it can be
+//! mailed, attached to a CI job or opened years later.
+//!
+//! Plots: users connected against the stages' target; throughput; shake and open
+//! latency second by second; each operation's whole latency distribution (percentile
+//! against latency, as HdrHistogram plots it, so the tail is visible); clients per
+//! throttle tier over time; shake outcomes.
+
+use crate::report::{RunReport, Second};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::fmt::Write;
+
+const WIDTH: u32 = 760;
+const HEIGHT: u32 = 300;
+const PALETTE: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+    RGBColor(44, 160, 44),
+    RGBColor(255, 127, 14),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+];
+
+fn esc(s: &str) -> String {
+    html_escape::encode_text(s).into_owned()
+}
+
+/// One named line of a chart.
+struct Line {
+    name: String,
+    points: Vec<(f64, f64)>,
+}
+
+fn line(name: impl Into<String>, points: Vec<(f64, f64)>) -> Line {
+    Line {
+        name: name.into(),
+        points,
+    }
+}
+
+fn over_time(series: &[Second], f: impl Fn(&Second) -> f64) -> Vec<(f64, f64)> {
+    series.iter().map(|s| (s.t_s, f(s))).collect()
+}
+
+fn x_range(lines: &[Line]) -> (f64, f64) {
+    let xs = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0));
+    let (lo, hi) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
+    if lo > hi {
+        (0.0, 1.0)
+    } else {
+        (lo, hi.max(lo + 1.0))
+    }
+}
+
+fn y_max(lines: &[Line]) -> f64 {
+    lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0f64, f64::max)
+        .max(1e-9)
+        * 1.1
+}
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+fn svg(draw: impl FnOnce(&Area) -> Result<(), String>) -> String {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
+        let drawn = root
+            .fill(&WHITE)
+            .map_err(|e| e.to_string())
+            .and_then(|_| draw(&root))
+            .and_then(|_| root.present().map_err(|e| e.to_string()));
+        if let Err(e) = drawn {
+            return format!("<p class=\"warn\">plot failed: {}</p>", esc(&e));
+        }
+    }
+    out
+}
+
+/// Lines over a linear x axis (seconds) and a linear y axis.
+fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> String {
+    let (x0, x1) = x_range(lines);
+    let top = y_max(lines);
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, 0.0..top)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .y_label_formatter(&|v| tick(*v, top))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, l) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    l.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(l.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Layers stacked on each other over time (e.g. clients per tier).
+fn stacked_chart(title: &str, y_desc: &str, layers: &[Line]) -> String {
+    let (x0, x1) = x_range(layers);
+    // Cumulative tops, drawn from the highest down so each band shows.
+    let mut tops: Vec<Vec<(f64, f64)>> = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let below = if i == 0 { None } else { tops.get(i - 1) };
+        let pts = l
+            .points
+            .iter()
+            .enumerate()
+            .map(|(j, (x, y))| (*x, y + below.map_or(0.0, |b| b[j].1)))
+            .collect();
+        tops.push(pts);
+    }
+    let top = tops
+        .last()
+        .map(|t| t.iter().map(|p| p.1).fold(0.0f64, f64::max))
+        .unwrap_or(0.0)
+        .max(1.0)
+        * 1.1;
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0..x1, 0.0..top)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds into the run")
+            .y_desc(y_desc)
+            .y_label_formatter(&|v| tick(*v, top))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, l) in layers.iter().enumerate().rev() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(
+                    AreaSeries::new(tops[i].iter().copied(), 0.0, color.mix(0.6))
+                        .border_style(color),
+                )
+                .map_err(|e| e.to_string())?
+                .label(l.name.as_str())
+                .legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled())
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// Where a percentile sits on the distribution's x axis: its number of nines, so
+/// 90 % is 1, 99 % is 2, 99.9 % is 3; the maximum is drawn at 5.5.
+fn nines(percentile: f64) -> f64 {
+    if percentile >= 100.0 {
+        5.5
+    } else {
+        -(1.0 - percentile / 100.0).log10()
+    }
+}
+
+fn nines_label(x: &f64) -> String {
+    match (*x * 2.0).round() as i64 {
+        0 => "0%".into(),
+        2 => "90%".into(),
+        4 => "99%".into(),
+        6 => "99.9%".into(),
+        8 => "99.99%".into(),
+        10 => "99.999%".into(),
+        11 => "max".into(),
+        _ => String::new(),
+    }
+}
+
+/// Latency by percentile for every operation, on log scales.
+fn distribution_chart(report: &RunReport) -> String {
+    let lines: Vec<Line> = report
+        .latency_distribution
+        .iter()
+        .map(|(op, pts)| {
+            line(
+                *op,
+                pts.iter()
+                    .map(|(p, ms)| (nines(*p), ms.max(0.001)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let lo = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(f64::MAX, f64::min)
+        .min(1.0)
+        / 2.0;
+    let hi = y_max(&lines).max(lo * 10.0) * 2.0;
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Latency distribution by operation", ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..5.6, (lo..hi).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("latency, ms (log)")
+            .x_labels(12)
+            .x_label_formatter(&nines_label)
+            .y_label_formatter(&|v| format!("{v}"))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, l) in lines.iter().enumerate() {
+            let color = PALETTE[i % PALETTE.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    l.points.iter().copied(),
+                    color.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?
+                .label(l.name.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| e.to_string())
+    })
+}
+
+/// One bar per outcome.
+fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
+    let n = bars.len().max(1);
+    let top = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64 * 1.15;
+    let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
+    svg(|root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..n as f64, 0.0..top)
+            .map_err(|e| e.to_string())?;
+        let label = |x: &f64| {
+            let i = x.floor() as usize;
+            if (x - i as f64 - 0.5).abs() < 1e-6 {
+                names.get(i).cloned().unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n * 2 + 1)
+            .x_label_formatter(&label)
+            .y_desc("replies")
+            .y_label_formatter(&|v| tick(*v, top))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let color = PALETTE[i % PALETTE.len()];
+                Rectangle::new(
+                    [(i as f64 + 0.15, 0.0), (i as f64 + 0.85, *v as f64)],
+                    color.mix(0.8).filled(),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                Text::new(
+                    v.to_string(),
+                    (i as f64 + 0.4, *v as f64 + top * 0.02),
+                    ("sans-serif", 13),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// An axis tick without spurious decimals: whole numbers once the axis spans tens.
+fn tick(v: f64, top: f64) -> String {
+    if top >= 20.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+fn figure(out: &mut String, svg: String, caption: &str) {
+    let _ = write!(
+        out,
+        "<figure>{svg}<figcaption>{}</figcaption></figure>",
+        esc(caption)
+    );
+}
+
+/// The whole page.
+pub fn render(report: &RunReport) -> String {
+    let s = &report.series;
+    let mut body = String::new();
+    let verdict = if report.passed { "PASS" } else { "FAIL" };
+    let _ = write!(
+        body,
+        "<header><h1>{} <span class=\"badge {}\">{verdict}</span></h1><p>{:.1} s, {} users, {} requests, error rate {:.4} %, {} connection drops. Latency is measured from the <em>intended</em> send time (coordinated omission corrected); the generator's own send lag was p50 {:.3} ms, p99 {:.3} ms and is inside every figure.</p></header>",
+        esc(&report.profile),
+        verdict.to_lowercase(),
+        report.duration_s,
+        report.users,
+        report.requests,
+        report.error_rate * 100.0,
+        report.connection_drops,
+        report.send_lag_p50_ms,
+        report.send_lag_p99_ms,
+    );
+
+    body.push_str("<h2>Thresholds and audit</h2>");
+    if report.thresholds.is_empty() {
+        body.push_str("<p>The profile sets no thresholds.</p>");
+    } else {
+        body.push_str("<table><tr><th>threshold</th><th>observed</th><th></th></tr>");
+        for t in &report.thresholds {
+            let (class, word) = if t.passed {
+                ("ok", "ok")
+            } else {
+                ("fail", "BREACHED")
+            };
+            let _ = write!(
+                body,
+                "<tr><td><code>{}</code></td><td class=\"num\">{}</td><td class=\"{class}\">{word}</td></tr>",
+                esc(&t.threshold),
+                esc(&t.observed)
+            );
+        }
+        body.push_str("</table>");
+    }
+    match &report.audit {
+        Some(a) => {
+            let _ = write!(body, "<pre class=\"audit\">{}</pre>", esc(&a.to_string()));
+        }
+        None => body.push_str("<p>No audit: the run drove a system it did not start.</p>"),
+    }
+
+    body.push_str("<h2>Operations</h2><table><tr><th>op</th><th>count</th><th>errors</th><th>rate/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>");
+    for (name, r) in &report.ops {
+        if r.count == 0 && r.errors == 0 {
+            continue;
+        }
+        let _ = write!(
+            body,
+            "<tr><td>{name}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td></tr>",
+            r.count, r.errors, r.rate_per_s, r.p50_ms, r.p90_ms, r.p99_ms, r.p999_ms, r.max_ms
+        );
+    }
+    body.push_str("</table>");
+
+    body.push_str("<h2>Over time</h2>");
+    figure(
+        &mut body,
+        line_chart(
+            "Users connected",
+            "seconds into the run",
+            "users",
+            &[
+                line("connected", over_time(s, |x| x.connected as f64)),
+                line("stages' target", over_time(s, |x| x.target as f64)),
+            ],
+        ),
+        "Simulated users holding a long connection against what the profile's stages asked for.",
+    );
+    figure(
+        &mut body,
+        line_chart(
+            "Throughput",
+            "seconds into the run",
+            "per second",
+            &[
+                line("shakes decided", over_time(s, |x| x.shakes as f64)),
+                line("come back later", over_time(s, |x| x.come_back_later as f64)),
+                line("opens", over_time(s, |x| x.opens as f64)),
+                line("errors", over_time(s, |x| x.errors as f64)),
+            ],
+        ),
+        "Answered requests each second. \"Come back later\" is a throttled gateway answering without deciding.",
+    );
+    figure(
+        &mut body,
+        line_chart(
+            "Latency, second by second",
+            "seconds into the run",
+            "ms",
+            &[
+                line("shake p50", over_time(s, |x| x.shake_p50_ms)),
+                line("shake p99", over_time(s, |x| x.shake_p99_ms)),
+                line("shake p99.9", over_time(s, |x| x.shake_p999_ms)),
+                line("open p50", over_time(s, |x| x.open_p50_ms)),
+                line("open p99", over_time(s, |x| x.open_p99_ms)),
+            ],
+        ),
+        "Percentiles of the requests answered in each second (0 where none were).",
+    );
+    let tiers: std::collections::BTreeSet<u8> = s
+        .iter()
+        .flat_map(|x| x.clients_by_tier.keys().copied())
+        .collect();
+    let layers: Vec<Line> = tiers
+        .iter()
+        .map(|t| {
+            line(
+                format!("tier {t}"),
+                over_time(s, |x| x.clients_by_tier.get(t).copied().unwrap_or(0) as f64),
+            )
+        })
+        .collect();
+    figure(
+        &mut body,
+        stacked_chart("Clients per throttle tier", "users", &layers),
+        "Connected users by the throttle tier their gateway last gave them: 0 is normal, higher tiers ask clients to shake less often, the top one to come back later.",
+    );
+
+    body.push_str("<h2>Distributions</h2>");
+    figure(
+        &mut body,
+        distribution_chart(report),
+        "Each operation's latency at every percentile of the whole run (both axes stretch the tail: read p99 at 99%, p99.9 at 99.9%).",
+    );
+    let outcomes: Vec<(String, u64)> = report
+        .shake_outcomes
+        .iter()
+        .map(|(k, v)| (k.replace('_', " "), *v))
+        .collect();
+    figure(
+        &mut body,
+        bar_chart("Shake outcomes", &outcomes),
+        "What every shake reply said over the run.",
+    );
+
+    if let Some(r) = &report.resources {
+        let mib = |b: u64| b as f64 / 1_048_576.0;
+        let _ = write!(
+            body,
+            "<h2>What the run cost</h2><table><tr><th></th><th>processes</th><th>memory (PSS) at the peak</th><th>per connection</th><th>CPU while holding</th></tr><tr><td>load generator</td><td class=\"num\">{}</td><td class=\"num\">{:.1} MiB</td><td class=\"num\">{:.0} B</td><td class=\"num\">{:.1} %</td></tr><tr><td>gateways</td><td class=\"num\">{}</td><td class=\"num\">{:.1} MiB</td><td class=\"num\">{:.0} B</td><td class=\"num\">{:.1} %</td></tr><tr><td>backend and payment</td><td class=\"num\">{}</td><td class=\"num\">{:.1} MiB</td><td></td><td class=\"num\">{:.1} %</td></tr></table><p>{} connections held from {:.0} s to {:.0} s; memory of every process grew by {:.1} MiB over that hold.</p>",
+            r.peak.loadgen.processes, mib(r.peak.loadgen.rss_bytes), r.loadgen_bytes_per_connection, r.loadgen_cpu_cores * 100.0,
+            r.peak.gateways.processes, mib(r.peak.gateways.rss_bytes), r.gateway_bytes_per_connection, r.gateway_cpu_cores * 100.0,
+            r.peak.backend.processes, mib(r.peak.backend.rss_bytes), r.backend_cpu_cores * 100.0,
+            r.peak.connected, r.hold_from.at_s, r.hold_to.at_s, r.memory_growth_bytes() / 1_048_576.0,
+        );
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{} - load test report</title><style>{STYLE}</style></head><body>{body}<footer>Made by loadgen. The latency figures come from HdrHistogram; the interval log beside this file (latency.hlog) holds them second by second.</footer></body></html>\n",
+        esc(&report.profile)
+    )
+}
+
+const STYLE: &str = "body{font-family:sans-serif;max-width:800px;margin:2em auto;color:#222;line-height:1.4}\
+h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
+.badge{padding:.1em .5em;border-radius:.3em;color:#fff;font-size:.8em}.badge.pass{background:#2a2}.badge.fail{background:#c22}\
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #eee;text-align:left}\
+td.num{text-align:right;font-variant-numeric:tabular-nums}.ok{color:#2a2}.fail{color:#c22;font-weight:bold}\
+pre.audit{background:#f6f6f6;padding:.8em;overflow-x:auto}figure{margin:1.2em 0}figcaption{color:#555;font-size:.9em}\
+.warn{color:#c22}footer{margin-top:2em;color:#777;font-size:.85em}";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nines_place_percentiles_on_the_axis() {
+        assert_eq!(nines(0.0), 0.0);
+        assert!((nines(99.0) - 2.0).abs() < 1e-9);
+        assert!((nines(99.9) - 3.0).abs() < 1e-9);
+        assert_eq!(nines_label(&3.0), "99.9%");
+        assert_eq!(nines(100.0), 5.5);
+    }
+
+    #[test]
+    fn charts_are_svg_with_their_labels() {
+        let out = line_chart(
+            "Throughput",
+            "seconds",
+            "per second",
+            &[line("shakes <decided>", vec![(0.0, 1.0), (1.0, 3.0)])],
+        );
+        assert!(
+            out.starts_with("<svg") && out.contains("Throughput"),
+            "{out}"
+        );
+        assert!(out.contains("shakes &lt;decided&gt;"), "labels are escaped");
+        let bars = bar_chart(
+            "Outcomes",
+            &[("envelope".into(), 5), ("greeting".into(), 9)],
+        );
+        assert!(
+            bars.contains("\nenvelope\n") && bars.contains("\n9\n"),
+            "{bars}"
+        );
+    }
+}
