@@ -16,12 +16,14 @@ pub struct Profile {
     /// A name for reports [default: the file name].
     #[serde(default)]
     pub name: Option<String>,
+    /// What the run drives: `spawn:` a system for this run, or `addresses:` of a running one.
     #[schemars(with = "TargetSpec")]
     pub target: Target,
     /// Simulated users (each one long connection).
     pub users: u64,
     /// Connected users over time: each stage moves linearly to its target.
     pub stages: Vec<Stage>,
+    /// What every simulated user does while connected.
     pub behaviour: Behaviour,
     /// Pass/fail rules, `SUBJECT: STAT CMP VALUE`: `shake: p99 < 100ms` (operations
     /// connect, hello, shake, open, heartbeat; stats pNN, pNN.N, max, mean),
@@ -81,6 +83,8 @@ pub struct SpawnTarget {
     /// Data directory, relative to the working directory; wiped before the run.
     #[serde(default)]
     pub data: Option<PathBuf>,
+    /// First port: payment here, the envelope backend +1, gateway i +10+i, each
+    /// part's /metrics 1000 above its port.
     #[serde(default = "default_base_port")]
     pub base_port: u16,
     /// Time from start-up to the show's start.
@@ -126,6 +130,7 @@ pub struct AddressTarget {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stage {
+    /// How long the stage lasts, e.g. `30s`, `2m`.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "String")]
     pub duration: Duration,
@@ -144,6 +149,8 @@ pub struct Behaviour {
     /// Chance that a user opens an envelope it won.
     #[serde(deserialize_with = "probability")]
     pub open_probability: f64,
+    /// A heartbeat after this long without a request; a connection's first beat comes
+    /// at a random point of the interval.
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub heartbeat_interval: Duration,
