@@ -1,5 +1,6 @@
 //! Command-line shells around the library's parts.
 
+mod supervisor;
 mod up;
 
 use anyhow::{Context, Result};

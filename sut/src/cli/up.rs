@@ -5,16 +5,13 @@
 //! Ctrl-C/SIGTERM stops them front to back (gateways first, so their queues drain into
 //! a backend that is still up, then the backend, then payment).
 
+use super::supervisor::Supervisor;
 use anyhow::{bail, Context, Result};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use sut::manifest::{self, Manifest};
 use sut::timeline::Timeline;
-use tokio::process::{Child, Command};
-use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -48,11 +45,6 @@ pub struct UpArgs {
     fresh: bool,
     #[command(flatten)]
     gateway: super::GatewayTuning,
-}
-
-struct Part {
-    name: String,
-    child: Child,
 }
 
 pub async fn run(args: UpArgs) -> Result<ExitCode> {
@@ -125,12 +117,13 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
 
     let exe = std::env::current_exe().context("cannot find the sut executable")?;
     let data_arg = data.display().to_string();
-    let mut parts: Vec<Part> = Vec::new();
+    let mut sup = Supervisor::new(exe, data);
+    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let started = async {
-        let part = spawn(
-            &exe,
+        sup.launch(
             "payment",
-            &[
+            &payment_addr,
+            owned(&[
                 "payment",
                 "--listen",
                 &payment_addr,
@@ -138,14 +131,13 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
                 &metrics[0].1,
                 "--data",
                 &data_arg,
-            ],
-        )?;
-        parts.push(part);
-        wait_listening(&payment_addr, &mut parts).await?;
-        let part = spawn(
-            &exe,
+            ]),
+        )
+        .await?;
+        sup.launch(
             "envelope",
-            &[
+            &envelope_addr,
+            owned(&[
                 "envelope",
                 "--listen",
                 &envelope_addr,
@@ -155,16 +147,15 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
                 &data_arg,
                 "--payment",
                 &payment_addr,
-            ],
-        )?;
-        parts.push(part);
-        wait_listening(&envelope_addr, &mut parts).await?;
+            ]),
+        )
+        .await?;
         let gateway_count = gateways.to_string();
         let tuning = args.gateway.to_flags();
         let show = show_start_ms.to_string();
         for i in 0..gateways {
             let id = i.to_string();
-            let mut gateway_args = vec![
+            let mut gateway_args = owned(&[
                 "gateway",
                 "--id",
                 &id,
@@ -180,19 +171,20 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
                 &show,
                 "--envelope",
                 &envelope_addr,
-            ];
-            gateway_args.extend(tuning.iter().map(String::as_str));
-            let part = spawn(&exe, &format!("gateway-{i}"), &gateway_args)?;
-            parts.push(part);
-        }
-        for a in &gateway_addrs {
-            wait_listening(a, &mut parts).await?;
+            ]);
+            gateway_args.extend(tuning.iter().cloned());
+            sup.launch(
+                &format!("gateway-{i}"),
+                &gateway_addrs[i as usize],
+                gateway_args,
+            )
+            .await?;
         }
         anyhow::Ok(())
     }
     .await;
     if let Err(e) = started {
-        stop_all(&mut parts).await;
+        sup.stop_all().await;
         return Err(e);
     }
 
@@ -233,12 +225,18 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         until_show as f64 / 1000.0
     );
 
+    println!("  control: type `kill|stop|start|restart PART` (e.g. `kill gateway-0`) to take a part down or bring it back");
+
     let mut shutdown = super::shutdown_signal()?;
-    let failed = tokio::select! {
-        _ = shutdown.changed() => None,
-        name = any_exit(&mut parts) => Some(name),
+    let mut control = control_lines();
+    let failed = loop {
+        tokio::select! {
+            _ = shutdown.changed() => break None,
+            name = sup.any_exit() => break Some(name),
+            Some(line) = control.recv() => println!("{}", sup.command(&line).await),
+        }
     };
-    stop_all(&mut parts).await;
+    sup.stop_all().await;
     match failed {
         None => {
             println!("system under test stopped cleanly");
@@ -248,87 +246,19 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     }
 }
 
-fn spawn(exe: &Path, name: &str, args: &[&str]) -> Result<Part> {
-    let mut cmd = Command::new(exe);
-    cmd.args(args).process_group(0).kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGTERM the child
-    // if this supervisor dies, so no part outlives `sut up` even after a SIGKILL.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-        });
-    }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {name}"))?;
-    Ok(Part {
-        name: name.to_string(),
-        child,
-    })
-}
-
-async fn wait_listening(addr: &str, parts: &mut [Part]) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        for p in parts.iter_mut() {
-            if let Ok(Some(status)) = p.child.try_wait() {
-                bail!("{} exited ({status}) before listening on {addr}", p.name);
+/// Control lines from standard input (none when it is closed or empty).
+fn control_lines() -> tokio::sync::mpsc::Receiver<String> {
+    use tokio::io::AsyncBufReadExt;
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if !line.trim().is_empty() && tx.send(line).await.is_err() {
+                break;
             }
         }
-        if Instant::now() > deadline {
-            bail!("nothing listens on {addr} after 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn any_exit(parts: &mut [Part]) -> String {
-    loop {
-        for p in parts.iter_mut() {
-            if let Ok(Some(_)) = p.child.try_wait() {
-                return p.name.clone();
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Stops gateways first, then the backend, then payment, each with SIGTERM and a grace.
-async fn stop_all(parts: &mut Vec<Part>) {
-    let mut gateways: Vec<Part> = Vec::new();
-    let mut rest: Vec<Part> = Vec::new();
-    for p in parts.drain(..) {
-        if p.name.starts_with("gateway") {
-            gateways.push(p);
-        } else {
-            rest.push(p);
-        }
-    }
-    stop_group(&mut gateways).await;
-    // rest holds payment then envelope: stop in reverse start order.
-    while let Some(p) = rest.pop() {
-        stop_group(&mut [p]).await;
-    }
-}
-
-async fn stop_group(group: &mut [Part]) {
-    for p in group.iter() {
-        if let Some(pid) = p.child.id() {
-            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
-        }
-    }
-    for p in group.iter_mut() {
-        match tokio::time::timeout(Duration::from_secs(40), p.child.wait()).await {
-            Ok(_) => {}
-            Err(_) => {
-                eprintln!("{} did not stop within 40 s; killing it", p.name);
-                let _ = p.child.kill().await;
-            }
-        }
-    }
+    });
+    rx
 }
 
 fn write_targets(data: &Path, metrics: &[(String, String)]) -> Result<()> {
