@@ -387,6 +387,21 @@ pub fn render(report: &RunReport) -> String {
         None => body.push_str("<p>No audit: the run drove a system it did not start.</p>"),
     }
 
+    if !report.faults.is_empty() {
+        body.push_str("<h2>Faults</h2><p>Parts of the system under test the profile took down and brought back while the load ran; the audit above judges the system after all of them.</p><table><tr><th>at</th><th>part</th><th>event</th><th>pid</th></tr>");
+        for f in &report.faults {
+            let _ = write!(
+                body,
+                "<tr><td class=\"num\">{:.1} s</td><td>{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+                f.at_s,
+                esc(&f.part),
+                esc(&f.event),
+                f.pid.map(|p| p.to_string()).unwrap_or_default()
+            );
+        }
+        body.push_str("</table>");
+    }
+
     body.push_str("<h2>Operations</h2><table><tr><th>op</th><th>count</th><th>errors</th><th>rate/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>");
     for (name, r) in &report.ops {
         if r.count == 0 && r.errors == 0 {

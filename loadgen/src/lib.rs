@@ -2,6 +2,7 @@
 //! measured from intended send times into HDR histograms.
 
 pub mod dashboard;
+pub mod faults;
 pub mod fleet;
 pub mod hlog;
 pub mod html_report;

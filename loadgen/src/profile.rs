@@ -31,6 +31,10 @@ pub struct Profile {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub thresholds: Vec<Threshold>,
+    /// Parts of the spawned system to crash or restart during the run (see
+    /// `loadgen/src/faults.rs`): `- { kill: gateway-0, at: 15s, down_for: 3s }`.
+    #[serde(default)]
+    pub faults: Vec<crate::faults::Fault>,
     /// Seed for every random choice of the run (phases, opens): same seed, same run.
     #[serde(default = "default_seed")]
     pub seed: u64,
@@ -105,6 +109,26 @@ pub struct SpawnTarget {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "String")]
     pub shake_cost: Duration,
+    /// Make payment (the transfer system) slow, flaky or down, to watch the backend's
+    /// outbox hold and retry while users are never told anything failed.
+    #[serde(default)]
+    pub payment: PaymentSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentSpec {
+    /// Latency added to every credit batch payment applies.
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub latency: Duration,
+    /// Share of credit batches refused with a failure, 0..1.
+    #[serde(default)]
+    pub failure_rate: f64,
+    /// Windows of show time in which payment refuses everything, `START+LENGTH`,
+    /// e.g. `20s+5s`.
+    #[serde(default)]
+    pub outages: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -252,12 +276,40 @@ impl Profile {
                 if s.gateways == Some(0) {
                     return Err("target.spawn.gateways: must be at least 1".into());
                 }
+                if !(0.0..=1.0).contains(&s.payment.failure_rate) {
+                    return Err(format!(
+                        "target.spawn.payment.failure_rate: a share between 0 and 1, got {}",
+                        s.payment.failure_rate
+                    ));
+                }
+                for o in &s.payment.outages {
+                    o.parse::<sut::payment_faults::Outage>()
+                        .map_err(|e| format!("target.spawn.payment.outages: {e}"))?;
+                }
             }
             Target::Addresses(a) => {
                 if a.gateways.is_empty() {
                     return Err(
                         "target.addresses.gateways: list at least one gateway address".into(),
                     );
+                }
+            }
+        }
+        for (i, f) in self.faults.iter().enumerate() {
+            crate::faults::check(i, f)?;
+        }
+        if !self.faults.is_empty() {
+            match &self.target {
+                Target::Spawn(s) => {
+                    if let Some(n) = s.gateways {
+                        crate::faults::plan(&self.faults, n, self.seed)?;
+                    }
+                }
+                Target::Addresses(_) => {
+                    return Err(
+                        "faults: a run can only fault a system it started; use `target: spawn:`"
+                            .into(),
+                    )
                 }
             }
         }

@@ -60,6 +60,8 @@ pub struct RunReport {
     pub series: Vec<Second>,
     pub thresholds: Vec<ThresholdResult>,
     pub audit: Option<AuditReport>,
+    /// What the profile's faults did to the system, in order.
+    pub faults: Vec<crate::faults::FaultEvent>,
     pub passed: bool,
     /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
     /// whole distribution, which the HTML report plots.
@@ -77,6 +79,8 @@ pub fn distribution_percentiles() -> Vec<f64> {
 
 /// What the run itself cost; reported, never asserted.
 pub struct RunCost {
+    /// Parts the profile's faults took down and brought back.
+    pub faults: Vec<crate::faults::FaultEvent>,
     pub series: Vec<Second>,
     pub requests_by_worker: Vec<u64>,
     pub resources: Option<ResourceReport>,
@@ -135,8 +139,18 @@ impl RunReport {
                 }
             })
             .collect();
-        let passed =
-            thresholds.iter().all(|t| t.passed) && audit.as_ref().is_none_or(|a| a.passed());
+        // A part a fault took down that never came back is a failed run: the audit
+        // would then judge a system that was not whole.
+        // Every open a user was told succeeded must have been credited: the money the
+        // gateways promised is at most what payment credited (more is possible: an open
+        // recorded whose reply the user never got).
+        let promises_kept = audit
+            .as_ref()
+            .is_none_or(|a| a.credited_cents >= summary.opened_cents);
+        let passed = thresholds.iter().all(|t| t.passed)
+            && audit.as_ref().is_none_or(|a| a.passed())
+            && promises_kept
+            && crate::faults::all_came_back(&cost.faults);
         let latency_distribution = OPS
             .iter()
             .filter(|op| !summary.ops[**op as usize].latency.is_empty())
@@ -173,6 +187,7 @@ impl RunReport {
             series: cost.series,
             thresholds,
             audit,
+            faults: cost.faults,
             passed,
             latency_distribution,
         }
@@ -327,9 +342,37 @@ impl RunReport {
                 let _ = writeln!(out, "  {mark} {:<28} observed {}", t.threshold, t.observed);
             }
         }
+        if !self.faults.is_empty() {
+            let _ = writeln!(out, "\nfaults (what sut up did, seconds into the run):");
+            for f in &self.faults {
+                let _ = writeln!(
+                    out,
+                    "  {:>7.1} s  {:<10} {:<8} pid {}",
+                    f.at_s,
+                    f.part,
+                    f.event,
+                    f.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+                );
+            }
+            if !crate::faults::all_came_back(&self.faults) {
+                let _ = writeln!(out, "  FAIL: a part that went down did not come back");
+            }
+        }
         if let Some(a) = &self.audit {
             let _ = writeln!(out);
             let _ = write!(out, "{a}");
+            let kept = a.credited_cents >= self.opened_cents;
+            let _ = writeln!(
+                out,
+                "opens users were told succeeded: {} cents; credited by payment: {} cents: {}",
+                self.opened_cents,
+                a.credited_cents,
+                if kept {
+                    "every promise kept"
+                } else {
+                    "FAIL: promised money was not credited"
+                }
+            );
         }
         out
     }

@@ -45,7 +45,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let peak = opts.segment.len(profile.peak_users());
     let fd_limit = sut::open_files::raise_to_hard_limit();
 
-    let (spawned, gateways, auth_key) = match &profile.target {
+    let (mut spawned, gateways, auth_key) = match &profile.target {
         Target::Spawn(t) => {
             if opts.segment != Segment::ALL {
                 bail!("--segment {} splits users over machines that share one system; give the profile `target: addresses:` instead of `spawn:`", opts.segment);
@@ -115,6 +115,14 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let start = tokio::time::Instant::now()
         + Duration::from_millis((start_at - sut::gateway::unix_ms()).max(0) as u64);
     let mut interrupted = false;
+    // Faults: control lines for `sut up`, each sent at its time.
+    let steps = match &spawned {
+        Some(s) => crate::faults::plan(&profile.faults, s.manifest.gateways, profile.seed)
+            .map_err(|e| anyhow::anyhow!("profile {}: {e}", opts.profile.display()))?,
+        None => Vec::new(),
+    };
+    let mut steps = steps.into_iter().peekable();
+    let run_start_ms = start_at;
     // Workers report on each whole second of the run; ticking half a second later means
     // every tick has seen exactly the reports up to its second, so per-second figures do
     // not alias (a second with two reports and the next with none).
@@ -155,6 +163,12 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 live.target_users.store(target, std::sync::atomic::Ordering::Relaxed);
                 *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = tracker.report();
             }
+            _ = tokio::time::sleep_until(start + steps.peek().map_or(Duration::ZERO, |s| s.at)), if steps.peek().is_some() => {
+                if let (Some(step), Some(sut)) = (steps.next(), spawned.as_mut()) {
+                    eprintln!("fault: {} at {:.1} s", step.command, step.at.as_secs_f64());
+                    sut.control(&step.command).await?;
+                }
+            }
             _ = &mut ctrl_c, if !interrupted => {
                 eprintln!("interrupted: stopping users and reporting what was measured");
                 fleet.stop();
@@ -171,6 +185,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let elapsed = start.elapsed().saturating_sub(Duration::from_millis(500));
     let _ = progress.line(&summary, elapsed, 0);
 
+    let mut fault_events = Vec::new();
     let audit = match spawned {
         Some(s) => {
             if let Target::Spawn(t) = &profile.target {
@@ -178,6 +193,11 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             }
             let data = s.data.clone();
             eprintln!("stopping the system under test (queues drain first)");
+            // The faults' events, read before the final stop adds its own.
+            if !profile.faults.is_empty() {
+                let text = std::fs::read_to_string(data.join("events.jsonl")).unwrap_or_default();
+                fault_events = crate::faults::events(&text, run_start_ms);
+            }
             s.stop().await?;
             Some(sut::audit::run(&data).context("the audit could not read the run's records")?)
         }
@@ -188,6 +208,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         None => None,
     };
     let cost = RunCost {
+        faults: fault_events,
         series: progress.series,
         requests_by_worker,
         resources: tracker.report(),

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 /// A running `sut up`.
 pub struct Spawned {
     child: Child,
+    control: Option<tokio::process::ChildStdin>,
     pub data: PathBuf,
     pub manifest: Manifest,
     pub log: PathBuf,
@@ -68,6 +69,13 @@ pub async fn start(
     if !target.tiers {
         cmd.arg("--no-tiers");
     }
+    cmd.arg("--payment-latency")
+        .arg(humantime::format_duration(target.payment.latency).to_string())
+        .arg("--payment-failure-rate")
+        .arg(target.payment.failure_rate.to_string());
+    for o in &target.payment.outages {
+        cmd.arg("--payment-outage").arg(o);
+    }
     cmd.arg("--shake-cost")
         .arg(humantime::format_duration(target.shake_cost).to_string());
     cmd.arg("--heartbeat-timeout")
@@ -80,7 +88,8 @@ pub async fn start(
         .arg(target.base_port.to_string())
         .arg("--countdown")
         .arg(humantime::format_duration(target.countdown).to_string())
-        .stdin(Stdio::null())
+        // Control lines (faults) go to `sut up` through its standard input.
+        .stdin(Stdio::piped())
         .stdout(log.try_clone()?)
         .stderr(log)
         .process_group(0)
@@ -115,8 +124,10 @@ pub async fn start(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let control = child.stdin.take();
     Ok(Spawned {
         child,
+        control,
         data: data.to_path_buf(),
         manifest,
         log: log_path,
@@ -130,7 +141,24 @@ impl Spawned {
     }
 
     /// Stops the system cleanly (SIGTERM: gateways drain, then the rest) and waits.
+    /// Sends one control line (`kill gateway-0`, `start payment`...) to `sut up`, which
+    /// records what it did in the data directory's `events.jsonl`.
+    pub async fn control(&mut self, line: &str) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self
+            .control
+            .as_mut()
+            .context("`sut up` has no control input")?;
+        stdin.write_all(format!("{line}\n").as_bytes()).await?;
+        stdin
+            .flush()
+            .await
+            .context("cannot reach `sut up`'s control input")
+    }
+
     pub async fn stop(mut self) -> Result<()> {
+        // No more control lines: `sut up` sees its input end.
+        self.control.take();
         if let Some(pid) = self.child.id() {
             let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
         }

@@ -97,7 +97,9 @@ behaviour:
         total("sut_gateway_opens_total{result=\"ok\"}"),
         u(&ops["open"]["count"])
     );
-    assert!(u(&ops["shake"]["count"]) >= USERS, "{stdout}");
+    // Every user shook at least once: decided, or told to come back later when the
+    // gateways (on a busy machine) raised their tier.
+    assert!(u(&ops["shake"]["count"]) + come_back >= USERS, "{stdout}");
     assert!(u(&ops["heartbeat"]["count"]) > 0, "{stdout}");
 }
 

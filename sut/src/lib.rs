@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod open_files;
 pub mod passthrough;
 pub mod payment;
+pub mod payment_faults;
 pub mod protocol;
 pub mod rate_budget;
 pub mod rpc;

@@ -2,6 +2,7 @@
 //! envelope id, to an append-only ledger and per-user balances.
 
 use crate::metrics::{labels, prefill, Counters};
+use crate::payment_faults::Verdict;
 use crate::rpc::{self, Credit, Rpc};
 use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
 use prometheus_client::metrics::gauge::Gauge;
@@ -88,6 +89,10 @@ pub struct PaymentConfig {
     /// Credit batches in flight before new ones are refused with Busy: the back
     /// rejects the front early and cheaply, and the backend's outbox holds the credits.
     pub max_in_flight: usize,
+    /// Injected latency, failures and outages (none by default).
+    pub faults: crate::payment_faults::PaymentFaults,
+    /// Unix ms of the show's start: outage windows count from here.
+    pub show_start_ms: i64,
 }
 
 #[derive(Debug, Error)]
@@ -107,7 +112,11 @@ pub async fn run(
         GroupCommitter::spawn(Arc::new(db), 256, apply);
     let credits = Counters::default();
     let mut registry = Registry::default();
-    prefill(&credits, "result", &["credited", "duplicate", "busy"]);
+    prefill(
+        &credits,
+        "result",
+        &["credited", "duplicate", "busy", "down", "failed"],
+    );
     registry.register(
         "sut_payment_credits",
         "Credits received, by result",
@@ -123,20 +132,43 @@ pub async fn run(
     let listener = crate::listen::bind(&config.listen).await?;
     crate::log_line!("payment listening on {}", config.listen);
     let max_in_flight = config.max_in_flight;
+    let faults = Arc::new(config.faults.clone());
+    let show_start_ms = config.show_start_ms;
     rpc::serve(listener, shutdown, move |request| {
         let committer = committer.clone();
         let counters = credits.clone();
         let in_flight = in_flight.clone();
+        let faults = faults.clone();
         async move {
             let Rpc::ApplyCredits { credits } = request else {
                 return Rpc::Failed {
                     message: "payment only takes ApplyCredits".into(),
                 };
             };
+            let roll = rand::random::<f64>();
+            let delay = match faults.decide(crate::gateway::unix_ms() - show_start_ms, roll) {
+                Verdict::Serve { delay } => delay,
+                refused => {
+                    let (name, message) = if refused == Verdict::Down {
+                        ("down", "payment is down (an outage window)")
+                    } else {
+                        ("failed", "payment failed (an injected failure)")
+                    };
+                    counters.get_or_create(&labels(&[("result", name)])).inc();
+                    return Rpc::Failed {
+                        message: message.into(),
+                    };
+                }
+            };
             if in_flight.inc() >= max_in_flight as i64 {
                 in_flight.dec();
                 counters.get_or_create(&labels(&[("result", "busy")])).inc();
                 return Rpc::Busy { retry_after_ms: 50 };
+            }
+            // A slow transfer system holds its in-flight slot while it is slow, so that
+            // latency turns into back-pressure on the backend as it would for real.
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
             }
             let ids: Vec<u64> = credits.iter().map(|c| c.envelope_id).collect();
             let committed = committer.submit(credits).await;

@@ -138,6 +138,67 @@ struct PaymentArgs {
     /// Credit batches in flight before new ones are refused as busy.
     #[arg(long, default_value_t = 64)]
     max_in_flight: usize,
+    /// Unix ms of the show's start, for outage windows [default: from DATA/manifest.json, else now].
+    #[arg(long)]
+    show_start_ms: Option<i64>,
+    #[command(flatten)]
+    faults: PaymentFaultArgs,
+}
+
+/// Faults the payment stand-in can be told to have; `sut up` passes them on.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct PaymentFaultArgs {
+    /// Latency added to every credit batch payment applies (it holds its in-flight slot
+    /// meanwhile, so a slow payment pushes back on the backend).
+    #[arg(long = "payment-latency", default_value = "0s", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// Share of credit batches refused with a failure (0..1); the backend retries them.
+    #[arg(long = "payment-failure-rate", default_value_t = 0.0, value_parser = failure_rate)]
+    failure_rate: f64,
+    /// A window of show time in which payment refuses everything, START+LENGTH (e.g.
+    /// 20s+5s); repeat for several.
+    #[arg(long = "payment-outage")]
+    outages: Vec<sut::payment_faults::Outage>,
+}
+
+fn failure_rate(s: &str) -> Result<f64, String> {
+    let r: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number; give a share between 0 and 1, e.g. 0.05"))?;
+    if (0.0..=1.0).contains(&r) {
+        Ok(r)
+    } else {
+        Err(format!("{r} is not between 0 and 1"))
+    }
+}
+
+impl PaymentFaultArgs {
+    pub(crate) fn to_faults(&self) -> sut::payment_faults::PaymentFaults {
+        sut::payment_faults::PaymentFaults {
+            latency: self.latency,
+            failure_rate: self.failure_rate,
+            outages: self.outages.clone(),
+        }
+    }
+
+    /// The same settings as command-line flags, for `sut up` to pass on.
+    pub(crate) fn to_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            "--payment-latency".to_string(),
+            humantime::format_duration(self.latency).to_string(),
+            "--payment-failure-rate".to_string(),
+            self.failure_rate.to_string(),
+        ];
+        for o in &self.outages {
+            flags.push("--payment-outage".into());
+            flags.push(format!(
+                "{}+{}",
+                humantime::format_duration(o.start),
+                humantime::format_duration(o.length)
+            ));
+        }
+        flags
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -187,11 +248,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         }),
         Command::Payment(args) => rt.block_on(async {
             let shutdown = shutdown_signal()?;
+            let data_dir = args.data.clone();
             let config = sut::payment::PaymentConfig {
                 listen: args.listen,
                 metrics: args.metrics,
                 data: args.data,
                 max_in_flight: args.max_in_flight,
+                faults: args.faults.to_faults(),
+                show_start_ms: args
+                    .show_start_ms
+                    .or_else(|| {
+                        sut::manifest::Manifest::load(&data_dir)
+                            .ok()
+                            .map(|m| m.show_start_ms)
+                    })
+                    .unwrap_or_else(sut::gateway::unix_ms),
             };
             sut::payment::run(config, shutdown).await?;
             Ok(ExitCode::SUCCESS)

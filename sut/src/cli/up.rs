@@ -45,6 +45,8 @@ pub struct UpArgs {
     fresh: bool,
     #[command(flatten)]
     gateway: super::GatewayTuning,
+    #[command(flatten)]
+    payment: super::PaymentFaultArgs,
 }
 
 pub async fn run(args: UpArgs) -> Result<ExitCode> {
@@ -120,20 +122,20 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     let mut sup = Supervisor::new(exe, data);
     let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     let started = async {
-        sup.launch(
+        let show = show_start_ms.to_string();
+        let mut payment_args = owned(&[
             "payment",
+            "--listen",
             &payment_addr,
-            owned(&[
-                "payment",
-                "--listen",
-                &payment_addr,
-                "--metrics",
-                &metrics[0].1,
-                "--data",
-                &data_arg,
-            ]),
-        )
-        .await?;
+            "--metrics",
+            &metrics[0].1,
+            "--data",
+            &data_arg,
+            "--show-start-ms",
+            &show,
+        ]);
+        payment_args.extend(args.payment.to_flags());
+        sup.launch("payment", &payment_addr, payment_args).await?;
         sup.launch(
             "envelope",
             &envelope_addr,
@@ -152,7 +154,6 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         .await?;
         let gateway_count = gateways.to_string();
         let tuning = args.gateway.to_flags();
-        let show = show_start_ms.to_string();
         for i in 0..gateways {
             let id = i.to_string();
             let mut gateway_args = owned(&[
@@ -246,18 +247,22 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     }
 }
 
-/// Control lines from standard input (none when it is closed or empty).
+/// Control lines from standard input (none when it is closed or empty). Read on a
+/// plain thread of its own: a runtime's blocking pool would keep `sut up` from exiting
+/// while the reader still waits on an open pipe.
 fn control_lines() -> tokio::sync::mpsc::Receiver<String> {
-    use tokio::io::AsyncBufReadExt;
+    use std::io::BufRead;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if !line.trim().is_empty() && tx.send(line).await.is_err() {
-                break;
+    let _ = std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if !line.trim().is_empty() && tx.blocking_send(line).is_err() {
+                    break;
+                }
             }
-        }
-    });
+        });
     rx
 }
 

@@ -1,0 +1,300 @@
+//! Faults as part of a profile: parts of a spawned system under test killed (SIGKILL, a
+//! crash) or restarted (SIGTERM, a clean stop) at given or seeded random times while the
+//! load runs. This is the plan, with no I/O: the run sends each step to `sut up`'s
+//! control input at its time, and the audit then says whether anything was lost.
+//!
+//! ```yaml
+//! faults:
+//!   - { kill: gateway-0, at: 15s, down_for: 3s }     # crash, back 3 s later
+//!   - { kill: gateway, between: { from: 10s, to: 40s } }   # a seeded random gateway and time
+//!   - { restart: envelope, at: 30s }                 # clean stop, then start
+//! ```
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// One fault of the profile's `faults:` list.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Crash this part with SIGKILL (no drain, no clean close), then start it again after
+    /// `down_for`: `payment`, `envelope`, `gateway-N`, or `gateway` for a seeded random one.
+    #[serde(default)]
+    pub kill: Option<String>,
+    /// Stop this part cleanly (SIGTERM: a gateway drains its queue first), then start it
+    /// again at once. Same names as `kill`.
+    #[serde(default)]
+    pub restart: Option<String>,
+    /// When, counted from the run's start.
+    #[serde(default, with = "humantime_serde::option")]
+    #[schemars(with = "Option<String>")]
+    pub at: Option<Duration>,
+    /// Or a seeded random time inside this window.
+    #[serde(default)]
+    pub between: Option<Window>,
+    /// How long a killed part stays down before it is started again.
+    #[serde(default = "default_down_for", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub down_for: Duration,
+}
+
+fn default_down_for() -> Duration {
+    Duration::from_secs(2)
+}
+
+/// A span of the run, for a seeded random time.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub from: Duration,
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub to: Duration,
+}
+
+/// One control line for `sut up`, and when to send it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub at: Duration,
+    pub command: String,
+}
+
+/// Checks what can be checked without knowing the fleet: one action, one time, a
+/// known part name. `i` is the fault's place in the list, for messages.
+pub fn check(i: usize, f: &Fault) -> Result<(), String> {
+    let at = format!("faults[{i}]");
+    let name = match (&f.kill, &f.restart) {
+        (Some(n), None) | (None, Some(n)) => n,
+        _ => {
+            return Err(format!(
+                "{at}: give exactly one of `kill: PART` or `restart: PART` (PART: payment, envelope, gateway-N or gateway)"
+            ))
+        }
+    };
+    part_name(name).map_err(|e| format!("{at}: {e}"))?;
+    match (f.at, f.between) {
+        (Some(_), None) => Ok(()),
+        (None, Some(w)) if w.from < w.to => Ok(()),
+        (None, Some(w)) => Err(format!(
+            "{at}.between: `from` ({:?}) must come before `to` ({:?})",
+            w.from, w.to
+        )),
+        _ => Err(format!(
+            "{at}: give exactly one of `at: 15s` or `between: {{ from: 10s, to: 40s }}`"
+        )),
+    }
+}
+
+/// A part's name, or `None` for "a random gateway".
+fn part_name(name: &str) -> Result<Option<PartName>, String> {
+    match name {
+        "payment" => Ok(Some(PartName::Payment)),
+        "envelope" => Ok(Some(PartName::Envelope)),
+        "gateway" => Ok(None),
+        other => other
+            .strip_prefix("gateway-")
+            .and_then(|n| n.parse::<u16>().ok())
+            .map(|n| Some(PartName::Gateway(n)))
+            .ok_or_else(|| {
+                format!("`{other}` is not a part; use payment, envelope, gateway-N (N from 0) or gateway (a random one)")
+            }),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PartName {
+    Payment,
+    Envelope,
+    Gateway(u16),
+}
+
+impl PartName {
+    fn name(self) -> String {
+        match self {
+            PartName::Payment => "payment".into(),
+            PartName::Envelope => "envelope".into(),
+            PartName::Gateway(n) => format!("gateway-{n}"),
+        }
+    }
+}
+
+/// The control steps for a system with `gateways` gateways, in time order. Random times
+/// and gateways come from `seed`, so the same profile faults the same way every run.
+pub fn plan(faults: &[Fault], gateways: u16, seed: u64) -> Result<Vec<Step>, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xfa17);
+    let mut steps = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        check(i, f)?;
+        let at = match (f.at, f.between) {
+            (Some(t), _) => t,
+            (None, Some(w)) => {
+                let span = (w.to - w.from).as_millis() as u64;
+                w.from + Duration::from_millis(rng.random_range(0..=span))
+            }
+            (None, None) => unreachable!("check() requires a time"),
+        };
+        let (kill, name) = match (&f.kill, &f.restart) {
+            (Some(n), _) => (true, n),
+            (_, Some(n)) => (false, n),
+            _ => unreachable!("check() requires an action"),
+        };
+        let part = match part_name(name)? {
+            Some(PartName::Gateway(n)) if n >= gateways => {
+                return Err(format!(
+                "faults[{i}]: gateway-{n} does not exist; the system has gateway-0 to gateway-{}",
+                gateways.saturating_sub(1)
+            ))
+            }
+            Some(p) => p,
+            None => PartName::Gateway(rng.random_range(0..gateways.max(1))),
+        };
+        if kill {
+            steps.push(Step {
+                at,
+                command: format!("kill {}", part.name()),
+            });
+            steps.push(Step {
+                at: at + f.down_for,
+                command: format!("start {}", part.name()),
+            });
+        } else {
+            steps.push(Step {
+                at,
+                command: format!("restart {}", part.name()),
+            });
+        }
+    }
+    steps.sort_by_key(|s| s.at);
+    Ok(steps)
+}
+
+/// One change `sut up` made to a part during the run (from its `events.jsonl`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FaultEvent {
+    /// Seconds since the run's start.
+    #[serde(default)]
+    pub at_s: f64,
+    pub part: String,
+    /// `killed`, `stopped` or `started`.
+    pub event: String,
+    pub pid: Option<u32>,
+    #[serde(default, skip_serializing)]
+    unix_ms: i64,
+}
+
+/// The part changes after the run began (the first starts are the system coming up).
+pub fn events(jsonl: &str, run_start_unix_ms: i64) -> Vec<FaultEvent> {
+    jsonl
+        .lines()
+        .filter_map(|l| serde_json::from_str::<FaultEvent>(l).ok())
+        .filter(|e| e.unix_ms >= run_start_unix_ms)
+        .map(|mut e| {
+            e.at_s = (e.unix_ms - run_start_unix_ms) as f64 / 1000.0;
+            e
+        })
+        .collect()
+}
+
+/// Whether every part that went down came back: each `killed` or `stopped` is
+/// followed by a `started` of the same part.
+pub fn all_came_back(events: &[FaultEvent]) -> bool {
+    let mut down = std::collections::BTreeSet::new();
+    for e in events {
+        if e.event == "started" {
+            down.remove(&e.part);
+        } else {
+            down.insert(e.part.clone());
+        }
+    }
+    down.is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn faults(yaml: &str) -> Vec<Fault> {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn kills_come_back_after_their_down_time_in_order() {
+        let f = faults(
+            "- { kill: gateway-1, at: 20s, down_for: 5s }\n- { restart: envelope, at: 10s }\n- { kill: payment, at: 22s }\n",
+        );
+        let steps = plan(&f, 2, 1).unwrap();
+        let lines: Vec<(u64, &str)> = steps
+            .iter()
+            .map(|s| (s.at.as_secs(), s.command.as_str()))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (10, "restart envelope"),
+                (20, "kill gateway-1"),
+                (22, "kill payment"),
+                (24, "start payment"),
+                (25, "start gateway-1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn random_times_and_gateways_are_seeded_and_inside_their_window() {
+        let f = faults("- { kill: gateway, between: { from: 10s, to: 40s } }\n");
+        for seed in 0..50 {
+            let a = plan(&f, 5, seed).unwrap();
+            assert_eq!(a, plan(&f, 5, seed).unwrap(), "same seed, same plan");
+            assert!(a[0].at >= Duration::from_secs(10) && a[0].at <= Duration::from_secs(40));
+            let n: u16 = a[0]
+                .command
+                .trim_start_matches("kill gateway-")
+                .parse()
+                .unwrap();
+            assert!(n < 5);
+            assert_eq!(a[1].command, format!("start gateway-{n}"));
+        }
+    }
+
+    #[test]
+    fn events_after_the_start_are_kept_and_timed_from_it() {
+        let log = concat!(
+            "{\"unix_ms\":1000,\"part\":\"payment\",\"event\":\"started\",\"pid\":1}\n",
+            "{\"unix_ms\":6000,\"part\":\"gateway-0\",\"event\":\"killed\",\"pid\":3}\n",
+            "{\"unix_ms\":8500,\"part\":\"gateway-0\",\"event\":\"started\",\"pid\":4}\n",
+            "{\"unix_ms\":9000,\"part\":\"payment\",\"event\":\"stopped\",\"pid\":1}\n",
+        );
+        let e = events(log, 5000);
+        assert_eq!(e.len(), 3);
+        assert_eq!((e[0].at_s, e[0].event.as_str()), (1.0, "killed"));
+        assert_eq!(e[1].at_s, 3.5);
+        assert!(!all_came_back(&e), "payment stayed down");
+        assert!(all_came_back(&e[..2]));
+    }
+
+    #[test]
+    fn bad_faults_say_what_to_write() {
+        for (yaml, hint) in [
+            ("- { at: 1s }", "exactly one of `kill: PART`"),
+            (
+                "- { kill: payment, restart: payment, at: 1s }",
+                "exactly one of `kill: PART`",
+            ),
+            ("- { kill: database, at: 1s }", "`database` is not a part"),
+            ("- { kill: payment }", "exactly one of `at: 15s`"),
+            (
+                "- { kill: payment, between: { from: 9s, to: 3s } }",
+                "must come before",
+            ),
+            ("- { kill: gateway-7, at: 1s }", "gateway-7 does not exist"),
+        ] {
+            let e = plan(&faults(yaml), 2, 1).unwrap_err();
+            assert!(e.contains(hint), "{yaml}: {e}");
+        }
+    }
+}
