@@ -188,6 +188,10 @@ pub async fn run(
         &["new", "duplicate", "conflict", "busy"],
     );
     prefill(&backend.credited, "result", &["applied", "busy", "failed"]);
+    registry.register_collector(Box::new(crate::store::CommitMetrics {
+        db: "envelope",
+        stats: backend.committer.stats.clone(),
+    }));
     registry.register(
         "sut_envelope_in_flight",
         "Open batches being recorded now (refused as busy past --max-in-flight)",

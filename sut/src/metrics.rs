@@ -17,7 +17,11 @@ use std::sync::Arc;
 pub const CATALOG: &[(&str, &str, &str)] = &[
     ("payment", "sut_payment_credits_total", "counter"),
     ("payment", "sut_payment_in_flight", "gauge"),
+    ("payment", "sut_store_batches_total", "counter"),
+    ("payment", "sut_store_operations_total", "counter"),
     ("envelope", "sut_envelope_in_flight", "gauge"),
+    ("envelope", "sut_store_batches_total", "counter"),
+    ("envelope", "sut_store_operations_total", "counter"),
     ("envelope", "sut_envelope_opens_total", "counter"),
     ("envelope", "sut_envelope_outbox_depth", "gauge"),
     (
@@ -42,6 +46,8 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ("gateway", "sut_gateway_issuance_rate_limit", "gauge"),
     ("gateway", "sut_config_version", "gauge"),
     ("gateway", "sut_passthrough_oldest_age_seconds", "gauge"),
+    ("gateway", "sut_store_batches_total", "counter"),
+    ("gateway", "sut_store_operations_total", "counter"),
 ];
 
 /// A counter family with one free-form label set; label values are bounded by the callers.

@@ -122,6 +122,10 @@ pub async fn run(
         "Credits received, by result",
         credits.clone(),
     );
+    registry.register_collector(Box::new(crate::store::CommitMetrics {
+        db: "payment",
+        stats: committer.stats.clone(),
+    }));
     let in_flight: Gauge = Gauge::default();
     registry.register(
         "sut_payment_in_flight",

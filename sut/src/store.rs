@@ -74,6 +74,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     Ok(postcard::from_bytes(bytes)?)
 }
 
+/// Whether commits wait for the disk (fsync). On by default; `--no-fsync` turns it off
+/// for a whole process, to measure what durability costs (never for a real run: a crash
+/// may then lose what was acknowledged).
+static FSYNC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+pub fn set_fsync(on: bool) {
+    FSYNC.store(on, Ordering::Relaxed);
+}
+
+pub fn fsync() -> bool {
+    FSYNC.load(Ordering::Relaxed)
+}
+
 /// Batch figures, for metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct CommitStats {
@@ -125,7 +138,10 @@ impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
                 let apply = apply.clone();
                 // The fsync blocks: keep it off the event loop.
                 let result = tokio::task::spawn_blocking(move || -> Result<Vec<R>, StoreError> {
-                    let txn = db.begin_write()?;
+                    let mut txn = db.begin_write()?;
+                    if !fsync() {
+                        txn.set_durability(redb::Durability::None);
+                    }
                     let mut out = Vec::with_capacity(ops.len());
                     for op in ops {
                         out.push(apply(&txn, op)?);
@@ -164,6 +180,42 @@ impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
             .await
             .map_err(|_| Arc::new(StoreError::Closed))?;
         rx.await.map_err(|_| Arc::new(StoreError::Closed))?
+    }
+}
+
+/// `sut_store_batches_total` and `sut_store_operations_total` for one database, read at
+/// scrape time: operations over batches is the group commit's batch size.
+#[derive(Debug)]
+pub struct CommitMetrics {
+    pub db: &'static str,
+    pub stats: Arc<CommitStats>,
+}
+
+impl prometheus_client::collector::Collector for CommitMetrics {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::MetricType;
+        let labels = [("db", self.db)];
+        for (name, help, value) in [
+            (
+                "sut_store_batches",
+                "Write transactions committed (each one fsync when durable)",
+                self.stats.batches.load(Ordering::Relaxed),
+            ),
+            (
+                "sut_store_operations",
+                "Operations committed; divided by batches, the group commit's batch size",
+                self.stats.ops.load(Ordering::Relaxed),
+            ),
+        ] {
+            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(value).encode(e.encode_family(&labels)?)?;
+        }
+        Ok(())
     }
 }
 

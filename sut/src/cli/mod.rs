@@ -21,6 +21,10 @@ use tokio::sync::watch;
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Commit without waiting for the disk (no fsync): only to measure what durability
+    /// costs; a crash may then lose what was acknowledged. `sut up` passes it on.
+    #[arg(long, global = true)]
+    no_fsync: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -88,6 +92,11 @@ pub(crate) struct GatewayTuning {
     /// gateway a small, known capacity for tests and benchmarks.
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
     shake_cost: Duration,
+    /// Benchmark: at start-up, put this many synthetic opens through the gateway's open
+    /// path (durable pass-through queue, forwarder, backend, payment) as fast as it
+    /// takes them, as if that many users had just opened (see bench/opens.py).
+    #[arg(long, default_value_t = 0)]
+    bench_opens: u64,
 }
 
 impl GatewayTuning {
@@ -104,6 +113,9 @@ impl GatewayTuning {
         }
         if self.no_tiers {
             flags.push("--no-tiers".to_string());
+        }
+        if self.bench_opens > 0 {
+            flags.extend(["--bench-opens".to_string(), self.bench_opens.to_string()]);
         }
         flags
     }
@@ -226,6 +238,7 @@ struct AuditArgs {
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     sut::open_files::raise_to_hard_limit();
+    sut::store::set_fsync(!cli.no_fsync);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -349,6 +362,7 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         }),
         tiers: !args.tuning.no_tiers,
         shake_cost: args.tuning.shake_cost,
+        bench_opens: args.tuning.bench_opens,
     };
     if config.id >= config.gateways {
         anyhow::bail!(

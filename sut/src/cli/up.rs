@@ -120,7 +120,14 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     let exe = std::env::current_exe().context("cannot find the sut executable")?;
     let data_arg = data.display().to_string();
     let mut sup = Supervisor::new(exe, data);
-    let owned = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let no_fsync = !sut::store::fsync();
+    let owned = |args: &[&str]| {
+        let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        if no_fsync {
+            v.push("--no-fsync".into());
+        }
+        v
+    };
     let started = async {
         let show = show_start_ms.to_string();
         let mut payment_args = owned(&[

@@ -1,6 +1,7 @@
 //! The gateway (access server): holds the long connections, decides shakes locally and,
 //! through its agent, records opens in the pass-through queue and forwards them.
 
+mod bench;
 mod forwarder;
 mod load;
 mod session;
@@ -55,6 +56,8 @@ pub struct GatewayConfig {
     /// CPU time each shake decision burns on top of its real work: an emulated heavier
     /// decision, so that a test or benchmark can give a gateway a small capacity.
     pub shake_cost: Duration,
+    /// Benchmark: synthetic opens to put through the open path at start-up.
+    pub bench_opens: u64,
 }
 
 #[derive(Debug, Error)]
@@ -368,10 +371,14 @@ pub async fn run(
         queue: queue.clone(),
         show_start_ms: config.show_start_ms,
     }));
+    let committer = GroupCommitter::spawn(Arc::new(db), 1024, store::apply);
+    registry.register_collector(Box::new(crate::store::CommitMetrics {
+        db: "queue",
+        stats: committer.stats.clone(),
+    }));
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
 
-    let db = Arc::new(db);
     let gw = Arc::new(Gateway {
         id: config.id,
         round_spans: config
@@ -386,7 +393,7 @@ pub async fn run(
         core: Mutex::new(core),
         queue,
         queue_notify: Notify::new(),
-        committer: GroupCommitter::spawn(db, 1024, store::apply),
+        committer,
         key: config.key.clone(),
         auth: config.auth.clone(),
         show_start_ms: config.show_start_ms,
@@ -417,6 +424,9 @@ pub async fn run(
 
     let leases = tokio::spawn(keep_leases(gw.clone()));
     let load_watch = tokio::spawn(load::watch(gw.clone(), config.tiers));
+    if config.bench_opens > 0 {
+        tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));
+    }
     let forwarder = tokio::spawn(forwarder::run(
         gw.clone(),
         config.envelope_addr.clone(),

@@ -326,6 +326,18 @@ async fn open(gw: &Gateway, user: u64, token: Bytes) -> Frame {
         Err(TokenError::Forged) => return refused(ErrorCode::TokenForged),
         Err(TokenError::NotYours) => return refused(ErrorCode::TokenNotYours),
     };
+    match enqueue_open(gw, token).await {
+        Ok(()) => Frame::OpenReply {
+            code: 0,
+            amount_cents: token.amount_cents,
+        },
+        Err(code) => refused(code),
+    }
+}
+
+/// The agent's part of an open whose token checked out: durable in the pass-through
+/// queue first, then handed to the forwarder. Only after this may the user be told.
+pub(super) async fn enqueue_open(gw: &Gateway, token: EnvelopeToken) -> Result<(), ErrorCode> {
     let entry = OpenEntry {
         token,
         opened_ms: gw.show_ms(),
@@ -338,13 +350,10 @@ async fn open(gw: &Gateway, user: u64, token: Bytes) -> Frame {
             }
             gw.queue_notify.notify_one();
             gw.metrics.opens_ok.inc();
-            Frame::OpenReply {
-                code: 0,
-                amount_cents: token.amount_cents,
-            }
+            Ok(())
         }
-        Ok(_) => refused(ErrorCode::AlreadyOpened),
-        Err(_) => refused(ErrorCode::Unavailable),
+        Ok(_) => Err(ErrorCode::AlreadyOpened),
+        Err(_) => Err(ErrorCode::Unavailable),
     }
 }
 
