@@ -20,6 +20,7 @@ pub mod rpc;
 pub mod seed_shard;
 pub mod shake;
 pub mod signing;
+pub mod split;
 pub mod spread;
 pub mod store;
 pub mod throttle_tier;
