@@ -119,6 +119,17 @@ impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
     where
         F: Fn(&WriteTransaction, Op) -> Result<R, StoreError> + Send + Sync + 'static,
     {
+        Self::spawn_batched(db, max_batch, move |txn, ops| {
+            ops.into_iter().map(|op| apply(txn, op)).collect()
+        })
+    }
+
+    /// Like [`GroupCommitter::spawn`], with `apply` given the whole batch at once (one
+    /// result per operation, in order), so it can open its tables once per transaction.
+    pub fn spawn_batched<F>(db: Arc<Database>, max_batch: usize, apply: F) -> Self
+    where
+        F: Fn(&WriteTransaction, Vec<Op>) -> Result<Vec<R>, StoreError> + Send + Sync + 'static,
+    {
         let (tx, mut rx) = mpsc::channel::<Job<Op, R>>(max_batch * 4);
         let stats = Arc::new(CommitStats::default());
         let task_stats = stats.clone();
@@ -142,10 +153,7 @@ impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
                     if !fsync() {
                         txn.set_durability(redb::Durability::None);
                     }
-                    let mut out = Vec::with_capacity(ops.len());
-                    for op in ops {
-                        out.push(apply(&txn, op)?);
-                    }
+                    let out = apply(&txn, ops)?;
                     txn.commit()?;
                     Ok(out)
                 })

@@ -371,7 +371,7 @@ pub async fn run(
         queue: queue.clone(),
         show_start_ms: config.show_start_ms,
     }));
-    let committer = GroupCommitter::spawn(Arc::new(db), 1024, store::apply);
+    let committer = GroupCommitter::spawn_batched(Arc::new(db), 1024, store::apply);
     registry.register_collector(Box::new(crate::store::CommitMetrics {
         db: "queue",
         stats: committer.stats.clone(),

@@ -39,51 +39,63 @@ pub enum GatewayResult {
     AlreadyOpened,
 }
 
-fn next_seq(txn: &WriteTransaction, name: &str) -> Result<u64, StoreError> {
+/// Applies one batch inside its transaction, opening each table once and keeping the
+/// sequence counters in memory until the end: the queue's commit is the open path's
+/// hottest write.
+pub fn apply(
+    txn: &WriteTransaction,
+    ops: Vec<GatewayOp>,
+) -> Result<Vec<GatewayResult>, StoreError> {
     let mut meta = txn.open_table(META)?;
-    let seq = meta.get(name)?.map(|v| v.value()).unwrap_or(0);
-    meta.insert(name, seq + 1)?;
-    Ok(seq)
-}
-
-/// Applies one operation inside the batch's transaction.
-pub fn apply(txn: &WriteTransaction, op: GatewayOp) -> Result<GatewayResult, StoreError> {
-    match op {
-        GatewayOp::Lease { round, end } => {
-            let mut t = txn.open_table(LEASES)?;
-            let old = t.get(round)?.map(|v| v.value()).unwrap_or(0);
-            t.insert(round, old.max(end))?;
-            Ok(GatewayResult::Done)
-        }
-        GatewayOp::Issue(record) => {
-            let seq = next_seq(txn, "issue_seq")?;
-            txn.open_table(ISSUED)?
-                .insert(seq, encode(&record)?.as_slice())?;
-            Ok(GatewayResult::Done)
-        }
-        GatewayOp::Open(entry) => {
-            let mut opened = txn.open_table(OPENED)?;
-            if opened.get(entry.token.envelope_id)?.is_some() {
-                return Ok(GatewayResult::AlreadyOpened);
+    let mut issue_seq = meta.get("issue_seq")?.map(|v| v.value()).unwrap_or(0);
+    let mut queue_seq = meta.get("queue_seq")?.map(|v| v.value()).unwrap_or(0);
+    let (issue_start, queue_start) = (issue_seq, queue_seq);
+    let mut leases = txn.open_table(LEASES)?;
+    let mut issued = txn.open_table(ISSUED)?;
+    let mut opened = txn.open_table(OPENED)?;
+    let mut queue = txn.open_table(QUEUE)?;
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        out.push(match op {
+            GatewayOp::Lease { round, end } => {
+                let old = leases.get(round)?.map(|v| v.value()).unwrap_or(0);
+                leases.insert(round, old.max(end))?;
+                GatewayResult::Done
             }
-            let bytes = encode(&entry)?;
-            opened.insert(entry.token.envelope_id, bytes.as_slice())?;
-            drop(opened);
-            let seq = next_seq(txn, "queue_seq")?;
-            txn.open_table(QUEUE)?.insert(seq, bytes.as_slice())?;
-            Ok(GatewayResult::Queued { seq })
-        }
-        GatewayOp::Ack(seqs) => {
-            let mut q = txn.open_table(QUEUE)?;
-            for s in seqs {
-                q.remove(s)?;
+            GatewayOp::Issue(record) => {
+                issued.insert(issue_seq, encode(&record)?.as_slice())?;
+                issue_seq += 1;
+                GatewayResult::Done
             }
-            Ok(GatewayResult::Done)
-        }
+            GatewayOp::Open(entry) => {
+                if opened.get(entry.token.envelope_id)?.is_some() {
+                    GatewayResult::AlreadyOpened
+                } else {
+                    let bytes = encode(&entry)?;
+                    opened.insert(entry.token.envelope_id, bytes.as_slice())?;
+                    let seq = queue_seq;
+                    queue_seq += 1;
+                    queue.insert(seq, bytes.as_slice())?;
+                    GatewayResult::Queued { seq }
+                }
+            }
+            GatewayOp::Ack(seqs) => {
+                for s in seqs {
+                    queue.remove(s)?;
+                }
+                GatewayResult::Done
+            }
+        });
     }
+    if issue_seq != issue_start {
+        meta.insert("issue_seq", issue_seq)?;
+    }
+    if queue_seq != queue_start {
+        meta.insert("queue_seq", queue_seq)?;
+    }
+    Ok(out)
 }
 
-/// What a restarting gateway reads back.
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub leases: HashMap<u32, u64>,
