@@ -383,6 +383,16 @@ pub fn render(report: &RunReport) -> String {
     match &report.audit {
         Some(a) => {
             let _ = write!(body, "<pre class=\"audit\">{}</pre>", esc(&a.to_string()));
+            let (class, word) = if a.credited_cents >= report.opened_cents {
+                ("ok", "every promise kept")
+            } else {
+                ("fail", "promised money was not credited")
+            };
+            let _ = write!(
+                body,
+                "<p>Opens users were told succeeded: {} cents; credited by payment: {} cents: <span class=\"{class}\">{word}</span>.</p>",
+                report.opened_cents, a.credited_cents
+            );
         }
         None => body.push_str("<p>No audit: the run drove a system it did not start.</p>"),
     }
