@@ -258,3 +258,50 @@ fn corrupt_seed_shard_stops_the_gateway_with_its_name() {
         "{err}"
     );
 }
+
+/// A corrupt database never means an empty start: each part refuses to start and
+/// names the file, so nobody loses the records of a run by restarting over them.
+#[test]
+fn corrupt_databases_stop_each_part_with_the_file_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path();
+    prepare(data, 1);
+    let garbage = vec![0x5au8; 16 * 1024];
+    for (file, args) in [
+        (
+            "gateway-0.redb",
+            vec![
+                "gateway",
+                "--id",
+                "0",
+                "--gateways",
+                "1",
+                "--listen",
+                "127.0.0.1:17421",
+            ],
+        ),
+        (
+            "envelope.redb",
+            vec!["envelope", "--listen", "127.0.0.1:17422"],
+        ),
+        (
+            "payment.redb",
+            vec!["payment", "--listen", "127.0.0.1:17423"],
+        ),
+    ] {
+        std::fs::write(data.join(file), &garbage).unwrap();
+        let out = sut_cmd()
+            .args(&args)
+            .args(["--data", data.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{file}: started on a corrupt database"
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file), "{file}: {err}");
+        // Nothing was written over the evidence.
+        assert_eq!(std::fs::read(data.join(file)).unwrap(), garbage, "{file}");
+    }
+}
