@@ -2,6 +2,7 @@
 //! the credit to payment, again exactly once, through a durable outbox.
 
 use crate::drain::{Drain, Turn};
+use crate::limit_view::{IssuanceLog, Issued};
 use crate::metrics::{labels, prefill, Counters};
 use crate::passthrough::{Backoff, OpenEntry};
 use crate::rpc::{self, Credit, Rpc, RpcConn};
@@ -23,6 +24,9 @@ use tokio::time::Instant;
 pub const OPENS: TableDefinition<u64, &[u8]> = TableDefinition::new("opens");
 /// Envelope id → credit not yet acked by payment.
 pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// Position → issuance record of the shared limit view (see [`crate::limit_view`]), in
+/// the order first published, so gateways' sync positions survive a restart.
+pub const ISSUANCE: TableDefinition<u64, &[u8]> = TableDefinition::new("issuance");
 
 pub fn db_path(data: &Path) -> PathBuf {
     data.join("envelope.redb")
@@ -68,6 +72,8 @@ pub enum EnvelopeOp {
         entries: Vec<(u64, OpenEntry)>,
     },
     Settled(Vec<u64>),
+    /// Fresh issuance records at their log positions.
+    Publish(Vec<(u64, Issued)>),
 }
 
 pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Vec<Recorded>, StoreError> {
@@ -94,6 +100,13 @@ pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Vec<Recorded>, St
             }
             Ok(out)
         }
+        EnvelopeOp::Publish(records) => {
+            let mut t = txn.open_table(ISSUANCE)?;
+            for (pos, r) in records {
+                t.insert(pos, encode(&r)?.as_slice())?;
+            }
+            Ok(Vec::new())
+        }
         EnvelopeOp::Settled(ids) => {
             let mut outbox = txn.open_table(OUTBOX)?;
             for id in ids {
@@ -104,15 +117,25 @@ pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Vec<Recorded>, St
     }
 }
 
-/// Opens the backend's database and reads its outbox.
-pub fn open(path: &Path) -> Result<(Database, Vec<Credit>), StoreError> {
+/// Opens the backend's database and reads its outbox and issuance log.
+pub fn open(path: &Path) -> Result<(Database, Vec<Credit>, IssuanceLog), StoreError> {
     let db = open_db(path)?;
     let txn = db.begin_write()?;
     txn.open_table(OPENS)?;
     txn.open_table(OUTBOX)?;
+    txn.open_table(ISSUANCE)?;
     txn.commit()?;
     let outbox = read_outbox(&db)?;
-    Ok((db, outbox))
+    let mut log = IssuanceLog::default();
+    let txn = db.begin_read()?;
+    let records: Vec<Issued> = txn
+        .open_table(ISSUANCE)?
+        .iter()?
+        .map(|e| decode(e?.1.value()))
+        .collect::<Result<_, StoreError>>()?;
+    log.append(&records);
+    drop(txn);
+    Ok((db, outbox, log))
 }
 
 pub fn read_outbox(db: &Database) -> Result<Vec<Credit>, StoreError> {
@@ -154,6 +177,9 @@ pub enum EnvelopeError {
 
 struct Backend {
     committer: GroupCommitter<EnvelopeOp, Vec<Recorded>>,
+    /// The shared limit view's log; one publish at a time, so positions are assigned,
+    /// made durable and appended in one order.
+    issuance: tokio::sync::Mutex<IssuanceLog>,
     outbox: Mutex<BTreeMap<u64, Credit>>,
     outbox_notify: Notify,
     /// Requests being recorded now; bounded by `max_in_flight` (a gauge, so it is also
@@ -170,10 +196,11 @@ pub async fn run(
     config: EnvelopeConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), EnvelopeError> {
-    let (db, outbox) = open(&db_path(&config.data))?;
+    let (db, outbox, issuance) = open(&db_path(&config.data))?;
     let mut registry = Registry::default();
     let backend = Arc::new(Backend {
         committer: GroupCommitter::spawn(Arc::new(db), 4096, apply),
+        issuance: tokio::sync::Mutex::new(issuance),
         outbox: Mutex::new(outbox.into_iter().map(|c| (c.envelope_id, c)).collect()),
         outbox_notify: Notify::new(),
         in_flight: Gauge::default(),
@@ -234,10 +261,34 @@ pub async fn run(
     Ok(())
 }
 
+async fn sync_issued(b: &Backend, publish: Vec<Issued>, since: u64) -> Rpc {
+    let mut log = b.issuance.lock().await;
+    let fresh = log.fresh(&publish);
+    if !fresh.is_empty() {
+        let start = log.len() as u64;
+        let positioned = fresh
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (start + i as u64, *r))
+            .collect();
+        if let Err(e) = b.committer.submit(EnvelopeOp::Publish(positioned)).await {
+            return Rpc::Failed {
+                message: e.to_string(),
+            };
+        }
+        log.append(&fresh);
+    }
+    let (records, next) = log.since(since, crate::limit_view::SYNC_PAGE);
+    Rpc::IssuedSince { records, next }
+}
+
 async fn handle(b: &Backend, request: Rpc) -> Rpc {
+    if let Rpc::SyncIssued { publish, since, .. } = request {
+        return sync_issued(b, publish, since).await;
+    }
     let Rpc::RecordOpens { gateway, entries } = request else {
         return Rpc::Failed {
-            message: "the envelope backend only takes RecordOpens".into(),
+            message: "the envelope backend takes RecordOpens and SyncIssued".into(),
         };
     };
     // The back rejects the front: refuse early and cheaply when full, the gateway's
@@ -393,7 +444,7 @@ mod tests {
     #[test]
     fn redelivered_batches_create_no_second_credit() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, _) = open(&dir.path().join("e.redb")).unwrap();
+        let (db, _, _) = open(&dir.path().join("e.redb")).unwrap();
         let batch = vec![(0, entry(1, 10)), (1, entry(2, 20))];
         for round in 0..2 {
             let txn = db.begin_write().unwrap();
@@ -411,5 +462,34 @@ mod tests {
         }
         assert_eq!(read_outbox(&db).unwrap().len(), 2);
         assert_eq!(read_opens(&db).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_issuance_log_keeps_its_order_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.redb");
+        let r = |user, envelope_id| Issued {
+            user,
+            envelope_id,
+            sponsor: 1,
+        };
+        {
+            let (db, _, mut log) = open(&path).unwrap();
+            let fresh = log.fresh(&[r(9, 30), r(7, 10), r(9, 30)]);
+            assert_eq!(fresh.len(), 2, "a record published twice is kept once");
+            let txn = db.begin_write().unwrap();
+            let positioned = fresh
+                .iter()
+                .enumerate()
+                .map(|(i, x)| (i as u64, *x))
+                .collect();
+            apply(&txn, EnvelopeOp::Publish(positioned)).unwrap();
+            txn.commit().unwrap();
+            log.append(&fresh);
+        }
+        let (_, _, log) = open(&path).unwrap();
+        assert_eq!(log.since(0, 10), (vec![r(9, 30), r(7, 10)], 2));
+        assert_eq!(log.since(1, 10), (vec![r(7, 10)], 2));
+        assert!(log.fresh(&[r(9, 30)]).is_empty());
     }
 }

@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod drain;
 pub mod envelope;
 pub mod gateway;
+pub mod limit_view;
 pub mod listen;
 pub mod manifest;
 pub mod metrics;

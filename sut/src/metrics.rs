@@ -47,6 +47,8 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ("gateway", "sut_config_version", "gauge"),
     ("gateway", "sut_passthrough_oldest_age_seconds", "gauge"),
     ("gateway", "sut_store_batches_total", "counter"),
+    ("gateway", "sut_gateway_limit_view_users", "gauge"),
+    ("gateway", "sut_gateway_limit_syncs_total", "counter"),
     ("gateway", "sut_store_operations_total", "counter"),
 ];
 

@@ -39,6 +39,18 @@ pub enum Rpc {
     Busy { retry_after_ms: u32 },
     /// Any server: the request failed.
     Failed { message: String },
+    /// Gateway → backend: issuance records for the shared limit view, and "what did
+    /// every gateway publish from position `since` on".
+    SyncIssued {
+        gateway: u16,
+        publish: Vec<crate::limit_view::Issued>,
+        since: u64,
+    },
+    /// Backend → gateway: records from `since`, and the position to ask from next.
+    IssuedSince {
+        records: Vec<crate::limit_view::Issued>,
+        next: u64,
+    },
 }
 
 #[derive(Debug, Error)]

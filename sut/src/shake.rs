@@ -6,6 +6,7 @@
 
 use crate::cookie::{Cookie, CookieError};
 use crate::cursor::IssuanceCursor;
+use crate::limit_view::{Issued, LimitView};
 use crate::protocol::Outcome;
 use crate::rate_budget::RateBudget;
 use crate::seed_shard::SeedShard;
@@ -97,6 +98,8 @@ pub struct ShakeCore {
     timeline: Timeline,
     rounds: BTreeMap<u32, RoundIssuer>,
     users: UserTable,
+    /// The third limit layer: what every gateway issued, as last synced.
+    shared: LimitView,
 }
 
 impl ShakeCore {
@@ -108,7 +111,16 @@ impl ShakeCore {
             timeline,
             rounds: BTreeMap::new(),
             users: UserTable::default(),
+            shared: LimitView::default(),
         }
+    }
+
+    /// Merges issuance records fetched from the shared view; how many users it knows.
+    pub fn merge_view(&mut self, records: &[Issued]) -> usize {
+        for r in records {
+            self.shared.record(*r);
+        }
+        self.shared.users()
     }
 
     pub fn timeline(&self) -> &Timeline {
@@ -195,7 +207,13 @@ impl ShakeCore {
         cookie: &[u8],
     ) -> Result<ShakeDecision, CookieError> {
         let cookie = Cookie::open(cookie, user, show_ms, &self.key)?;
+        // Layers: the cookie, this gateway's table, then every gateway's view.
         let mut sponsors = self.users.merged(user, &cookie.sponsors);
+        for s in self.shared.sponsors(user) {
+            if !sponsors.contains(&s) {
+                sponsors.push(s);
+            }
+        }
         let expires_ms = self.timeline.end().as_millis() as i64 + COOKIE_GRACE_MS;
         let seal = |sponsors: Vec<u16>, key: &SigningKey| {
             Cookie {
@@ -368,6 +386,30 @@ mod tests {
         // Dropping the cookie does not reset the count: the table remembers.
         let d = c.shake(5_000, 7, &[]).unwrap();
         assert_eq!(d.reason, Reason::UserLimit);
+    }
+
+    #[test]
+    fn the_shared_view_limits_a_user_this_gateway_never_saw() {
+        let mut c = core(1000, 1000.0);
+        c.merge_view(&[1u64, 2, 3].map(|i| Issued {
+            user: 9,
+            envelope_id: 100 + i,
+            sponsor: i as u16,
+        }));
+        let mut other_won = 0;
+        for i in 0..200 {
+            let now = 1_000 + i * 10;
+            grant_all(&mut c, now);
+            assert!(
+                c.shake(now, 9, &[]).unwrap().issued.is_none(),
+                "a user at the limit on other gateways got another"
+            );
+            other_won += usize::from(c.shake(now, 10, &[]).unwrap().issued.is_some());
+        }
+        assert_eq!(
+            other_won, 3,
+            "a user the view does not know is served as before"
+        );
     }
 
     #[test]

@@ -97,6 +97,10 @@ pub(crate) struct GatewayTuning {
     /// takes them, as if that many users had just opened (see bench/opens.py).
     #[arg(long, default_value_t = 0)]
     bench_opens: u64,
+    /// How often the agent syncs the shared limit view (the third limit layer: what
+    /// every gateway issued) with the envelope backend.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    sync_interval: Duration,
 }
 
 impl GatewayTuning {
@@ -107,6 +111,8 @@ impl GatewayTuning {
             humantime::format_duration(self.heartbeat_timeout).to_string(),
             "--shake-cost".to_string(),
             humantime::format_duration(self.shake_cost).to_string(),
+            "--sync-interval".to_string(),
+            humantime::format_duration(self.sync_interval).to_string(),
         ];
         if let Some(max) = self.max_connections {
             flags.extend(["--max-connections".to_string(), max.to_string()]);
@@ -363,6 +369,7 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         tiers: !args.tuning.no_tiers,
         shake_cost: args.tuning.shake_cost,
         bench_opens: args.tuning.bench_opens,
+        sync_interval: args.tuning.sync_interval,
     };
     if config.id >= config.gateways {
         anyhow::bail!(

@@ -6,6 +6,7 @@ mod forwarder;
 mod load;
 mod session;
 pub mod store;
+mod sync;
 
 use crate::metrics::{labels, prefill, Counters};
 use crate::passthrough::PassThroughQueue;
@@ -58,6 +59,8 @@ pub struct GatewayConfig {
     pub shake_cost: Duration,
     /// Benchmark: synthetic opens to put through the open path at start-up.
     pub bench_opens: u64,
+    /// How often the agent syncs the shared limit view with the envelope backend.
+    pub sync_interval: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -94,6 +97,10 @@ pub(crate) struct GatewayMetrics {
     pub cpu: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Envelopes this gateway's seed shard holds for each round: what it may issue.
     pub budget: Family<Vec<(&'static str, String)>, Gauge>,
+    /// Users the shared limit view knows, and syncs by result.
+    pub view_users: Gauge,
+    pub syncs: Counters,
+    pub syncs_ok: Counter,
 }
 
 /// The counter of `family` for one label value, kept to be bumped without a lookup.
@@ -124,6 +131,8 @@ impl GatewayMetrics {
         prefill(&sessions, "result", &["accepted", "full"]);
         let forwarded = Counters::default();
         prefill(&forwarded, "result", &["acked", "busy", "failed"]);
+        let syncs = Counters::default();
+        prefill(&syncs, "result", &["ok", "failed"]);
         let rate_limit = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
         for r in &timeline.rounds {
             rate_limit
@@ -156,6 +165,9 @@ impl GatewayMetrics {
             admitted: Gauge::default(),
             cpu: Gauge::default(),
             budget: Family::default(),
+            view_users: Gauge::default(),
+            syncs_ok: resolve(&syncs, "result", "ok"),
+            syncs,
         };
         let version: Gauge = Gauge::default();
         version.set(config_version as i64);
@@ -231,6 +243,16 @@ impl GatewayMetrics {
             rate_limit,
         );
         registry.register(
+            "sut_gateway_limit_view_users",
+            "Users in the shared limit view (what every gateway issued), as last synced",
+            m.view_users.clone(),
+        );
+        registry.register(
+            "sut_gateway_limit_syncs",
+            "Syncs of the shared limit view with the envelope backend, by result",
+            m.syncs.clone(),
+        );
+        registry.register(
             "sut_config_version",
             "Timeline config version in force",
             version,
@@ -292,6 +314,8 @@ pub(crate) struct Gateway {
     /// Shake interval per tier, in ms, as told to clients.
     pub tier_intervals_ms: Vec<u32>,
     pub shake_cost: Duration,
+    /// Issuance records not yet published to the shared limit view.
+    pub to_publish: Mutex<Vec<crate::limit_view::Issued>>,
 }
 
 impl Gateway {
@@ -413,6 +437,18 @@ pub async fn run(
             .map(|d| d.as_millis().min(u32::MAX as u128) as u32)
             .collect(),
         shake_cost: config.shake_cost,
+        // After a restart everything is published again: the backend keeps each once.
+        to_publish: Mutex::new(
+            recovered
+                .issued
+                .iter()
+                .map(|r| crate::limit_view::Issued {
+                    user: r.user,
+                    envelope_id: r.envelope_id,
+                    sponsor: r.sponsor,
+                })
+                .collect(),
+        ),
     });
     crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",
@@ -424,6 +460,11 @@ pub async fn run(
 
     let leases = tokio::spawn(keep_leases(gw.clone()));
     let load_watch = tokio::spawn(load::watch(gw.clone(), config.tiers));
+    let limit_sync = tokio::spawn(sync::run(
+        gw.clone(),
+        config.envelope_addr.clone(),
+        config.sync_interval,
+    ));
     if config.bench_opens > 0 {
         tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));
     }
@@ -454,6 +495,7 @@ pub async fn run(
     drop(listener);
     leases.abort();
     load_watch.abort();
+    limit_sync.abort();
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);

@@ -298,6 +298,13 @@ async fn shake(
         if let Some(c) = gw.metrics.issued_by_round.get(&record.round) {
             c.inc();
         }
+        if let Ok(mut p) = gw.to_publish.lock() {
+            p.push(crate::limit_view::Issued {
+                user: record.user,
+                envelope_id: record.envelope_id,
+                sponsor: record.sponsor,
+            });
+        }
     }
     if let Some(i) = Reason::ALL.iter().position(|r| *r == decision.reason) {
         gw.metrics.shakes_by_reason[i].inc();

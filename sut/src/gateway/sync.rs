@@ -1,0 +1,87 @@
+//! The agent's cross-gateway limit sync (the third limit layer): publishes this
+//! gateway's issuance records to the envelope backend and merges what every gateway
+//! published into the shake core's shared view, every sync interval. If the backend is
+//! down or slow, the records wait and the cookie and local table keep limiting.
+
+use super::Gateway;
+use crate::limit_view::Issued;
+use crate::metrics::labels;
+use crate::passthrough::Backoff;
+use crate::rpc::{self, Rpc, RpcConn};
+use rand::Rng;
+use std::sync::Arc;
+use std::time::Duration;
+
+const RPC_TIMEOUT: Duration = Duration::from_secs(5);
+/// Records published per sync at most (the rest wait for the next one).
+const PUBLISH_BATCH: usize = 20_000;
+
+pub(super) async fn run(gw: Arc<Gateway>, backend: String, interval: Duration) {
+    let mut conn: Option<RpcConn> = None;
+    let mut since = 0u64;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut shutdown = gw.shutdown.clone();
+    let mut delay = interval;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.changed() => return,
+        }
+        let publish: Vec<Issued> = gw
+            .to_publish
+            .lock()
+            .map(|mut p| {
+                let n = p.len().min(PUBLISH_BATCH);
+                p.drain(..n).collect()
+            })
+            .unwrap_or_default();
+        if conn.is_none() {
+            conn = rpc::connect(&backend, RPC_TIMEOUT).await.ok();
+        }
+        let request = Rpc::SyncIssued {
+            gateway: gw.id,
+            publish: publish.clone(),
+            since,
+        };
+        let reply = match conn.as_mut() {
+            Some(c) => rpc::call(c, request, RPC_TIMEOUT).await.ok(),
+            None => None,
+        };
+        match reply {
+            Some(Rpc::IssuedSince { records, next }) => {
+                backoff.reset();
+                let full_page = records.len() >= crate::limit_view::SYNC_PAGE;
+                since = next;
+                if let Ok(mut core) = gw.core.lock() {
+                    let users = core.merge_view(&records);
+                    gw.metrics.view_users.set(users as i64);
+                }
+                gw.metrics.syncs_ok.inc();
+                // Catching up (a page came back full) or records still waiting: go on.
+                let waiting = gw.to_publish.lock().map(|p| !p.is_empty()).unwrap_or(false);
+                delay = if full_page || waiting {
+                    Duration::ZERO
+                } else {
+                    interval
+                };
+            }
+            _ => {
+                // Put the records back in front; publish is idempotent, so a reply lost
+                // after the backend recorded them costs nothing.
+                if let Ok(mut p) = gw.to_publish.lock() {
+                    let rest = std::mem::take(&mut *p);
+                    *p = publish;
+                    p.extend(rest);
+                }
+                gw.metrics
+                    .syncs
+                    .get_or_create(&labels(&[("result", "failed")]))
+                    .inc();
+                conn = None;
+                delay = backoff
+                    .next_delay(rand::rng().random::<f64>())
+                    .max(interval);
+            }
+        }
+    }
+}
