@@ -109,6 +109,11 @@ pub struct SpawnTarget {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "String")]
     pub shake_cost: Duration,
+    /// How often gateways sync the shared limit view (the third limit layer) with the
+    /// envelope backend.
+    #[serde(default = "default_sync_interval", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub sync_interval: Duration,
     /// Make payment (the transfer system) slow, flaky or down, to watch the backend's
     /// outbox hold and retry while users are never told anything failed.
     #[serde(default)]
@@ -133,6 +138,10 @@ pub struct PaymentSpec {
 
 fn yes() -> bool {
     true
+}
+
+fn default_sync_interval() -> Duration {
+    Duration::from_secs(1)
 }
 
 fn default_base_port() -> u16 {
@@ -182,6 +191,29 @@ pub struct Behaviour {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub request_timeout: Duration,
+    /// Share of users (0..1, seeded) who cheat the per-user limits: they never send
+    /// their cookie back and, after each envelope, hop to another gateway. The summary
+    /// reports how many of them got past the limits; honest users must never.
+    #[serde(default, deserialize_with = "adversarial")]
+    pub adversarial: f64,
+}
+
+/// Whether `user` is one of the profile's adversarial users (a seeded draw, so the
+/// load generator and its report agree on who they are).
+pub fn is_adversarial(user: u64, seed: u64, share: f64) -> bool {
+    share > 0.0
+        && (sut::spread::spread(user ^ seed.rotate_left(17)) % 1_000_000)
+            < (share * 1_000_000.0) as u64
+}
+
+fn adversarial<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let p = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(serde::de::Error::custom(format!(
+            "adversarial: the share of cheating users lies in [0, 1], got {p}"
+        )));
+    }
+    Ok(p)
 }
 
 fn default_heartbeat() -> Duration {
@@ -419,6 +451,28 @@ thresholds:
             "{} is stale: run `loadgen schema > profiles/profile.schema.json`",
             path.display()
         );
+    }
+
+    #[test]
+    fn adversarial_users_are_a_seeded_share() {
+        let n = (0..100_000u64)
+            .filter(|u| is_adversarial(*u, 7, 0.1))
+            .count();
+        assert!((9_500..10_500).contains(&n), "{n}");
+        assert_eq!(
+            (0..1000u64)
+                .filter(|u| is_adversarial(*u, 7, 0.1))
+                .collect::<Vec<_>>(),
+            (0..1000u64)
+                .filter(|u| is_adversarial(*u, 7, 0.1))
+                .collect::<Vec<_>>()
+        );
+        assert!(!(0..1000u64).any(|u| is_adversarial(u, 7, 0.0)));
+        let e = err(&GOOD.replace(
+            "open_probability: 0.5",
+            "open_probability: 0.5\n  adversarial: 2",
+        ));
+        assert!(e.contains("adversarial") && e.contains("[0, 1]"), "{e}");
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub struct RunReport {
     pub audit: Option<AuditReport>,
     /// What the profile's faults did to the system, in order.
     pub faults: Vec<crate::faults::FaultEvent>,
+    pub limits: Option<LimitReport>,
     pub passed: bool,
     /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
     /// whole distribution, which the HTML report plots.
@@ -77,8 +78,45 @@ pub fn distribution_percentiles() -> Vec<f64> {
     ps
 }
 
+/// How the per-user limits held against the profile's adversarial users.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitReport {
+    pub adversarial_share: f64,
+    pub adversarial_users: u64,
+    /// Adversarial users that got more than the limits allow.
+    pub adversarial_over_limit: u64,
+    /// Honest users over the limit: must be 0.
+    pub honest_over_limit: u64,
+    /// Gateway hops the adversarial users made.
+    pub hops: u64,
+    #[serde(skip)]
+    pub seed: u64,
+}
+
+impl LimitReport {
+    /// Splits the audit's users over the limit into honest and adversarial ones.
+    pub fn new(seed: u64, share: f64, users: u64, over_limit: &[u64], hops: u64) -> LimitReport {
+        let adversarial = |u: u64| crate::profile::is_adversarial(u, seed, share);
+        let cheats = over_limit.iter().filter(|u| adversarial(**u)).count() as u64;
+        LimitReport {
+            adversarial_share: share,
+            adversarial_users: (0..users).filter(|u| adversarial(*u)).count() as u64,
+            adversarial_over_limit: cheats,
+            honest_over_limit: over_limit.len() as u64 - cheats,
+            hops,
+            seed,
+        }
+    }
+
+    pub fn is_adversarial(&self, user: u64) -> bool {
+        crate::profile::is_adversarial(user, self.seed, self.adversarial_share)
+    }
+}
+
 /// What the run itself cost; reported, never asserted.
 pub struct RunCost {
+    /// With adversarial users: how the limits held.
+    pub limits: Option<LimitReport>,
     /// Parts the profile's faults took down and brought back.
     pub faults: Vec<crate::faults::FaultEvent>,
     pub series: Vec<Second>,
@@ -147,8 +185,14 @@ impl RunReport {
         let promises_kept = audit
             .as_ref()
             .is_none_or(|a| a.credited_cents >= summary.opened_cents);
+        // Adversarial users over the limit are measured, not failures: invariant 4 is
+        // for honest users, and the audit still fails on any other violation.
+        let audit_passed = audit.as_ref().is_none_or(|a| match &cost.limits {
+            Some(l) => a.passed_excusing(|u| l.is_adversarial(u)),
+            None => a.passed(),
+        });
         let passed = thresholds.iter().all(|t| t.passed)
-            && audit.as_ref().is_none_or(|a| a.passed())
+            && audit_passed
             && promises_kept
             && crate::faults::all_came_back(&cost.faults);
         let latency_distribution = OPS
@@ -188,6 +232,7 @@ impl RunReport {
             thresholds,
             audit,
             faults: cost.faults,
+            limits: cost.limits,
             passed,
             latency_distribution,
         }
@@ -340,6 +385,21 @@ impl RunReport {
             for t in &self.thresholds {
                 let mark = if t.passed { "ok  " } else { "FAIL" };
                 let _ = writeln!(out, "  {mark} {:<28} observed {}", t.threshold, t.observed);
+            }
+        }
+        if let Some(l) = &self.limits {
+            let _ = writeln!(
+                out,
+                "\nlimits: honest users over the limit {} (must be 0); adversarial users (drop cookies, hop gateways) {} = {:.1} %, of whom {} got past the limits ({:.2} %), {} hops",
+                l.honest_over_limit,
+                l.adversarial_users,
+                l.adversarial_share * 100.0,
+                l.adversarial_over_limit,
+                l.adversarial_over_limit as f64 * 100.0 / l.adversarial_users.max(1) as f64,
+                l.hops
+            );
+            if l.honest_over_limit > 0 {
+                let _ = writeln!(out, "  FAIL: an honest user got more than the limits allow");
             }
         }
         if !self.faults.is_empty() {

@@ -9,7 +9,7 @@ use crate::fleet::Fleet;
 use crate::hlog::HlogWriter;
 use crate::profile::{Profile, Target};
 use crate::prom::{Live, SummaryCollector};
-use crate::report::{RunCost, RunReport, Second};
+use crate::report::{LimitReport, RunCost, RunReport, Second};
 use crate::resources::{Sampler, Tracker};
 use crate::segment::Segment;
 use crate::spawn;
@@ -207,7 +207,20 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         Some(h) => Some(h.finish()?),
         None => None,
     };
+    let limits = (profile.behaviour.adversarial > 0.0).then(|| {
+        LimitReport::new(
+            profile.seed,
+            profile.behaviour.adversarial,
+            profile.users,
+            audit
+                .as_ref()
+                .map(|a| a.over_limit.as_slice())
+                .unwrap_or(&[]),
+            summary.hops,
+        )
+    });
     let cost = RunCost {
+        limits,
         faults: fault_events,
         series: progress.series,
         requests_by_worker,

@@ -69,6 +69,8 @@ pub async fn start(
     if !target.tiers {
         cmd.arg("--no-tiers");
     }
+    cmd.arg("--sync-interval")
+        .arg(humantime::format_duration(target.sync_interval).to_string());
     cmd.arg("--payment-latency")
         .arg(humantime::format_duration(target.payment.latency).to_string())
         .arg("--payment-failure-rate")

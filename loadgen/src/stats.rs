@@ -88,6 +88,8 @@ pub struct Summary {
     pub desired_shakes: u64,
     /// Times a user's tier changed.
     pub tier_transitions: u64,
+    /// Times an adversarial user hopped to another gateway after an envelope.
+    pub hops: u64,
     /// Connected users at each tier now (a level, like `connected`).
     pub clients_by_tier: BTreeMap<u8, u64>,
     /// User-seconds spent at each tier.
@@ -110,6 +112,7 @@ pub struct WireSummary {
     users_connected: u64,
     desired_shakes: u64,
     tier_transitions: u64,
+    hops: u64,
     clients_by_tier: Vec<(u8, u64)>,
     tier_seconds: Vec<(u8, f64)>,
 }
@@ -235,6 +238,7 @@ impl Summary {
         self.users_connected += other.users_connected;
         self.desired_shakes += other.desired_shakes;
         self.tier_transitions += other.tier_transitions;
+        self.hops += other.hops;
         for (k, v) in &other.clients_by_tier {
             *self.clients_by_tier.entry(*k).or_default() += v;
         }
@@ -295,6 +299,7 @@ impl Summary {
         self.users_connected = 0;
         self.desired_shakes = 0;
         self.tier_transitions = 0;
+        self.hops = 0;
         self.tier_seconds.clear();
     }
 
@@ -320,6 +325,7 @@ impl Summary {
             users_connected: self.users_connected,
             desired_shakes: self.desired_shakes,
             tier_transitions: self.tier_transitions,
+            hops: self.hops,
             clients_by_tier: self.clients_by_tier.iter().map(|(k, v)| (*k, *v)).collect(),
             tier_seconds: self.tier_seconds.iter().map(|(k, v)| (*k, *v)).collect(),
         })
@@ -345,6 +351,7 @@ impl Summary {
         s.users_connected = w.users_connected;
         s.desired_shakes = w.desired_shakes;
         s.tier_transitions = w.tier_transitions;
+        s.hops = w.hops;
         s.clients_by_tier = w.clients_by_tier.into_iter().collect();
         s.tier_seconds = w.tier_seconds.into_iter().collect();
         Ok(s)

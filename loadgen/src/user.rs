@@ -19,6 +19,9 @@ use sut::signing::MAC_LEN;
 pub enum Action {
     /// Send `frame` and wait for its reply (one request in flight per connection).
     Send(Frame),
+    /// Close this connection and connect to the next gateway at once (an adversarial
+    /// user hopping after an envelope).
+    Hop,
     /// Nothing to send before this time (from the run's start).
     WaitUntil(Duration),
     /// The user's window is over: close the connection.
@@ -55,6 +58,9 @@ pub struct UserCore {
     coalesced: u32,
     /// When the last shake request was intended: a new interval counts from there.
     last_shake: Option<Duration>,
+    /// Cheats the limits: drops its cookie, hops gateways after each envelope.
+    adversarial: bool,
+    hop_pending: bool,
 }
 
 /// The time between a user's desired shakes; a rate of 0 never shakes.
@@ -70,7 +76,13 @@ impl UserCore {
     /// `phase` in [0, 1) spreads users' first shakes over one interval, and the first
     /// heartbeat of each connection over one heartbeat interval: a population of
     /// long-lived connections beats evenly, not in the wave of its own ramp.
-    pub fn new(user: u64, auth: [u8; MAC_LEN], behaviour: &Behaviour, phase: f64) -> Self {
+    pub fn new(
+        user: u64,
+        auth: [u8; MAC_LEN],
+        behaviour: &Behaviour,
+        phase: f64,
+        adversarial: bool,
+    ) -> Self {
         UserCore {
             user,
             auth,
@@ -90,6 +102,8 @@ impl UserCore {
             leave_at: Duration::ZERO,
             coalesced: 1,
             last_shake: None,
+            adversarial,
+            hop_pending: false,
         }
     }
 
@@ -162,6 +176,10 @@ impl UserCore {
         if let Some((token, intended)) = self.pending_open.take() {
             return self.send(Op::Open, intended, Frame::Open { token });
         }
+        if self.hop_pending {
+            self.hop_pending = false;
+            return Action::Hop;
+        }
         if now >= self.next_shake {
             let intended = self.next_shake;
             let interval = self.interval();
@@ -169,7 +187,12 @@ impl UserCore {
             self.last_shake = Some(intended);
             // The shakes the user wanted in this interval all ride on this one request.
             self.coalesced = (interval.as_secs_f64() / self.desire.as_secs_f64()).max(1.0) as u32;
-            let cookie = self.cookie.clone();
+            // An adversarial user never shows the limits it has reached.
+            let cookie = if self.adversarial {
+                Bytes::new()
+            } else {
+                self.cookie.clone()
+            };
             return self.send(Op::Shake, intended, Frame::Shake { cookie });
         }
         let heartbeat_due = self.last_sent + self.heartbeat.saturating_sub(self.beat_early);
@@ -251,6 +274,7 @@ impl UserCore {
                         if roll < self.open_probability {
                             self.pending_open = Some((token, now));
                         }
+                        self.hop_pending = self.adversarial;
                         "envelope"
                     }
                 };
@@ -336,6 +360,7 @@ mod tests {
             open_probability: 1.0,
             heartbeat_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
+            adversarial: 0.0,
         }
     }
 
@@ -368,7 +393,7 @@ mod tests {
     #[test]
     fn latency_counts_from_the_intended_time() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
         hello(&mut u, &mut s);
         // Shake 0 intended at 0; the reply takes 3 s.
         assert!(matches!(u.poll(ms(1)), Action::Send(Frame::Shake { .. })));
@@ -392,7 +417,7 @@ mod tests {
     #[test]
     fn the_server_tier_sets_the_interval() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
         hello(&mut u, &mut s);
         u.poll(ms(1));
         u.on_frame(reply(1, Outcome::Nothing), ms(5), 0.0, &mut s);
@@ -411,7 +436,7 @@ mod tests {
         let mut b = behaviour();
         b.shake_rate = 5.0;
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.0, false);
         hello(&mut u, &mut s);
         assert_eq!(s.clients_by_tier[&0], 1);
         // Five shakes a second wanted, one request per 2 s sent: each carries ten. (The
@@ -446,7 +471,7 @@ mod tests {
     #[test]
     fn a_won_envelope_is_opened_next() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
         hello(&mut u, &mut s);
         u.poll(ms(1));
         let env = Outcome::Envelope {
@@ -486,7 +511,7 @@ mod tests {
         let mut b = behaviour();
         b.shake_rate = 0.01;
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
         u.connected(ms(0), ms(70_000));
         u.poll(ms(0));
         u.on_frame(
@@ -521,9 +546,44 @@ mod tests {
     }
 
     #[test]
+    fn an_adversarial_user_drops_its_cookie_and_hops_after_an_envelope() {
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, true);
+        hello(&mut u, &mut s);
+        let Action::Send(Frame::Shake { cookie }) = u.poll(ms(0)) else {
+            panic!("a shake first")
+        };
+        assert!(cookie.is_empty());
+        let won = Outcome::Envelope {
+            token: Bytes::from_static(b"t"),
+            sponsor: 1,
+            amount_cents: 5,
+        };
+        u.on_frame(reply(0, won), ms(1), 0.0, &mut s);
+        assert!(matches!(u.poll(ms(1)), Action::Send(Frame::Open { .. })));
+        u.on_frame(
+            Frame::OpenReply {
+                code: 0,
+                amount_cents: 5,
+            },
+            ms(2),
+            0.0,
+            &mut s,
+        );
+        assert!(
+            matches!(u.poll(ms(2)), Action::Hop),
+            "hops once the envelope is opened"
+        );
+        let Action::Send(Frame::Shake { cookie }) = u.poll(ms(5_000)) else {
+            panic!("shakes again")
+        };
+        assert!(cookie.is_empty(), "the cookie it got is never sent back");
+    }
+
+    #[test]
     fn unsolicited_errors_end_the_session() {
         let mut s = Summary::default();
-        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0);
+        let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
         hello(&mut u, &mut s);
         let bye = Frame::error(ErrorCode::ShuttingDown, "bye");
         assert_eq!(

@@ -81,11 +81,14 @@ impl Client {
     pub fn new(user: u64, slot: u32, auth: &SigningKey, sh: &mut Shared) -> Option<Client> {
         let (start, end) = *user_windows(&sh.profile.stages, user).first()?;
         let mut rng = SmallRng::seed_from_u64(sh.profile.seed ^ mix(user));
+        let adversarial =
+            crate::profile::is_adversarial(user, sh.profile.seed, sh.profile.behaviour.adversarial);
         let core = UserCore::new(
             user,
             auth.auth_token(user),
             &sh.profile.behaviour,
             rng.random(),
+            adversarial,
         );
         let mut client = Client {
             core,
@@ -324,6 +327,12 @@ impl Client {
                 }
             }
             Action::WaitUntil(t) => self.schedule(t, slot, sh),
+            Action::Hop => {
+                // The next gateway in the list, at once; not a drop.
+                self.attempt = self.attempt.wrapping_add(1);
+                sh.stats.hops += 1;
+                self.lose(slot, now, sh, false);
+            }
         }
     }
 

@@ -117,6 +117,24 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         metrics.push((format!("gateway-{i}"), addr(base + 1010 + i)));
     }
 
+    // Every address must be free: a part that cannot bind would exit while a stranger
+    // on its port answered in its place, and the run would drive another system.
+    let mut taken = Vec::new();
+    for a in [&payment_addr, &envelope_addr]
+        .into_iter()
+        .chain(&gateway_addrs)
+        .chain(metrics.iter().map(|(_, m)| m))
+    {
+        if std::net::TcpListener::bind(a.as_str()).is_err() {
+            taken.push(a.clone());
+        }
+    }
+    if !taken.is_empty() {
+        bail!(
+            "{} already in use (another system under test?); stop it or choose another --base-port",
+            taken.join(", ")
+        );
+    }
     let exe = std::env::current_exe().context("cannot find the sut executable")?;
     let data_arg = data.display().to_string();
     let mut sup = Supervisor::new(exe, data);
