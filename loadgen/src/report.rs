@@ -421,6 +421,15 @@ impl RunReport {
         if let Some(a) = &self.audit {
             let _ = writeln!(out);
             let _ = write!(out, "{a}");
+            if let Some(l) = &self.limits {
+                if !a.passed() && a.passed_excusing(|u| l.is_adversarial(u)) {
+                    let _ = writeln!(
+                        out,
+                        "the audit's only findings are the {} adversarial users over the limit (see `limits:`); honest users all held: not a failure",
+                        l.adversarial_over_limit
+                    );
+                }
+            }
             let kept = a.credited_cents >= self.opened_cents;
             let _ = writeln!(
                 out,
