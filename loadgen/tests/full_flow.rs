@@ -46,6 +46,8 @@ thresholds:
         .arg(&path)
         .arg("--summary-json")
         .arg(&summary)
+        .arg("--report-dir")
+        .arg(dir.path().join("report"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -81,6 +81,8 @@ pub fn run_loadgen(dir: &Path, profile: &str, args: &[&str]) -> (serde_json::Val
         .args(args)
         .arg("--summary-json")
         .arg(&summary)
+        .arg("--report-dir")
+        .arg(dir.join("report"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
