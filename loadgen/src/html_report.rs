@@ -8,6 +8,7 @@
 //! throttle tier over time; shake outcomes.
 
 use crate::report::{RunReport, Second};
+use plotters::coord::ranged1d::Ranged;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::fmt::Write;
@@ -83,16 +84,62 @@ fn svg(draw: impl FnOnce(&Area) -> Result<(), String>) -> String {
     out
 }
 
+/// Every chart's frame: its caption, margins and room for the axis labels.
+fn frame<'a, 'b>(root: &'a Area<'b>, title: &'a str) -> ChartBuilder<'a, 'a, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(36)
+        .y_label_area_size(60);
+    b
+}
+
+/// Draws `lines` (each in its palette colour, 2 px) with their legend at `position`.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    lines: &[Line],
+    position: SeriesLabelPosition,
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    for (i, l) in lines.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        chart
+            .draw_series(LineSeries::new(
+                l.points.iter().copied(),
+                color.stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(l.name.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
+            });
+    }
+    legend(chart, position)
+}
+
+/// The legend box of a chart's labelled series.
+fn legend<'a, X: Ranged, Y: Ranged>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 /// Lines over a linear x axis (seconds) and a linear y axis.
 fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> String {
     let (x0, x1) = x_range(lines);
     let top = y_max(lines);
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
+        let mut chart = frame(root, title)
             .build_cartesian_2d(x0..x1, 0.0..top)
             .map_err(|e| e.to_string())?;
         chart
@@ -103,26 +150,7 @@ fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> String
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (i, l) in lines.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    l.points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(l.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        draw_lines(&mut chart, lines, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -148,11 +176,7 @@ fn stacked_chart(title: &str, y_desc: &str, layers: &[Line]) -> String {
         .max(1.0)
         * 1.1;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
+        let mut chart = frame(root, title)
             .build_cartesian_2d(x0..x1, 0.0..top)
             .map_err(|e| e.to_string())?;
         chart
@@ -176,13 +200,7 @@ fn stacked_chart(title: &str, y_desc: &str, layers: &[Line]) -> String {
                     Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -231,11 +249,7 @@ fn distribution_chart(report: &RunReport) -> String {
         / 2.0;
     let hi = y_max(&lines).max(lo * 10.0) * 2.0;
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption("Latency distribution by operation", ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
+        let mut chart = frame(root, "Latency distribution by operation")
             .build_cartesian_2d(0.0..5.6, (lo..hi).log_scale())
             .map_err(|e| e.to_string())?;
         chart
@@ -248,26 +262,7 @@ fn distribution_chart(report: &RunReport) -> String {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (i, l) in lines.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            chart
-                .draw_series(LineSeries::new(
-                    l.points.iter().copied(),
-                    color.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(l.name.as_str())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())
+        draw_lines(&mut chart, &lines, SeriesLabelPosition::UpperLeft)
     })
 }
 
@@ -277,11 +272,7 @@ fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
     let top = bars.iter().map(|b| b.1).max().unwrap_or(0).max(1) as f64 * 1.15;
     let names: Vec<String> = bars.iter().map(|b| b.0.clone()).collect();
     svg(|root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(36)
-            .y_label_area_size(60)
+        let mut chart = frame(root, title)
             .build_cartesian_2d(0.0..n as f64, 0.0..top)
             .map_err(|e| e.to_string())?;
         let label = |x: &f64| {
