@@ -57,9 +57,11 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, interval: Duration) {
                     gw.metrics.view_users.set(users as i64);
                 }
                 gw.metrics.syncs_ok.inc();
-                // Catching up (a page came back full) or records still waiting: go on.
-                let waiting = gw.to_publish.lock().map(|p| !p.is_empty()).unwrap_or(false);
-                delay = if full_page || waiting {
+                // Catching up: a page came back full, or this publish was capped. (New
+                // records arriving meanwhile wait for the next interval: during a round
+                // there always are some, and syncing back to back would load both sides.)
+                let capped = publish.len() >= PUBLISH_BATCH;
+                delay = if full_page || capped {
                     Duration::ZERO
                 } else {
                     interval
