@@ -37,6 +37,17 @@ pub struct IssueRecord {
     pub show_ms: i64,
 }
 
+impl IssueRecord {
+    /// What the shared limit view needs of it.
+    pub fn issued(&self) -> Issued {
+        Issued {
+            user: self.user,
+            envelope_id: self.envelope_id,
+            sponsor: self.sponsor,
+        }
+    }
+}
+
 /// Why a shake got what it got; a metrics label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reason {

@@ -438,17 +438,7 @@ pub async fn run(
             .collect(),
         shake_cost: config.shake_cost,
         // After a restart everything is published again: the backend keeps each once.
-        to_publish: Mutex::new(
-            recovered
-                .issued
-                .iter()
-                .map(|r| crate::limit_view::Issued {
-                    user: r.user,
-                    envelope_id: r.envelope_id,
-                    sponsor: r.sponsor,
-                })
-                .collect(),
-        ),
+        to_publish: Mutex::new(recovered.issued.iter().map(|r| r.issued()).collect()),
     });
     crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",

@@ -299,11 +299,7 @@ async fn shake(
             c.inc();
         }
         if let Ok(mut p) = gw.to_publish.lock() {
-            p.push(crate::limit_view::Issued {
-                user: record.user,
-                envelope_id: record.envelope_id,
-                sponsor: record.sponsor,
-            });
+            p.push(record.issued());
         }
     }
     if let Some(i) = Reason::ALL.iter().position(|r| *r == decision.reason) {
