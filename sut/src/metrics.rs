@@ -93,16 +93,19 @@ pub fn openmetrics_to_text(openmetrics: &str) -> String {
             .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
         match meta {
             Some((prefix, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                let tail = match tail {
-                    "unknown" | "info" | "stateset" | "gaugehistogram" => "untyped",
-                    t => t,
-                };
-                if counters.contains(name) {
-                    out.push_str(&format!("{prefix}{name}_total {tail}\n"));
-                } else {
-                    out.push_str(&format!("{prefix}{name} {tail}\n"));
+                let (name, mut tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                // Types the classic format lacks; a HELP text is left as it is.
+                if prefix == "# TYPE "
+                    && matches!(tail, "unknown" | "info" | "stateset" | "gaugehistogram")
+                {
+                    tail = "untyped";
                 }
+                let total = if counters.contains(name) {
+                    "_total"
+                } else {
+                    ""
+                };
+                out.push_str(&format!("{prefix}{name}{total} {tail}\n"));
             }
             None => {
                 // Counters' `_created` samples have no place in the classic format.
