@@ -6,7 +6,6 @@ mod common;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
 use futures_util::SinkExt;
-use std::io::{Read, Write};
 use sut::protocol::{ErrorCode, Frame};
 use sut::signing::SigningKey;
 use tokio::io::AsyncWriteExt;
@@ -17,18 +16,6 @@ fn code(f: &Option<Frame>) -> Option<u16> {
         Some(Frame::OpenReply { code, .. }) => Some(*code),
         _ => None,
     }
-}
-
-fn scrape(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
 }
 
 /// Shakes as fresh users until one wins an envelope: (user, token, amount).

@@ -24,12 +24,8 @@ async fn win(c: &mut Client, want: usize, tries: usize) -> usize {
 }
 
 fn view_users(metrics: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(metrics).unwrap();
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body.lines()
+    scrape(metrics)
+        .lines()
         .find_map(|l| l.strip_prefix("sut_gateway_limit_view_users "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)

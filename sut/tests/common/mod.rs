@@ -11,6 +11,20 @@ use sut::signing::SigningKey;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
+/// One process's `/metrics` response (headers and body).
+pub fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
 /// A child process killed when the test ends, however it ends.
 pub struct Proc(pub Child);
 
