@@ -374,7 +374,7 @@ pub fn render(report: &RunReport) -> String {
     match &report.audit {
         Some(a) => {
             let _ = write!(body, "<pre class=\"audit\">{}</pre>", esc(&a.to_string()));
-            let (class, word) = if a.credited_cents >= report.opened_cents {
+            let (class, word) = if crate::report::promises_kept(a, report.opened_cents) {
                 ("ok", "every promise kept")
             } else {
                 ("fail", "promised money was not credited")

@@ -69,6 +69,13 @@ pub struct RunReport {
     pub latency_distribution: BTreeMap<&'static str, Vec<(f64, f64)>>,
 }
 
+/// Whether every open a user was told succeeded was credited: the money the gateways
+/// promised is at most what payment credited (more is possible: an open recorded whose
+/// reply the user never got).
+pub fn promises_kept(audit: &AuditReport, promised_cents: u64) -> bool {
+    audit.credited_cents >= promised_cents
+}
+
 /// The percentiles the distribution is read at: 0, then 1 - 10^(-k/4), up to 99.999,
 /// then the maximum (100).
 pub fn distribution_percentiles() -> Vec<f64> {
@@ -177,20 +184,17 @@ impl RunReport {
                 }
             })
             .collect();
-        // A part a fault took down that never came back is a failed run: the audit
-        // would then judge a system that was not whole.
-        // Every open a user was told succeeded must have been credited: the money the
-        // gateways promised is at most what payment credited (more is possible: an open
-        // recorded whose reply the user never got).
         let promises_kept = audit
             .as_ref()
-            .is_none_or(|a| a.credited_cents >= summary.opened_cents);
+            .is_none_or(|a| promises_kept(a, summary.opened_cents));
         // Adversarial users over the limit are measured, not failures: invariant 4 is
         // for honest users, and the audit still fails on any other violation.
         let audit_passed = audit.as_ref().is_none_or(|a| match &cost.limits {
             Some(l) => a.passed_excusing(|u| l.is_adversarial(u)),
             None => a.passed(),
         });
+        // A part a fault took down that never came back is a failed run: the audit
+        // would then judge a system that was not whole.
         let passed = thresholds.iter().all(|t| t.passed)
             && audit_passed
             && promises_kept
@@ -430,7 +434,7 @@ impl RunReport {
                     );
                 }
             }
-            let kept = a.credited_cents >= self.opened_cents;
+            let kept = promises_kept(a, self.opened_cents);
             let _ = writeln!(
                 out,
                 "opens users were told succeeded: {} cents; credited by payment: {} cents: {}",
