@@ -39,6 +39,11 @@ pub struct RunOptions {
     pub start_at: Option<i64>,
 }
 
+/// How long after each whole second of the run the parent reads the workers' reports
+/// (see the tick below); the run's seconds, its series and its interval log count from
+/// the start plus this.
+const TICK_LAG: Duration = Duration::from_millis(500);
+
 pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let profile = Profile::load(&opts.profile)?;
     let name = profile.name.clone().unwrap_or_else(|| "run".into());
@@ -122,12 +127,13 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let mut steps = steps.into_iter().peekable();
-    let run_start_ms = start_at;
     // Workers report on each whole second of the run; ticking half a second later means
     // every tick has seen exactly the reports up to its second, so per-second figures do
     // not alias (a second with two reports and the next with none).
-    let mut tick =
-        tokio::time::interval_at(start + Duration::from_millis(1500), Duration::from_secs(1));
+    let mut tick = tokio::time::interval_at(
+        start + TICK_LAG + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
     let report_dir = opts
         .report_dir
         .clone()
@@ -139,7 +145,8 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         )
     })?;
     // Interval start times count from the moment the run's seconds count from.
-    let run_epoch = std::time::UNIX_EPOCH + Duration::from_millis((start_at + 500).max(0) as u64);
+    let run_epoch =
+        std::time::UNIX_EPOCH + Duration::from_millis(start_at.max(0) as u64) + TICK_LAG;
     let hlog = HlogWriter::create(
         &report_dir.join("latency.hlog"),
         run_epoch,
@@ -155,7 +162,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         tokio::select! {
             more = fleet.next_report(&stats) => if !more? { break },
             _ = tick.tick() => {
-                let elapsed = start.elapsed().saturating_sub(Duration::from_millis(500));
+                let elapsed = start.elapsed().saturating_sub(TICK_LAG);
                 let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let target = opts.segment.len(target_at(&profile.stages, elapsed));
                 eprintln!("{}", progress.line(&snapshot, elapsed, target));
@@ -182,7 +189,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let summary = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // What arrived after the last progress line (the workers' final reports) becomes
     // the series' and the interval log's last interval, so both add up to the summary.
-    let elapsed = start.elapsed().saturating_sub(Duration::from_millis(500));
+    let elapsed = start.elapsed().saturating_sub(TICK_LAG);
     let _ = progress.line(&summary, elapsed, 0);
 
     let mut fault_events = Vec::new();
@@ -196,7 +203,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             // The faults' events, read before the final stop adds its own.
             if !profile.faults.is_empty() {
                 let text = std::fs::read_to_string(data.join("events.jsonl")).unwrap_or_default();
-                fault_events = crate::faults::events(&text, run_start_ms);
+                fault_events = crate::faults::events(&text, start_at);
             }
             s.stop().await?;
             Some(sut::audit::run(&data).context("the audit could not read the run's records")?)
@@ -294,10 +301,9 @@ impl Progress {
         // This second's histogram of every operation: the cumulative one less the last.
         let windows: Vec<hdrhistogram::Histogram<u64>> = OPS
             .iter()
-            .enumerate()
-            .map(|(i, op)| {
+            .map(|op| {
                 let mut w = s.ops[*op as usize].latency.clone();
-                if let Some(prev) = self.last_hists.as_ref().and_then(|h| h.get(i)) {
+                if let Some(prev) = self.last_hists.as_ref().and_then(|h| h.get(*op as usize)) {
                     let _ = w.subtract(prev);
                 }
                 w
