@@ -1,5 +1,6 @@
-//! The audit: after a run, proves DESIGN.md §4 invariants 1, 2, 4 and 5 from the durable
-//! records alone (seed shards, gateway issue and open logs, backend, payment ledger).
+//! The audit: after a run, proves DESIGN.md §4 invariants 1 to 5 from the durable
+//! records alone (seed shards, gateway issue and open logs, backend opens and split
+//! pots, payment ledger).
 
 use crate::cookie::MAX_ENVELOPES_PER_USER;
 use crate::manifest::{Manifest, ManifestError};
@@ -7,6 +8,7 @@ use crate::rate_budget::burst_for;
 use crate::seed_shard::{shard_path, SeedEnvelope, SeedShard, ShardError};
 use crate::shake::IssueRecord;
 use crate::store::{open_existing, StoreError};
+use crate::envelope::split_store;
 use crate::{envelope, gateway, payment};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -35,6 +37,24 @@ pub struct RoundFigures {
     pub allowed_in_1s: u64,
 }
 
+/// The split envelopes' money (invariant 3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SplitFigures {
+    /// Pots: one per recorded open, and what they hold.
+    pub pots: u64,
+    pub pot_cents: u64,
+    pub shared: u64,
+    pub grabs: u64,
+    pub grabbed_cents: u64,
+    /// Grabs payment credited, and how much.
+    pub grab_credits: u64,
+    pub grab_credited_cents: u64,
+    pub recycled_pots: u64,
+    pub recycled_cents: u64,
+    /// Neither grabbed nor recycled yet: pots still within their lifetime.
+    pub open_cents: u64,
+}
+
 /// What the audit found.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AuditReport {
@@ -55,6 +75,8 @@ pub struct AuditReport {
     /// adversarial ones by id.
     pub over_limit: Vec<u64>,
     pub rounds: Vec<RoundFigures>,
+    #[serde(default)]
+    pub split: SplitFigures,
     pub violations: Vec<String>,
 }
 
@@ -161,12 +183,20 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
     let (ledger, balances) = payment::read_ledger(&open_existing(&payment::db_path(data))?)?;
     let env_db = open_existing(&envelope::db_path(data))?;
     report.in_flight += envelope::read_outbox(&env_db)?.len() as u64;
-    let backend_opens = envelope::read_opens(&env_db)?.len() as u64;
+    let recorded_opens = envelope::read_opens(&env_db)?;
+    let backend_opens = recorded_opens.len() as u64;
     let mut credits: HashMap<u64, Vec<crate::rpc::Credit>> = HashMap::new();
+    let mut grab_credits: HashMap<u64, Vec<crate::rpc::Credit>> = HashMap::new();
     for c in &ledger {
+        if split_store::grab_of_credit(c.envelope_id).is_some() {
+            grab_credits.entry(c.envelope_id).or_default().push(*c);
+            report.split.grab_credited_cents += c.amount_cents as u64;
+            continue;
+        }
         credits.entry(c.envelope_id).or_default().push(*c);
         report.credited_cents += c.amount_cents as u64;
     }
+    report.split.grab_credits = grab_credits.len() as u64;
     report.credited = credits.len() as u64;
     report.balances_cents = balances;
     for (id, entry) in &told_opened {
@@ -196,12 +226,20 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
             f.add("credit without an open", format!("id {id}"));
         }
     }
-    if balances != report.credited_cents {
+    let ledger_cents = report.credited_cents + report.split.grab_credited_cents;
+    if balances != ledger_cents {
         f.add(
             "balances differ from the ledger",
-            format!("{balances} vs {} cents", report.credited_cents),
+            format!("{balances} vs {ledger_cents} cents"),
         );
     }
+    audit_splits(
+        &mut f,
+        &mut report.split,
+        &recorded_opens,
+        &split_store::read_splits(&env_db)?,
+        &grab_credits,
+    );
     if report.in_flight > 0 {
         f.add(
             "queues not drained",
@@ -218,8 +256,10 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
             .filter(|id| issued_by_id.contains_key(id))
             .count() as u64,
     );
-    report.lost = f.count("lost: opened but never credited");
-    report.duplicated = f.count("envelope issued twice") + f.count("credited more than once");
+    report.lost = f.count("lost: opened but never credited") + f.count(LOST_GRAB);
+    report.duplicated = f.count("envelope issued twice")
+        + f.count("credited more than once")
+        + f.count(DOUBLE_GRAB_CREDIT);
     if backend_opens < report.credited {
         f.add(
             "payment credited what the backend never recorded",
@@ -297,6 +337,78 @@ pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
     Ok(report)
 }
 
+const LOST_GRAB: &str = "lost: grabbed but never credited";
+const DOUBLE_GRAB_CREDIT: &str = "grab credited more than once";
+
+/// Invariant 3: every pot's grabs and recycling add up, no part is grabbed twice, each
+/// grab is credited once at the amount dealt, and no grab credit stands alone.
+fn audit_splits(
+    f: &mut Findings,
+    figures: &mut SplitFigures,
+    opens: &[envelope::OpenRecord],
+    splits: &[crate::split::Split],
+    grab_credits: &HashMap<u64, Vec<crate::rpc::Credit>>,
+) {
+    // The pots the opens imply (the lifetime does not change what a pot holds).
+    let implied: HashMap<u64, crate::split::Pot> = opens
+        .iter()
+        .filter(|o| o.entry.token.envelope_id < split_store::MAX_POT_ENVELOPE_ID)
+        .map(|o| (o.entry.token.envelope_id, split_store::pot_of(o, 0)))
+        .collect();
+    figures.pots = implied.len() as u64;
+    figures.pot_cents = implied.values().map(|p| p.cents).sum();
+    let mut dealt: HashSet<u64> = HashSet::new();
+    for s in splits {
+        let id = s.pot.envelope_id;
+        match implied.get(&id) {
+            None => f.add("pot without a recorded open", format!("pot {id}")),
+            Some(p) if (p.cents, p.parts, p.owner) != (s.pot.cents, s.pot.parts, s.pot.owner) => {
+                f.add("pot differs from its open", format!("pot {id}"))
+            }
+            Some(_) => {}
+        }
+        for problem in s.check() {
+            f.add("split invariant broken", problem);
+        }
+        if s.was_shared() {
+            figures.shared += 1;
+        }
+        figures.grabs += s.grabs.len() as u64;
+        figures.grabbed_cents += s.grabbed_cents();
+        if matches!(s.state, crate::split::State::Recycled { .. }) {
+            figures.recycled_pots += 1;
+            figures.recycled_cents += s.recycled_cents();
+        }
+        for (part, (user, cents)) in s.grabs.iter().enumerate() {
+            let credit_id = split_store::grab_credit_id(id, part as u32);
+            dealt.insert(credit_id);
+            match grab_credits.get(&credit_id).map(|v| v.as_slice()) {
+                None | Some([]) => f.add(LOST_GRAB, format!("pot {id} part {part}")),
+                Some([c]) => {
+                    if c.user != *user || u64::from(c.amount_cents) != *cents {
+                        f.add(
+                            "grab credit differs from the grab",
+                            format!("pot {id} part {part}"),
+                        );
+                    }
+                }
+                Some(more) => f.add(
+                    DOUBLE_GRAB_CREDIT,
+                    format!("pot {id} part {part} x{}", more.len()),
+                ),
+            }
+        }
+    }
+    for id in grab_credits.keys() {
+        if !dealt.contains(id) {
+            f.add("credit without a grab", format!("credit {id}"));
+        }
+    }
+    figures.open_cents = figures
+        .pot_cents
+        .saturating_sub(figures.grabbed_cents + figures.recycled_cents);
+}
+
 impl std::fmt::Display for AuditReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "audit")?;
@@ -313,6 +425,12 @@ impl std::fmt::Display for AuditReport {
         writeln!(f, "  lost               {:>10}", self.lost)?;
         writeln!(f, "  duplicated         {:>10}", self.duplicated)?;
         writeln!(f, "  users over limit   {:>10}", self.over_limit_users)?;
+        let sp = &self.split;
+        writeln!(
+            f,
+            "  split pots         {:>10}  ({} cents): shared {}, grabs {} ({} cents; credited {} for {} cents), recycled {} pots ({} cents), still open {} cents",
+            sp.pots, sp.pot_cents, sp.shared, sp.grabs, sp.grabbed_cents, sp.grab_credits, sp.grab_credited_cents, sp.recycled_pots, sp.recycled_cents, sp.open_cents
+        )?;
         for r in &self.rounds {
             writeln!(
                 f,

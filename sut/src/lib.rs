@@ -6,6 +6,7 @@ pub mod cookie;
 pub mod cursor;
 pub mod drain;
 pub mod envelope;
+pub mod friends;
 pub mod gateway;
 pub mod limit_view;
 pub mod listen;

@@ -50,6 +50,10 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ("gateway", "sut_gateway_limit_view_users", "gauge"),
     ("gateway", "sut_gateway_limit_syncs_total", "counter"),
     ("gateway", "sut_store_operations_total", "counter"),
+    ("gateway", "sut_gateway_splits_total", "counter"),
+    ("envelope", "sut_envelope_splits_total", "counter"),
+    ("envelope", "sut_envelope_grabbed_cents_total", "counter"),
+    ("envelope", "sut_envelope_recycled_cents_total", "counter"),
 ];
 
 /// A counter family with one free-form label set; label values are bounded by the callers.

@@ -46,6 +46,14 @@ pub enum Rpc {
         publish: Vec<crate::limit_view::Issued>,
         since: u64,
     },
+    /// Gateway → backend: shares and grabs, answered in order.
+    Split {
+        requests: Vec<crate::envelope::split_store::SplitRequest>,
+    },
+    /// Backend → gateway: one answer per request.
+    SplitDone {
+        answers: Vec<crate::envelope::split_store::SplitAnswer>,
+    },
     /// Backend → gateway: records from `since`, and the position to ask from next.
     IssuedSince {
         records: Vec<crate::limit_view::Issued>,

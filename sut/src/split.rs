@@ -12,9 +12,10 @@
 //! the same calls give the same outcome: a retried request after a crash is answered
 //! from what was recorded, never dealt again.
 //!
-//! Not yet wired: the wire frames (Share/Grab), the backend's durable tables and the
-//! load generator's friends use this next (see the project's issue on split envelopes).
+//! The envelope backend keeps one [`Split`] per pot durably (see `envelope::split_store`)
+//! and runs these rules on it inside its group-commit transactions.
 
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -38,7 +39,7 @@ pub fn pot_for(
 }
 
 /// The split parts an opened envelope carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Pot {
     pub envelope_id: u64,
     pub owner: u64,
@@ -63,19 +64,19 @@ pub fn deal(remaining: u64, parts_left: u32, roll: f64) -> u64 {
     1 + ((roll * most as f64) as u64).min(most - 1)
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum State {
     /// Opened, not shared yet.
     Unshared,
     /// Shared to these friends.
     Shared { friends: Vec<u64> },
     /// Expired: what was left went back to the sponsor.
-    Recycled { cents: u64 },
+    Recycled { cents: u64, was_shared: bool },
 }
 
 /// Why a share or grab was refused; each has its own code on the wire and its own
 /// count, and none moves money.
-#[derive(Debug, Clone, Copy, Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Error, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SplitError {
     #[error("no such envelope pot")]
     NoSuchPot,
@@ -106,7 +107,7 @@ pub enum SplitError {
 }
 
 /// One pot and what happened to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
     pub pot: Pot,
     pub state: State,
@@ -121,7 +122,7 @@ impl Split {
 
     pub fn recycled_cents(&self) -> u64 {
         match self.state {
-            State::Recycled { cents } => cents,
+            State::Recycled { cents, .. } => cents,
             _ => 0,
         }
     }
@@ -130,45 +131,93 @@ impl Split {
     pub fn open_cents(&self) -> u64 {
         self.pot.cents - self.grabbed_cents() - self.recycled_cents()
     }
-}
 
-/// Every pot the backend knows, by envelope id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SplitBook {
-    pub splits: BTreeMap<u64, Split>,
-}
+    /// This pot's violations of the split invariants (DESIGN.md section 4, invariant
+    /// 3): never more out than in, recycled means settled, at most one part per grab
+    /// and per user, no empty part.
+    pub fn check(&self) -> Vec<String> {
+        let id = self.pot.envelope_id;
+        let s = self;
+        let mut problems = Vec::new();
+        let grabbed = s.grabbed_cents();
+        if grabbed + s.recycled_cents() > s.pot.cents {
+            problems.push(format!(
+                "pot {id}: grabbed {grabbed} + recycled {} exceed {}",
+                s.recycled_cents(),
+                s.pot.cents
+            ));
+        }
+        if matches!(s.state, State::Recycled { .. })
+            && grabbed + s.recycled_cents() != s.pot.cents
+        {
+            problems.push(format!(
+                "pot {id}: recycled, yet grabbed + recycled != {}",
+                s.pot.cents
+            ));
+        }
+        if s.grabs.len() > s.pot.parts as usize {
+            problems.push(format!(
+                "pot {id}: {} grabs of {} parts",
+                s.grabs.len(),
+                s.pot.parts
+            ));
+        }
+        if s.grabs.len() == s.pot.parts as usize && grabbed != s.pot.cents {
+            problems.push(format!(
+                "pot {id}: every part grabbed, yet {grabbed} of {} cents",
+                s.pot.cents
+            ));
+        }
+        let mut users: Vec<u64> = s.grabs.iter().map(|(u, _)| *u).collect();
+        users.sort_unstable();
+        users.dedup();
+        if users.len() != s.grabs.len() {
+            problems.push(format!("pot {id}: a user grabbed twice"));
+        }
+        if s.grabs.iter().any(|(_, c)| *c == 0) {
+            problems.push(format!("pot {id}: a grab of 0 cents"));
+        }
+        problems
+    }
 
-impl SplitBook {
-    /// An envelope was opened: its pot exists from now on. A repeat is ignored.
-    pub fn opened(&mut self, pot: Pot) {
-        self.splits.entry(pot.envelope_id).or_insert(Split {
+    /// Whether its opener shared it (before or after it was recycled).
+    pub fn was_shared(&self) -> bool {
+        matches!(
+            self.state,
+            State::Shared { .. }
+                | State::Recycled {
+                    was_shared: true,
+                    ..
+                }
+        )
+    }
+
+    /// A fresh pot, not shared yet.
+    pub fn new(pot: Pot) -> Split {
+        Split {
             pot,
             state: State::Unshared,
             grabs: Vec::new(),
-        });
+        }
     }
 
+    /// The opener shares the pot to `friends` (each must pass `is_friend`).
     pub fn share(
         &mut self,
-        envelope_id: u64,
         user: u64,
         friends: &[u64],
         now_ms: i64,
         is_friend: impl Fn(u64, u64) -> bool,
     ) -> Result<(), SplitError> {
-        let s = self
-            .splits
-            .get_mut(&envelope_id)
-            .ok_or(SplitError::NoSuchPot)?;
-        if s.pot.owner != user {
+        if self.pot.owner != user {
             return Err(SplitError::NotOwner);
         }
-        match s.state {
+        match self.state {
             State::Recycled { .. } => return Err(SplitError::Recycled),
             State::Shared { .. } => return Err(SplitError::AlreadyShared),
             State::Unshared => {}
         }
-        if now_ms >= s.pot.expires_ms {
+        if now_ms >= self.pot.expires_ms {
             return Err(SplitError::Expired);
         }
         if friends.is_empty() {
@@ -183,8 +232,76 @@ impl SplitBook {
         let mut friends = friends.to_vec();
         friends.sort_unstable();
         friends.dedup();
-        s.state = State::Shared { friends };
+        self.state = State::Shared { friends };
         Ok(())
+    }
+
+    /// A friend grabs a part: the amount dealt (`roll` in [0, 1)).
+    pub fn grab(&mut self, user: u64, now_ms: i64, roll: f64) -> Result<u64, SplitError> {
+        if self.pot.owner == user {
+            return Err(SplitError::OwnShare);
+        }
+        let friends = match &self.state {
+            State::Recycled { .. } => return Err(SplitError::Recycled),
+            State::Unshared => return Err(SplitError::NotShared),
+            State::Shared { friends } => friends,
+        };
+        if friends.binary_search(&user).is_err() {
+            return Err(SplitError::NotInvited);
+        }
+        if self.grabs.iter().any(|(u, _)| *u == user) {
+            return Err(SplitError::AlreadyGrabbed);
+        }
+        if now_ms >= self.pot.expires_ms {
+            return Err(SplitError::Expired);
+        }
+        let parts_left = self.pot.parts - self.grabs.len() as u32;
+        if parts_left == 0 {
+            return Err(SplitError::NoPartsLeft);
+        }
+        let cents = deal(self.open_cents(), parts_left, roll);
+        self.grabs.push((user, cents));
+        Ok(cents)
+    }
+
+    /// Past its expiry, what the pot still holds is recycled: the cents, once.
+    pub fn expire(&mut self, now_ms: i64) -> Option<u64> {
+        if now_ms < self.pot.expires_ms || matches!(self.state, State::Recycled { .. }) {
+            return None;
+        }
+        let cents = self.open_cents();
+        let was_shared = matches!(self.state, State::Shared { .. });
+        self.state = State::Recycled { cents, was_shared };
+        Some(cents)
+    }
+}
+
+/// Every pot the backend knows, by envelope id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitBook {
+    pub splits: BTreeMap<u64, Split>,
+}
+
+impl SplitBook {
+    /// An envelope was opened: its pot exists from now on. A repeat is ignored.
+    pub fn opened(&mut self, pot: Pot) {
+        self.splits
+            .entry(pot.envelope_id)
+            .or_insert_with(|| Split::new(pot));
+    }
+
+    pub fn share(
+        &mut self,
+        envelope_id: u64,
+        user: u64,
+        friends: &[u64],
+        now_ms: i64,
+        is_friend: impl Fn(u64, u64) -> bool,
+    ) -> Result<(), SplitError> {
+        self.splits
+            .get_mut(&envelope_id)
+            .ok_or(SplitError::NoSuchPot)?
+            .share(user, friends, now_ms, is_friend)
     }
 
     /// A friend grabs a part: the amount dealt.
@@ -195,94 +312,24 @@ impl SplitBook {
         now_ms: i64,
         roll: f64,
     ) -> Result<u64, SplitError> {
-        let s = self
-            .splits
+        self.splits
             .get_mut(&envelope_id)
-            .ok_or(SplitError::NoSuchPot)?;
-        if s.pot.owner == user {
-            return Err(SplitError::OwnShare);
-        }
-        let friends = match &s.state {
-            State::Recycled { .. } => return Err(SplitError::Recycled),
-            State::Unshared => return Err(SplitError::NotShared),
-            State::Shared { friends } => friends,
-        };
-        if friends.binary_search(&user).is_err() {
-            return Err(SplitError::NotInvited);
-        }
-        if s.grabs.iter().any(|(u, _)| *u == user) {
-            return Err(SplitError::AlreadyGrabbed);
-        }
-        if now_ms >= s.pot.expires_ms {
-            return Err(SplitError::Expired);
-        }
-        let parts_left = s.pot.parts - s.grabs.len() as u32;
-        if parts_left == 0 {
-            return Err(SplitError::NoPartsLeft);
-        }
-        let cents = deal(s.open_cents(), parts_left, roll);
-        s.grabs.push((user, cents));
-        Ok(cents)
+            .ok_or(SplitError::NoSuchPot)?
+            .grab(user, now_ms, roll)
     }
 
     /// Recycles every pot past its expiry that still holds money; returns (envelope,
     /// cents recycled) for each, to be recorded and credited back to the sponsor.
     pub fn expire(&mut self, now_ms: i64) -> Vec<(u64, u64)> {
-        let mut out = Vec::new();
-        for (id, s) in self.splits.iter_mut() {
-            if now_ms >= s.pot.expires_ms && !matches!(s.state, State::Recycled { .. }) {
-                let cents = s.open_cents();
-                s.state = State::Recycled { cents };
-                out.push((*id, cents));
-            }
-        }
-        out
+        self.splits
+            .iter_mut()
+            .filter_map(|(id, s)| s.expire(now_ms).map(|cents| (*id, cents)))
+            .collect()
     }
 
     /// The split invariants (DESIGN.md section 4, invariant 3), each pot's violations named.
     pub fn check(&self) -> Vec<String> {
-        let mut problems = Vec::new();
-        for (id, s) in &self.splits {
-            let grabbed = s.grabbed_cents();
-            if grabbed + s.recycled_cents() > s.pot.cents {
-                problems.push(format!(
-                    "pot {id}: grabbed {grabbed} + recycled {} exceed {}",
-                    s.recycled_cents(),
-                    s.pot.cents
-                ));
-            }
-            if matches!(s.state, State::Recycled { .. })
-                && grabbed + s.recycled_cents() != s.pot.cents
-            {
-                problems.push(format!(
-                    "pot {id}: recycled, yet grabbed + recycled != {}",
-                    s.pot.cents
-                ));
-            }
-            if s.grabs.len() > s.pot.parts as usize {
-                problems.push(format!(
-                    "pot {id}: {} grabs of {} parts",
-                    s.grabs.len(),
-                    s.pot.parts
-                ));
-            }
-            if s.grabs.len() == s.pot.parts as usize && grabbed != s.pot.cents {
-                problems.push(format!(
-                    "pot {id}: every part grabbed, yet {grabbed} of {} cents",
-                    s.pot.cents
-                ));
-            }
-            let mut users: Vec<u64> = s.grabs.iter().map(|(u, _)| *u).collect();
-            users.sort_unstable();
-            users.dedup();
-            if users.len() != s.grabs.len() {
-                problems.push(format!("pot {id}: a user grabbed twice"));
-            }
-            if s.grabs.iter().any(|(_, c)| *c == 0) {
-                problems.push(format!("pot {id}: a grab of 0 cents"));
-            }
-        }
-        problems
+        self.splits.values().flat_map(Split::check).collect()
     }
 }
 

@@ -143,6 +143,39 @@ struct EnvelopeArgs {
     max_in_flight: usize,
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Unix ms of the show's start, for split pots' lifetimes [default: from DATA/manifest.json, else now].
+    #[arg(long)]
+    show_start_ms: Option<i64>,
+    #[command(flatten)]
+    split: SplitArgs,
+}
+
+/// Split envelope settings; `sut up` passes them on to the envelope backend.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SplitArgs {
+    /// How long after its open a split pot may be shared and grabbed; then what is
+    /// left goes back to the sponsor (the seed: 24 hours).
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    split_ttl: Duration,
+}
+
+impl SplitArgs {
+    pub(crate) fn to_flags(&self) -> Vec<String> {
+        vec![
+            "--split-ttl".to_string(),
+            humantime::format_duration(self.split_ttl).to_string(),
+        ]
+    }
+}
+
+/// The show's start: the flag, else the data directory's manifest, else now.
+fn show_start(flag: Option<i64>, data: &std::path::Path) -> i64 {
+    flag.or_else(|| {
+        sut::manifest::Manifest::load(data)
+            .ok()
+            .map(|m| m.show_start_ms)
+    })
+    .unwrap_or_else(sut::gateway::unix_ms)
 }
 
 #[derive(Debug, clap::Args)]
@@ -255,33 +288,27 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Envelope(args) => rt.block_on(async {
             let shutdown = shutdown_signal()?;
             let config = sut::envelope::EnvelopeConfig {
+                show_start_ms: show_start(args.show_start_ms, &args.data),
                 listen: args.listen,
                 metrics: args.metrics,
                 data: args.data,
                 payment_addr: args.payment,
                 max_in_flight: args.max_in_flight,
                 drain_timeout: args.drain_timeout,
+                split_ttl: args.split.split_ttl,
             };
             sut::envelope::run(config, shutdown).await?;
             Ok(ExitCode::SUCCESS)
         }),
         Command::Payment(args) => rt.block_on(async {
             let shutdown = shutdown_signal()?;
-            let data_dir = args.data.clone();
             let config = sut::payment::PaymentConfig {
+                show_start_ms: show_start(args.show_start_ms, &args.data),
                 listen: args.listen,
                 metrics: args.metrics,
                 data: args.data,
                 max_in_flight: args.max_in_flight,
                 faults: args.faults.to_faults(),
-                show_start_ms: args
-                    .show_start_ms
-                    .or_else(|| {
-                        sut::manifest::Manifest::load(&data_dir)
-                            .ok()
-                            .map(|m| m.show_start_ms)
-                    })
-                    .unwrap_or_else(sut::gateway::unix_ms),
             };
             sut::payment::run(config, shutdown).await?;
             Ok(ExitCode::SUCCESS)

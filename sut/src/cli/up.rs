@@ -47,6 +47,8 @@ pub struct UpArgs {
     gateway: super::GatewayTuning,
     #[command(flatten)]
     payment: super::PaymentFaultArgs,
+    #[command(flatten)]
+    split: super::SplitArgs,
 }
 
 pub async fn run(args: UpArgs) -> Result<ExitCode> {
@@ -161,22 +163,21 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         ]);
         payment_args.extend(args.payment.to_flags());
         sup.launch("payment", &payment_addr, payment_args).await?;
-        sup.launch(
+        let mut envelope_args = owned(&[
             "envelope",
+            "--listen",
             &envelope_addr,
-            owned(&[
-                "envelope",
-                "--listen",
-                &envelope_addr,
-                "--metrics",
-                &metrics[1].1,
-                "--data",
-                &data_arg,
-                "--payment",
-                &payment_addr,
-            ]),
-        )
-        .await?;
+            "--metrics",
+            &metrics[1].1,
+            "--data",
+            &data_arg,
+            "--payment",
+            &payment_addr,
+            "--show-start-ms",
+            &show,
+        ]);
+        envelope_args.extend(args.split.to_flags());
+        sup.launch("envelope", &envelope_addr, envelope_args).await?;
         let gateway_count = gateways.to_string();
         let tuning = args.gateway.to_flags();
         for i in 0..gateways {

@@ -5,6 +5,7 @@ mod bench;
 mod forwarder;
 mod load;
 mod session;
+mod split;
 pub mod store;
 mod sync;
 
@@ -316,6 +317,8 @@ pub(crate) struct Gateway {
     pub shake_cost: Duration,
     /// Issuance records not yet published to the shared limit view.
     pub to_publish: Mutex<Vec<crate::limit_view::Issued>>,
+    /// Shares and grabs on their way to the envelope backend.
+    pub split: split::SplitAgent,
 }
 
 impl Gateway {
@@ -400,6 +403,7 @@ pub async fn run(
         db: "queue",
         stats: committer.stats.clone(),
     }));
+    let split_agent = split::SplitAgent::register(&mut registry);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
 
@@ -439,6 +443,7 @@ pub async fn run(
         shake_cost: config.shake_cost,
         // After a restart everything is published again: the backend keeps each once.
         to_publish: Mutex::new(recovered.issued.iter().map(|r| r.issued()).collect()),
+        split: split_agent,
     });
     crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",
@@ -455,6 +460,7 @@ pub async fn run(
         config.envelope_addr.clone(),
         config.sync_interval,
     ));
+    tokio::spawn(split::run(gw.clone(), config.envelope_addr.clone()));
     if config.bench_opens > 0 {
         tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));
     }

@@ -159,6 +159,10 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             }
             Frame::Shake { cookie } => Box::pin(shake(&gw, user, cookie, &mut last_decided)).await,
             Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
+            Frame::Share { token, friends } => {
+                Box::pin(super::split::share(&gw, user, token, friends)).await
+            }
+            Frame::Grab { share_id } => Box::pin(super::split::grab(&gw, user, share_id)).await,
             other => {
                 let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
                 Box::pin(refuse(&gw, &mut conn, ErrorCode::Unexpected, msg)).await;

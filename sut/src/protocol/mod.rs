@@ -23,6 +23,10 @@
 //! | 0x06 | ShakeReply | s→c | outcome, tier u8, shake_interval_ms u32, cookie bytes |
 //! | 0x07 | Open | c→s | envelope_token bytes |
 //! | 0x08 | OpenReply | s→c | code u16 (0 = credited later, for sure), amount_cents u32 |
+//! | 0x09 | Share | c→s | envelope_token bytes, count u8, then `count` friend user ids (u64 each) |
+//! | 0x0a | ShareReply | s→c | code u16 (0 = shared), share_id u64, parts u8, pot_cents u32, expires_in_ms u32 |
+//! | 0x0b | Grab | c→s | share_id u64 |
+//! | 0x0c | GrabReply | s→c | code u16 (0 = grabbed: credited later, for sure), amount_cents u32 |
 //! | 0x7f | Error | s→c | code u16, message string |
 //!
 //! `outcome` is `tag: u8` then:
@@ -40,6 +44,17 @@
 //!
 //! The cookie and the envelope token are opaque to the client: it stores the latest
 //! cookie and sends it back with the next shake, and sends the token back to open.
+//!
+//! # Split envelopes
+//! An opened envelope carries a pot of split parts (2 to 5 parts, twice what the opener
+//! got). Its opener shares the pot once, to up to [`MAX_SHARE_FRIENDS`] friends, with
+//! `Share` and the envelope's token; `ShareReply` names the `share_id` the opener passes
+//! on to them (by chat, outside this protocol). Each friend grabs at most one part with
+//! `Grab`, over its own long connection; amounts are dealt by the double-mean method.
+//! What is not shared or grabbed within the pot's lifetime goes back to the sponsor.
+//! A share or grab refused for what the user did (not a friend, to oneself, own share,
+//! grabbed twice, expired, recycled, ...) has its own code and moves no money;
+//! `Unavailable` and `NoSuchShare` right after an open are worth a retry.
 //!
 //! # Order
 //! The first client frame must be `Hello`; anything else gets `Error(NotHelloFirst)`
@@ -60,6 +75,8 @@ pub const VERSION: u8 = 1;
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
 /// The most resource ids a greeting may name (the count is a u8).
 pub const MAX_RESOURCES: usize = u8::MAX as usize;
+/// The most friends one share may name.
+pub const MAX_SHARE_FRIENDS: usize = 32;
 
 /// Error and open-refusal codes, stable on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,11 +110,35 @@ pub enum ErrorCode {
     CookieInvalid = 20,
     /// A frame that is valid but not expected here (e.g. a second Hello).
     Unexpected = 21,
+    /// A share named someone who is not the opener's friend.
+    NotFriend = 30,
+    /// A share named the opener.
+    ShareToSelf = 31,
+    /// This pot was already shared (a pot is shared once).
+    AlreadyShared = 32,
+    /// A grab of a pot its opener has not shared.
+    NotShared = 33,
+    /// No pot by this id: unknown, or its open has not reached the backend yet (retry).
+    NoSuchShare = 34,
+    /// A share naming no friend, or more than [`MAX_SHARE_FRIENDS`].
+    BadFriendList = 35,
+    /// The opener tried to grab their own share.
+    OwnShare = 36,
+    /// A grab by a user the pot was not shared to.
+    NotInvited = 37,
+    /// A second grab of one pot by one user.
+    AlreadyGrabbed = 38,
+    /// Every part of the pot has been grabbed.
+    NoPartsLeft = 39,
+    /// The pot's lifetime is over.
+    Expired = 40,
+    /// The pot was recycled: what was left went back to the sponsor.
+    Recycled = 41,
 }
 
 impl ErrorCode {
     /// Every code, for metrics that list each one from the start.
-    pub const ALL: [ErrorCode; 14] = {
+    pub const ALL: [ErrorCode; 26] = {
         use ErrorCode::*;
         [
             Malformed,
@@ -114,6 +155,18 @@ impl ErrorCode {
             Unavailable,
             CookieInvalid,
             Unexpected,
+            NotFriend,
+            ShareToSelf,
+            AlreadyShared,
+            NotShared,
+            NoSuchShare,
+            BadFriendList,
+            OwnShare,
+            NotInvited,
+            AlreadyGrabbed,
+            NoPartsLeft,
+            Expired,
+            Recycled,
         ]
     };
 
@@ -135,6 +188,18 @@ impl ErrorCode {
             13 => Unavailable,
             20 => CookieInvalid,
             21 => Unexpected,
+            30 => NotFriend,
+            31 => ShareToSelf,
+            32 => AlreadyShared,
+            33 => NotShared,
+            34 => NoSuchShare,
+            35 => BadFriendList,
+            36 => OwnShare,
+            37 => NotInvited,
+            38 => AlreadyGrabbed,
+            39 => NoPartsLeft,
+            40 => Expired,
+            41 => Recycled,
             _ => return None,
         })
     }
@@ -157,6 +222,18 @@ impl ErrorCode {
             Unavailable => "unavailable",
             CookieInvalid => "cookie_invalid",
             Unexpected => "unexpected",
+            NotFriend => "not_friend",
+            ShareToSelf => "share_to_self",
+            AlreadyShared => "already_shared",
+            NotShared => "not_shared",
+            NoSuchShare => "no_such_share",
+            BadFriendList => "bad_friend_list",
+            OwnShare => "own_share",
+            NotInvited => "not_invited",
+            AlreadyGrabbed => "already_grabbed",
+            NoPartsLeft => "no_parts_left",
+            Expired => "expired",
+            Recycled => "recycled",
         }
     }
 }
@@ -212,6 +289,28 @@ pub enum Frame {
     },
     /// `code` 0 means the open is recorded and will be credited; otherwise an [`ErrorCode`].
     OpenReply {
+        code: u16,
+        amount_cents: u32,
+    },
+    /// Shares an opened envelope's pot to friends; `token` is the envelope's token.
+    Share {
+        token: Bytes,
+        friends: Vec<u64>,
+    },
+    /// `code` 0 means shared: friends grab with `share_id`.
+    ShareReply {
+        code: u16,
+        share_id: u64,
+        parts: u8,
+        pot_cents: u32,
+        expires_in_ms: u32,
+    },
+    /// Grabs one part of a pot shared to this user.
+    Grab {
+        share_id: u64,
+    },
+    /// `code` 0 means grabbed: `amount_cents` is recorded and will be credited.
+    GrabReply {
         code: u16,
         amount_cents: u32,
     },
@@ -310,6 +409,10 @@ impl Frame {
             Frame::ShakeReply { .. } => 0x06,
             Frame::Open { .. } => 0x07,
             Frame::OpenReply { .. } => 0x08,
+            Frame::Share { .. } => 0x09,
+            Frame::ShareReply { .. } => 0x0a,
+            Frame::Grab { .. } => 0x0b,
+            Frame::GrabReply { .. } => 0x0c,
             Frame::Error { .. } => 0x7f,
         }
     }
@@ -374,10 +477,33 @@ impl Frame {
                 put_bytes(dst, cookie);
             }
             Frame::Open { token } => put_bytes(dst, token),
-            Frame::OpenReply { code, amount_cents } => {
+            Frame::OpenReply { code, amount_cents }
+            | Frame::GrabReply { code, amount_cents } => {
                 dst.put_u16(*code);
                 dst.put_u32(*amount_cents);
             }
+            Frame::Share { token, friends } => {
+                put_bytes(dst, token);
+                let n = friends.len().min(u8::MAX as usize);
+                dst.put_u8(n as u8);
+                for f in &friends[..n] {
+                    dst.put_u64(*f);
+                }
+            }
+            Frame::ShareReply {
+                code,
+                share_id,
+                parts,
+                pot_cents,
+                expires_in_ms,
+            } => {
+                dst.put_u16(*code);
+                dst.put_u64(*share_id);
+                dst.put_u8(*parts);
+                dst.put_u32(*pot_cents);
+                dst.put_u32(*expires_in_ms);
+            }
+            Frame::Grab { share_id } => dst.put_u64(*share_id),
             Frame::Error { code, message } => {
                 dst.put_u16(*code);
                 put_bytes(dst, message.as_bytes());
@@ -442,6 +568,29 @@ impl Frame {
                 token: r.bytes("token")?,
             },
             0x08 => Frame::OpenReply {
+                code: r.u16("code")?,
+                amount_cents: r.u32("amount_cents")?,
+            },
+            0x09 => {
+                let token = r.bytes("token")?;
+                let n = r.u8("friend count")? as usize;
+                let mut friends = Vec::with_capacity(n);
+                for _ in 0..n {
+                    friends.push(r.u64("friend id")?);
+                }
+                Frame::Share { token, friends }
+            }
+            0x0a => Frame::ShareReply {
+                code: r.u16("code")?,
+                share_id: r.u64("share_id")?,
+                parts: r.u8("parts")?,
+                pot_cents: r.u32("pot_cents")?,
+                expires_in_ms: r.u32("expires_in_ms")?,
+            },
+            0x0b => Frame::Grab {
+                share_id: r.u64("share_id")?,
+            },
+            0x0c => Frame::GrabReply {
                 code: r.u16("code")?,
                 amount_cents: r.u32("amount_cents")?,
             },

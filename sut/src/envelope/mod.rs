@@ -1,5 +1,9 @@
 //! The envelope backend: records every open exactly once (by envelope id) and forwards
-//! the credit to payment, again exactly once, through a durable outbox.
+//! the credit to payment, again exactly once, through a durable outbox. It also keeps
+//! the split envelopes: shares, grabs (credited through the same outbox) and the
+//! recycling of what expires (see [`split_store`]).
+
+pub mod split_store;
 
 use crate::drain::{Drain, Turn};
 use crate::limit_view::{IssuanceLog, Issued};
@@ -7,6 +11,7 @@ use crate::metrics::{labels, prefill, Counters};
 use crate::passthrough::{Backoff, OpenEntry};
 use crate::rpc::{self, Credit, Rpc, RpcConn};
 use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
+use split_store::{ExpiryQueue, SplitAnswer, SplitRequest};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rand::Rng;
@@ -74,9 +79,31 @@ pub enum EnvelopeOp {
     Settled(Vec<u64>),
     /// Fresh issuance records at their log positions.
     Publish(Vec<(u64, Issued)>),
+    /// Shares and grabs, each with its deal roll, at show time `now_ms`.
+    Split {
+        requests: Vec<(SplitRequest, f64)>,
+        now_ms: i64,
+        ttl_ms: i64,
+    },
+    /// Recycle these pots if expired at `now_ms`.
+    Expire {
+        envelope_ids: Vec<u64>,
+        now_ms: i64,
+        ttl_ms: i64,
+    },
 }
 
-pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Vec<Recorded>, StoreError> {
+/// What one [`EnvelopeOp`] did.
+#[derive(Debug)]
+pub enum Applied {
+    Recorded(Vec<Recorded>),
+    Split(Vec<(SplitAnswer, Option<Credit>)>),
+    /// (envelope id, cents recycled) per pot recycled.
+    Expired(Vec<(u64, u64)>),
+    Done,
+}
+
+pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Applied, StoreError> {
     match op {
         EnvelopeOp::Record { gateway, entries } => {
             let mut opens = txn.open_table(OPENS)?;
@@ -98,22 +125,32 @@ pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Vec<Recorded>, St
                 }
                 out.push(verdict);
             }
-            Ok(out)
+            Ok(Applied::Recorded(out))
         }
         EnvelopeOp::Publish(records) => {
             let mut t = txn.open_table(ISSUANCE)?;
             for (pos, r) in records {
                 t.insert(pos, encode(&r)?.as_slice())?;
             }
-            Ok(Vec::new())
+            Ok(Applied::Done)
         }
         EnvelopeOp::Settled(ids) => {
             let mut outbox = txn.open_table(OUTBOX)?;
             for id in ids {
                 outbox.remove(id)?;
             }
-            Ok(Vec::new())
+            Ok(Applied::Done)
         }
+        EnvelopeOp::Split {
+            requests,
+            now_ms,
+            ttl_ms,
+        } => split_store::apply_requests(txn, requests, now_ms, ttl_ms).map(Applied::Split),
+        EnvelopeOp::Expire {
+            envelope_ids,
+            now_ms,
+            ttl_ms,
+        } => split_store::apply_expiry(txn, envelope_ids, now_ms, ttl_ms).map(Applied::Expired),
     }
 }
 
@@ -124,6 +161,7 @@ pub fn open(path: &Path) -> Result<(Database, Vec<Credit>, IssuanceLog), StoreEr
     txn.open_table(OPENS)?;
     txn.open_table(OUTBOX)?;
     txn.open_table(ISSUANCE)?;
+    txn.open_table(split_store::SPLITS)?;
     txn.commit()?;
     let outbox = read_outbox(&db)?;
     let mut log = IssuanceLog::default();
@@ -165,6 +203,10 @@ pub struct EnvelopeConfig {
     /// Most record requests in flight before new ones are refused with Busy.
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
+    /// How long a split pot may be shared and grabbed after its open.
+    pub split_ttl: Duration,
+    /// The show's start, Unix ms: opens and pots are stamped in show time.
+    pub show_start_ms: i64,
 }
 
 #[derive(Debug, Error)]
@@ -176,7 +218,15 @@ pub enum EnvelopeError {
 }
 
 struct Backend {
-    committer: GroupCommitter<EnvelopeOp, Vec<Recorded>>,
+    committer: GroupCommitter<EnvelopeOp, Applied>,
+    split_ttl_ms: i64,
+    show_start_ms: i64,
+    /// Pots not yet recycled, by expiry.
+    expiry: Mutex<ExpiryQueue>,
+    /// Shares and grabs by result, money dealt and recycled.
+    splits: Counters,
+    grabbed_cents: prometheus_client::metrics::counter::Counter,
+    recycled_cents: prometheus_client::metrics::counter::Counter,
     /// The shared limit view's log; one publish at a time, so positions are assigned,
     /// made durable and appended in one order.
     issuance: tokio::sync::Mutex<IssuanceLog>,
@@ -197,9 +247,17 @@ pub async fn run(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), EnvelopeError> {
     let (db, outbox, issuance) = open(&db_path(&config.data))?;
+    let split_ttl_ms = config.split_ttl.as_millis().min(i64::MAX as u128) as i64;
+    let expiry = ExpiryQueue::load(&db, split_ttl_ms)?;
     let mut registry = Registry::default();
     let backend = Arc::new(Backend {
         committer: GroupCommitter::spawn(Arc::new(db), 4096, apply),
+        split_ttl_ms,
+        show_start_ms: config.show_start_ms,
+        expiry: Mutex::new(expiry),
+        splits: Counters::default(),
+        grabbed_cents: Default::default(),
+        recycled_cents: Default::default(),
         issuance: tokio::sync::Mutex::new(issuance),
         outbox: Mutex::new(outbox.into_iter().map(|c| (c.envelope_id, c)).collect()),
         outbox_notify: Notify::new(),
@@ -215,6 +273,22 @@ pub async fn run(
         &["new", "duplicate", "conflict", "busy"],
     );
     prefill(&backend.credited, "result", &["applied", "busy", "failed"]);
+    prefill_splits(&backend.splits);
+    registry.register(
+        "sut_envelope_splits",
+        "Shares and grabs at the backend, by request and result",
+        backend.splits.clone(),
+    );
+    registry.register(
+        "sut_envelope_grabbed_cents",
+        "Cents dealt to friends' grabs (credited through the outbox)",
+        backend.grabbed_cents.clone(),
+    );
+    registry.register(
+        "sut_envelope_recycled_cents",
+        "Cents of expired pots returned to their sponsors",
+        backend.recycled_cents.clone(),
+    );
     registry.register_collector(Box::new(crate::store::CommitMetrics {
         db: "envelope",
         stats: backend.committer.stats.clone(),
@@ -249,12 +323,14 @@ pub async fn run(
         shutdown.clone(),
         config.drain_timeout,
     ));
+    let expirer = tokio::spawn(expire(backend.clone(), shutdown.clone()));
     let handler_backend = backend.clone();
     rpc::serve(listener, shutdown, move |request| {
         let b = handler_backend.clone();
         async move { handle(&b, request).await }
     })
     .await;
+    let _ = expirer.await;
     let _ = forwarder.await;
     let left = backend.outbox.lock().map(|o| o.len()).unwrap_or(0);
     crate::log_line!("envelope backend stopped ({left} credits left in its outbox)");
@@ -283,13 +359,15 @@ async fn sync_issued(b: &Backend, publish: Vec<Issued>, since: u64) -> Rpc {
 }
 
 async fn handle(b: &Backend, request: Rpc) -> Rpc {
-    if let Rpc::SyncIssued { publish, since, .. } = request {
-        return sync_issued(b, publish, since).await;
-    }
-    let Rpc::RecordOpens { gateway, entries } = request else {
-        return Rpc::Failed {
-            message: "the envelope backend takes RecordOpens and SyncIssued".into(),
-        };
+    let (gateway, entries) = match request {
+        Rpc::SyncIssued { publish, since, .. } => return sync_issued(b, publish, since).await,
+        Rpc::Split { requests } => return split(b, requests).await,
+        Rpc::RecordOpens { gateway, entries } => (gateway, entries),
+        _ => {
+            return Rpc::Failed {
+                message: "the envelope backend takes RecordOpens, Split and SyncIssued".into(),
+            }
+        }
     };
     // The back rejects the front: refuse early and cheaply when full, the gateway's
     // queue holds the opens meanwhile.
@@ -300,20 +378,22 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
             .inc();
         return Rpc::Busy { retry_after_ms: 50 };
     }
-    let seqs: Vec<u64> = entries.iter().map(|(s, _)| *s).collect();
+    let seqs: Vec<(u64, OpenEntry)> = entries.clone();
     let result = b
         .committer
         .submit(EnvelopeOp::Record { gateway, entries })
         .await;
     b.in_flight.dec();
     match result {
-        Ok(verdicts) => {
+        Ok(Applied::Recorded(verdicts)) => {
             let mut acked = Vec::with_capacity(seqs.len());
+            let mut pots = Vec::new();
             if let Ok(mut outbox) = b.outbox.lock() {
-                for (seq, v) in seqs.into_iter().zip(verdicts) {
+                for ((seq, entry), v) in seqs.into_iter().zip(verdicts) {
                     let name = match v {
                         Recorded::New(credit) => {
                             outbox.insert(credit.envelope_id, credit);
+                            pots.push((entry.opened_ms + b.split_ttl_ms, credit.envelope_id));
                             "new"
                         }
                         Recorded::Duplicate => "duplicate",
@@ -327,12 +407,194 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
                 }
                 b.outbox_depth.set(outbox.len() as i64);
             }
+            if let Ok(mut q) = b.expiry.lock() {
+                for (at, id) in pots {
+                    q.push(at, id);
+                }
+            }
             b.outbox_notify.notify_one();
             Rpc::OpensRecorded { seqs: acked }
         }
+        Ok(_) => Rpc::Failed {
+            message: "the store answered a record with another kind of result".into(),
+        },
         Err(e) => Rpc::Failed {
             message: e.to_string(),
         },
+    }
+}
+
+/// Every (request, result) label pair of `sut_envelope_splits`, so each starts at 0.
+fn prefill_splits(c: &Counters) {
+    use crate::split::SplitError::*;
+    let refusals = [
+        NoSuchPot,
+        NotOwner,
+        AlreadyShared,
+        ShareToSelf,
+        NotFriend,
+        NoFriends,
+        NotShared,
+        OwnShare,
+        NotInvited,
+        AlreadyGrabbed,
+        NoPartsLeft,
+        Expired,
+        Recycled,
+    ];
+    for request in ["share", "grab"] {
+        for result in ["ok", "busy"]
+            .into_iter()
+            .chain(refusals.iter().map(|e| split_error_name(*e)))
+        {
+            let _ = c.get_or_create(&labels(&[("request", request), ("result", result)]));
+        }
+    }
+}
+
+/// A refusal's metrics label.
+pub fn split_error_name(e: crate::split::SplitError) -> &'static str {
+    use crate::split::SplitError::*;
+    match e {
+        NoSuchPot => "no_such_pot",
+        NotOwner => "not_owner",
+        AlreadyShared => "already_shared",
+        ShareToSelf => "share_to_self",
+        NotFriend => "not_friend",
+        NoFriends => "no_friends",
+        NotShared => "not_shared",
+        OwnShare => "own_share",
+        NotInvited => "not_invited",
+        AlreadyGrabbed => "already_grabbed",
+        NoPartsLeft => "no_parts_left",
+        Expired => "expired",
+        Recycled => "recycled",
+    }
+}
+
+fn show_ms(b: &Backend) -> i64 {
+    crate::gateway::unix_ms() - b.show_start_ms
+}
+
+/// Shares and grabs from a gateway, dealt in one durable transaction; grabs' credits
+/// join the outbox like opens'.
+async fn split(b: &Backend, requests: Vec<SplitRequest>) -> Rpc {
+    let kinds: Vec<&'static str> = requests
+        .iter()
+        .map(|r| match r {
+            SplitRequest::Share { .. } => "share",
+            SplitRequest::Grab { .. } => "grab",
+        })
+        .collect();
+    if b.in_flight.inc() >= b.max_in_flight as i64 {
+        b.in_flight.dec();
+        for k in kinds {
+            b.splits
+                .get_or_create(&labels(&[("request", k), ("result", "busy")]))
+                .inc();
+        }
+        return Rpc::Busy { retry_after_ms: 50 };
+    }
+    let requests = {
+        let mut rng = rand::rng();
+        requests
+            .into_iter()
+            .map(|r| (r, rng.random::<f64>()))
+            .collect()
+    };
+    let result = b
+        .committer
+        .submit(EnvelopeOp::Split {
+            requests,
+            now_ms: show_ms(b),
+            ttl_ms: b.split_ttl_ms,
+        })
+        .await;
+    b.in_flight.dec();
+    let done = match result {
+        Ok(Applied::Split(done)) => done,
+        Ok(_) => {
+            return Rpc::Failed {
+                message: "the store answered a split with another kind of result".into(),
+            }
+        }
+        Err(e) => {
+            return Rpc::Failed {
+                message: e.to_string(),
+            }
+        }
+    };
+    let mut answers = Vec::with_capacity(done.len());
+    let mut credited = false;
+    if let Ok(mut outbox) = b.outbox.lock() {
+        for ((answer, credit), kind) in done.into_iter().zip(kinds) {
+            let result = match answer {
+                SplitAnswer::Refused(e) => split_error_name(e),
+                SplitAnswer::Grabbed { cents } => {
+                    b.grabbed_cents.inc_by(cents);
+                    "ok"
+                }
+                SplitAnswer::Shared { .. } => "ok",
+            };
+            b.splits
+                .get_or_create(&labels(&[("request", kind), ("result", result)]))
+                .inc();
+            if let Some(c) = credit {
+                outbox.insert(c.envelope_id, c);
+                credited = true;
+            }
+            answers.push(answer);
+        }
+        b.outbox_depth.set(outbox.len() as i64);
+    }
+    if credited {
+        b.outbox_notify.notify_one();
+    }
+    Rpc::SplitDone { answers }
+}
+
+/// Recycles expired pots, a batch at a time, until shutdown; once more at shutdown, so
+/// a clean stop leaves no expired pot unrecorded.
+async fn expire(b: Arc<Backend>, mut shutdown: watch::Receiver<bool>) {
+    const BATCH: usize = 4096;
+    loop {
+        let stopping = *shutdown.borrow();
+        loop {
+            let now_ms = show_ms(&b);
+            let due = b
+                .expiry
+                .lock()
+                .map(|mut q| q.take_due(now_ms, BATCH))
+                .unwrap_or_default();
+            if due.is_empty() {
+                break;
+            }
+            let op = EnvelopeOp::Expire {
+                envelope_ids: due.clone(),
+                now_ms,
+                ttl_ms: b.split_ttl_ms,
+            };
+            match b.committer.submit(op).await {
+                Ok(Applied::Expired(recycled)) => {
+                    b.recycled_cents
+                        .inc_by(recycled.iter().map(|(_, c)| c).sum::<u64>());
+                }
+                _ => {
+                    // Not recorded: they wait for the next sweep.
+                    if let Ok(mut q) = b.expiry.lock() {
+                        q.put_back(&due, now_ms);
+                    }
+                    break;
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }
 
@@ -457,6 +719,9 @@ mod tests {
             )
             .unwrap();
             txn.commit().unwrap();
+            let Applied::Recorded(r) = r else {
+                panic!("a record answers Recorded")
+            };
             let new = r.iter().filter(|v| matches!(v, Recorded::New(_))).count();
             assert_eq!(new, if round == 0 { 2 } else { 0 });
         }
