@@ -3,12 +3,12 @@
 //! pots, payment ledger).
 
 use crate::cookie::MAX_ENVELOPES_PER_USER;
+use crate::envelope::split_store;
 use crate::manifest::{Manifest, ManifestError};
 use crate::rate_budget::burst_for;
 use crate::seed_shard::{shard_path, SeedEnvelope, SeedShard, ShardError};
 use crate::shake::IssueRecord;
 use crate::store::{open_existing, StoreError};
-use crate::envelope::split_store;
 use crate::{envelope, gateway, payment};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, HashSet};

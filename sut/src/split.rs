@@ -147,8 +147,7 @@ impl Split {
                 s.pot.cents
             ));
         }
-        if matches!(s.state, State::Recycled { .. })
-            && grabbed + s.recycled_cents() != s.pot.cents
+        if matches!(s.state, State::Recycled { .. }) && grabbed + s.recycled_cents() != s.pot.cents
         {
             problems.push(format!(
                 "pot {id}: recycled, yet grabbed + recycled != {}",

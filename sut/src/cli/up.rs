@@ -177,7 +177,8 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
             &show,
         ]);
         envelope_args.extend(args.split.to_flags());
-        sup.launch("envelope", &envelope_addr, envelope_args).await?;
+        sup.launch("envelope", &envelope_addr, envelope_args)
+            .await?;
         let gateway_count = gateways.to_string();
         let tuning = args.gateway.to_flags();
         for i in 0..gateways {

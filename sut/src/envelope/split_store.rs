@@ -289,8 +289,13 @@ mod tests {
 
     fn run(db: &Database, reqs: Vec<SplitRequest>, now: i64) -> Vec<SplitAnswer> {
         let txn = db.begin_write().unwrap();
-        let out = apply_requests(&txn, reqs.into_iter().map(|r| (r, 0.5)).collect(), now, 10_000)
-            .unwrap();
+        let out = apply_requests(
+            &txn,
+            reqs.into_iter().map(|r| (r, 0.5)).collect(),
+            now,
+            10_000,
+        )
+        .unwrap();
         txn.commit().unwrap();
         out.into_iter().map(|(a, _)| a).collect()
     }
@@ -314,9 +319,15 @@ mod tests {
             user: 2,
             friends: vec![3, 4],
         };
-        let out = run(&db, vec![grab(3), share.clone(), grab(3), grab(3), grab(2)], 2_000);
+        let out = run(
+            &db,
+            vec![grab(3), share.clone(), grab(3), grab(3), grab(2)],
+            2_000,
+        );
         assert_eq!(out[0], SplitAnswer::Refused(SplitError::NotShared));
-        assert!(matches!(out[1], SplitAnswer::Shared { pot } if pot.cents == 200 && pot.expires_ms == 11_000));
+        assert!(
+            matches!(out[1], SplitAnswer::Shared { pot } if pot.cents == 200 && pot.expires_ms == 11_000)
+        );
         assert!(matches!(out[2], SplitAnswer::Grabbed { .. }));
         assert_eq!(out[3], SplitAnswer::Refused(SplitError::AlreadyGrabbed));
         assert_eq!(out[4], SplitAnswer::Refused(SplitError::OwnShare));

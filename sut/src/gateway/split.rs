@@ -24,7 +24,10 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests per RPC at most.
 const BATCH: usize = 1024;
 
-type Job = (SplitRequest, oneshot::Sender<Result<SplitAnswer, ErrorCode>>);
+type Job = (
+    SplitRequest,
+    oneshot::Sender<Result<SplitAnswer, ErrorCode>>,
+);
 
 /// The sessions' way to the backend for shares and grabs, and their counts.
 pub(crate) struct SplitAgent {

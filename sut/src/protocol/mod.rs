@@ -477,8 +477,7 @@ impl Frame {
                 put_bytes(dst, cookie);
             }
             Frame::Open { token } => put_bytes(dst, token),
-            Frame::OpenReply { code, amount_cents }
-            | Frame::GrabReply { code, amount_cents } => {
+            Frame::OpenReply { code, amount_cents } | Frame::GrabReply { code, amount_cents } => {
                 dst.put_u16(*code);
                 dst.put_u32(*amount_cents);
             }

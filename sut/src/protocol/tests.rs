@@ -55,15 +55,22 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
         (any::<u16>(), ".{0,40}").prop_map(|(code, message)| Frame::Error { code, message }),
         (arb_bytes(), proptest::collection::vec(any::<u64>(), 0..40))
             .prop_map(|(token, friends)| Frame::Share { token, friends }),
-        (any::<u16>(), any::<u64>(), any::<u8>(), any::<u32>(), any::<u32>()).prop_map(
-            |(code, share_id, parts, pot_cents, expires_in_ms)| Frame::ShareReply {
-                code,
-                share_id,
-                parts,
-                pot_cents,
-                expires_in_ms,
-            }
-        ),
+        (
+            any::<u16>(),
+            any::<u64>(),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u32>()
+        )
+            .prop_map(|(code, share_id, parts, pot_cents, expires_in_ms)| {
+                Frame::ShareReply {
+                    code,
+                    share_id,
+                    parts,
+                    pot_cents,
+                    expires_in_ms,
+                }
+            }),
         any::<u64>().prop_map(|share_id| Frame::Grab { share_id }),
         (any::<u16>(), any::<u32>())
             .prop_map(|(code, amount_cents)| Frame::GrabReply { code, amount_cents }),
