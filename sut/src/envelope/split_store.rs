@@ -32,12 +32,10 @@ pub fn grab_credit_id(envelope_id: u64, part: u32) -> u64 {
 
 /// The envelope id and part index of a grab's credit id; `None` for an open's credit.
 pub fn grab_of_credit(credit_id: u64) -> Option<(u64, u32)> {
-    (credit_id & GRAB_BIT != 0).then(|| {
-        (
-            (credit_id & !GRAB_BIT) >> PART_BITS,
-            (credit_id & ((1 << PART_BITS) - 1)) as u32,
-        )
-    })
+    (credit_id & GRAB_BIT != 0).then_some((
+        (credit_id & !GRAB_BIT) >> PART_BITS,
+        (credit_id & ((1 << PART_BITS) - 1)) as u32,
+    ))
 }
 
 /// A share or grab as the gateway forwards it (the gateway checked the token).
