@@ -374,16 +374,28 @@ pub fn render(report: &RunReport) -> String {
     match &report.audit {
         Some(a) => {
             let _ = write!(body, "<pre class=\"audit\">{}</pre>", esc(&a.to_string()));
-            let (class, word) = if crate::report::promises_kept(a, report.opened_cents) {
+            let kept = crate::report::promises_kept(a, report.opened_cents, report.grabbed_cents);
+            let (class, word) = if kept {
                 ("ok", "every promise kept")
             } else {
                 ("fail", "promised money was not credited")
             };
             let _ = write!(
                 body,
-                "<p>Opens users were told succeeded: {} cents; credited by payment: {} cents: <span class=\"{class}\">{word}</span>.</p>",
-                report.opened_cents, a.credited_cents
+                "<p>Opens users were told succeeded: {} cents, grabs of split parts: {} cents; credited by payment: {} and {} cents: <span class=\"{class}\">{word}</span>.</p>",
+                report.opened_cents, report.grabbed_cents, a.credited_cents, a.split.grab_credited_cents
             );
+            if !report.split_outcomes.is_empty() {
+                body.push_str("<p>Split envelopes, how shares and grabs ended (refusals for what a user did are outcomes, not errors):</p><table><tr><th>request/result</th><th>count</th></tr>");
+                for (k, v) in &report.split_outcomes {
+                    let _ = write!(
+                        body,
+                        "<tr><td>{}</td><td class=\"num\">{v}</td></tr>",
+                        esc(k)
+                    );
+                }
+                body.push_str("</table>");
+            }
         }
         None => body.push_str("<p>No audit: the run drove a system it did not start.</p>"),
     }

@@ -118,6 +118,15 @@ pub struct SpawnTarget {
     /// outbox hold and retry while users are never told anything failed.
     #[serde(default)]
     pub payment: PaymentSpec,
+    /// How long a split pot may be shared and grabbed after its open; then the rest
+    /// goes back to the sponsor (`sut up --split-ttl`; the seed: 24 hours).
+    #[serde(default = "default_split_ttl", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub split_ttl: Duration,
+}
+
+fn default_split_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -196,6 +205,69 @@ pub struct Behaviour {
     /// reports how many of them got past the limits; honest users must never.
     #[serde(default, deserialize_with = "adversarial")]
     pub adversarial: f64,
+    /// Split envelopes: whether openers share their pots, and how friends grab.
+    #[serde(default)]
+    pub split: SplitBehaviour,
+}
+
+/// What users do with split envelopes. Each user has a seeded friend list: `friends`
+/// users of its friend circle (the system's relation chain, `sut::friends`) that the
+/// same load generator worker simulates, so the chat message carrying a share reaches
+/// them in-process; their grabs go over their own connections, to any gateway.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitBehaviour {
+    /// Chance that a user shares the pot of an envelope it opened (0: splits unused).
+    #[serde(default, deserialize_with = "share_probability")]
+    pub share_probability: f64,
+    /// Friends each share names (1 to 32); a pot has 2 to 5 parts, so with more friends
+    /// than parts the slowest are told none are left.
+    #[serde(default = "default_friends", deserialize_with = "friend_count")]
+    pub friends: u8,
+    /// A friend's reaction time: each grabs at a seeded time within twice this after
+    /// the share. Longer than the pot's lifetime (`spawn.split_ttl`) means late grabs.
+    #[serde(default = "default_grab_delay", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub grab_delay: Duration,
+}
+
+impl Default for SplitBehaviour {
+    fn default() -> Self {
+        SplitBehaviour {
+            share_probability: 0.0,
+            friends: default_friends(),
+            grab_delay: default_grab_delay(),
+        }
+    }
+}
+
+fn default_friends() -> u8 {
+    3
+}
+
+fn default_grab_delay() -> Duration {
+    Duration::from_secs(2)
+}
+
+fn share_probability<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let p = f64::deserialize(d)?;
+    if !(0.0..=1.0).contains(&p) {
+        return Err(serde::de::Error::custom(format!(
+            "share_probability: a probability must lie in [0, 1], got {p}"
+        )));
+    }
+    Ok(p)
+}
+
+fn friend_count<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let n = u64::deserialize(d)?;
+    if !(1..=sut::protocol::MAX_SHARE_FRIENDS as u64).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "friends: a share names 1 to {} friends, got {n}",
+            sut::protocol::MAX_SHARE_FRIENDS
+        )));
+    }
+    Ok(n as u8)
 }
 
 /// Whether `user` is one of the profile's adversarial users (a seeded draw, so the

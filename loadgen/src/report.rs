@@ -44,6 +44,10 @@ pub struct RunReport {
     pub errors_by_kind: BTreeMap<String, u64>,
     pub error_rate: f64,
     pub opened_cents: u64,
+    /// Cents users were told their grabs of split parts brought.
+    pub grabbed_cents: u64,
+    /// How shares and grabs ended (`share/ok`, `grab/no_parts_left`, ...).
+    pub split_outcomes: BTreeMap<String, u64>,
     pub connection_drops: u64,
     /// The generator's own lateness in sending (included in the latencies above).
     pub send_lag_p50_ms: f64,
@@ -69,11 +73,11 @@ pub struct RunReport {
     pub latency_distribution: BTreeMap<&'static str, Vec<(f64, f64)>>,
 }
 
-/// Whether every open a user was told succeeded was credited: the money the gateways
-/// promised is at most what payment credited (more is possible: an open recorded whose
-/// reply the user never got).
-pub fn promises_kept(audit: &AuditReport, promised_cents: u64) -> bool {
-    audit.credited_cents >= promised_cents
+/// Whether every open and every grab a user was told succeeded was credited: the money
+/// the gateways promised is at most what payment credited, for opens and grabs each
+/// (more is possible: one recorded whose reply the user never got).
+pub fn promises_kept(audit: &AuditReport, opened_cents: u64, grabbed_cents: u64) -> bool {
+    audit.credited_cents >= opened_cents && audit.split.grab_credited_cents >= grabbed_cents
 }
 
 /// The percentiles the distribution is read at: 0, then 1 - 10^(-k/4), up to 99.999,
@@ -186,7 +190,7 @@ impl RunReport {
             .collect();
         let promises_kept = audit
             .as_ref()
-            .is_none_or(|a| promises_kept(a, summary.opened_cents));
+            .is_none_or(|a| promises_kept(a, summary.opened_cents, summary.grabbed_cents));
         // Adversarial users over the limit are measured, not failures: invariant 4 is
         // for honest users, and the audit still fails on any other violation.
         let audit_passed = audit.as_ref().is_none_or(|a| match &cost.limits {
@@ -224,6 +228,8 @@ impl RunReport {
             errors_by_kind: summary.errors_by_kind.clone(),
             error_rate: summary.error_rate(),
             opened_cents: summary.opened_cents,
+            grabbed_cents: summary.grabbed_cents,
+            split_outcomes: summary.split_outcomes.clone(),
             connection_drops: summary.drops,
             send_lag_p50_ms: ms(summary.send_lag.latency.value_at_quantile(0.5)),
             send_lag_p99_ms: ms(summary.send_lag.latency.value_at_quantile(0.99)),
@@ -321,6 +327,19 @@ impl RunReport {
             self.connection_drops,
             self.error_rate * 100.0
         );
+        if !self.split_outcomes.is_empty() {
+            let outcomes: Vec<String> = self
+                .split_outcomes
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "split envelopes: {}; grabs promised: {} cents",
+                outcomes.join(", "),
+                self.grabbed_cents
+            );
+        }
         let _ = writeln!(
             out,
             "generator send lag (already inside the latencies): p50 {:.3} ms, p99 {:.3} ms",
@@ -434,12 +453,14 @@ impl RunReport {
                     );
                 }
             }
-            let kept = promises_kept(a, self.opened_cents);
+            let kept = promises_kept(a, self.opened_cents, self.grabbed_cents);
             let _ = writeln!(
                 out,
-                "opens users were told succeeded: {} cents; credited by payment: {} cents: {}",
+                "opens users were told succeeded: {} cents, grabs: {} cents; credited by payment: {} and {} cents: {}",
                 self.opened_cents,
+                self.grabbed_cents,
                 a.credited_cents,
+                a.split.grab_credited_cents,
                 if kept {
                     "every promise kept"
                 } else {

@@ -71,6 +71,8 @@ pub async fn start(
     }
     cmd.arg("--sync-interval")
         .arg(humantime::format_duration(target.sync_interval).to_string());
+    cmd.arg("--split-ttl")
+        .arg(humantime::format_duration(target.split_ttl).to_string());
     cmd.arg("--payment-latency")
         .arg(humantime::format_duration(target.payment.latency).to_string())
         .arg("--payment-failure-rate")

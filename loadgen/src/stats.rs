@@ -19,9 +19,21 @@ pub enum Op {
     Shake = 2,
     Open = 3,
     Heartbeat = 4,
+    /// Sharing an opened envelope's split pot to friends.
+    Share = 5,
+    /// A friend grabbing a part of a shared pot.
+    Grab = 6,
 }
 
-pub const OPS: [Op; 5] = [Op::Connect, Op::Hello, Op::Shake, Op::Open, Op::Heartbeat];
+pub const OPS: [Op; 7] = [
+    Op::Connect,
+    Op::Hello,
+    Op::Shake,
+    Op::Open,
+    Op::Heartbeat,
+    Op::Share,
+    Op::Grab,
+];
 
 impl Op {
     pub fn name(self) -> &'static str {
@@ -31,6 +43,8 @@ impl Op {
             Op::Shake => "shake",
             Op::Open => "open",
             Op::Heartbeat => "heartbeat",
+            Op::Share => "share",
+            Op::Grab => "grab",
         }
     }
 
@@ -63,7 +77,7 @@ impl Default for OpStats {
 /// Everything counted in a run (or one worker's part of it).
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    pub ops: [OpStats; 5],
+    pub ops: [OpStats; 7],
     /// Shake outcomes: envelope, greeting, nothing.
     pub outcomes: BTreeMap<String, u64>,
     /// Errors by `op/kind`, e.g. `open/already_opened`, `shake/timeout`.
@@ -72,6 +86,12 @@ pub struct Summary {
     pub tiers: BTreeMap<u8, u64>,
     /// Cents the gateways promised on successful opens.
     pub opened_cents: u64,
+    /// Cents the gateways promised on successful grabs of split parts.
+    pub grabbed_cents: u64,
+    /// How shares and grabs ended, `share/ok`, `grab/no_parts_left`, ...: refusals
+    /// for what the user did (late, too many friends for the parts) are outcomes, not
+    /// errors of the system; only `unavailable` past the retries counts as an error.
+    pub split_outcomes: BTreeMap<String, u64>,
     /// Users connected now.
     pub connected: u64,
     /// Connections lost other than by the user's own choice.
@@ -106,6 +126,8 @@ pub struct WireSummary {
     errors_by_kind: Vec<(String, u64)>,
     tiers: Vec<(u8, u64)>,
     opened_cents: u64,
+    grabbed_cents: u64,
+    split_outcomes: Vec<(String, u64)>,
     connected: u64,
     drops: u64,
     hellos_by_gateway: Vec<u64>,
@@ -183,6 +205,14 @@ impl Summary {
         *self.tiers.entry(tier).or_default() += 1;
     }
 
+    /// A share or grab ended with `result` (`ok` or a refusal's code name).
+    pub fn split_outcome(&mut self, op: Op, result: &str) {
+        *self
+            .split_outcomes
+            .entry(format!("{}/{result}", op.name()))
+            .or_default() += 1;
+    }
+
     pub fn count(&self, op: Op) -> u64 {
         self.ops[op as usize].latency.len()
     }
@@ -222,6 +252,10 @@ impl Summary {
         }
         let _ = self.send_lag.latency.add(&other.send_lag.latency);
         self.opened_cents += other.opened_cents;
+        self.grabbed_cents += other.grabbed_cents;
+        for (k, v) in &other.split_outcomes {
+            *self.split_outcomes.entry(k.clone()).or_default() += v;
+        }
         self.connected += other.connected;
         self.drops += other.drops;
         if self.hellos_by_gateway.len() < other.hellos_by_gateway.len() {
@@ -294,6 +328,8 @@ impl Summary {
         self.errors_by_kind.clear();
         self.tiers.clear();
         self.opened_cents = 0;
+        self.grabbed_cents = 0;
+        self.split_outcomes.clear();
         self.drops = 0;
         self.hellos_by_gateway.iter_mut().for_each(|n| *n = 0);
         self.users_connected = 0;
@@ -319,6 +355,12 @@ impl Summary {
                 .collect(),
             tiers: self.tiers.iter().map(|(k, v)| (*k, *v)).collect(),
             opened_cents: self.opened_cents,
+            grabbed_cents: self.grabbed_cents,
+            split_outcomes: self
+                .split_outcomes
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
             connected: self.connected,
             drops: self.drops,
             hellos_by_gateway: self.hellos_by_gateway.clone(),
@@ -345,6 +387,8 @@ impl Summary {
         s.errors_by_kind = w.errors_by_kind.into_iter().collect();
         s.tiers = w.tiers.into_iter().collect();
         s.opened_cents = w.opened_cents;
+        s.grabbed_cents = w.grabbed_cents;
+        s.split_outcomes = w.split_outcomes.into_iter().collect();
         s.connected = w.connected;
         s.drops = w.drops;
         s.hellos_by_gateway = w.hellos_by_gateway;

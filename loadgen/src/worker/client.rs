@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 use sut::passthrough::Backoff;
-use sut::protocol::{flush_rest, write_frame, ErrorCode, FrameReader, ReadStatus};
+use sut::protocol::{flush_rest, write_frame, ErrorCode, Frame, FrameReader, ReadStatus};
 use sut::signing::SigningKey;
 
 /// What every client of a worker shares.
@@ -30,6 +30,8 @@ pub struct Shared<'a> {
     pub gateways: &'a [SocketAddr],
     /// Clients whose last window has ended.
     pub finished: usize,
+    /// Friend lists, and shares on their way to friends.
+    pub friends: &'a mut super::friends::Friends,
 }
 
 impl Shared<'_> {
@@ -147,6 +149,16 @@ impl Client {
         self.core.intended().is_some()
     }
 
+    /// A friend's share reached this user (by chat): it grabs at `due`.
+    pub fn invite(&mut self, slot: u32, share_id: u64, due: Duration, sh: &mut Shared) {
+        self.core.invite(share_id, due);
+        // Online and idle: wake for it. Otherwise the next poll (after the reply in
+        // flight, or once connected) finds it.
+        if matches!(self.socket, Socket::Online(_)) && !self.in_flight() && due < self.wake_at {
+            self.schedule(due, slot, sh);
+        }
+    }
+
     /// The client's wake-up time came.
     pub fn on_wake(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
         match &self.socket {
@@ -258,6 +270,10 @@ impl Client {
                     let had_hello = self.core.hello_done();
                     let roll: f64 = self.rng.random();
                     let ended = self.core.on_frame(frame, now, roll, sh.stats);
+                    if let Some(share_id) = self.core.take_announcement() {
+                        sh.friends
+                            .announce(self.core.user(), share_id, now, &mut self.rng);
+                    }
                     if !had_hello && self.core.hello_done() {
                         sh.stats.hello(self.gateway as usize);
                         if !self.ever_connected {
@@ -310,7 +326,15 @@ impl Client {
                 sh.stats.connected -= 1;
                 self.next_window(slot, now, sh);
             }
-            Action::Send(frame) => {
+            action @ (Action::Send(_) | Action::Share { .. }) => {
+                let frame = match action {
+                    Action::Share { token } => Frame::Share {
+                        token,
+                        friends: sh.friends.of(self.core.user()),
+                    },
+                    Action::Send(frame) => frame,
+                    _ => return,
+                };
                 if let Some(intended) = self.core.intended() {
                     let lag = sh.now_since(intended, now);
                     sh.stats.record_send_lag(lag);

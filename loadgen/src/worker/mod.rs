@@ -12,6 +12,7 @@
 
 mod client;
 pub mod clock;
+mod friends;
 
 pub use client::{home_gateway, mix};
 
@@ -109,7 +110,9 @@ pub fn run(
         ..Summary::default()
     };
     let auth = config.auth.clone();
+    let mut friends = friends::Friends::new(&config.profile, config.segment);
     let mut sh = Shared {
+        friends: &mut friends,
         registry: &registry,
         deadlines: &mut deadlines,
         timeouts: &mut timeouts,
@@ -122,6 +125,7 @@ pub fn run(
     for user in config.segment.users(config.profile.users) {
         let slot = clients.len() as u32;
         if let Some(c) = Client::new(user, slot, &auth, &mut sh) {
+            sh.friends.enroll(user, slot);
             clients.push(c);
         }
     }
@@ -202,6 +206,11 @@ pub fn run(
                         client.on_ready(slot as u32, event, clock.now(), &mut sh);
                     }
                 }
+            }
+        }
+        for (slot, share_id, due) in std::mem::take(&mut sh.friends.mail) {
+            if let Some(client) = clients.get_mut(slot as usize) {
+                client.invite(slot, share_id, due, &mut sh);
             }
         }
     }

@@ -7,9 +7,12 @@
 //! system under test (coordinated omission corrected, as wrk2 does). The interval is
 //! the one the server's throttle tier asks for.
 
+mod split;
+
 use crate::profile::Behaviour;
 use crate::stats::{Op, Summary};
 use bytes::Bytes;
+use split::{Errands, Settled, Task};
 use std::time::Duration;
 use sut::protocol::{ErrorCode, Frame, Outcome};
 use sut::signing::MAC_LEN;
@@ -19,6 +22,9 @@ use sut::signing::MAC_LEN;
 pub enum Action {
     /// Send `frame` and wait for its reply (one request in flight per connection).
     Send(Frame),
+    /// Share the pot of the envelope this token opened: the shell names the user's
+    /// friends in the `Share` frame and sends it (the request is in flight already).
+    Share { token: Bytes },
     /// Close this connection and connect to the next gateway at once (an adversarial
     /// user hopping after an envelope).
     Hop,
@@ -61,6 +67,9 @@ pub struct UserCore {
     /// Cheats the limits: drops its cookie, hops gateways after each envelope.
     adversarial: bool,
     hop_pending: bool,
+    share_probability: f64,
+    /// Shares and grabs to do; boxed, and only while there are any.
+    errands: Option<Box<Errands>>,
 }
 
 /// The time between a user's desired shakes; a rate of 0 never shakes.
@@ -104,6 +113,47 @@ impl UserCore {
             last_shake: None,
             adversarial,
             hop_pending: false,
+            share_probability: behaviour.split.share_probability,
+            errands: None,
+        }
+    }
+
+    /// A friend shared a pot to this user: grab a part at `due`.
+    pub fn invite(&mut self, share_id: u64, due: Duration) {
+        self.errands
+            .get_or_insert_default()
+            .add(Task::Grab(share_id), due);
+    }
+
+    /// A share the server accepted, for the shell to tell the friends about (once).
+    pub fn take_announcement(&mut self) -> Option<u64> {
+        let id = self.errands.as_mut()?.take_announcement();
+        self.tidy();
+        id
+    }
+
+    /// Drops the errands' box once nothing is left in it.
+    fn tidy(&mut self) {
+        if self.errands.as_ref().is_some_and(|e| e.is_idle()) {
+            self.errands = None;
+        }
+    }
+
+    /// The reply to a share or grab in flight: counted by result; passing refusals
+    /// are tried again, and count as errors only when the tries run out.
+    fn settle_errand(&mut self, op: Op, code: u16, now: Duration, stats: &mut Summary) {
+        let name = ErrorCode::from_u16(code)
+            .map(|c| c.name())
+            .unwrap_or("unknown");
+        let settled = match self.errands.as_mut() {
+            Some(e) => e.settle(code, now),
+            None => Settled::Done,
+        };
+        match (code, settled) {
+            (0, _) => stats.split_outcome(op, "ok"),
+            (_, Settled::Done) => stats.split_outcome(op, name),
+            (_, Settled::Retry) => stats.split_outcome(op, "retried"),
+            (_, Settled::GaveUp) => stats.error(op, name),
         }
     }
 
@@ -174,7 +224,21 @@ impl UserCore {
             );
         }
         if let Some((token, intended)) = self.pending_open.take() {
+            if self.share_probability > 0.0 {
+                // Kept until the open's reply decides whether to share its pot.
+                self.errands.get_or_insert_default().opening = Some(token.clone());
+            }
             return self.send(Op::Open, intended, Frame::Open { token });
+        }
+        if let Some(e) = self.errands.as_mut().and_then(|e| e.start(now)) {
+            let intended = e.first_due;
+            return match e.task.clone() {
+                Task::Share(token) => {
+                    self.begin(Op::Share, intended);
+                    Action::Share { token }
+                }
+                Task::Grab(share_id) => self.send(Op::Grab, intended, Frame::Grab { share_id }),
+            };
         }
         if self.hop_pending {
             self.hop_pending = false;
@@ -199,16 +263,31 @@ impl UserCore {
         if now >= heartbeat_due {
             return self.send(Op::Heartbeat, heartbeat_due, Frame::Heartbeat);
         }
-        Action::WaitUntil(self.next_shake.min(heartbeat_due).min(self.leave_at))
+        let errand_due = self
+            .errands
+            .as_ref()
+            .and_then(|e| e.next_due())
+            .unwrap_or(NEVER);
+        Action::WaitUntil(
+            self.next_shake
+                .min(heartbeat_due)
+                .min(self.leave_at)
+                .min(errand_due),
+        )
     }
 
     fn send(&mut self, op: Op, intended: Duration, frame: Frame) -> Action {
+        self.begin(op, intended);
+        Action::Send(frame)
+    }
+
+    /// Marks a request of `op` intended at `intended` in flight.
+    fn begin(&mut self, op: Op, intended: Duration) {
         self.in_flight = Some((op, intended));
         self.last_sent = self.last_sent.max(intended);
         if op != Op::Hello {
             self.beat_early = Duration::ZERO;
         }
-        Action::Send(frame)
     }
 
     /// A frame arrived at `now`; `roll` in [0, 1) decides whether a won envelope is opened.
@@ -290,15 +369,50 @@ impl UserCore {
             ) => {
                 stats.record(op, latency_us);
                 stats.opened_cents += amount_cents as u64;
+                if let Some(e) = self.errands.as_mut() {
+                    if let Some(token) = e.opening.take() {
+                        if roll < self.share_probability {
+                            e.add(Task::Share(token), now);
+                        }
+                    }
+                }
+                self.tidy();
             }
             (Op::Open, Frame::OpenReply { code, .. }) => {
                 let name = ErrorCode::from_u16(code)
                     .map(|c| c.name())
                     .unwrap_or("unknown");
                 stats.error(op, name);
+                if let Some(e) = self.errands.as_mut() {
+                    e.opening = None;
+                }
+                self.tidy();
+            }
+            (Op::Share, Frame::ShareReply { code, share_id, .. }) => {
+                if code == 0 {
+                    stats.record(op, latency_us);
+                    if let Some(e) = self.errands.as_mut() {
+                        e.announce(share_id);
+                    }
+                }
+                self.settle_errand(op, code, now, stats);
+                self.tidy();
+            }
+            (Op::Grab, Frame::GrabReply { code, amount_cents }) => {
+                if code == 0 {
+                    stats.record(op, latency_us);
+                    stats.grabbed_cents += amount_cents as u64;
+                }
+                self.settle_errand(op, code, now, stats);
+                self.tidy();
             }
             (Op::Heartbeat, Frame::HeartbeatAck { .. }) => stats.record(op, latency_us),
             (_, Frame::Error { code, .. }) => {
+                if matches!(op, Op::Share | Op::Grab) {
+                    if let Some(e) = self.errands.as_mut() {
+                        e.interrupted();
+                    }
+                }
                 let code = ErrorCode::from_u16(code);
                 stats.error(op, code.map(|c| c.name()).unwrap_or("unknown"));
                 if code == Some(ErrorCode::CookieInvalid) {
@@ -318,6 +432,11 @@ impl UserCore {
     pub fn failed(&mut self, kind: &str, stats: &mut Summary) {
         if let Some((op, _)) = self.in_flight.take() {
             stats.error(op, kind);
+            if matches!(op, Op::Share | Op::Grab) {
+                if let Some(e) = self.errands.as_mut() {
+                    e.interrupted();
+                }
+            }
         }
     }
 
@@ -361,6 +480,7 @@ mod tests {
             heartbeat_interval: Duration::from_secs(30),
             request_timeout: Duration::from_secs(5),
             adversarial: 0.0,
+            split: Default::default(),
         }
     }
 
@@ -591,5 +711,82 @@ mod tests {
             Some(ErrorCode::ShuttingDown)
         );
         assert_eq!(s.errors_by_kind["session/shutting_down"], 1);
+    }
+
+    #[test]
+    fn an_opened_pot_is_shared_and_a_friend_grabs_with_retries() {
+        let mut b = behaviour();
+        b.split.share_probability = 1.0;
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.0, false);
+        hello(&mut u, &mut s);
+        u.poll(ms(1));
+        let env = Outcome::Envelope {
+            token: Bytes::from_static(b"tok"),
+            sponsor: 1,
+            amount_cents: 50,
+        };
+        u.on_frame(reply(0, env), ms(5), 0.0, &mut s);
+        assert!(matches!(u.poll(ms(5)), Action::Send(Frame::Open { .. })));
+        let opened = Frame::OpenReply {
+            code: 0,
+            amount_cents: 50,
+        };
+        u.on_frame(opened, ms(7), 0.5, &mut s);
+        assert_eq!(
+            u.poll(ms(7)),
+            Action::Share {
+                token: Bytes::from_static(b"tok")
+            }
+        );
+        // The open has not reached the backend yet: tried again later, not an error.
+        let not_yet = |code: ErrorCode| Frame::ShareReply {
+            code: code as u16,
+            share_id: 0,
+            parts: 0,
+            pot_cents: 0,
+            expires_in_ms: 0,
+        };
+        u.on_frame(not_yet(ErrorCode::NoSuchShare), ms(8), 0.0, &mut s);
+        assert_eq!(u.take_announcement(), None);
+        assert_eq!(u.poll(ms(9)), Action::WaitUntil(ms(108)));
+        assert!(matches!(u.poll(ms(108)), Action::Share { .. }));
+        let shared = Frame::ShareReply {
+            code: 0,
+            share_id: 77,
+            parts: 3,
+            pot_cents: 100,
+            expires_in_ms: 1_000,
+        };
+        u.on_frame(shared, ms(260), 0.0, &mut s);
+        assert_eq!(u.take_announcement(), Some(77));
+        assert_eq!(u.take_announcement(), None, "announced once");
+        assert_eq!(s.split_outcomes["share/retried"], 1);
+        assert_eq!(s.split_outcomes["share/ok"], 1);
+        assert_eq!(s.errors(), 0);
+
+        // A friend (this same core will do) is invited: it grabs when due; a lost
+        // connection sends the grab again on the next one.
+        u.invite(77, ms(1_000));
+        assert_eq!(u.poll(ms(999)), Action::WaitUntil(ms(1_000)));
+        assert_eq!(
+            u.poll(ms(1_000)),
+            Action::Send(Frame::Grab { share_id: 77 })
+        );
+        u.failed("closed", &mut s);
+        u.disconnected(&mut s);
+        hello(&mut u, &mut s);
+        let again = u.poll(ms(1_300));
+        assert_eq!(again, Action::Send(Frame::Grab { share_id: 77 }));
+        let got = Frame::GrabReply {
+            code: 0,
+            amount_cents: 31,
+        };
+        u.on_frame(got, ms(1_301), 0.0, &mut s);
+        assert_eq!(s.grabbed_cents, 31);
+        assert_eq!(s.count(Op::Grab), 1);
+        // Latency counts from when the grab was first due.
+        assert!(s.ops[Op::Grab as usize].latency.max() >= 300_000);
+        assert!(u.errands.is_none(), "nothing left to do: the box is freed");
     }
 }
