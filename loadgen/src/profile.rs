@@ -26,7 +26,7 @@ pub struct Profile {
     /// What every simulated user does while connected.
     pub behaviour: Behaviour,
     /// Pass/fail rules, `SUBJECT: STAT CMP VALUE`: `shake: p99 < 100ms` (operations
-    /// connect, hello, shake, open, heartbeat; stats pNN, pNN.N, max, mean),
+    /// connect, hello, shake, open, heartbeat, share, grab; stats pNN, pNN.N, max, mean),
     /// `errors: rate < 0.1%`, `errors: count == 0`, `memory: growth < 64MiB`.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]

@@ -80,6 +80,16 @@ pub fn promises_kept(audit: &AuditReport, opened_cents: u64, grabbed_cents: u64)
     audit.credited_cents >= opened_cents && audit.split.grab_credited_cents >= grabbed_cents
 }
 
+/// Whether the audit passed (or there was none). Adversarial users over the limit are
+/// measured, not failures: invariant 4 is for honest users, and any other violation
+/// still fails.
+pub fn audit_passed(audit: Option<&AuditReport>, limits: Option<&LimitReport>) -> bool {
+    audit.is_none_or(|a| match limits {
+        Some(l) => a.passed_excusing(|u| l.is_adversarial(u)),
+        None => a.passed(),
+    })
+}
+
 /// The percentiles the distribution is read at: 0, then 1 - 10^(-k/4), up to 99.999,
 /// then the maximum (100).
 pub fn distribution_percentiles() -> Vec<f64> {
@@ -191,12 +201,7 @@ impl RunReport {
         let promises_kept = audit
             .as_ref()
             .is_none_or(|a| promises_kept(a, summary.opened_cents, summary.grabbed_cents));
-        // Adversarial users over the limit are measured, not failures: invariant 4 is
-        // for honest users, and the audit still fails on any other violation.
-        let audit_passed = audit.as_ref().is_none_or(|a| match &cost.limits {
-            Some(l) => a.passed_excusing(|u| l.is_adversarial(u)),
-            None => a.passed(),
-        });
+        let audit_passed = audit_passed(audit.as_ref(), cost.limits.as_ref());
         // A part a fault took down that never came back is a failed run: the audit
         // would then judge a system that was not whole.
         let passed = thresholds.iter().all(|t| t.passed)

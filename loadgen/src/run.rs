@@ -268,8 +268,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             t.threshold, t.observed
         );
     }
-    if report.audit.as_ref().is_some_and(|a| !a.passed()) {
-        eprintln!("audit failed: the system under test lost or duplicated something");
+    if !crate::report::audit_passed(report.audit.as_ref(), report.limits.as_ref()) {
+        eprintln!(
+            "audit failed: the system under test broke an invariant (see its violations above)"
+        );
     }
     Ok(if report.passed && !interrupted {
         ExitCode::SUCCESS

@@ -1,6 +1,6 @@
 //! Pass/fail thresholds, written as `SUBJECT: STAT CMP VALUE`:
 //! - `shake: p99 < 5ms`, `open: max <= 1s`, `connect: p99.9 < 100ms`, `hello: mean < 2ms`
-//!   (operations: connect, hello, shake, open, heartbeat; stats: pNN, pNN.N, max, mean)
+//!   (operations: connect, hello, shake, open, heartbeat, share, grab; stats: pNN, pNN.N, max, mean)
 //! - `errors: rate < 0.1%` (errors ÷ requests), `errors: count == 0`
 //! - `memory: growth < 64MiB`: how much the memory (PSS) of every process of the run, the
 //!   load generator's and the spawned system's, grew while the peak of users was held; a
@@ -72,7 +72,7 @@ impl TryFrom<String> for Threshold {
     }
 }
 
-const OPS_HELP: &str = "connect, hello, shake, open, heartbeat, errors or memory";
+const OPS_HELP: &str = "connect, hello, shake, open, heartbeat, share, grab, errors or memory";
 
 impl Threshold {
     pub fn parse(source: &str) -> Result<Threshold, String> {

@@ -3,7 +3,8 @@
 //! of the backend) against a spawned system, with fewer users. The run must pass: the
 //! audit finds nothing lost, nothing duplicated, no honest user over the limit (some
 //! users cheat: they drop cookies and hop gateways), every
-//! promised open credited, and every part that went down came back.
+//! promised open and grab credited, split pots that add up (grabbed + recycled + still
+//! open = pot, each grab credited once), and every part that went down came back.
 
 mod common;
 
@@ -39,6 +40,27 @@ fn chaos_profile_loses_nothing_and_every_part_comes_back() {
     assert!(
         audit["credited_cents"].as_u64().unwrap() >= r["opened_cents"].as_u64().unwrap(),
         "every open a user was told succeeded is credited\n{stdout}"
+    );
+    // Split envelopes through the crashes: friends' grabs completed (retried across
+    // a crashed gateway or backend), each credited once, and expired pots recycled.
+    let split = &audit["split"];
+    let n = |k: &str| {
+        split[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("split.{k}: {split}"))
+    };
+    assert!(n("shared") > 0 && n("grabs") > 0, "{stdout}");
+    assert_eq!(n("grab_credits"), n("grabs"), "{stdout}");
+    assert_eq!(n("grab_credited_cents"), n("grabbed_cents"), "{stdout}");
+    assert!(n("recycled_pots") > 0, "{stdout}");
+    assert_eq!(
+        n("grabbed_cents") + n("recycled_cents") + n("open_cents"),
+        n("pot_cents"),
+        "{stdout}"
+    );
+    assert!(
+        n("grab_credited_cents") >= r["grabbed_cents"].as_u64().unwrap(),
+        "every grab a user was told succeeded is credited\n{stdout}"
     );
     assert_eq!(
         r["limits"]["honest_over_limit"].as_u64(),

@@ -24,7 +24,7 @@ fn a_small_full_flow_passes_its_audit() {
     let profile = format!(
         "
 target:
-  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: 17500, countdown: 1s, settle: 1s }}
+  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: 17500, countdown: 1s, settle: 1s, split_ttl: 2s }}
 users: 300
 stages:
   - {{ duration: 1s, target: 300 }}
@@ -33,6 +33,7 @@ stages:
 behaviour:
   shake_rate: 2
   open_probability: 0.8
+  split: {{ share_probability: 1, friends: 4, grab_delay: 200ms }}
 thresholds:
   - 'errors: count == 0'
 ",
@@ -79,6 +80,29 @@ thresholds:
             .map(|v| v.as_u64().unwrap())
             .sum::<u64>()
     );
+    // Every opened pot shared; friends grabbed, each grab credited once at its amount,
+    // and what expired went back: grabbed + recycled + still open = the pots.
+    let split = &audit["split"];
+    let s = |k: &str| {
+        split[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("split.{k}: {split}"))
+    };
+    assert_eq!(s("pots"), n("opened"));
+    assert!(s("shared") > 0 && s("grabs") > 0, "{split}");
+    assert_eq!(s("grab_credits"), s("grabs"));
+    assert_eq!(s("grab_credited_cents"), s("grabbed_cents"));
+    assert_eq!(
+        s("grabbed_cents"),
+        report["grabbed_cents"].as_u64().unwrap(),
+        "every grab's reply reached its user here (no faults)"
+    );
+    assert!(s("recycled_pots") > 0, "{split}");
+    assert_eq!(
+        s("grabbed_cents") + s("recycled_cents") + s("open_cents"),
+        s("pot_cents")
+    );
+    assert_eq!(report["ops"]["grab"]["errors"].as_u64(), Some(0));
     assert!(stdout.contains("verdict: PASS"), "{stdout}");
 }
 
