@@ -4,7 +4,7 @@
 use crate::metrics::{labels, prefill, Counters};
 use crate::payment_faults::Verdict;
 use crate::rpc::{self, Credit, Rpc};
-use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
+use crate::store::{decode, encode_fixed, open_db, GroupCommitter, StoreError};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
@@ -14,7 +14,8 @@ use thiserror::Error;
 use tokio::sync::watch;
 
 /// Ledger sequence → credit, append-only. Keyed by sequence so a double credit would show.
-pub const LEDGER: TableDefinition<u64, &[u8]> = TableDefinition::new("ledger");
+pub const LEDGER: TableDefinition<u64, [u8; crate::envelope::CREDIT_LEN]> =
+    TableDefinition::new("ledger");
 /// Envelope id → ledger sequence: the idempotency index.
 pub const CREDITED: TableDefinition<u64, u64> = TableDefinition::new("credited");
 /// User → balance in cents.
@@ -46,7 +47,7 @@ pub fn apply(txn: &WriteTransaction, credits: Vec<Credit>) -> Result<Vec<Applied
             continue;
         }
         credited.insert(c.envelope_id, seq)?;
-        ledger.insert(seq, encode(&c)?.as_slice())?;
+        ledger.insert(seq, encode_fixed(&c)?)?;
         let balance = balances.get(c.user)?.map(|v| v.value()).unwrap_or(0);
         balances.insert(c.user, balance + c.amount_cents as u64)?;
         seq += 1;
@@ -72,7 +73,7 @@ pub fn read_ledger(db: &Database) -> Result<(Vec<Credit>, u64), StoreError> {
     let txn = db.begin_read()?;
     let mut ledger = Vec::new();
     for e in txn.open_table(LEDGER)?.iter()? {
-        ledger.push(decode(e?.1.value())?);
+        ledger.push(decode(&e?.1.value())?);
     }
     let mut total = 0;
     for e in txn.open_table(BALANCES)?.iter()? {

@@ -70,6 +70,17 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(postcard::to_stdvec(value)?)
 }
 
+/// Encodes a record into a fixed-width, zero-padded array. Hot tables keep their values
+/// at a fixed width because redb then leaves a leaf's other entries alone on an insert;
+/// with variable-width values every insert rewrites the offset of every entry in its
+/// leaf, which was the envelope backend's largest cost on the open path. (Postcard
+/// reads a record back from the front and ignores the padding.)
+pub fn encode_fixed<T: Serialize, const N: usize>(value: &T) -> Result<[u8; N], StoreError> {
+    let mut buf = [0u8; N];
+    postcard::to_slice(value, &mut buf)?;
+    Ok(buf)
+}
+
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     Ok(postcard::from_bytes(bytes)?)
 }

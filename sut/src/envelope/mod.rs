@@ -10,7 +10,7 @@ use crate::limit_view::{IssuanceLog, Issued};
 use crate::metrics::{labels, prefill, Counters};
 use crate::passthrough::{Backoff, OpenEntry};
 use crate::rpc::{self, Credit, Rpc, RpcConn};
-use crate::store::{decode, encode, open_db, GroupCommitter, StoreError};
+use crate::store::{decode, encode, encode_fixed, open_db, GroupCommitter, StoreError};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rand::Rng;
@@ -26,9 +26,12 @@ use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 /// Envelope id → the open as first recorded.
-pub const OPENS: TableDefinition<u64, &[u8]> = TableDefinition::new("opens");
+pub const OPENS: TableDefinition<u64, [u8; OPEN_RECORD_LEN]> = TableDefinition::new("opens");
+/// Fixed widths of the hot tables' values (see [`crate::store::encode_fixed`]).
+pub const OPEN_RECORD_LEN: usize = 56;
+pub const CREDIT_LEN: usize = 32;
 /// Envelope id → credit not yet acked by payment.
-pub const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+pub const OUTBOX: TableDefinition<u64, [u8; CREDIT_LEN]> = TableDefinition::new("outbox");
 /// Position → issuance record of the shared limit view (see [`crate::limit_view`]), in
 /// the order first published, so gateways' sync positions survive a restart.
 pub const ISSUANCE: TableDefinition<u64, &[u8]> = TableDefinition::new("issuance");
@@ -111,7 +114,7 @@ pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Applied, StoreErr
             let mut out = Vec::with_capacity(entries.len());
             for (_, entry) in entries {
                 let existing = match opens.get(entry.token.envelope_id)? {
-                    Some(v) => Some(decode::<OpenRecord>(v.value())?),
+                    Some(v) => Some(decode::<OpenRecord>(&v.value())?),
                     None => None,
                 };
                 let verdict = classify(existing.as_ref(), &entry);
@@ -120,8 +123,8 @@ pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Applied, StoreErr
                         entry,
                         via_gateway: gateway,
                     };
-                    opens.insert(credit.envelope_id, encode(&record)?.as_slice())?;
-                    outbox.insert(credit.envelope_id, encode(&credit)?.as_slice())?;
+                    opens.insert(credit.envelope_id, encode_fixed(&record)?)?;
+                    outbox.insert(credit.envelope_id, encode_fixed(&credit)?)?;
                 }
                 out.push(verdict);
             }
@@ -180,7 +183,7 @@ pub fn read_outbox(db: &Database) -> Result<Vec<Credit>, StoreError> {
     let txn = db.begin_read()?;
     let mut out = Vec::new();
     for e in txn.open_table(OUTBOX)?.iter()? {
-        out.push(decode(e?.1.value())?);
+        out.push(decode(&e?.1.value())?);
     }
     Ok(out)
 }
@@ -189,7 +192,7 @@ pub fn read_opens(db: &Database) -> Result<Vec<OpenRecord>, StoreError> {
     let txn = db.begin_read()?;
     let mut out = Vec::new();
     for e in txn.open_table(OPENS)?.iter()? {
-        out.push(decode(e?.1.value())?);
+        out.push(decode(&e?.1.value())?);
     }
     Ok(out)
 }
@@ -689,6 +692,56 @@ mod tests {
             },
             opened_ms: 0,
         }
+    }
+
+    /// The largest value of every field still fits each hot table's fixed width.
+    #[test]
+    fn the_largest_records_fit_their_fixed_widths() {
+        use crate::gateway::store::RECORD_LEN;
+        let token = EnvelopeToken {
+            user: u64::MAX,
+            envelope_id: u64::MAX,
+            amount_cents: u32::MAX,
+            sponsor: u16::MAX,
+            round: u32::MAX,
+            gateway: u16::MAX,
+        };
+        let entry = OpenEntry {
+            token,
+            opened_ms: i64::MIN,
+        };
+        let record = OpenRecord {
+            entry,
+            via_gateway: u16::MAX,
+        };
+        let credit = Credit {
+            envelope_id: u64::MAX,
+            user: u64::MAX,
+            amount_cents: u32::MAX,
+        };
+        let issue = crate::shake::IssueRecord {
+            round: u32::MAX,
+            envelope_id: u64::MAX,
+            user: u64::MAX,
+            sponsor: u16::MAX,
+            amount_cents: u32::MAX,
+            gateway: u16::MAX,
+            show_ms: i64::MIN,
+        };
+        let back: OpenRecord =
+            decode(&encode_fixed::<_, OPEN_RECORD_LEN>(&record).unwrap()).unwrap();
+        assert_eq!(back, record);
+        let back: Credit = decode(&encode_fixed::<_, CREDIT_LEN>(&credit).unwrap()).unwrap();
+        assert_eq!(back, credit);
+        let back: OpenEntry = decode(&encode_fixed::<_, RECORD_LEN>(&entry).unwrap()).unwrap();
+        assert_eq!(back, entry);
+        let back: crate::shake::IssueRecord =
+            decode(&encode_fixed::<_, RECORD_LEN>(&issue).unwrap()).unwrap();
+        assert_eq!(back, issue);
+        assert!(
+            encode_fixed::<_, 8>(&record).is_err(),
+            "too narrow is an error"
+        );
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn pot_of(record: &OpenRecord, ttl_ms: i64) -> Pot {
 
 fn load(
     splits: &Table<u64, &[u8]>,
-    opens: &Table<u64, &[u8]>,
+    opens: &Table<u64, [u8; super::OPEN_RECORD_LEN]>,
     envelope_id: u64,
     ttl_ms: i64,
 ) -> Result<Option<Split>, StoreError> {
@@ -85,7 +85,7 @@ fn load(
         return Ok(None);
     }
     Ok(match opens.get(envelope_id)? {
-        Some(v) => Some(Split::new(pot_of(&decode(v.value())?, ttl_ms))),
+        Some(v) => Some(Split::new(pot_of(&decode(&v.value())?, ttl_ms))),
         None => None,
     })
 }
@@ -130,7 +130,7 @@ pub fn apply_requests(
             Ok((answer, credit)) => {
                 splits.insert(envelope_id, encode(&split)?.as_slice())?;
                 if let Some(c) = credit {
-                    outbox.insert(c.envelope_id, encode(&c)?.as_slice())?;
+                    outbox.insert(c.envelope_id, crate::store::encode_fixed(&c)?)?;
                 }
                 out.push((answer, credit));
             }
@@ -186,7 +186,7 @@ impl ExpiryQueue {
                     }
                     s.pot.expires_ms
                 }
-                None => pot_of(&decode(v.value())?, ttl_ms).expires_ms,
+                None => pot_of(&decode(&v.value())?, ttl_ms).expires_ms,
             };
             q.push(expires_ms, id);
         }

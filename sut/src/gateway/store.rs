@@ -2,7 +2,7 @@
 
 use crate::passthrough::OpenEntry;
 use crate::shake::IssueRecord;
-use crate::store::{decode, encode, open_db, StoreError};
+use crate::store::{decode, encode_fixed, open_db, StoreError};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -11,11 +11,13 @@ use std::path::{Path, PathBuf};
 pub const LEASES: TableDefinition<u32, u64> = TableDefinition::new("leases");
 /// Issue sequence → issue record. Keyed by sequence, not envelope id, so that a duplicate
 /// issue (the bug invariant 1 forbids) would show up in the audit instead of overwriting.
-pub const ISSUED: TableDefinition<u64, &[u8]> = TableDefinition::new("issued");
+pub const ISSUED: TableDefinition<u64, [u8; RECORD_LEN]> = TableDefinition::new("issued");
 /// Envelope id → the open the user was told succeeded (also the replay guard).
-pub const OPENED: TableDefinition<u64, &[u8]> = TableDefinition::new("opened");
+pub const OPENED: TableDefinition<u64, [u8; RECORD_LEN]> = TableDefinition::new("opened");
 /// Queue sequence → open waiting for the backend's ack.
-pub const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue");
+pub const QUEUE: TableDefinition<u64, [u8; RECORD_LEN]> = TableDefinition::new("queue");
+/// The fixed width of an issue record or open entry (see [`crate::store::encode_fixed`]).
+pub const RECORD_LEN: usize = 48;
 /// Counters for the two sequences.
 pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -63,7 +65,7 @@ pub fn apply(
                 GatewayResult::Done
             }
             GatewayOp::Issue(record) => {
-                issued.insert(issue_seq, encode(&record)?.as_slice())?;
+                issued.insert(issue_seq, encode_fixed::<_, RECORD_LEN>(&record)?)?;
                 issue_seq += 1;
                 GatewayResult::Done
             }
@@ -71,11 +73,11 @@ pub fn apply(
                 if opened.get(entry.token.envelope_id)?.is_some() {
                     GatewayResult::AlreadyOpened
                 } else {
-                    let bytes = encode(&entry)?;
-                    opened.insert(entry.token.envelope_id, bytes.as_slice())?;
+                    let bytes = encode_fixed::<_, RECORD_LEN>(&entry)?;
+                    opened.insert(entry.token.envelope_id, bytes)?;
                     let seq = queue_seq;
                     queue_seq += 1;
-                    queue.insert(seq, bytes.as_slice())?;
+                    queue.insert(seq, bytes)?;
                     GatewayResult::Queued { seq }
                 }
             }
@@ -127,11 +129,11 @@ pub fn read(db: &Database) -> Result<Recovered, StoreError> {
         r.leases.insert(k.value(), v.value());
     }
     for e in txn.open_table(ISSUED)?.iter()? {
-        r.issued.push(decode(e?.1.value())?);
+        r.issued.push(decode(&e?.1.value())?);
     }
     for e in txn.open_table(QUEUE)?.iter()? {
         let (k, v) = e?;
-        r.queue.push((k.value(), decode(v.value())?));
+        r.queue.push((k.value(), decode(&v.value())?));
     }
     r.opened = redb::ReadableTableMetadata::len(&txn.open_table(OPENED)?)?;
     Ok(r)
@@ -142,7 +144,7 @@ pub fn read_opened(db: &Database) -> Result<Vec<OpenEntry>, StoreError> {
     let txn = db.begin_read()?;
     let mut out = Vec::new();
     for e in txn.open_table(OPENED)?.iter()? {
-        out.push(decode(e?.1.value())?);
+        out.push(decode(&e?.1.value())?);
     }
     Ok(out)
 }
