@@ -72,6 +72,26 @@ pub fn prefill(family: &Counters, key: &'static str, values: &[&str]) {
     }
 }
 
+/// Counts a batch's outcomes under `key`, looking each distinct label value up once:
+/// a lookup hashes and allocates its label set, too dear to pay per open on the
+/// open path's thousands-per-batch.
+pub fn count_each(
+    family: &Counters,
+    key: &'static str,
+    values: impl IntoIterator<Item = &'static str>,
+) {
+    let mut tally: Vec<(&'static str, u64)> = Vec::new();
+    for v in values {
+        match tally.iter_mut().find(|(name, _)| *name == v) {
+            Some((_, n)) => *n += 1,
+            None => tally.push((v, 1)),
+        }
+    }
+    for (v, n) in tally {
+        family.get_or_create(&labels(&[(key, v)])).inc_by(n);
+    }
+}
+
 /// The OpenMetrics media type, which Prometheus asks for first.
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// The classic text format, for everything else (curl, promtool, older scrapers).

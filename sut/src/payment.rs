@@ -42,11 +42,14 @@ pub fn apply(txn: &WriteTransaction, credits: Vec<Credit>) -> Result<Vec<Applied
     let mut seq = meta.get("ledger_seq")?.map(|v| v.value()).unwrap_or(0);
     let mut out = Vec::with_capacity(credits.len());
     for c in credits {
-        if credited.get(c.envelope_id)?.is_some() {
+        // Insert first and look at what it replaced (one descent for a new credit); a
+        // repeat puts the first sequence back and moves nothing.
+        let previous = credited.insert(c.envelope_id, seq)?.map(|v| v.value());
+        if let Some(first) = previous {
+            credited.insert(c.envelope_id, first)?;
             out.push(Applied::AlreadyCredited);
             continue;
         }
-        credited.insert(c.envelope_id, seq)?;
         ledger.insert(seq, encode_fixed(&c)?)?;
         let balance = balances.get(c.user)?.map(|v| v.value()).unwrap_or(0);
         balances.insert(c.user, balance + c.amount_cents as u64)?;
@@ -180,14 +183,14 @@ pub async fn run(
             in_flight.dec();
             match committed {
                 Ok(results) => {
-                    for r in results {
-                        let name = if r == Applied::Credited {
+                    let names = results.into_iter().map(|r| {
+                        if r == Applied::Credited {
                             "credited"
                         } else {
                             "duplicate"
-                        };
-                        counters.get_or_create(&labels(&[("result", name)])).inc();
-                    }
+                        }
+                    });
+                    crate::metrics::count_each(&counters, "result", names);
                     Rpc::CreditsApplied { envelope_ids: ids }
                 }
                 Err(e) => Rpc::Failed {
@@ -222,5 +225,13 @@ mod tests {
         let (ledger, total) = read_ledger(&db).unwrap();
         assert_eq!(ledger.len(), 2);
         assert_eq!(total, 35);
+        let txn = db.begin_read().unwrap();
+        let index = txn.open_table(CREDITED).unwrap();
+        let seq_of = |id: u64| index.get(id).unwrap().map(|v| v.value());
+        assert_eq!(
+            (seq_of(1), seq_of(2)),
+            (Some(0), Some(1)),
+            "repeats keep the first"
+        );
     }
 }

@@ -113,18 +113,27 @@ pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Applied, StoreErr
             let mut outbox = txn.open_table(OUTBOX)?;
             let mut out = Vec::with_capacity(entries.len());
             for (_, entry) in entries {
-                let existing = match opens.get(entry.token.envelope_id)? {
-                    Some(v) => Some(decode::<OpenRecord>(&v.value())?),
-                    None => None,
+                let id = entry.token.envelope_id;
+                let record = OpenRecord {
+                    entry,
+                    via_gateway: gateway,
                 };
-                let verdict = classify(existing.as_ref(), &entry);
-                if let Recorded::New(credit) = verdict {
-                    let record = OpenRecord {
-                        entry,
-                        via_gateway: gateway,
-                    };
-                    opens.insert(credit.envelope_id, encode_fixed(&record)?)?;
-                    outbox.insert(credit.envelope_id, encode_fixed(&credit)?)?;
+                // Insert first and look at what it replaced: one descent of the tree
+                // for the common case, a new open. A redelivery puts the first record
+                // back (rare).
+                let previous = opens
+                    .insert(id, encode_fixed(&record)?)?
+                    .map(|v| decode::<OpenRecord>(&v.value()))
+                    .transpose()?;
+                let verdict = classify(previous.as_ref(), &entry);
+                match (verdict, previous) {
+                    (Recorded::New(credit), _) => {
+                        outbox.insert(id, encode_fixed(&credit)?)?;
+                    }
+                    (_, Some(first)) => {
+                        opens.insert(id, encode_fixed(&first)?)?;
+                    }
+                    (_, None) => {}
                 }
                 out.push(verdict);
             }
@@ -391,6 +400,7 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
         Ok(Applied::Recorded(verdicts)) => {
             let mut acked = Vec::with_capacity(seqs.len());
             let mut pots = Vec::new();
+            let mut names = Vec::with_capacity(seqs.len());
             if let Ok(mut outbox) = b.outbox.lock() {
                 for ((seq, entry), v) in seqs.into_iter().zip(verdicts) {
                     let name = match v {
@@ -402,7 +412,7 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
                         Recorded::Duplicate => "duplicate",
                         Recorded::Conflict => "conflict",
                     };
-                    b.recorded.get_or_create(&labels(&[("result", name)])).inc();
+                    names.push(name);
                     // A conflict is never acked: it stays in the gateway's queue, visible.
                     if v != Recorded::Conflict {
                         acked.push(seq);
@@ -410,6 +420,7 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
                 }
                 b.outbox_depth.set(outbox.len() as i64);
             }
+            crate::metrics::count_each(&b.recorded, "result", names);
             if let Ok(mut q) = b.expiry.lock() {
                 for (at, id) in pots {
                     q.push(at, id);
@@ -780,6 +791,24 @@ mod tests {
         }
         assert_eq!(read_outbox(&db).unwrap().len(), 2);
         assert_eq!(read_opens(&db).unwrap().len(), 2);
+        // A conflicting redelivery (impossible with signed tokens) changes nothing.
+        let txn = db.begin_write().unwrap();
+        let r = apply(
+            &txn,
+            EnvelopeOp::Record {
+                gateway: 1,
+                entries: vec![(2, entry(1, 999))],
+            },
+        )
+        .unwrap();
+        txn.commit().unwrap();
+        assert!(matches!(r, Applied::Recorded(v) if v == vec![Recorded::Conflict]));
+        let first = read_opens(&db).unwrap();
+        assert_eq!(
+            first[0].entry.token.amount_cents, 10,
+            "the first record stays"
+        );
+        assert_eq!(first[0].via_gateway, 0);
     }
 
     #[test]

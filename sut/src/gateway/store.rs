@@ -70,11 +70,16 @@ pub fn apply(
                 GatewayResult::Done
             }
             GatewayOp::Open(entry) => {
-                if opened.get(entry.token.envelope_id)?.is_some() {
+                // Insert first and look at what it replaced (one descent for a new
+                // open); a replayed open puts the first entry back.
+                let bytes = encode_fixed::<_, RECORD_LEN>(&entry)?;
+                let previous = opened
+                    .insert(entry.token.envelope_id, bytes)?
+                    .map(|v| v.value());
+                if let Some(first) = previous {
+                    opened.insert(entry.token.envelope_id, first)?;
                     GatewayResult::AlreadyOpened
                 } else {
-                    let bytes = encode_fixed::<_, RECORD_LEN>(&entry)?;
-                    opened.insert(entry.token.envelope_id, bytes)?;
                     let seq = queue_seq;
                     queue_seq += 1;
                     queue.insert(seq, bytes)?;
