@@ -374,6 +374,16 @@ pub fn render(report: &RunReport) -> String {
     match &report.audit {
         Some(a) => {
             let _ = write!(body, "<pre class=\"audit\">{}</pre>", esc(&a.to_string()));
+            if let Some(l) = &report.limits {
+                let _ = write!(
+                    body,
+                    "<p>Limits: honest users whose clients received more than the limits allow: {} (must be 0). Adversarial users past the limits (by the servers' records): {} of {}. Honest users recorded past the limits whose clients never received it (issued as their gateway crashed): {}. Only the first kind fails a run.</p>",
+                    l.honest_over_limit,
+                    l.adversarial_over_limit,
+                    l.adversarial_users,
+                    l.honest_issued_undelivered.len()
+                );
+            }
             let kept = crate::report::promises_kept(a, report.opened_cents, report.grabbed_cents);
             let (class, word) = if kept {
                 ("ok", "every promise kept")

@@ -85,7 +85,7 @@ pub fn promises_kept(audit: &AuditReport, opened_cents: u64, grabbed_cents: u64)
 /// still fails.
 pub fn audit_passed(audit: Option<&AuditReport>, limits: Option<&LimitReport>) -> bool {
     audit.is_none_or(|a| match limits {
-        Some(l) => a.passed_excusing(|u| l.is_adversarial(u)),
+        Some(l) => a.passed_excusing(|u| l.excuses(u)) && l.honest_over_limit == 0,
         None => a.passed(),
     })
 }
@@ -104,33 +104,64 @@ pub fn distribution_percentiles() -> Vec<f64> {
 pub struct LimitReport {
     pub adversarial_share: f64,
     pub adversarial_users: u64,
-    /// Adversarial users that got more than the limits allow.
+    /// Adversarial users that got more than the limits allow (by the servers' records).
     pub adversarial_over_limit: u64,
-    /// Honest users over the limit: must be 0.
+    /// Honest users whose clients received more than the limits allow: must be 0.
     pub honest_over_limit: u64,
+    /// Honest users the servers recorded past the limits although their clients never
+    /// received it: an issue recorded just before its gateway crashed (or whose reply
+    /// came after the client gave up) never reached the user, who then shook on with
+    /// the cookie from before. Reported, not a failure: the user got what the limits
+    /// allow, and an envelope never delivered is never opened, so no money moves.
+    pub honest_issued_undelivered: Vec<u64>,
     /// Gateway hops the adversarial users made.
     pub hops: u64,
     #[serde(skip)]
     pub seed: u64,
+    /// Users whose clients received more than the limits allow.
+    #[serde(skip)]
+    received_over_limit: std::collections::BTreeSet<u64>,
 }
 
 impl LimitReport {
-    /// Splits the audit's users over the limit into honest and adversarial ones.
-    pub fn new(seed: u64, share: f64, users: u64, over_limit: &[u64], hops: u64) -> LimitReport {
+    /// Splits the audit's users over the limit into adversarial ones, honest ones whose
+    /// clients received too much, and honest ones whose clients did not.
+    pub fn new(
+        seed: u64,
+        share: f64,
+        users: u64,
+        over_limit: &[u64],
+        received_over_limit: &[u64],
+        hops: u64,
+    ) -> LimitReport {
         let adversarial = |u: u64| crate::profile::is_adversarial(u, seed, share);
+        let received: std::collections::BTreeSet<u64> =
+            received_over_limit.iter().copied().collect();
         let cheats = over_limit.iter().filter(|u| adversarial(**u)).count() as u64;
         LimitReport {
             adversarial_share: share,
             adversarial_users: (0..users).filter(|u| adversarial(*u)).count() as u64,
             adversarial_over_limit: cheats,
-            honest_over_limit: over_limit.len() as u64 - cheats,
+            honest_over_limit: received.iter().filter(|u| !adversarial(**u)).count() as u64,
+            honest_issued_undelivered: over_limit
+                .iter()
+                .copied()
+                .filter(|u| !adversarial(*u) && !received.contains(u))
+                .collect(),
             hops,
             seed,
+            received_over_limit: received,
         }
     }
 
     pub fn is_adversarial(&self, user: u64) -> bool {
         crate::profile::is_adversarial(user, self.seed, self.adversarial_share)
+    }
+
+    /// Whether the audit's finding that `user` is over the limit is excused: a cheater,
+    /// or an honest user whose client never received more than the limits allow.
+    pub fn excuses(&self, user: u64) -> bool {
+        self.is_adversarial(user) || !self.received_over_limit.contains(&user)
     }
 }
 
@@ -416,16 +447,31 @@ impl RunReport {
             }
         }
         if let Some(l) = &self.limits {
-            let _ = writeln!(
-                out,
-                "\nlimits: honest users over the limit {} (must be 0); adversarial users (drop cookies, hop gateways) {} = {:.1} %, of whom {} got past the limits ({:.2} %), {} hops",
-                l.honest_over_limit,
-                l.adversarial_users,
-                l.adversarial_share * 100.0,
-                l.adversarial_over_limit,
-                l.adversarial_over_limit as f64 * 100.0 / l.adversarial_users.max(1) as f64,
-                l.hops
-            );
+            if l.adversarial_share > 0.0 {
+                let _ = writeln!(
+                    out,
+                    "\nlimits: honest users over the limit {} (must be 0); adversarial users (drop cookies, hop gateways) {} = {:.1} %, of whom {} got past the limits ({:.2} %), {} hops",
+                    l.honest_over_limit,
+                    l.adversarial_users,
+                    l.adversarial_share * 100.0,
+                    l.adversarial_over_limit,
+                    l.adversarial_over_limit as f64 * 100.0 / l.adversarial_users.max(1) as f64,
+                    l.hops
+                );
+            } else if l.honest_over_limit > 0 || !l.honest_issued_undelivered.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "\nlimits: honest users over the limit {} (must be 0)",
+                    l.honest_over_limit
+                );
+            }
+            if !l.honest_issued_undelivered.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  honest users recorded past the limits whose clients never received it (issued as their gateway crashed): {:?}",
+                    l.honest_issued_undelivered
+                );
+            }
             if l.honest_over_limit > 0 {
                 let _ = writeln!(out, "  FAIL: an honest user got more than the limits allow");
             }
@@ -450,11 +496,12 @@ impl RunReport {
             let _ = writeln!(out);
             let _ = write!(out, "{a}");
             if let Some(l) = &self.limits {
-                if !a.passed() && a.passed_excusing(|u| l.is_adversarial(u)) {
+                if !a.passed() && a.passed_excusing(|u| l.excuses(u)) && l.honest_over_limit == 0 {
                     let _ = writeln!(
                         out,
-                        "the audit's only findings are the {} adversarial users over the limit (see `limits:`); honest users all held: not a failure",
-                        l.adversarial_over_limit
+                        "the audit's only findings are users over the limit that `limits:` explains ({} adversarial, {} honest whose clients never received the excess); every honest client got what the limits allow: not a failure",
+                        l.adversarial_over_limit,
+                        l.honest_issued_undelivered.len()
                     );
                 }
             }
@@ -498,4 +545,24 @@ pub struct Second {
     pub replies_by_tier: BTreeMap<u8, u64>,
     /// Connected users by their current tier.
     pub clients_by_tier: BTreeMap<u8, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn honest_users_are_judged_by_what_their_clients_received() {
+        // Seed 7 at 5 %: user 200 cheats, 720 is honest (see profile::is_adversarial).
+        assert!(crate::profile::is_adversarial(200, 7, 0.05));
+        assert!(!crate::profile::is_adversarial(720, 7, 0.05));
+        let l = LimitReport::new(7, 0.05, 2000, &[200, 720], &[200], 0);
+        assert_eq!(l.adversarial_over_limit, 1);
+        assert_eq!(l.honest_over_limit, 0);
+        assert_eq!(l.honest_issued_undelivered, vec![720]);
+        assert!(l.excuses(200) && l.excuses(720));
+        let l = LimitReport::new(7, 0.05, 2000, &[720], &[720], 0);
+        assert_eq!(l.honest_over_limit, 1, "the client received it: a failure");
+        assert!(!l.excuses(720));
+    }
 }

@@ -214,7 +214,9 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         Some(h) => Some(h.finish()?),
         None => None,
     };
-    let limits = (profile.behaviour.adversarial > 0.0).then(|| {
+    // With an audit (or adversarial users), how the limits held: by the servers'
+    // records and by what the clients received.
+    let limits = (profile.behaviour.adversarial > 0.0 || audit.is_some()).then(|| {
         LimitReport::new(
             profile.seed,
             profile.behaviour.adversarial,
@@ -223,6 +225,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 .as_ref()
                 .map(|a| a.over_limit.as_slice())
                 .unwrap_or(&[]),
+            &summary.received_over_limit,
             summary.hops,
         )
     });

@@ -110,6 +110,9 @@ pub struct Summary {
     pub tier_transitions: u64,
     /// Times an adversarial user hopped to another gateway after an envelope.
     pub hops: u64,
+    /// Users whose client received more envelopes than the limits allow (more than 3,
+    /// or 2 of one sponsor), each once: the clients' side of invariant 4.
+    pub received_over_limit: Vec<u64>,
     /// Connected users at each tier now (a level, like `connected`).
     pub clients_by_tier: BTreeMap<u8, u64>,
     /// User-seconds spent at each tier.
@@ -135,6 +138,7 @@ pub struct WireSummary {
     desired_shakes: u64,
     tier_transitions: u64,
     hops: u64,
+    received_over_limit: Vec<u64>,
     clients_by_tier: Vec<(u8, u64)>,
     tier_seconds: Vec<(u8, f64)>,
 }
@@ -273,6 +277,8 @@ impl Summary {
         self.desired_shakes += other.desired_shakes;
         self.tier_transitions += other.tier_transitions;
         self.hops += other.hops;
+        self.received_over_limit
+            .extend_from_slice(&other.received_over_limit);
         for (k, v) in &other.clients_by_tier {
             *self.clients_by_tier.entry(*k).or_default() += v;
         }
@@ -336,6 +342,7 @@ impl Summary {
         self.desired_shakes = 0;
         self.tier_transitions = 0;
         self.hops = 0;
+        self.received_over_limit.clear();
         self.tier_seconds.clear();
     }
 
@@ -368,6 +375,7 @@ impl Summary {
             desired_shakes: self.desired_shakes,
             tier_transitions: self.tier_transitions,
             hops: self.hops,
+            received_over_limit: self.received_over_limit.clone(),
             clients_by_tier: self.clients_by_tier.iter().map(|(k, v)| (*k, *v)).collect(),
             tier_seconds: self.tier_seconds.iter().map(|(k, v)| (*k, *v)).collect(),
         })
@@ -396,6 +404,7 @@ impl Summary {
         s.desired_shakes = w.desired_shakes;
         s.tier_transitions = w.tier_transitions;
         s.hops = w.hops;
+        s.received_over_limit = w.received_over_limit;
         s.clients_by_tier = w.clients_by_tier.into_iter().collect();
         s.tier_seconds = w.tier_seconds.into_iter().collect();
         Ok(s)

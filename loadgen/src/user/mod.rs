@@ -70,6 +70,35 @@ pub struct UserCore {
     share_probability: f64,
     /// Shares and grabs to do; boxed, and only while there are any.
     errands: Option<Box<Errands>>,
+    /// The envelopes this client received: the client's own count of the limits.
+    received: Received,
+}
+
+/// The sponsors of the envelopes a client received, as far as the limits go: what the
+/// user got, whatever the servers recorded (an issue recorded just before its gateway
+/// crashed may never reach the user).
+#[derive(Debug, Default, Clone, Copy)]
+struct Received {
+    sponsors: [u16; sut::cookie::MAX_ENVELOPES_PER_USER],
+    count: u8,
+    over: bool,
+}
+
+impl Received {
+    /// Counts an envelope of `sponsor`; true the first time the count passes the limits
+    /// (more than 3 envelopes, or 2 of one sponsor).
+    fn add(&mut self, sponsor: u16) -> bool {
+        let n = usize::from(self.count);
+        let seen = self.sponsors[..n.min(self.sponsors.len())].contains(&sponsor);
+        if n < self.sponsors.len() {
+            self.sponsors[n] = sponsor;
+        }
+        self.count = self.count.saturating_add(1);
+        let over = seen || n >= self.sponsors.len();
+        let first = over && !self.over;
+        self.over |= over;
+        first
+    }
 }
 
 /// The time between a user's desired shakes; a rate of 0 never shakes.
@@ -115,6 +144,7 @@ impl UserCore {
             hop_pending: false,
             share_probability: behaviour.split.share_probability,
             errands: None,
+            received: Received::default(),
         }
     }
 
@@ -349,7 +379,10 @@ impl UserCore {
                     Outcome::Nothing => "nothing",
                     Outcome::ComeBackLater => "come_back_later",
                     Outcome::Greeting { .. } => "greeting",
-                    Outcome::Envelope { token, .. } => {
+                    Outcome::Envelope { token, sponsor, .. } => {
+                        if self.received.add(sponsor) {
+                            stats.received_over_limit.push(self.user);
+                        }
                         if roll < self.open_probability {
                             self.pending_open = Some((token, now));
                         }
@@ -788,5 +821,19 @@ mod tests {
         // Latency counts from when the grab was first due.
         assert!(s.ops[Op::Grab as usize].latency.max() >= 300_000);
         assert!(u.errands.is_none(), "nothing left to do: the box is freed");
+    }
+
+    #[test]
+    fn a_client_counts_what_it_received_against_the_limits() {
+        let mut r = Received::default();
+        assert!(
+            !r.add(1) && !r.add(2) && !r.add(3),
+            "three sponsors: within"
+        );
+        assert!(r.add(4), "a fourth envelope passes the limits");
+        assert!(!r.add(5), "reported once");
+        let mut r = Received::default();
+        assert!(!r.add(7));
+        assert!(r.add(7), "two of one sponsor");
     }
 }
