@@ -4,6 +4,7 @@
 //! recycling of what expires (see [`split_store`]).
 
 pub mod split_store;
+mod splits;
 
 use crate::drain::{Drain, Turn};
 use crate::limit_view::{IssuanceLog, Issued};
@@ -285,7 +286,7 @@ pub async fn run(
         &["new", "duplicate", "conflict", "busy"],
     );
     prefill(&backend.credited, "result", &["applied", "busy", "failed"]);
-    prefill_splits(&backend.splits);
+    splits::prefill(&backend.splits);
     registry.register(
         "sut_envelope_splits",
         "Shares and grabs at the backend, by request and result",
@@ -335,7 +336,7 @@ pub async fn run(
         shutdown.clone(),
         config.drain_timeout,
     ));
-    let expirer = tokio::spawn(expire(backend.clone(), shutdown.clone()));
+    let expirer = tokio::spawn(splits::expire(backend.clone(), shutdown.clone()));
     let handler_backend = backend.clone();
     rpc::serve(listener, shutdown, move |request| {
         let b = handler_backend.clone();
@@ -373,7 +374,7 @@ async fn sync_issued(b: &Backend, publish: Vec<Issued>, since: u64) -> Rpc {
 async fn handle(b: &Backend, request: Rpc) -> Rpc {
     let (gateway, entries) = match request {
         Rpc::SyncIssued { publish, since, .. } => return sync_issued(b, publish, since).await,
-        Rpc::Split { requests } => return split(b, requests).await,
+        Rpc::Split { requests } => return splits::handle(b, requests).await,
         Rpc::RecordOpens { gateway, entries } => (gateway, entries),
         _ => {
             return Rpc::Failed {
@@ -435,180 +436,6 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
         Err(e) => Rpc::Failed {
             message: e.to_string(),
         },
-    }
-}
-
-/// Every (request, result) label pair of `sut_envelope_splits`, so each starts at 0.
-fn prefill_splits(c: &Counters) {
-    use crate::split::SplitError::*;
-    let refusals = [
-        NoSuchPot,
-        NotOwner,
-        AlreadyShared,
-        ShareToSelf,
-        NotFriend,
-        NoFriends,
-        NotShared,
-        OwnShare,
-        NotInvited,
-        AlreadyGrabbed,
-        NoPartsLeft,
-        Expired,
-        Recycled,
-    ];
-    for request in ["share", "grab"] {
-        for result in ["ok", "busy"]
-            .into_iter()
-            .chain(refusals.iter().map(|e| split_error_name(*e)))
-        {
-            let _ = c.get_or_create(&labels(&[("request", request), ("result", result)]));
-        }
-    }
-}
-
-/// A refusal's metrics label.
-pub fn split_error_name(e: crate::split::SplitError) -> &'static str {
-    use crate::split::SplitError::*;
-    match e {
-        NoSuchPot => "no_such_pot",
-        NotOwner => "not_owner",
-        AlreadyShared => "already_shared",
-        ShareToSelf => "share_to_self",
-        NotFriend => "not_friend",
-        NoFriends => "no_friends",
-        NotShared => "not_shared",
-        OwnShare => "own_share",
-        NotInvited => "not_invited",
-        AlreadyGrabbed => "already_grabbed",
-        NoPartsLeft => "no_parts_left",
-        Expired => "expired",
-        Recycled => "recycled",
-    }
-}
-
-fn show_ms(b: &Backend) -> i64 {
-    crate::gateway::unix_ms() - b.show_start_ms
-}
-
-/// Shares and grabs from a gateway, dealt in one durable transaction; grabs' credits
-/// join the outbox like opens'.
-async fn split(b: &Backend, requests: Vec<SplitRequest>) -> Rpc {
-    let kinds: Vec<&'static str> = requests
-        .iter()
-        .map(|r| match r {
-            SplitRequest::Share { .. } => "share",
-            SplitRequest::Grab { .. } => "grab",
-        })
-        .collect();
-    if b.in_flight.inc() >= b.max_in_flight as i64 {
-        b.in_flight.dec();
-        for k in kinds {
-            b.splits
-                .get_or_create(&labels(&[("request", k), ("result", "busy")]))
-                .inc();
-        }
-        return Rpc::Busy { retry_after_ms: 50 };
-    }
-    let requests = {
-        let mut rng = rand::rng();
-        requests
-            .into_iter()
-            .map(|r| (r, rng.random::<f64>()))
-            .collect()
-    };
-    let result = b
-        .committer
-        .submit(EnvelopeOp::Split {
-            requests,
-            now_ms: show_ms(b),
-            ttl_ms: b.split_ttl_ms,
-        })
-        .await;
-    b.in_flight.dec();
-    let done = match result {
-        Ok(Applied::Split(done)) => done,
-        Ok(_) => {
-            return Rpc::Failed {
-                message: "the store answered a split with another kind of result".into(),
-            }
-        }
-        Err(e) => {
-            return Rpc::Failed {
-                message: e.to_string(),
-            }
-        }
-    };
-    let mut answers = Vec::with_capacity(done.len());
-    let mut credited = false;
-    if let Ok(mut outbox) = b.outbox.lock() {
-        for ((answer, credit), kind) in done.into_iter().zip(kinds) {
-            let result = match answer {
-                SplitAnswer::Refused(e) => split_error_name(e),
-                SplitAnswer::Grabbed { cents } => {
-                    b.grabbed_cents.inc_by(cents);
-                    "ok"
-                }
-                SplitAnswer::Shared { .. } => "ok",
-            };
-            b.splits
-                .get_or_create(&labels(&[("request", kind), ("result", result)]))
-                .inc();
-            if let Some(c) = credit {
-                outbox.insert(c.envelope_id, c);
-                credited = true;
-            }
-            answers.push(answer);
-        }
-        b.outbox_depth.set(outbox.len() as i64);
-    }
-    if credited {
-        b.outbox_notify.notify_one();
-    }
-    Rpc::SplitDone { answers }
-}
-
-/// Recycles expired pots, a batch at a time, until shutdown; once more at shutdown, so
-/// a clean stop leaves no expired pot unrecorded.
-async fn expire(b: Arc<Backend>, mut shutdown: watch::Receiver<bool>) {
-    const BATCH: usize = 4096;
-    loop {
-        let stopping = *shutdown.borrow();
-        loop {
-            let now_ms = show_ms(&b);
-            let due = b
-                .expiry
-                .lock()
-                .map(|mut q| q.take_due(now_ms, BATCH))
-                .unwrap_or_default();
-            if due.is_empty() {
-                break;
-            }
-            let op = EnvelopeOp::Expire {
-                envelope_ids: due.clone(),
-                now_ms,
-                ttl_ms: b.split_ttl_ms,
-            };
-            match b.committer.submit(op).await {
-                Ok(Applied::Expired(recycled)) => {
-                    b.recycled_cents
-                        .inc_by(recycled.iter().map(|(_, c)| c).sum::<u64>());
-                }
-                _ => {
-                    // Not recorded: they wait for the next sweep.
-                    if let Ok(mut q) = b.expiry.lock() {
-                        q.put_back(&due, now_ms);
-                    }
-                    break;
-                }
-            }
-        }
-        if stopping {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.changed() => {}
-        }
     }
 }
 
@@ -687,156 +514,4 @@ async fn forward(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::token::EnvelopeToken;
-
-    fn entry(id: u64, amount: u32) -> OpenEntry {
-        OpenEntry {
-            token: EnvelopeToken {
-                user: 1,
-                envelope_id: id,
-                amount_cents: amount,
-                sponsor: 1,
-                round: 1,
-                gateway: 0,
-            },
-            opened_ms: 0,
-        }
-    }
-
-    /// The largest value of every field still fits each hot table's fixed width.
-    #[test]
-    fn the_largest_records_fit_their_fixed_widths() {
-        use crate::gateway::store::RECORD_LEN;
-        let token = EnvelopeToken {
-            user: u64::MAX,
-            envelope_id: u64::MAX,
-            amount_cents: u32::MAX,
-            sponsor: u16::MAX,
-            round: u32::MAX,
-            gateway: u16::MAX,
-        };
-        let entry = OpenEntry {
-            token,
-            opened_ms: i64::MIN,
-        };
-        let record = OpenRecord {
-            entry,
-            via_gateway: u16::MAX,
-        };
-        let credit = Credit {
-            envelope_id: u64::MAX,
-            user: u64::MAX,
-            amount_cents: u32::MAX,
-        };
-        let issue = crate::shake::IssueRecord {
-            round: u32::MAX,
-            envelope_id: u64::MAX,
-            user: u64::MAX,
-            sponsor: u16::MAX,
-            amount_cents: u32::MAX,
-            gateway: u16::MAX,
-            show_ms: i64::MIN,
-        };
-        let back: OpenRecord =
-            decode(&encode_fixed::<_, OPEN_RECORD_LEN>(&record).unwrap()).unwrap();
-        assert_eq!(back, record);
-        let back: Credit = decode(&encode_fixed::<_, CREDIT_LEN>(&credit).unwrap()).unwrap();
-        assert_eq!(back, credit);
-        let back: OpenEntry = decode(&encode_fixed::<_, RECORD_LEN>(&entry).unwrap()).unwrap();
-        assert_eq!(back, entry);
-        let back: crate::shake::IssueRecord =
-            decode(&encode_fixed::<_, RECORD_LEN>(&issue).unwrap()).unwrap();
-        assert_eq!(back, issue);
-        assert!(
-            encode_fixed::<_, 8>(&record).is_err(),
-            "too narrow is an error"
-        );
-    }
-
-    #[test]
-    fn each_envelope_is_recorded_once() {
-        let e = entry(5, 100);
-        assert!(matches!(classify(None, &e), Recorded::New(c) if c.amount_cents == 100));
-        let rec = OpenRecord {
-            entry: e,
-            via_gateway: 0,
-        };
-        assert_eq!(classify(Some(&rec), &e), Recorded::Duplicate);
-        assert_eq!(classify(Some(&rec), &entry(5, 999)), Recorded::Conflict);
-    }
-
-    #[test]
-    fn redelivered_batches_create_no_second_credit() {
-        let dir = tempfile::tempdir().unwrap();
-        let (db, _, _) = open(&dir.path().join("e.redb")).unwrap();
-        let batch = vec![(0, entry(1, 10)), (1, entry(2, 20))];
-        for round in 0..2 {
-            let txn = db.begin_write().unwrap();
-            let r = apply(
-                &txn,
-                EnvelopeOp::Record {
-                    gateway: 0,
-                    entries: batch.clone(),
-                },
-            )
-            .unwrap();
-            txn.commit().unwrap();
-            let Applied::Recorded(r) = r else {
-                panic!("a record answers Recorded")
-            };
-            let new = r.iter().filter(|v| matches!(v, Recorded::New(_))).count();
-            assert_eq!(new, if round == 0 { 2 } else { 0 });
-        }
-        assert_eq!(read_outbox(&db).unwrap().len(), 2);
-        assert_eq!(read_opens(&db).unwrap().len(), 2);
-        // A conflicting redelivery (impossible with signed tokens) changes nothing.
-        let txn = db.begin_write().unwrap();
-        let r = apply(
-            &txn,
-            EnvelopeOp::Record {
-                gateway: 1,
-                entries: vec![(2, entry(1, 999))],
-            },
-        )
-        .unwrap();
-        txn.commit().unwrap();
-        assert!(matches!(r, Applied::Recorded(v) if v == vec![Recorded::Conflict]));
-        let first = read_opens(&db).unwrap();
-        assert_eq!(
-            first[0].entry.token.amount_cents, 10,
-            "the first record stays"
-        );
-        assert_eq!(first[0].via_gateway, 0);
-    }
-
-    #[test]
-    fn the_issuance_log_keeps_its_order_across_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("e.redb");
-        let r = |user, envelope_id| Issued {
-            user,
-            envelope_id,
-            sponsor: 1,
-        };
-        {
-            let (db, _, mut log) = open(&path).unwrap();
-            let fresh = log.fresh(&[r(9, 30), r(7, 10), r(9, 30)]);
-            assert_eq!(fresh.len(), 2, "a record published twice is kept once");
-            let txn = db.begin_write().unwrap();
-            let positioned = fresh
-                .iter()
-                .enumerate()
-                .map(|(i, x)| (i as u64, *x))
-                .collect();
-            apply(&txn, EnvelopeOp::Publish(positioned)).unwrap();
-            txn.commit().unwrap();
-            log.append(&fresh);
-        }
-        let (_, _, log) = open(&path).unwrap();
-        assert_eq!(log.since(0, 10), (vec![r(9, 30), r(7, 10)], 2));
-        assert_eq!(log.since(1, 10), (vec![r(7, 10)], 2));
-        assert!(log.fresh(&[r(9, 30)]).is_empty());
-    }
-}
+mod tests;

@@ -1,0 +1,333 @@
+//! The simulated user core's tests: schedule, tiers, opens, shares and grabs.
+use super::*;
+
+fn behaviour() -> Behaviour {
+    Behaviour {
+        shake_rate: 0.5,
+        open_probability: 1.0,
+        heartbeat_interval: Duration::from_secs(30),
+        request_timeout: Duration::from_secs(5),
+        adversarial: 0.0,
+        split: Default::default(),
+    }
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// A reply at `tier`, whose interval is 2 s at tier 0 and 10 s above.
+fn reply(tier: u8, outcome: Outcome) -> Frame {
+    Frame::ShakeReply {
+        outcome,
+        tier,
+        shake_interval_ms: if tier == 0 { 2_000 } else { 10_000 },
+        cookie: Bytes::from_static(b"c"),
+    }
+}
+
+fn hello(u: &mut UserCore, s: &mut Summary) {
+    u.connected(ms(0), ms(60_000));
+    assert!(matches!(u.poll(ms(0)), Action::Send(Frame::Hello { .. })));
+    let ack = Frame::HelloAck {
+        server_time_ms: 0,
+        tier: 0,
+        shake_interval_ms: 2_000,
+        config_version: 1,
+    };
+    assert_eq!(u.on_frame(ack, ms(1), 0.0, s), None);
+}
+
+#[test]
+fn latency_counts_from_the_intended_time() {
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
+    hello(&mut u, &mut s);
+    // Shake 0 intended at 0; the reply takes 3 s.
+    assert!(matches!(u.poll(ms(1)), Action::Send(Frame::Shake { .. })));
+    u.on_frame(reply(0, Outcome::Nothing), ms(3_000), 0.0, &mut s);
+    // Shake 1 was intended at 2 s: sent late at 3 s, answered at 3.001 s = 1001 ms.
+    assert!(matches!(
+        u.poll(ms(3_000)),
+        Action::Send(Frame::Shake { .. })
+    ));
+    u.on_frame(reply(0, Outcome::Nothing), ms(3_001), 0.0, &mut s);
+    let h = &s.ops[Op::Shake as usize].latency;
+    assert_eq!(h.len(), 2);
+    assert!(
+        h.min() >= 1_000_000 && h.max() >= 2_999_000,
+        "{} {}",
+        h.min(),
+        h.max()
+    );
+}
+
+#[test]
+fn the_server_tier_sets_the_interval() {
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
+    hello(&mut u, &mut s);
+    u.poll(ms(1));
+    u.on_frame(reply(1, Outcome::Nothing), ms(5), 0.0, &mut s);
+    assert_eq!(u.tier(), 1);
+    // Next shake 10 s after the last intended one (0), not 2 s.
+    assert_eq!(u.poll(ms(6)), Action::WaitUntil(ms(10_000)));
+    assert!(matches!(
+        u.poll(ms(10_000)),
+        Action::Send(Frame::Shake { .. })
+    ));
+    assert_eq!(s.tiers[&1], 1);
+}
+
+#[test]
+fn a_frantic_shaker_is_coalesced_to_the_server_interval() {
+    let mut b = behaviour();
+    b.shake_rate = 5.0;
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.0, false);
+    hello(&mut u, &mut s);
+    assert_eq!(s.clients_by_tier[&0], 1);
+    // Five shakes a second wanted, one request per 2 s sent: each carries ten. (The
+    // HelloAck at 1 ms named the 2 s interval, so the first shake comes from then.)
+    for k in 0..3u64 {
+        let t = ms(k * 2_000 + 1);
+        assert!(
+            matches!(u.poll(t), Action::Send(Frame::Shake { .. })),
+            "{k}"
+        );
+        u.on_frame(reply(0, Outcome::Nothing), t + ms(1), 0.0, &mut s);
+        assert_eq!(
+            u.poll(t + ms(2)),
+            Action::WaitUntil(ms((k + 1) * 2_000 + 1))
+        );
+    }
+    assert_eq!(s.count(Op::Shake), 3);
+    assert_eq!(s.desired_shakes, 30);
+    // The gateway raises the tier: the next request waits 10 s.
+    assert!(matches!(
+        u.poll(ms(6_001)),
+        Action::Send(Frame::Shake { .. })
+    ));
+    u.on_frame(reply(1, Outcome::Nothing), ms(6_002), 0.0, &mut s);
+    assert_eq!(u.poll(ms(6_003)), Action::WaitUntil(ms(16_001)));
+    assert_eq!(s.tier_transitions, 1);
+    assert_eq!((s.clients_by_tier[&0], s.clients_by_tier[&1]), (0, 1));
+    u.disconnected(&mut s);
+    assert_eq!(s.clients_by_tier[&1], 0);
+}
+
+#[test]
+fn a_won_envelope_is_opened_next() {
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
+    hello(&mut u, &mut s);
+    u.poll(ms(1));
+    let env = Outcome::Envelope {
+        token: Bytes::from_static(b"tok"),
+        sponsor: 1,
+        amount_cents: 50,
+    };
+    u.on_frame(reply(0, env), ms(5), 0.5, &mut s);
+    assert_eq!(
+        u.poll(ms(5)),
+        Action::Send(Frame::Open {
+            token: Bytes::from_static(b"tok")
+        })
+    );
+    u.on_frame(
+        Frame::OpenReply {
+            code: 0,
+            amount_cents: 50,
+        },
+        ms(7),
+        0.0,
+        &mut s,
+    );
+    assert_eq!(s.opened_cents, 50);
+    assert_eq!(s.count(Op::Open), 1);
+    let refused = Frame::OpenReply {
+        code: ErrorCode::AlreadyOpened as u16,
+        amount_cents: 0,
+    };
+    u.in_flight = Some((Op::Open, ms(8)));
+    u.on_frame(refused, ms(9), 0.0, &mut s);
+    assert_eq!(s.errors_by_kind["open/already_opened"], 1);
+}
+
+#[test]
+fn heartbeats_fill_silence_and_leaving_ends() {
+    let mut b = behaviour();
+    b.shake_rate = 0.01;
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
+    u.connected(ms(0), ms(70_000));
+    u.poll(ms(0));
+    u.on_frame(
+        Frame::HelloAck {
+            server_time_ms: 0,
+            tier: 0,
+            shake_interval_ms: 2_000,
+            config_version: 1,
+        },
+        ms(1),
+        0.0,
+        &mut s,
+    );
+    // Phase 0.5: the first beat half an interval in, the next a full one later.
+    assert_eq!(u.poll(ms(2)), Action::WaitUntil(ms(15_000)));
+    assert_eq!(u.poll(ms(15_000)), Action::Send(Frame::Heartbeat));
+    u.on_frame(
+        Frame::HeartbeatAck { server_time_ms: 0 },
+        ms(15_001),
+        0.0,
+        &mut s,
+    );
+    assert_eq!(u.poll(ms(15_002)), Action::WaitUntil(ms(45_000)));
+    assert_eq!(u.poll(ms(45_000)), Action::Send(Frame::Heartbeat));
+    u.on_frame(
+        Frame::HeartbeatAck { server_time_ms: 0 },
+        ms(45_001),
+        0.0,
+        &mut s,
+    );
+    assert_eq!(u.poll(ms(70_000)), Action::Leave);
+}
+
+#[test]
+fn an_adversarial_user_drops_its_cookie_and_hops_after_an_envelope() {
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, true);
+    hello(&mut u, &mut s);
+    let Action::Send(Frame::Shake { cookie }) = u.poll(ms(0)) else {
+        panic!("a shake first")
+    };
+    assert!(cookie.is_empty());
+    let won = Outcome::Envelope {
+        token: Bytes::from_static(b"t"),
+        sponsor: 1,
+        amount_cents: 5,
+    };
+    u.on_frame(reply(0, won), ms(1), 0.0, &mut s);
+    assert!(matches!(u.poll(ms(1)), Action::Send(Frame::Open { .. })));
+    u.on_frame(
+        Frame::OpenReply {
+            code: 0,
+            amount_cents: 5,
+        },
+        ms(2),
+        0.0,
+        &mut s,
+    );
+    assert!(
+        matches!(u.poll(ms(2)), Action::Hop),
+        "hops once the envelope is opened"
+    );
+    let Action::Send(Frame::Shake { cookie }) = u.poll(ms(5_000)) else {
+        panic!("shakes again")
+    };
+    assert!(cookie.is_empty(), "the cookie it got is never sent back");
+}
+
+#[test]
+fn unsolicited_errors_end_the_session() {
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
+    hello(&mut u, &mut s);
+    let bye = Frame::error(ErrorCode::ShuttingDown, "bye");
+    assert_eq!(
+        u.on_frame(bye, ms(5), 0.0, &mut s),
+        Some(ErrorCode::ShuttingDown)
+    );
+    assert_eq!(s.errors_by_kind["session/shutting_down"], 1);
+}
+
+#[test]
+fn an_opened_pot_is_shared_and_a_friend_grabs_with_retries() {
+    let mut b = behaviour();
+    b.split.share_probability = 1.0;
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.0, false);
+    hello(&mut u, &mut s);
+    u.poll(ms(1));
+    let env = Outcome::Envelope {
+        token: Bytes::from_static(b"tok"),
+        sponsor: 1,
+        amount_cents: 50,
+    };
+    u.on_frame(reply(0, env), ms(5), 0.0, &mut s);
+    assert!(matches!(u.poll(ms(5)), Action::Send(Frame::Open { .. })));
+    let opened = Frame::OpenReply {
+        code: 0,
+        amount_cents: 50,
+    };
+    u.on_frame(opened, ms(7), 0.5, &mut s);
+    assert_eq!(
+        u.poll(ms(7)),
+        Action::Share {
+            token: Bytes::from_static(b"tok")
+        }
+    );
+    // The open has not reached the backend yet: tried again later, not an error.
+    let not_yet = |code: ErrorCode| Frame::ShareReply {
+        code: code as u16,
+        share_id: 0,
+        parts: 0,
+        pot_cents: 0,
+        expires_in_ms: 0,
+    };
+    u.on_frame(not_yet(ErrorCode::NoSuchShare), ms(8), 0.0, &mut s);
+    assert_eq!(u.take_announcement(), None);
+    assert_eq!(u.poll(ms(9)), Action::WaitUntil(ms(108)));
+    assert!(matches!(u.poll(ms(108)), Action::Share { .. }));
+    let shared = Frame::ShareReply {
+        code: 0,
+        share_id: 77,
+        parts: 3,
+        pot_cents: 100,
+        expires_in_ms: 1_000,
+    };
+    u.on_frame(shared, ms(260), 0.0, &mut s);
+    assert_eq!(u.take_announcement(), Some(77));
+    assert_eq!(u.take_announcement(), None, "announced once");
+    assert_eq!(s.split_outcomes["share/retried"], 1);
+    assert_eq!(s.split_outcomes["share/ok"], 1);
+    assert_eq!(s.errors(), 0);
+
+    // A friend (this same core will do) is invited: it grabs when due; a lost
+    // connection sends the grab again on the next one.
+    u.invite(77, ms(1_000));
+    assert_eq!(u.poll(ms(999)), Action::WaitUntil(ms(1_000)));
+    assert_eq!(
+        u.poll(ms(1_000)),
+        Action::Send(Frame::Grab { share_id: 77 })
+    );
+    u.failed("closed", &mut s);
+    u.disconnected(&mut s);
+    hello(&mut u, &mut s);
+    let again = u.poll(ms(1_300));
+    assert_eq!(again, Action::Send(Frame::Grab { share_id: 77 }));
+    let got = Frame::GrabReply {
+        code: 0,
+        amount_cents: 31,
+    };
+    u.on_frame(got, ms(1_301), 0.0, &mut s);
+    assert_eq!(s.grabbed_cents, 31);
+    assert_eq!(s.count(Op::Grab), 1);
+    // Latency counts from when the grab was first due.
+    assert!(s.ops[Op::Grab as usize].latency.max() >= 300_000);
+    assert!(u.errands.is_none(), "nothing left to do: the box is freed");
+}
+
+#[test]
+fn a_client_counts_what_it_received_against_the_limits() {
+    let mut r = Received::default();
+    assert!(
+        !r.add(1) && !r.add(2) && !r.add(3),
+        "three sponsors: within"
+    );
+    assert!(r.add(4), "a fourth envelope passes the limits");
+    assert!(!r.add(5), "reported once");
+    let mut r = Received::default();
+    assert!(!r.add(7));
+    assert!(r.add(7), "two of one sponsor");
+}

@@ -1,0 +1,161 @@
+//! Error and refusal codes: stable on the wire, each with a name for metrics and summaries.
+
+/// Error and open-refusal codes, stable on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The payload could not be decoded.
+    Malformed = 1,
+    /// The frame was larger than [`MAX_FRAME_LEN`].
+    TooLarge = 2,
+    /// The version byte is not one this gateway speaks.
+    UnsupportedVersion = 3,
+    /// A frame other than `Hello` came first, or a client sent a server frame.
+    NotHelloFirst = 4,
+    /// The auth token does not belong to the user id.
+    AuthFailed = 5,
+    /// The client was silent longer than the heartbeat timeout.
+    HeartbeatTimeout = 6,
+    /// The gateway is shutting down; reconnect elsewhere.
+    ShuttingDown = 7,
+    /// The gateway holds all the connections it can; connect to another one.
+    GatewayFull = 8,
+    /// The envelope token's signature is wrong: forged or corrupted.
+    TokenForged = 10,
+    /// The envelope token was issued to another user.
+    TokenNotYours = 11,
+    /// This envelope was already opened (a replayed open).
+    AlreadyOpened = 12,
+    /// The gateway could not record the open durably; retry.
+    Unavailable = 13,
+    /// The cookie's signature is wrong or it belongs to another user.
+    CookieInvalid = 20,
+    /// A frame that is valid but not expected here (e.g. a second Hello).
+    Unexpected = 21,
+    /// A share named someone who is not the opener's friend.
+    NotFriend = 30,
+    /// A share named the opener.
+    ShareToSelf = 31,
+    /// This pot was already shared (a pot is shared once).
+    AlreadyShared = 32,
+    /// A grab of a pot its opener has not shared.
+    NotShared = 33,
+    /// No pot by this id: unknown, or its open has not reached the backend yet (retry).
+    NoSuchShare = 34,
+    /// A share naming no friend, or more than [`MAX_SHARE_FRIENDS`].
+    BadFriendList = 35,
+    /// The opener tried to grab their own share.
+    OwnShare = 36,
+    /// A grab by a user the pot was not shared to.
+    NotInvited = 37,
+    /// A second grab of one pot by one user.
+    AlreadyGrabbed = 38,
+    /// Every part of the pot has been grabbed.
+    NoPartsLeft = 39,
+    /// The pot's lifetime is over.
+    Expired = 40,
+    /// The pot was recycled: what was left went back to the sponsor.
+    Recycled = 41,
+}
+
+impl ErrorCode {
+    /// Every code, for metrics that list each one from the start.
+    pub const ALL: [ErrorCode; 26] = {
+        use ErrorCode::*;
+        [
+            Malformed,
+            TooLarge,
+            UnsupportedVersion,
+            NotHelloFirst,
+            AuthFailed,
+            HeartbeatTimeout,
+            ShuttingDown,
+            GatewayFull,
+            TokenForged,
+            TokenNotYours,
+            AlreadyOpened,
+            Unavailable,
+            CookieInvalid,
+            Unexpected,
+            NotFriend,
+            ShareToSelf,
+            AlreadyShared,
+            NotShared,
+            NoSuchShare,
+            BadFriendList,
+            OwnShare,
+            NotInvited,
+            AlreadyGrabbed,
+            NoPartsLeft,
+            Expired,
+            Recycled,
+        ]
+    };
+
+    /// Decodes a wire code; unknown codes are kept as `None` so old clients survive new codes.
+    pub fn from_u16(code: u16) -> Option<ErrorCode> {
+        use ErrorCode::*;
+        Some(match code {
+            1 => Malformed,
+            2 => TooLarge,
+            3 => UnsupportedVersion,
+            4 => NotHelloFirst,
+            5 => AuthFailed,
+            6 => HeartbeatTimeout,
+            7 => ShuttingDown,
+            8 => GatewayFull,
+            10 => TokenForged,
+            11 => TokenNotYours,
+            12 => AlreadyOpened,
+            13 => Unavailable,
+            20 => CookieInvalid,
+            21 => Unexpected,
+            30 => NotFriend,
+            31 => ShareToSelf,
+            32 => AlreadyShared,
+            33 => NotShared,
+            34 => NoSuchShare,
+            35 => BadFriendList,
+            36 => OwnShare,
+            37 => NotInvited,
+            38 => AlreadyGrabbed,
+            39 => NoPartsLeft,
+            40 => Expired,
+            41 => Recycled,
+            _ => return None,
+        })
+    }
+
+    /// A short snake_case name for metrics labels and summaries.
+    pub fn name(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            Malformed => "malformed",
+            TooLarge => "too_large",
+            UnsupportedVersion => "unsupported_version",
+            NotHelloFirst => "not_hello_first",
+            AuthFailed => "auth_failed",
+            HeartbeatTimeout => "heartbeat_timeout",
+            ShuttingDown => "shutting_down",
+            GatewayFull => "gateway_full",
+            TokenForged => "token_forged",
+            TokenNotYours => "token_not_yours",
+            AlreadyOpened => "already_opened",
+            Unavailable => "unavailable",
+            CookieInvalid => "cookie_invalid",
+            Unexpected => "unexpected",
+            NotFriend => "not_friend",
+            ShareToSelf => "share_to_self",
+            AlreadyShared => "already_shared",
+            NotShared => "not_shared",
+            NoSuchShare => "no_such_share",
+            BadFriendList => "bad_friend_list",
+            OwnShare => "own_share",
+            NotInvited => "not_invited",
+            AlreadyGrabbed => "already_grabbed",
+            NoPartsLeft => "no_parts_left",
+            Expired => "expired",
+            Recycled => "recycled",
+        }
+    }
+}
