@@ -200,8 +200,9 @@ pub struct Behaviour {
     #[serde(default = "default_timeout", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub request_timeout: Duration,
-    /// Share of users (0..1, seeded) who cheat the per-user limits: they never send
-    /// their cookie back and, after each envelope, hop to another gateway. The summary
+    /// Share of users (0..1, seeded) who cheat: they drop their cookie (even ids) or
+    /// replay the first one they got (odd ids), hop to another gateway after each
+    /// envelope, and grab their own shares and friends' shares twice. The summary
     /// reports how many of them got past the limits; honest users must never.
     #[serde(default, deserialize_with = "adversarial")]
     pub adversarial: f64,

@@ -450,7 +450,7 @@ impl RunReport {
             if l.adversarial_share > 0.0 {
                 let _ = writeln!(
                     out,
-                    "\nlimits: honest users over the limit {} (must be 0); adversarial users (drop cookies, hop gateways) {} = {:.1} %, of whom {} got past the limits ({:.2} %), {} hops",
+                    "\nlimits: honest users over the limit {} (must be 0); adversarial users (drop or replay cookies, hop gateways) {} = {:.1} %, of whom {} got past the limits ({:.2} %), {} hops",
                     l.honest_over_limit,
                     l.adversarial_users,
                     l.adversarial_share * 100.0,

@@ -89,7 +89,7 @@ impl AuditReport {
     }
 
     /// Passed, excusing users over the limit for whom `adversarial` holds (clients that
-    /// drop cookies and hop gateways: the layers bound them, invariant 4 is for honest
+    /// drop or replay cookies and hop gateways: the layers bound them, invariant 4 is for honest
     /// clients). Any other violation still fails.
     pub fn passed_excusing(&self, adversarial: impl Fn(u64) -> bool) -> bool {
         self.violations.iter().all(|v| v.starts_with(OVER_LIMIT))

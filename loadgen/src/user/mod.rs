@@ -64,7 +64,8 @@ pub struct UserCore {
     coalesced: u32,
     /// When the last shake request was intended: a new interval counts from there.
     last_shake: Option<Duration>,
-    /// Cheats the limits: drops its cookie, hops gateways after each envelope.
+    /// Cheats: drops its cookie (even ids) or replays the first one it got (odd ids),
+    /// hops gateways after each envelope, grabs its own shares and grabs twice.
     adversarial: bool,
     hop_pending: bool,
     share_probability: f64,
@@ -267,7 +268,9 @@ impl UserCore {
                     self.begin(Op::Share, intended);
                     Action::Share { token }
                 }
-                Task::Grab(share_id) => self.send(Op::Grab, intended, Frame::Grab { share_id }),
+                Task::Grab(share_id) | Task::GrabAgain(share_id) => {
+                    self.send(Op::Grab, intended, Frame::Grab { share_id })
+                }
             };
         }
         if self.hop_pending {
@@ -281,8 +284,9 @@ impl UserCore {
             self.last_shake = Some(intended);
             // The shakes the user wanted in this interval all ride on this one request.
             self.coalesced = (interval.as_secs_f64() / self.desire.as_secs_f64()).max(1.0) as u32;
-            // An adversarial user never shows the limits it has reached.
-            let cookie = if self.adversarial {
+            // An adversarial user never shows the limits it has reached: it sends no
+            // cookie, or replays its first (see `on_frame`).
+            let cookie = if self.adversarial && self.user % 2 == 0 {
                 Bytes::new()
             } else {
                 self.cookie.clone()
@@ -374,7 +378,11 @@ impl UserCore {
                     stats.record(op, latency_us);
                 }
                 stats.desired_shakes += self.coalesced as u64;
-                self.cookie = cookie;
+                // A replaying cheater keeps the first cookie it was given.
+                let replays = self.adversarial && self.user % 2 == 1;
+                if !replays || self.cookie.is_empty() {
+                    self.cookie = cookie;
+                }
                 let name = match outcome {
                     Outcome::Nothing => "nothing",
                     Outcome::ComeBackLater => "come_back_later",
@@ -426,17 +434,28 @@ impl UserCore {
                     stats.record(op, latency_us);
                     if let Some(e) = self.errands.as_mut() {
                         e.announce(share_id);
+                        if self.adversarial {
+                            // Bad input: a cheater tries to grab its own share.
+                            e.add(Task::GrabAgain(share_id), now);
+                        }
                     }
                 }
                 self.settle_errand(op, code, now, stats);
                 self.tidy();
             }
             (Op::Grab, Frame::GrabReply { code, amount_cents }) => {
+                let task = self.errands.as_ref().and_then(|e| e.current().cloned());
                 if code == 0 {
                     stats.record(op, latency_us);
                     stats.grabbed_cents += amount_cents as u64;
                 }
                 self.settle_errand(op, code, now, stats);
+                if let (0, true, Some(Task::Grab(share_id))) = (code, self.adversarial, task) {
+                    // Bad input: a cheater grabs the same pot again.
+                    self.errands
+                        .get_or_insert_default()
+                        .add(Task::GrabAgain(share_id), now);
+                }
                 self.tidy();
             }
             (Op::Heartbeat, Frame::HeartbeatAck { .. }) => stats.record(op, latency_us),

@@ -21,6 +21,9 @@ pub enum Task {
     Share(Bytes),
     /// Grab a part of a friend's share.
     Grab(u64),
+    /// Grab a share once more, as only a cheater would (its own, or a second time):
+    /// the server must refuse it and move no money. Never repeated itself.
+    GrabAgain(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +84,11 @@ impl Errands {
             .min_by_key(|i| self.waiting[*i].due)?;
         self.in_flight = Some(self.waiting.swap_remove(i));
         self.in_flight.as_ref()
+    }
+
+    /// What the errand in flight does.
+    pub fn current(&self) -> Option<&Task> {
+        self.in_flight.as_ref().map(|e| &e.task)
     }
 
     /// The reply's code came for the errand in flight: done, or queued again.

@@ -196,7 +196,8 @@ fn heartbeats_fill_silence_and_leaving_ends() {
 #[test]
 fn an_adversarial_user_drops_its_cookie_and_hops_after_an_envelope() {
     let mut s = Summary::default();
-    let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, true);
+    // An even id: this cheater drops its cookie (odd ones replay their first).
+    let mut u = UserCore::new(2, [0; MAC_LEN], &behaviour(), 0.0, true);
     hello(&mut u, &mut s);
     let Action::Send(Frame::Shake { cookie }) = u.poll(ms(0)) else {
         panic!("a shake first")
@@ -330,4 +331,64 @@ fn a_client_counts_what_it_received_against_the_limits() {
     let mut r = Received::default();
     assert!(!r.add(7));
     assert!(r.add(7), "two of one sponsor");
+}
+
+#[test]
+fn cheaters_replay_or_drop_cookies_and_grab_where_they_may_not() {
+    let mut s = Summary::default();
+    // Odd ids replay the first cookie they got; even ids send none.
+    for (user, replays) in [(3u64, true), (4u64, false)] {
+        let mut u = UserCore::new(user, [0; MAC_LEN], &behaviour(), 0.0, true);
+        hello(&mut u, &mut s);
+        u.poll(ms(1));
+        let first = Frame::ShakeReply {
+            outcome: Outcome::Nothing,
+            tier: 0,
+            shake_interval_ms: 2_000,
+            cookie: Bytes::from_static(b"first"),
+        };
+        u.on_frame(first, ms(2), 0.0, &mut s);
+        u.poll(ms(2_001));
+        let later = Frame::ShakeReply {
+            outcome: Outcome::Nothing,
+            tier: 0,
+            shake_interval_ms: 2_000,
+            cookie: Bytes::from_static(b"later"),
+        };
+        u.on_frame(later, ms(2_002), 0.0, &mut s);
+        let sent = match u.poll(ms(4_001)) {
+            Action::Send(Frame::Shake { cookie }) => cookie,
+            other => panic!("{other:?}"),
+        };
+        let want: &[u8] = if replays { b"first" } else { b"" };
+        assert_eq!(&sent[..], want, "user {user}");
+    }
+
+    // A cheater grabs its own share, and grabs a friend's share twice.
+    let mut u = UserCore::new(5, [0; MAC_LEN], &behaviour(), 0.0, true);
+    hello(&mut u, &mut s);
+    u.invite(9, ms(10));
+    assert_eq!(u.poll(ms(10)), Action::Send(Frame::Grab { share_id: 9 }));
+    let got = Frame::GrabReply {
+        code: 0,
+        amount_cents: 5,
+    };
+    u.on_frame(got, ms(11), 0.0, &mut s);
+    assert_eq!(u.poll(ms(11)), Action::Send(Frame::Grab { share_id: 9 }));
+    let twice = Frame::GrabReply {
+        code: ErrorCode::AlreadyGrabbed as u16,
+        amount_cents: 0,
+    };
+    u.on_frame(twice, ms(12), 0.0, &mut s);
+    assert!(
+        !matches!(u.poll(ms(12)), Action::Send(Frame::Grab { .. })),
+        "once only"
+    );
+    assert_eq!(s.split_outcomes["grab/already_grabbed"], 1);
+    assert_eq!(s.grabbed_cents, 5);
+    assert_eq!(
+        s.errors(),
+        0,
+        "a refusal of bad input is an outcome, not an error"
+    );
 }
