@@ -286,7 +286,7 @@ impl UserCore {
             self.coalesced = (interval.as_secs_f64() / self.desire.as_secs_f64()).max(1.0) as u32;
             // An adversarial user never shows the limits it has reached: it sends no
             // cookie, or replays its first (see `on_frame`).
-            let cookie = if self.adversarial && self.user % 2 == 0 {
+            let cookie = if self.adversarial && self.user.is_multiple_of(2) {
                 Bytes::new()
             } else {
                 self.cookie.clone()
@@ -379,7 +379,7 @@ impl UserCore {
                 }
                 stats.desired_shakes += self.coalesced as u64;
                 // A replaying cheater keeps the first cookie it was given.
-                let replays = self.adversarial && self.user % 2 == 1;
+                let replays = self.adversarial && !self.user.is_multiple_of(2);
                 if !replays || self.cookie.is_empty() {
                     self.cookie = cookie;
                 }
