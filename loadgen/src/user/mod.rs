@@ -73,6 +73,9 @@ pub struct UserCore {
     errands: Option<Box<Errands>>,
     /// The envelopes this client received: the client's own count of the limits.
     received: Received,
+    /// How much later than intended the request in flight was due this time, in ms:
+    /// a retry's wait (see [`UserCore::due`]). A u32, for the client's size budget.
+    retry_shift_ms: u32,
 }
 
 /// The sponsors of the envelopes a client received, as far as the limits go: what the
@@ -146,6 +149,7 @@ impl UserCore {
             share_probability: behaviour.split.share_probability,
             errands: None,
             received: Received::default(),
+            retry_shift_ms: 0,
         }
     }
 
@@ -195,6 +199,14 @@ impl UserCore {
     /// The intended send time of the request in flight.
     pub fn intended(&self) -> Option<Duration> {
         self.in_flight.map(|(_, t)| t)
+    }
+
+    /// When the request in flight was due to go out this time: its intended time, or
+    /// for a retried share or grab the retry's time (its latency still counts from the
+    /// first try). The generator's own lateness is measured against this.
+    pub fn due(&self) -> Option<Duration> {
+        self.in_flight
+            .map(|(_, t)| t + Duration::from_millis(u64::from(self.retry_shift_ms)))
     }
 
     pub fn tier(&self) -> u8 {
@@ -262,8 +274,8 @@ impl UserCore {
             return self.send(Op::Open, intended, Frame::Open { token });
         }
         if let Some(e) = self.errands.as_mut().and_then(|e| e.start(now)) {
-            let intended = e.first_due;
-            return match e.task.clone() {
+            let (intended, due) = (e.first_due, e.due);
+            let action = match e.task.clone() {
                 Task::Share(token) => {
                     self.begin(Op::Share, intended);
                     Action::Share { token }
@@ -272,6 +284,9 @@ impl UserCore {
                     self.send(Op::Grab, intended, Frame::Grab { share_id })
                 }
             };
+            let shift = due.saturating_sub(intended).as_millis();
+            self.retry_shift_ms = shift.min(u32::MAX as u128) as u32;
+            return action;
         }
         if self.hop_pending {
             self.hop_pending = false;
@@ -318,6 +333,7 @@ impl UserCore {
     /// Marks a request of `op` intended at `intended` in flight.
     fn begin(&mut self, op: Op, intended: Duration) {
         self.in_flight = Some((op, intended));
+        self.retry_shift_ms = 0;
         self.last_sent = self.last_sent.max(intended);
         if op != Op::Hello {
             self.beat_early = Duration::ZERO;

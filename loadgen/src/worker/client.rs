@@ -335,7 +335,7 @@ impl Client {
                     Action::Send(frame) => frame,
                     _ => return,
                 };
-                if let Some(intended) = self.core.intended() {
+                if let Some(intended) = self.core.due() {
                     let lag = sh.now_since(intended, now);
                     sh.stats.record_send_lag(lag);
                 }
