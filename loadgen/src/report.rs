@@ -496,7 +496,7 @@ impl RunReport {
             let _ = writeln!(out);
             let _ = write!(out, "{a}");
             if let Some(l) = &self.limits {
-                if !a.passed() && a.passed_excusing(|u| l.excuses(u)) && l.honest_over_limit == 0 {
+                if !a.passed() && audit_passed(Some(a), Some(l)) {
                     let _ = writeln!(
                         out,
                         "the audit's only findings are users over the limit that `limits:` explains ({} adversarial, {} honest whose clients never received the excess); every honest client got what the limits allow: not a failure",

@@ -134,6 +134,21 @@ pub async fn call(conn: &mut RpcConn, msg: Rpc, timeout: Duration) -> Result<Rpc
         .map_err(|_| RpcError::Timeout(timeout))?
 }
 
+/// Sends a request on `conn`, connecting to `addr` first when there is no connection;
+/// `None` when it cannot connect (`conn` stays empty and the caller retries later).
+pub async fn call_on(
+    conn: &mut Option<RpcConn>,
+    addr: &str,
+    msg: Rpc,
+    timeout: Duration,
+) -> Option<Result<Rpc, RpcError>> {
+    if conn.is_none() {
+        *conn = connect(addr, timeout).await.ok();
+    }
+    let c = conn.as_mut()?;
+    Some(call(c, msg, timeout).await)
+}
+
 /// Serves requests on `listener`, one task per connection, answering each with `handler`,
 /// until `shutdown` turns true.
 pub async fn serve<H, F>(

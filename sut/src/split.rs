@@ -106,6 +106,48 @@ pub enum SplitError {
     Recycled,
 }
 
+impl SplitError {
+    /// Every refusal, for metrics that list each one from the start.
+    pub const ALL: [SplitError; 13] = {
+        use SplitError::*;
+        [
+            NoSuchPot,
+            NotOwner,
+            AlreadyShared,
+            ShareToSelf,
+            NotFriend,
+            NoFriends,
+            NotShared,
+            OwnShare,
+            NotInvited,
+            AlreadyGrabbed,
+            NoPartsLeft,
+            Expired,
+            Recycled,
+        ]
+    };
+
+    /// A short snake_case name for metrics labels.
+    pub fn name(self) -> &'static str {
+        use SplitError::*;
+        match self {
+            NoSuchPot => "no_such_pot",
+            NotOwner => "not_owner",
+            AlreadyShared => "already_shared",
+            ShareToSelf => "share_to_self",
+            NotFriend => "not_friend",
+            NoFriends => "no_friends",
+            NotShared => "not_shared",
+            OwnShare => "own_share",
+            NotInvited => "not_invited",
+            AlreadyGrabbed => "already_grabbed",
+            NoPartsLeft => "no_parts_left",
+            Expired => "expired",
+            Recycled => "recycled",
+        }
+    }
+}
+
 /// One pot and what happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Split {
@@ -432,6 +474,14 @@ mod tests {
         );
         assert_eq!(b.expire(20_000), vec![], "recycled once");
         assert!(b.check().is_empty());
+    }
+
+    #[test]
+    fn every_refusal_is_listed_once_with_its_own_name() {
+        let mut names: Vec<&str> = SplitError::ALL.iter().map(|e| e.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SplitError::ALL.len());
     }
 
     #[test]

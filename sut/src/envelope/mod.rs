@@ -391,7 +391,9 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
             .inc();
         return Rpc::Busy { retry_after_ms: 50 };
     }
-    let seqs: Vec<(u64, OpenEntry)> = entries.clone();
+    // What the reply and the expiry queue need of each entry, kept apart from the batch
+    // the store takes: its queue sequence and its open's show time.
+    let seqs: Vec<(u64, i64)> = entries.iter().map(|(s, e)| (*s, e.opened_ms)).collect();
     let result = b
         .committer
         .submit(EnvelopeOp::Record { gateway, entries })
@@ -403,11 +405,11 @@ async fn handle(b: &Backend, request: Rpc) -> Rpc {
             let mut pots = Vec::new();
             let mut names = Vec::with_capacity(seqs.len());
             if let Ok(mut outbox) = b.outbox.lock() {
-                for ((seq, entry), v) in seqs.into_iter().zip(verdicts) {
+                for ((seq, opened_ms), v) in seqs.into_iter().zip(verdicts) {
                     let name = match v {
                         Recorded::New(credit) => {
                             outbox.insert(credit.envelope_id, credit);
-                            pots.push((entry.opened_ms + b.split_ttl_ms, credit.envelope_id));
+                            pots.push((opened_ms + b.split_ttl_ms, credit.envelope_id));
                             "new"
                         }
                         Recorded::Duplicate => "duplicate",
@@ -466,15 +468,9 @@ async fn forward(
             }
             Turn::Work => {}
         }
-        if conn.is_none() {
-            conn = rpc::connect(&payment, timeout).await.ok();
-        }
-        let reply = match conn.as_mut() {
-            Some(c) => rpc::call(c, Rpc::ApplyCredits { credits }, timeout)
-                .await
-                .ok(),
-            None => None,
-        };
+        let reply = rpc::call_on(&mut conn, &payment, Rpc::ApplyCredits { credits }, timeout)
+            .await
+            .and_then(Result::ok);
         match reply {
             Some(Rpc::CreditsApplied { envelope_ids }) => {
                 backoff.reset();

@@ -6,6 +6,7 @@ use super::split_store::{SplitAnswer, SplitRequest};
 use super::{Applied, Backend, EnvelopeOp};
 use crate::metrics::{labels, Counters};
 use crate::rpc::Rpc;
+use crate::split::SplitError;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,49 +14,13 @@ use tokio::sync::watch;
 
 /// Every (request, result) label pair of `sut_envelope_splits`, so each starts at 0.
 pub(super) fn prefill(c: &Counters) {
-    use crate::split::SplitError::*;
-    let refusals = [
-        NoSuchPot,
-        NotOwner,
-        AlreadyShared,
-        ShareToSelf,
-        NotFriend,
-        NoFriends,
-        NotShared,
-        OwnShare,
-        NotInvited,
-        AlreadyGrabbed,
-        NoPartsLeft,
-        Expired,
-        Recycled,
-    ];
     for request in ["share", "grab"] {
         for result in ["ok", "busy"]
             .into_iter()
-            .chain(refusals.iter().map(|e| split_error_name(*e)))
+            .chain(SplitError::ALL.iter().map(|e| e.name()))
         {
             let _ = c.get_or_create(&labels(&[("request", request), ("result", result)]));
         }
-    }
-}
-
-/// A refusal's metrics label.
-pub fn split_error_name(e: crate::split::SplitError) -> &'static str {
-    use crate::split::SplitError::*;
-    match e {
-        NoSuchPot => "no_such_pot",
-        NotOwner => "not_owner",
-        AlreadyShared => "already_shared",
-        ShareToSelf => "share_to_self",
-        NotFriend => "not_friend",
-        NoFriends => "no_friends",
-        NotShared => "not_shared",
-        OwnShare => "own_share",
-        NotInvited => "not_invited",
-        AlreadyGrabbed => "already_grabbed",
-        NoPartsLeft => "no_parts_left",
-        Expired => "expired",
-        Recycled => "recycled",
     }
 }
 
@@ -116,7 +81,7 @@ pub(super) async fn handle(b: &Backend, requests: Vec<SplitRequest>) -> Rpc {
     if let Ok(mut outbox) = b.outbox.lock() {
         for ((answer, credit), kind) in done.into_iter().zip(kinds) {
             let result = match answer {
-                SplitAnswer::Refused(e) => split_error_name(e),
+                SplitAnswer::Refused(e) => e.name(),
                 SplitAnswer::Grabbed { cents } => {
                     b.grabbed_cents.inc_by(cents);
                     "ok"

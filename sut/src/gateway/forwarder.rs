@@ -85,15 +85,11 @@ async fn deliver(
     backend: &str,
     entries: Vec<(u64, crate::passthrough::OpenEntry)>,
 ) -> Option<Vec<u64>> {
-    if conn.is_none() {
-        *conn = rpc::connect(backend, RPC_TIMEOUT).await.ok();
-    }
-    let c = conn.as_mut()?;
     let request = Rpc::RecordOpens {
         gateway: gw.id,
         entries,
     };
-    match rpc::call(c, request, RPC_TIMEOUT).await {
+    match rpc::call_on(conn, backend, request, RPC_TIMEOUT).await? {
         Ok(Rpc::OpensRecorded { seqs }) => Some(seqs),
         Ok(Rpc::Busy { .. }) => {
             gw.metrics

@@ -219,15 +219,9 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String) {
             }
         }
         let (requests, replies): (Vec<SplitRequest>, Vec<_>) = jobs.into_iter().unzip();
-        if conn.is_none() {
-            conn = rpc::connect(&backend, RPC_TIMEOUT).await.ok();
-        }
-        let answer = match conn.as_mut() {
-            Some(c) => rpc::call(c, Rpc::Split { requests }, RPC_TIMEOUT)
-                .await
-                .ok(),
-            None => None,
-        };
+        let answer = rpc::call_on(&mut conn, &backend, Rpc::Split { requests }, RPC_TIMEOUT)
+            .await
+            .and_then(Result::ok);
         match answer {
             Some(Rpc::SplitDone { answers }) if answers.len() == replies.len() => {
                 for (reply, a) in replies.into_iter().zip(answers) {

@@ -35,18 +35,14 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, interval: Duration) {
                 p.drain(..n).collect()
             })
             .unwrap_or_default();
-        if conn.is_none() {
-            conn = rpc::connect(&backend, RPC_TIMEOUT).await.ok();
-        }
         let request = Rpc::SyncIssued {
             gateway: gw.id,
             publish: publish.clone(),
             since,
         };
-        let reply = match conn.as_mut() {
-            Some(c) => rpc::call(c, request, RPC_TIMEOUT).await.ok(),
-            None => None,
-        };
+        let reply = rpc::call_on(&mut conn, &backend, request, RPC_TIMEOUT)
+            .await
+            .and_then(Result::ok);
         match reply {
             Some(Rpc::IssuedSince { records, next }) => {
                 backoff.reset();
