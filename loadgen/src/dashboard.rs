@@ -5,7 +5,7 @@
 //! What is checked: panel ids are unique; every panel and query takes its datasource
 //! from the `datasource` variable; every `sut_*`/`loadgen_*` metric a query names is
 //! one the processes expose (the catalogs in [`crate::prom::METRICS`] and
-//! [`sut::metrics::CATALOG`], which the dashboard proof test holds against real
+//! [`sut_wire::metric_names::CATALOG`], which the dashboard proof test holds against real
 //! scrapes), with a suffix its type has (`_bucket`, `_sum`, `_count` for histograms);
 //! every `op` a query matches is an operation of the load generator; every `$variable`
 //! is defined or one of Grafana's own.
@@ -275,10 +275,11 @@ pub fn metric_names(expr: &str) -> Vec<String> {
 }
 
 fn known_metric(name: &str) -> Result<(), String> {
-    let catalog = crate::prom::METRICS
-        .iter()
-        .map(|(n, t)| (*n, *t))
-        .chain(sut::metrics::CATALOG.iter().map(|(_, n, t)| (*n, *t)));
+    let catalog = crate::prom::METRICS.iter().map(|(n, t)| (*n, *t)).chain(
+        sut_wire::metric_names::CATALOG
+            .iter()
+            .map(|(_, n, t)| (*n, *t)),
+    );
     for (family, kind) in catalog {
         if name == family {
             return if kind == "histogram" {
@@ -300,7 +301,7 @@ fn known_metric(name: &str) -> Result<(), String> {
     let hint = if name.starts_with("loadgen_") {
         "see loadgen/src/prom.rs METRICS"
     } else {
-        "see sut/src/metrics.rs CATALOG"
+        "see wire/src/metric_names.rs CATALOG"
     };
     Err(format!("metric `{name}` does not exist ({hint})"))
 }

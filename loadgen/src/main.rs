@@ -153,7 +153,7 @@ fn run_worker(
     gateways: Vec<String>,
     auth_key_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    sut::open_files::raise_to_hard_limit();
+    shellkit::open_files::raise_to_hard_limit();
     let profile = loadgen::profile::Profile::load(&profile)?;
     let gateways = gateways
         .iter()
@@ -172,7 +172,11 @@ fn run_worker(
         profile,
         segment,
         gateways,
-        auth: sut::signing::SigningKey::load(&key)?,
+        auth: {
+            let bytes = std::fs::read(&key)
+                .with_context(|| format!("cannot read the auth key file {}", key.display()))?;
+            sut_wire::signing::SigningKey::from_file_bytes(&bytes, &key.display().to_string())?
+        },
         start_unix_ms: start_at.context("a worker needs --start-at")?,
         report_every: std::time::Duration::from_secs(1),
     };

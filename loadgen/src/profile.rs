@@ -212,7 +212,7 @@ pub struct Behaviour {
 }
 
 /// What users do with split envelopes. Each user has a seeded friend list: `friends`
-/// users of its friend circle (the system's relation chain, `sut::friends`) that the
+/// users of its friend circle (the system's relation chain, `sut_core::friends`) that the
 /// same load generator worker simulates, so the chat message carrying a share reaches
 /// them in-process; their grabs go over their own connections, to any gateway.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -262,10 +262,10 @@ fn share_probability<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 fn friend_count<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
     let n = u64::deserialize(d)?;
-    if !(1..=sut::protocol::MAX_SHARE_FRIENDS as u64).contains(&n) {
+    if !(1..=sut_wire::protocol::MAX_SHARE_FRIENDS as u64).contains(&n) {
         return Err(serde::de::Error::custom(format!(
             "friends: a share names 1 to {} friends, got {n}",
-            sut::protocol::MAX_SHARE_FRIENDS
+            sut_wire::protocol::MAX_SHARE_FRIENDS
         )));
     }
     Ok(n as u8)
@@ -275,7 +275,7 @@ fn friend_count<'de, D: Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
 /// load generator and its report agree on who they are).
 pub fn is_adversarial(user: u64, seed: u64, share: f64) -> bool {
     share > 0.0
-        && (sut::spread::spread(user ^ seed.rotate_left(17)) % 1_000_000)
+        && (sut_core::spread::spread(user ^ seed.rotate_left(17)) % 1_000_000)
             < (share * 1_000_000.0) as u64
 }
 
@@ -388,7 +388,7 @@ impl Profile {
                     ));
                 }
                 for o in &s.payment.outages {
-                    o.parse::<sut::payment_faults::Outage>()
+                    o.parse::<sut_core::payment_faults::Outage>()
                         .map_err(|e| format!("target.spawn.payment.outages: {e}"))?;
                 }
             }

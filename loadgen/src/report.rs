@@ -6,7 +6,7 @@ use crate::threshold::Threshold;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use sut::audit::AuditReport;
+use sut_core::audit::AuditReport;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct OpReport {

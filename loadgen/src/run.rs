@@ -48,7 +48,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let profile = Profile::load(&opts.profile)?;
     let name = profile.name.clone().unwrap_or_else(|| "run".into());
     let peak = opts.segment.len(profile.peak_users());
-    let fd_limit = sut::open_files::raise_to_hard_limit();
+    let fd_limit = shellkit::open_files::raise_to_hard_limit();
 
     let (mut spawned, gateways, auth_key) = match &profile.target {
         Target::Spawn(t) => {
@@ -76,13 +76,13 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     };
     let workers = opts
         .workers
-        .unwrap_or_else(|| sut::open_files::processes_for(peak, fd_limit, 0.95));
+        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, fd_limit, 0.95));
     if workers == 0 {
         bail!("--workers must be at least 1");
     }
     let start_at = opts
         .start_at
-        .unwrap_or_else(|| sut::gateway::unix_ms() + 500 + 30 * workers as i64);
+        .unwrap_or_else(|| shellkit::clock::unix_ms() + 500 + 30 * workers as i64);
     eprintln!(
         "running {name}: {peak} users (segment {}) over {} gateways in {workers} workers for {:.0} s",
         opts.segment,
@@ -99,7 +99,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             thresholds: profile.thresholds.clone(),
             live: live.clone(),
         }));
-        let bound = sut::metrics::serve(addr, Arc::new(registry))
+        let bound = shellkit::metrics_http::serve(addr, Arc::new(registry))
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         eprintln!("metrics on http://{bound}/metrics");
@@ -118,7 +118,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     tracker.before(sampler.sample(Duration::ZERO, 0));
     let peak_target = opts.segment.len(profile.peak_users());
     let start = tokio::time::Instant::now()
-        + Duration::from_millis((start_at - sut::gateway::unix_ms()).max(0) as u64);
+        + Duration::from_millis((start_at - shellkit::clock::unix_ms()).max(0) as u64);
     let mut interrupted = false;
     // Faults: control lines for `sut up`, each sent at its time.
     let steps = match &spawned {
@@ -205,8 +205,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 let text = std::fs::read_to_string(data.join("events.jsonl")).unwrap_or_default();
                 fault_events = crate::faults::events(&text, start_at);
             }
-            s.stop().await?;
-            Some(sut::audit::run(&data).context("the audit could not read the run's records")?)
+            Some(s.stop_and_audit().await?)
         }
         None => None,
     };

@@ -7,7 +7,8 @@ use nix::unistd::Pid;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use sut::manifest::Manifest;
+use sut_core::audit::AuditReport;
+use sut_wire::manifest::{self, Manifest};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -18,6 +19,7 @@ pub struct Spawned {
     pub data: PathBuf,
     pub manifest: Manifest,
     pub log: PathBuf,
+    sut: PathBuf,
 }
 
 /// Finds the `sut` binary: `--sut-bin`, then `$SUT_BIN`, then beside this executable,
@@ -113,7 +115,7 @@ pub async fn start(
     })?;
     let deadline = Instant::now() + Duration::from_secs(60);
     let manifest = loop {
-        if let Ok(m) = Manifest::load(data) {
+        if let Some(m) = read_manifest(data) {
             break m;
         }
         if let Some(status) = child.try_wait()? {
@@ -135,7 +137,15 @@ pub async fn start(
         data: data.to_path_buf(),
         manifest,
         log: log_path,
+        sut: sut.to_path_buf(),
     })
+}
+
+/// The manifest `sut up` writes once every part listens; `None` until it is there whole.
+fn read_manifest(data: &Path) -> Option<Manifest> {
+    let path = manifest::path(data);
+    let text = std::fs::read_to_string(&path).ok()?;
+    Manifest::parse(&text, &path).ok()
 }
 
 impl Spawned {
@@ -161,6 +171,16 @@ impl Spawned {
     }
 
     pub async fn stop(mut self) -> Result<()> {
+        self.stop_parts().await
+    }
+
+    /// Stops the system (as [`Spawned::stop`]), then audits its records with `sut audit`.
+    pub async fn stop_and_audit(mut self) -> Result<AuditReport> {
+        self.stop_parts().await?;
+        audit(&self.sut, &self.data).await
+    }
+
+    async fn stop_parts(&mut self) -> Result<()> {
         // No more control lines: `sut up` sees its input end.
         self.control.take();
         if let Some(pid) = self.child.id() {
@@ -176,4 +196,25 @@ impl Spawned {
             }
         }
     }
+}
+
+/// Runs `sut audit --json` on a stopped system's data directory. The audit's exit code
+/// says pass or fail; its report says why, so a failed audit is a report, not an error.
+pub async fn audit(sut: &Path, data: &Path) -> Result<AuditReport> {
+    let out = Command::new(sut)
+        .arg("audit")
+        .arg("--data")
+        .arg(data)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .with_context(|| format!("cannot run {} audit", sut.display()))?;
+    serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "`sut audit` could not read the run's records ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })
 }

@@ -233,7 +233,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     for part in manifest["metrics"].as_array().unwrap() {
         let (name, addr) = (part[0].as_str().unwrap(), part[1].as_str().unwrap());
         let component = name.split('-').next().unwrap();
-        let mut expected: Vec<String> = sut::metrics::CATALOG
+        let mut expected: Vec<String> = sut_wire::metric_names::CATALOG
             .iter()
             .filter(|(c, _, _)| *c == component)
             .map(|(_, n, _)| n.to_string())

@@ -1,47 +1,29 @@
-//! The system under test: a re-creation of the Spring Festival Gala "shake" red-envelope
-//! system. Deciding logic lives in sans-IO cores; sockets, files and processes in shells.
+//! The system under test's services: a re-creation of the Spring Festival Gala "shake"
+//! red-envelope system. Each service is a thin shell around the decisions of
+//! `sut_core`, speaking the formats of `sut_wire`:
+//!
+//! - [`gateway`]: the access server: long connections, shakes decided locally, and its
+//!   agent (pass-through queue, limit sync, split forwarding);
+//! - [`envelope`]: the envelope backend: opens recorded once, split pots, credits;
+//! - [`payment`]: the stand-in for the transfer system, with injected faults;
+//! - [`store`]: the embedded durable store (redb) with group commit, and [`outbox`],
+//!   the one delivery loop of a durable outbox that both forwarding hops use;
+//! - [`rpc`], [`listen`], [`metrics`], [`log`], [`keys`], [`seeds`], [`files`]: the
+//!   shells' plumbing;
+//! - [`audit`]: reads a run's records for `sut_core::audit`'s checker.
+//!
+//! The `sut` binary's subcommands and the `sut up` supervisor live beside `main.rs`.
 
 pub mod audit;
-pub mod cookie;
-pub mod cursor;
-pub mod drain;
 pub mod envelope;
-pub mod friends;
+pub mod files;
 pub mod gateway;
-pub mod limit_view;
+pub mod keys;
 pub mod listen;
-pub mod manifest;
+pub mod log;
 pub mod metrics;
-pub mod open_files;
-pub mod passthrough;
+pub mod outbox;
 pub mod payment;
-pub mod payment_faults;
-pub mod protocol;
-pub mod rate_budget;
 pub mod rpc;
-pub mod seed_shard;
-pub mod shake;
-pub mod signing;
-pub mod split;
-pub mod spread;
+pub mod seeds;
 pub mod store;
-pub mod throttle_tier;
-pub mod timeline;
-pub mod token;
-pub mod user_limits;
-
-/// Writes one whole line to stderr in a single write, so lines from the parts that
-/// `sut up` runs side by side never interleave mid-line.
-pub fn write_log_line(line: &str) {
-    use std::io::Write;
-    let mut buf = String::with_capacity(line.len() + 1);
-    buf.push_str(line);
-    buf.push('\n');
-    let _ = std::io::stderr().write_all(buf.as_bytes());
-}
-
-/// `format!` into [`write_log_line`].
-#[macro_export]
-macro_rules! log_line {
-    ($($arg:tt)*) => { $crate::write_log_line(&format!($($arg)*)) };
-}

@@ -24,7 +24,7 @@ pub async fn bind(addr: &str) -> Result<TcpListener, ListenError> {
 /// Serves `registry` on `/metrics` at `addr`, when an address is given.
 pub async fn serve_metrics(addr: Option<&str>, registry: Registry) -> Result<(), ListenError> {
     if let Some(addr) = addr {
-        crate::metrics::serve(addr, Arc::new(registry))
+        shellkit::metrics_http::serve(addr, Arc::new(registry))
             .await
             .map_err(|source| ListenError {
                 addr: addr.to_string(),

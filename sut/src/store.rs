@@ -70,6 +70,9 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     Ok(postcard::to_stdvec(value)?)
 }
 
+/// The fixed width of a stored credit (the backend's outbox, payment's ledger).
+pub const CREDIT_LEN: usize = 32;
+
 /// Encodes a record into a fixed-width, zero-padded array. Hot tables keep their values
 /// at a fixed width because redb then leaves a leaf's other entries alone on an insert;
 /// with variable-width values every insert rewrites the offset of every entry in its

@@ -6,8 +6,8 @@ mod common;
 use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
 use futures_util::SinkExt;
-use sut::protocol::{ErrorCode, Frame};
-use sut::signing::SigningKey;
+use sut_wire::protocol::{ErrorCode, Frame};
+use sut_wire::signing::SigningKey;
 use tokio::io::AsyncWriteExt;
 
 fn code(f: &Option<Frame>) -> Option<u16> {
@@ -51,7 +51,7 @@ async fn bad_input_is_refused_with_its_code_and_others_are_served() {
         "127.0.0.1:17401",
     ]);
     wait_port(gw);
-    let auth = SigningKey::load(&data.join("auth.key")).unwrap();
+    let auth = sut::keys::load(&data.join("auth.key")).unwrap();
 
     // A well-behaved user holds its connection through everything below.
     let mut good = Client::hello(gw, 1, &auth).await;

@@ -6,10 +6,10 @@ mod common;
 use common::*;
 use nix::sys::signal::Signal;
 use std::collections::HashSet;
-use sut::manifest::Manifest;
-use sut::protocol::Frame;
-use sut::signing::SigningKey;
-use sut::timeline::Timeline;
+use sut_wire::manifest::Manifest;
+use sut_wire::protocol::Frame;
+use sut_wire::signing::SigningKey;
+use sut_wire::timeline::Timeline;
 
 /// Shakes as fresh users from `users` until `want` envelopes are won (or the users run
 /// out); opens every envelope won. Returns the envelope ids.
@@ -50,7 +50,7 @@ async fn killed_gateway_restarts_without_reissuing() {
     let data = dir.path();
     let d = data.to_str().unwrap();
     prepare(data, 1);
-    let show_start = sut::gateway::unix_ms().to_string();
+    let show_start = shellkit::clock::unix_ms().to_string();
     let (pay, env, gw) = ("127.0.0.1:17300", "127.0.0.1:17301", "127.0.0.1:17310");
     let payment = spawn(&["payment", "--listen", pay, "--data", d]);
     wait_port(pay);
@@ -73,7 +73,7 @@ async fn killed_gateway_restarts_without_reissuing() {
     ];
     let gateway = spawn(&gw_args);
     wait_port(gw);
-    let auth = SigningKey::load(&data.join("auth.key")).unwrap();
+    let auth = sut::keys::load(&data.join("auth.key")).unwrap();
 
     let before = shake_all(gw, &auth, 0..20_000, 30).await;
     assert!(!before.is_empty(), "the first life issued envelopes");
@@ -95,7 +95,7 @@ async fn killed_gateway_restarts_without_reissuing() {
     assert!(gateway.stop().success());
     assert!(envelope.stop().success());
     assert!(payment.stop().success());
-    Manifest {
+    let manifest = Manifest {
         gateways: 1,
         seed: 1,
         show_start_ms: show_start.parse().unwrap(),
@@ -104,9 +104,8 @@ async fn killed_gateway_restarts_without_reissuing() {
         envelope_addr: env.into(),
         payment_addr: pay.into(),
         metrics: vec![],
-    }
-    .save(data)
-    .unwrap();
+    };
+    sut::files::save_manifest(&manifest, data).unwrap();
     let report = sut::audit::run(data).unwrap();
     assert!(report.passed(), "{report}");
     assert_eq!(report.issued, (before.len() + after.len()) as u64);

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use sut::signing::SigningKey;
 
 /// Shakes (no cookie) until `want` envelopes are won; gives up after `tries`.
 async fn win(c: &mut Client, want: usize, tries: usize) -> usize {
@@ -37,7 +36,7 @@ async fn a_user_at_the_limit_hops_gateways_without_a_cookie_and_gets_nothing_mor
     let data = dir.path();
     let d = data.to_str().unwrap();
     prepare(data, 2);
-    let show_start = sut::gateway::unix_ms().to_string();
+    let show_start = shellkit::clock::unix_ms().to_string();
     let (pay, env) = ("127.0.0.1:17330", "127.0.0.1:17331");
     let gws = ["127.0.0.1:17340", "127.0.0.1:17341"];
     let metrics = ["127.0.0.1:17350", "127.0.0.1:17351"];
@@ -71,7 +70,7 @@ async fn a_user_at_the_limit_hops_gateways_without_a_cookie_and_gets_nothing_mor
             g
         })
         .collect();
-    let auth = SigningKey::load(&data.join("auth.key")).unwrap();
+    let auth = sut::keys::load(&data.join("auth.key")).unwrap();
 
     let mut first = Client::hello(gws[0], 42, &auth).await;
     assert_eq!(

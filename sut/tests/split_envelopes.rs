@@ -9,9 +9,8 @@ mod common;
 use bytes::Bytes;
 use common::*;
 use std::time::{Duration, Instant};
-use sut::friends::CIRCLE;
-use sut::protocol::{ErrorCode, Frame};
-use sut::signing::SigningKey;
+use sut_core::friends::CIRCLE;
+use sut_wire::protocol::{ErrorCode, Frame};
 
 fn share_code(f: &Option<Frame>) -> Option<u16> {
     match f {
@@ -70,7 +69,7 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let gws = ["127.0.0.1:17610", "127.0.0.1:17611"];
-    let auth = SigningKey::load(&data.join("auth.key")).unwrap();
+    let auth = sut::keys::load(&data.join("auth.key")).unwrap();
 
     // An opener (the first user of a circle to win) and two friends in its circle.
     let mut opener = None;

@@ -11,13 +11,12 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
-use sut::envelope::split_store::{
-    grab_credit_id, grab_of_credit, read_splits, ExpiryQueue, SplitAnswer, SplitRequest,
-};
-use sut::envelope::{self, Applied, EnvelopeOp};
-use sut::passthrough::OpenEntry;
-use sut::split::SplitError;
-use sut::token::EnvelopeToken;
+use sut::envelope::split_store::{read_splits, ExpiryQueue};
+use sut::envelope::store::{self as envelope, Applied, EnvelopeOp};
+use sut_core::passthrough::OpenEntry;
+use sut_core::split::SplitError;
+use sut_wire::split::{grab_credit_id, grab_of_credit, SplitAnswer, SplitRequest};
+use sut_wire::token::EnvelopeToken;
 
 /// Users 0..USERS share one friend circle; user `STRANGER` is in another.
 const USERS: u64 = 30;
@@ -47,7 +46,7 @@ fn open_op(envelope: u64, owner: u64, amount: u32, now: i64) -> EnvelopeOp {
 /// Checks what is on disk; `told` is what gateways were told each grab dealt.
 fn check(db: &redb::Database, told: &BTreeMap<(u64, u64), u64>, seed: u64, step: usize) {
     let splits = read_splits(db).unwrap();
-    let outbox: BTreeMap<u64, sut::rpc::Credit> = envelope::read_outbox(db)
+    let outbox: BTreeMap<u64, sut_wire::open::Credit> = envelope::read_outbox(db)
         .unwrap()
         .into_iter()
         .map(|c| (c.envelope_id, c))
@@ -93,7 +92,8 @@ fn check(db: &redb::Database, told: &BTreeMap<(u64, u64), u64>, seed: u64, step:
         .map(|o| o.entry.token.envelope_id)
         .filter(|id| {
             !splits.iter().any(|s| {
-                s.pot.envelope_id == *id && matches!(s.state, sut::split::State::Recycled { .. })
+                s.pot.envelope_id == *id
+                    && matches!(s.state, sut_core::split::State::Recycled { .. })
             })
         })
         .collect();
@@ -121,7 +121,7 @@ fn run(seed: u64) {
             .unwrap()
             .into_iter()
             .filter_map(|s| match s.state {
-                sut::split::State::Shared { friends } => Some((s.pot.envelope_id, friends)),
+                sut_core::split::State::Shared { friends } => Some((s.pot.envelope_id, friends)),
                 _ => None,
             })
             .collect();

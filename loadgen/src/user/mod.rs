@@ -14,8 +14,8 @@ use crate::stats::{Op, Summary};
 use bytes::Bytes;
 use split::{Errands, Settled, Task};
 use std::time::Duration;
-use sut::protocol::{ErrorCode, Frame, Outcome};
-use sut::signing::MAC_LEN;
+use sut_wire::protocol::{ErrorCode, Frame, Outcome};
+use sut_wire::signing::MAC_LEN;
 
 /// What the shell should do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +83,7 @@ pub struct UserCore {
 /// crashed may never reach the user).
 #[derive(Debug, Default, Clone, Copy)]
 struct Received {
-    sponsors: [u16; sut::cookie::MAX_ENVELOPES_PER_USER],
+    sponsors: [u16; sut_wire::cookie::MAX_ENVELOPES_PER_USER],
     count: u8,
     over: bool,
 }

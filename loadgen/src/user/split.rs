@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use std::time::Duration;
-use sut::protocol::ErrorCode;
+use sut_wire::protocol::ErrorCode;
 
 /// Tries of one share or grab before it counts as an error.
 pub const MAX_TRIES: u8 = 12;

@@ -16,9 +16,9 @@ use rand::{Rng, SeedableRng};
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
-use sut::passthrough::Backoff;
-use sut::protocol::{flush_rest, write_frame, ErrorCode, Frame, FrameReader, ReadStatus};
-use sut::signing::SigningKey;
+use sut_core::passthrough::Backoff;
+use sut_wire::protocol::{flush_rest, write_frame, ErrorCode, Frame, FrameReader, ReadStatus};
+use sut_wire::signing::SigningKey;
 
 /// What every client of a worker shares.
 pub struct Shared<'a> {
@@ -40,7 +40,7 @@ impl Shared<'_> {
     }
 }
 
-pub use sut::spread::spread as mix;
+pub use sut_core::spread::spread as mix;
 
 /// The gateway a user dials first: its id hashed over the gateway list.
 pub fn home_gateway(user: u64, gateways: usize) -> usize {

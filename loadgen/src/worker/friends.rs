@@ -2,7 +2,7 @@
 //! that carries a share to those friends.
 //!
 //! A user's friends come from its friend circle in the system's relation chain
-//! (`sut::friends`), narrowed to the users this worker simulates: the chat message of
+//! (`sut_core::friends`), narrowed to the users this worker simulates: the chat message of
 //! a share (outside the shake protocol, as in the seed) is then delivered in-process,
 //! while each friend's grab goes over its own long connection to its own gateway.
 
@@ -51,11 +51,11 @@ impl Friends {
     /// The friends `user` shares to: a seeded pick of its circle among this worker's
     /// users, the same every time.
     pub fn of(&self, user: u64) -> Vec<u64> {
-        let mut circle: Vec<u64> = sut::friends::friends_of(user)
+        let mut circle: Vec<u64> = sut_core::friends::friends_of(user)
             .filter(|f| *f < self.users && self.segment.contains(*f) && self.slots.contains_key(f))
             .collect();
-        let salt = sut::spread::spread(user ^ self.seed);
-        circle.sort_by_key(|f| sut::spread::spread(f ^ salt));
+        let salt = sut_core::spread::spread(user ^ self.seed);
+        circle.sort_by_key(|f| sut_core::spread::spread(f ^ salt));
         circle.truncate(self.per_share);
         circle
     }
@@ -101,7 +101,7 @@ mod tests {
             assert_eq!(list.len(), 3);
             assert_eq!(list, f.of(user), "the same list each time");
             for friend in list {
-                assert!(sut::friends::are_friends(user, friend));
+                assert!(sut_core::friends::are_friends(user, friend));
                 assert!(seg.contains(friend));
             }
         }

@@ -28,7 +28,7 @@ use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
-use sut::signing::SigningKey;
+use sut_wire::signing::SigningKey;
 use thiserror::Error;
 
 /// What a worker sends its parent, as a length-prefixed postcard message on stdout.

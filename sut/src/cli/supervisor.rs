@@ -89,7 +89,7 @@ impl Supervisor {
 
     fn event(&self, part: &str, event: &str, pid: Option<u32>) {
         let line = serde_json::to_string(&Event {
-            unix_ms: sut::gateway::unix_ms(),
+            unix_ms: shellkit::clock::unix_ms(),
             part,
             event,
             pid,

@@ -10,8 +10,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
-use sut::manifest::{self, Manifest};
-use sut::timeline::Timeline;
+use sut_wire::manifest::Manifest;
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -56,8 +55,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
         (Some(0), _) => bail!("--gateways must be at least 1"),
         (Some(n), _) => n,
         (None, Some(c)) => {
-            let limit = sut::open_files::raise_to_hard_limit();
-            let n = sut::open_files::processes_for(c, limit, 0.9);
+            let limit = shellkit::open_files::raise_to_hard_limit();
+            let n = shellkit::open_files::processes_for(c, limit, 0.9);
             u16::try_from(n).ok().filter(|n| *n <= 5000).with_context(|| {
                 format!("--connections {c} needs {n} gateways at {limit} open files each; that is more than 5000")
             })?
@@ -78,8 +77,8 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(data)
         .with_context(|| format!("cannot create data directory {}", data.display()))?;
-    let timeline = Timeline::load(&args.timeline)?;
-    let previous = Manifest::load(data).ok();
+    let timeline = sut::files::load_timeline(&args.timeline)?;
+    let previous = sut::files::load_manifest(data).ok();
     if let Some(p) = &previous {
         if p.gateways != gateways || p.timeline != timeline || p.seed != args.seed {
             bail!(
@@ -90,20 +89,18 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         }
     }
     super::keys(data)?;
-    std::fs::write(
-        data.join("timeline.yaml"),
-        serde_yaml::to_string(&timeline).context("cannot write the timeline copy")?,
-    )?;
+    std::fs::write(data.join("timeline.yaml"), timeline.to_yaml())
+        .context("cannot write the timeline copy")?;
     let seeds = data.join("seeds");
     if previous.is_none() {
-        let n = sut::seed_shard::write_all(&timeline, gateways, args.seed, &seeds)?;
+        let n = sut::seeds::write_all(&timeline, gateways, args.seed, &seeds)?;
         println!("seeded {n} shards in {}", seeds.display());
     }
     // A restarted system keeps its show clock: rounds do not start over.
     let show_start_ms = previous
         .as_ref()
         .map(|p| p.show_start_ms)
-        .unwrap_or_else(|| sut::gateway::unix_ms() + args.countdown.as_millis() as i64);
+        .unwrap_or_else(|| shellkit::clock::unix_ms() + args.countdown.as_millis() as i64);
 
     let host = &args.host;
     let addr = |port: u16| format!("{host}:{port}");
@@ -227,7 +224,7 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         metrics: metrics.clone(),
     };
     write_targets(data, &metrics)?;
-    manifest.save(data)?;
+    sut::files::save_manifest(&manifest, data)?;
     println!("system under test is up (data in {})", data.display());
     println!("  {:<12} {:<22} metrics", "part", "listens on");
     println!("  {:<12} {:<22} {}", "payment", payment_addr, metrics[0].1);
@@ -247,7 +244,7 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         "  prometheus file_sd targets: {}",
         data.join("prometheus-targets.json").display()
     );
-    let until_show = show_start_ms - sut::gateway::unix_ms();
+    let until_show = show_start_ms - shellkit::clock::unix_ms();
     println!(
         "  show starts in {:.1} s; Ctrl-C stops everything cleanly",
         until_show as f64 / 1000.0
@@ -304,7 +301,7 @@ fn write_targets(data: &Path, metrics: &[(String, String)]) -> Result<()> {
             })
         })
         .collect();
-    manifest::write_atomic(
+    sut::files::write_atomic(
         &data.join("prometheus-targets.json"),
         &serde_json::to_vec_pretty(&groups)?,
     )?;

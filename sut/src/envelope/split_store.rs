@@ -7,58 +7,14 @@
 //! recycled whole); until then the pot is implied by its open (see [`pot_of`]), so the
 //! open path pays nothing for splits.
 
-use super::{OpenRecord, OPENS, OUTBOX};
-use crate::rpc::Credit;
-use crate::split::{pot_for, Pot, Split, SplitError, State};
+use super::tables::{OPENS, OPEN_RECORD_LEN, OUTBOX, SPLITS};
 use crate::store::{decode, encode, StoreError};
-use redb::{Database, ReadableTable, Table, TableDefinition, WriteTransaction};
-use serde::{Deserialize, Serialize};
+use redb::{Database, ReadableTable, Table, WriteTransaction};
 use std::collections::BTreeSet;
-
-/// Envelope id → its pot's [`Split`], once shared or recycled.
-pub const SPLITS: TableDefinition<u64, &[u8]> = TableDefinition::new("splits");
-
-/// Credits of grabs live in their own id space beside envelope ids (which stay below
-/// 2^60): the top bit, then the envelope id, then the part's index. Payment keys its
-/// idempotency on this id like any other, so a grab is credited once.
-const GRAB_BIT: u64 = 1 << 63;
-const PART_BITS: u32 = 3;
-/// Envelope ids at or past this cannot carry a pot (their grab ids would collide).
-pub const MAX_POT_ENVELOPE_ID: u64 = 1 << 60;
-
-pub fn grab_credit_id(envelope_id: u64, part: u32) -> u64 {
-    GRAB_BIT | (envelope_id << PART_BITS) | u64::from(part)
-}
-
-/// The envelope id and part index of a grab's credit id; `None` for an open's credit.
-pub fn grab_of_credit(credit_id: u64) -> Option<(u64, u32)> {
-    (credit_id & GRAB_BIT != 0).then_some((
-        (credit_id & !GRAB_BIT) >> PART_BITS,
-        (credit_id & ((1 << PART_BITS) - 1)) as u32,
-    ))
-}
-
-/// A share or grab as the gateway forwards it (the gateway checked the token).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SplitRequest {
-    Share {
-        envelope_id: u64,
-        user: u64,
-        friends: Vec<u64>,
-    },
-    Grab {
-        envelope_id: u64,
-        user: u64,
-    },
-}
-
-/// What the backend answers a [`SplitRequest`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SplitAnswer {
-    Shared { pot: Pot },
-    Grabbed { cents: u64 },
-    Refused(SplitError),
-}
+use sut_core::opens::OpenRecord;
+use sut_core::split::{pot_for, Pot, Split, SplitError, State};
+use sut_wire::open::Credit;
+use sut_wire::split::{grab_credit_id, SplitAnswer, SplitRequest, MAX_POT_ENVELOPE_ID};
 
 /// The pot an open implies, with this backend's pot lifetime.
 pub fn pot_of(record: &OpenRecord, ttl_ms: i64) -> Pot {
@@ -74,7 +30,7 @@ pub fn pot_of(record: &OpenRecord, ttl_ms: i64) -> Pot {
 
 fn load(
     splits: &Table<u64, &[u8]>,
-    opens: &Table<u64, [u8; super::OPEN_RECORD_LEN]>,
+    opens: &Table<u64, [u8; OPEN_RECORD_LEN]>,
     envelope_id: u64,
     ttl_ms: i64,
 ) -> Result<Option<Split>, StoreError> {
@@ -115,7 +71,7 @@ pub fn apply_requests(
         };
         let answer = match request {
             SplitRequest::Share { user, friends, .. } => split
-                .share(user, &friends, now_ms, crate::friends::are_friends)
+                .share(user, &friends, now_ms, sut_core::friends::are_friends)
                 .map(|()| (SplitAnswer::Shared { pot: split.pot }, None)),
             SplitRequest::Grab { user, .. } => split.grab(user, now_ms, roll).map(|cents| {
                 let credit = Credit {
@@ -246,20 +202,9 @@ pub fn read_splits(db: &Database) -> Result<Vec<Split>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::passthrough::OpenEntry;
-    use crate::token::EnvelopeToken;
-
-    #[test]
-    fn grab_credit_ids_never_meet_envelope_ids() {
-        for id in [0u64, 1, (7 << 40) | 12345, MAX_POT_ENVELOPE_ID - 1] {
-            for part in 0..5 {
-                let c = grab_credit_id(id, part);
-                assert!(c >= GRAB_BIT, "an envelope id is below 2^63");
-                assert_eq!(grab_of_credit(c), Some((id, part)));
-            }
-            assert_eq!(grab_of_credit(id), None);
-        }
-    }
+    use sut_core::passthrough::OpenEntry;
+    use sut_wire::split::grab_of_credit;
+    use sut_wire::token::EnvelopeToken;
 
     fn record(db: &Database, id: u64, user: u64, amount: u32) {
         let txn = db.begin_write().unwrap();
@@ -274,9 +219,9 @@ mod tests {
             },
             opened_ms: 1_000,
         };
-        super::super::apply(
+        super::super::store::apply(
             &txn,
-            super::super::EnvelopeOp::Record {
+            super::super::store::EnvelopeOp::Record {
                 gateway: 0,
                 entries: vec![(0, entry)],
             },
@@ -301,7 +246,7 @@ mod tests {
     #[test]
     fn shares_and_grabs_are_durable_and_credit_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (db, _, _) = super::super::open(&dir.path().join("e.redb")).unwrap();
+        let (db, _, _) = super::super::store::open(&dir.path().join("e.redb")).unwrap();
         let grab = |user| SplitRequest::Grab {
             envelope_id: 5,
             user,
@@ -333,7 +278,7 @@ mod tests {
             run(&db, vec![share], 2_000),
             vec![SplitAnswer::Refused(SplitError::AlreadyShared)]
         );
-        let credits = super::super::read_outbox(&db).unwrap();
+        let credits = super::super::store::read_outbox(&db).unwrap();
         let grabs: Vec<_> = credits
             .iter()
             .filter(|c| grab_of_credit(c.envelope_id).is_some())

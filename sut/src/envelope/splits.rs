@@ -2,14 +2,15 @@
 //! ([`super::split_store`]): answering gateways' shares and grabs (one transaction per
 //! batch; a grab's credit joins the outbox like an open's) and recycling expired pots.
 
-use super::split_store::{SplitAnswer, SplitRequest};
-use super::{Applied, Backend, EnvelopeOp};
+use super::state::Backend;
+use super::store::{Applied, EnvelopeOp};
 use crate::metrics::{labels, Counters};
 use crate::rpc::Rpc;
-use crate::split::SplitError;
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
+use sut_core::split::SplitError;
+use sut_wire::split::{SplitAnswer, SplitRequest};
 use tokio::sync::watch;
 
 /// Every (request, result) label pair of `sut_envelope_splits`, so each starts at 0.
@@ -25,7 +26,7 @@ pub(super) fn prefill(c: &Counters) {
 }
 
 fn show_ms(b: &Backend) -> i64 {
-    crate::gateway::unix_ms() - b.show_start_ms
+    shellkit::clock::unix_ms() - b.show_start_ms
 }
 
 /// Shares and grabs from a gateway, dealt in one durable transaction; grabs' credits

@@ -1,6 +1,9 @@
 //! The envelope backend's tests: idempotent records, fixed widths, the issuance log.
-use super::*;
-use crate::token::EnvelopeToken;
+use super::store::*;
+use crate::store::{decode, encode_fixed, CREDIT_LEN};
+use sut_wire::issued::Issued;
+use sut_wire::open::{Credit, OpenEntry};
+use sut_wire::token::EnvelopeToken;
 
 fn entry(id: u64, amount: u32) -> OpenEntry {
     OpenEntry {
@@ -41,7 +44,7 @@ fn the_largest_records_fit_their_fixed_widths() {
         user: u64::MAX,
         amount_cents: u32::MAX,
     };
-    let issue = crate::shake::IssueRecord {
+    let issue = sut_core::shake::IssueRecord {
         round: u32::MAX,
         envelope_id: u64::MAX,
         user: u64::MAX,
@@ -56,7 +59,7 @@ fn the_largest_records_fit_their_fixed_widths() {
     assert_eq!(back, credit);
     let back: OpenEntry = decode(&encode_fixed::<_, RECORD_LEN>(&entry).unwrap()).unwrap();
     assert_eq!(back, entry);
-    let back: crate::shake::IssueRecord =
+    let back: sut_core::shake::IssueRecord =
         decode(&encode_fixed::<_, RECORD_LEN>(&issue).unwrap()).unwrap();
     assert_eq!(back, issue);
     assert!(

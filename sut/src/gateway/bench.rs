@@ -5,10 +5,10 @@
 //! end-to-end capacity (bench/opens.py measures it).
 
 use super::session::enqueue_open;
-use super::Gateway;
-use crate::token::EnvelopeToken;
+use super::state::Gateway;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::sync::Arc;
+use sut_wire::token::EnvelopeToken;
 
 /// Opens waiting for their queue commit at once: like that many users' sessions each
 /// with one open in flight, so the group commit can batch them.
@@ -22,7 +22,7 @@ pub(super) async fn inject_opens(gw: Arc<Gateway>, n: u64) {
     let started = tokio::time::Instant::now();
     let token = |i: u64| EnvelopeToken {
         user: (u64::from(gw.id) << 40) | i,
-        envelope_id: crate::seed_shard::envelope_id(BENCH_ROUND - u32::from(gw.id) % 0xFF00, i),
+        envelope_id: sut_core::seed_shard::envelope_id(BENCH_ROUND - u32::from(gw.id) % 0xFF00, i),
         amount_cents: 1 + (i % 2000) as u32,
         sponsor: 1,
         round: BENCH_ROUND,

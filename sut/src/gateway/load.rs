@@ -9,12 +9,12 @@
 //! Probing costs a wake-up per probe, so a gateway handling little probes rarely: one of
 //! dozens of idle gateways on a machine should stay asleep.
 
-use super::Gateway;
-use crate::throttle_tier::{LoadSample, TierController, TierPolicy};
+use super::state::Gateway;
 use nix::sys::resource::{getrusage, UsageWho};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use sut_core::throttle_tier::{LoadSample, TierController, TierPolicy};
 use tokio::time::Instant;
 
 /// One decision per window.
@@ -71,7 +71,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         last_cpu = cpu_now;
         let frames = gw.frames.load(Ordering::Relaxed);
         let settled = controller.tier() == 0
-            && controller.admit_permille() == crate::throttle_tier::ADMIT_ALL;
+            && controller.admit_permille() == sut_core::throttle_tier::ADMIT_ALL;
         let busy = (frames - last_frames) as f64 / elapsed.max(1e-6) > BUSY_FRAMES_PER_S;
         probe = if busy || !settled {
             PROBE_BUSY
@@ -84,7 +84,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         let admit = if enabled {
             controller.admit_permille()
         } else {
-            crate::throttle_tier::ADMIT_ALL
+            sut_core::throttle_tier::ADMIT_ALL
         };
         gw.admit.store(admit, Ordering::Release);
         gw.metrics.admitted.set(admit as f64 / 1000.0);

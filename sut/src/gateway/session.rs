@@ -1,15 +1,15 @@
 //! One client's long connection: hello, then shakes, opens and heartbeats in order.
 
+use super::state::Gateway;
 use super::store::{GatewayOp, GatewayResult};
-use super::Gateway;
 use crate::metrics::labels;
-use crate::passthrough::OpenEntry;
-use crate::protocol::{CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
-use crate::shake::Reason;
-use crate::token::{EnvelopeToken, TokenError};
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use sut_core::passthrough::OpenEntry;
+use sut_core::shake::Reason;
+use sut_wire::protocol::{CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
+use sut_wire::token::{EnvelopeToken, TokenError};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
@@ -67,7 +67,7 @@ impl Conn {
     }
 
     async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
-        let rest = crate::protocol::write_frame(frame, |b| self.stream.try_write(b))?;
+        let rest = sut_wire::protocol::write_frame(frame, |b| self.stream.try_write(b))?;
         if !rest.is_empty() {
             self.stream.write_all(&rest).await?;
         }
@@ -154,7 +154,7 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             Frame::Heartbeat => {
                 gw.metrics.heartbeats.inc();
                 Frame::HeartbeatAck {
-                    server_time_ms: super::unix_ms().max(0) as u64,
+                    server_time_ms: shellkit::clock::unix_ms().max(0) as u64,
                 }
             }
             Frame::Shake { cookie } => Box::pin(shake(&gw, user, cookie, &mut last_decided)).await,
@@ -226,9 +226,10 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
         .sessions
         .get_or_create(&labels(&[("result", "accepted")]))
         .inc();
-    let (tier, shake_interval_ms) = gw.throttle();
+    let throttle = gw.throttle();
+    let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
     let ack = Frame::HelloAck {
-        server_time_ms: super::unix_ms().max(0) as u64,
+        server_time_ms: shellkit::clock::unix_ms().max(0) as u64,
         tier,
         shake_interval_ms,
         config_version: gw.config_version,
@@ -237,30 +238,22 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
     Some(user)
 }
 
-/// Decides one shake, unless the gateway's tier says not to: at the top tier every
-/// shake, and at any raised tier a shake sooner than the tier's interval after this
-/// client's last decided one, is answered "come back later" without any work. Clients
-/// hear of a raised tier only with their next reply; this sheds what they send before
-/// that at once, so a raise takes effect at the gateway immediately.
+/// Decides one shake, unless the gateway's throttle sheds it
+/// ([`sut_core::shedding`]): then it is answered "come back later" without any work.
 async fn shake(
     gw: &Gateway,
     user: u64,
     cookie: Bytes,
     last_decided: &mut Option<std::time::Instant>,
 ) -> Frame {
-    let (tier, shake_interval_ms) = gw.throttle();
-    // A little slack, for clients whose timers run a bit early.
-    let min_gap = std::time::Duration::from_millis(shake_interval_ms as u64 * 9 / 10);
-    let early = tier > 0 && last_decided.is_some_and(|t| t.elapsed() < min_gap);
-    // Admission: which users are shed rotates every 5 s, so none is shed for long.
-    let admit = gw.admit.load(Ordering::Acquire);
-    let shed = admit < crate::throttle_tier::ADMIT_ALL
-        && crate::spread::spread(user ^ (gw.show_ms() / 5_000) as u64) % 1000 >= admit as u64;
-    if (tier >= gw.top_tier && tier > 0) || early || shed {
+    let throttle = gw.throttle();
+    let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
+    let since_decided = last_decided.map(|t| t.elapsed());
+    if throttle.shed(user, gw.show_ms(), since_decided).is_some() {
         // No decision, no lock, no write.
         gw.metrics.throttled.inc();
         return Frame::ShakeReply {
-            outcome: crate::protocol::Outcome::ComeBackLater,
+            outcome: sut_wire::protocol::Outcome::ComeBackLater,
             tier,
             shake_interval_ms,
             cookie,

@@ -1,11 +1,11 @@
 //! The gateway's durable state: issuance leases and records, and the pass-through queue.
 
-use crate::passthrough::OpenEntry;
-use crate::shake::IssueRecord;
 use crate::store::{decode, encode_fixed, open_db, StoreError};
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use sut_core::passthrough::OpenEntry;
+use sut_core::shake::IssueRecord;
 
 /// Round → persisted lease end (an index into the round's shard).
 pub const LEASES: TableDefinition<u32, u64> = TableDefinition::new("leases");

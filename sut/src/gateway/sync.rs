@@ -3,14 +3,14 @@
 //! published into the shake core's shared view, every sync interval. If the backend is
 //! down or slow, the records wait and the cookie and local table keep limiting.
 
-use super::Gateway;
-use crate::limit_view::Issued;
+use super::state::Gateway;
 use crate::metrics::labels;
-use crate::passthrough::Backoff;
 use crate::rpc::{self, Rpc, RpcConn};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
+use sut_core::limit_view::Issued;
+use sut_core::passthrough::Backoff;
 
 const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Records published per sync at most (the rest wait for the next one).
@@ -46,7 +46,7 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, interval: Duration) {
         match reply {
             Some(Rpc::IssuedSince { records, next }) => {
                 backoff.reset();
-                let full_page = records.len() >= crate::limit_view::SYNC_PAGE;
+                let full_page = records.len() >= sut_core::limit_view::SYNC_PAGE;
                 since = next;
                 if let Ok(mut core) = gw.core.lock() {
                     let users = core.merge_view(&records);

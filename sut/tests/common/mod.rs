@@ -6,8 +6,8 @@ use futures_util::{SinkExt, StreamExt};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use sut::protocol::{Frame, FrameCodec};
-use sut::signing::SigningKey;
+use sut_wire::protocol::{Frame, FrameCodec};
+use sut_wire::signing::SigningKey;
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
@@ -140,7 +140,7 @@ impl Client {
         {
             Some(Frame::ShakeReply {
                 outcome:
-                    sut::protocol::Outcome::Envelope {
+                    sut_wire::protocol::Outcome::Envelope {
                         token,
                         amount_cents,
                         ..

@@ -1,0 +1,38 @@
+//! Every decision of the shake system's mechanisms, as plain data structures and
+//! functions. This crate is fully deterministic: it has no runtime, storage, sockets or
+//! files in its dependencies and reads no clock and no entropy of its own; show time
+//! and random rolls are arguments. The services (`sut`) are thin shells that move
+//! bytes, persist records and sleep until a core says what to do next.
+//!
+//! By the seed's mechanisms:
+//! - the shake decided in the access server: [`shake`], with the seed shards
+//!   ([`seed_shard`]), the issuance cursor and its lease ([`cursor`]) and the per-gateway
+//!   issuance rate ([`rate_budget`]);
+//! - per-user limits: the local table ([`user_limits`]) and the view shared across
+//!   gateways ([`limit_view`]); the cookie format is in `sut_wire::cookie`;
+//! - overload protection: the throttle tier and admission ([`throttle_tier`]), and
+//!   which shakes get no decision ([`shedding`]);
+//! - open must succeed for the user: the pass-through queue, its backoff and its drain
+//!   on shutdown ([`passthrough`], [`drain`]), and the backend's record-once rule
+//!   ([`opens`]);
+//! - split envelopes: pots, shares, grabs, recycling ([`split`]) over the relation chain
+//!   ([`friends`]);
+//! - the payment stand-in's injected faults ([`payment_faults`]);
+//! - the audit's checker over the durable records ([`audit`]).
+
+pub mod audit;
+pub mod cursor;
+pub mod drain;
+pub mod friends;
+pub mod limit_view;
+pub mod opens;
+pub mod passthrough;
+pub mod payment_faults;
+pub mod rate_budget;
+pub mod seed_shard;
+pub mod shake;
+pub mod shedding;
+pub mod split;
+pub mod spread;
+pub mod throttle_tier;
+pub mod user_limits;

@@ -1,0 +1,492 @@
+//! The shake decision, inside the gateway (seed mechanism 1): light, local, no network.
+//!
+//! Plain data in, plain data out: the caller passes the show time and the client's cookie,
+//! and gets the outcome, the refreshed cookie and, for an envelope, the issue record it
+//! must persist before answering. No I/O, no clock, no randomness of its own.
+
+use crate::cursor::IssuanceCursor;
+use crate::limit_view::{Issued, LimitView};
+use crate::rate_budget::RateBudget;
+use crate::seed_shard::SeedShard;
+use crate::user_limits::{self, LimitCheck, UserTable};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use sut_wire::cookie::{Cookie, CookieError};
+use sut_wire::protocol::Outcome;
+use sut_wire::signing::SigningKey;
+use sut_wire::timeline::{Round, Timeline};
+use sut_wire::token::EnvelopeToken;
+
+/// How long cookies outlive the last round.
+const COOKIE_GRACE_MS: i64 = 3_600_000;
+/// Leases are requested for rounds starting this soon, so the first shakes find one.
+const LEASE_AHEAD_MS: i64 = 2_000;
+
+/// The durable record of one issued envelope: what the audit checks invariants 1, 4, 5 on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IssueRecord {
+    pub round: u32,
+    pub envelope_id: u64,
+    pub user: u64,
+    pub sponsor: u16,
+    pub amount_cents: u32,
+    pub gateway: u16,
+    /// Show time of issuance, ms.
+    pub show_ms: i64,
+}
+
+impl IssueRecord {
+    /// What the shared limit view needs of it.
+    pub fn issued(&self) -> Issued {
+        Issued {
+            user: self.user,
+            envelope_id: self.envelope_id,
+            sponsor: self.sponsor,
+        }
+    }
+}
+
+/// Why a shake got what it got; a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Envelope,
+    NoRound,
+    UserLimit,
+    SponsorTaken,
+    RateLimited,
+    Exhausted,
+    LeaseWait,
+}
+
+impl Reason {
+    /// Every reason, in a fixed order (metrics resolve one counter per reason up front).
+    pub const ALL: [Reason; 7] = [
+        Reason::Envelope,
+        Reason::NoRound,
+        Reason::UserLimit,
+        Reason::SponsorTaken,
+        Reason::RateLimited,
+        Reason::Exhausted,
+        Reason::LeaseWait,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Envelope => "envelope",
+            Reason::NoRound => "no_round",
+            Reason::UserLimit => "user_limit",
+            Reason::SponsorTaken => "sponsor_taken",
+            Reason::RateLimited => "rate_limited",
+            Reason::Exhausted => "exhausted",
+            Reason::LeaseWait => "lease_wait",
+        }
+    }
+}
+
+/// What the gateway answers one shake with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShakeDecision {
+    pub outcome: Outcome,
+    pub cookie: Bytes,
+    pub reason: Reason,
+    /// Present for an envelope: persist it before the reply leaves.
+    pub issued: Option<IssueRecord>,
+}
+
+struct RoundIssuer {
+    shard: SeedShard,
+    cursor: IssuanceCursor,
+    rate: RateBudget,
+}
+
+/// The gateway's deciding state.
+pub struct ShakeCore {
+    gateway: u16,
+    gateways: u16,
+    key: SigningKey,
+    timeline: Timeline,
+    rounds: BTreeMap<u32, RoundIssuer>,
+    users: UserTable,
+    /// The third limit layer: what every gateway issued, as last synced.
+    shared: LimitView,
+}
+
+impl ShakeCore {
+    pub fn new(gateway: u16, gateways: u16, key: SigningKey, timeline: Timeline) -> Self {
+        ShakeCore {
+            gateway,
+            gateways: gateways.max(1),
+            key,
+            timeline,
+            rounds: BTreeMap::new(),
+            users: UserTable::default(),
+            shared: LimitView::default(),
+        }
+    }
+
+    /// Merges issuance records fetched from the shared view; how many users it knows.
+    pub fn merge_view(&mut self, records: &[Issued]) -> usize {
+        for r in records {
+            self.shared.record(*r);
+        }
+        self.shared.users()
+    }
+
+    pub fn timeline(&self) -> &Timeline {
+        &self.timeline
+    }
+
+    /// This gateway's share of a round's global rate.
+    fn rate_share(&self, round: &Round) -> f64 {
+        round.rate / self.gateways as f64
+    }
+
+    /// Adds a round's shard at show time `now_ms`, resuming after `leased_end` (0 for a
+    /// fresh shard).
+    pub fn load_round(&mut self, shard: SeedShard, leased_end: u64, now_ms: i64) {
+        let Some(round) = self.timeline.round(shard.round) else {
+            return;
+        };
+        let share = self.rate_share(round);
+        // Half a second of issuance per lease: few fsyncs, little skipped on a crash.
+        let chunk = ((share * 0.5).ceil() as u64).max(8);
+        let cursor = IssuanceCursor::resume(leased_end, shard.envelopes.len() as u64, chunk);
+        self.rounds.insert(
+            shard.round,
+            RoundIssuer {
+                shard,
+                cursor,
+                rate: RateBudget::new(share, Duration::from_millis(now_ms.max(0) as u64)),
+            },
+        );
+    }
+
+    /// Replays an issue record from disk after a restart (the table's memory).
+    pub fn restore_issue(&mut self, record: &IssueRecord) {
+        self.users.record(record.user, record.sponsor);
+    }
+
+    /// How long the lease keeper may sleep before it asks [`ShakeCore::wanted_leases`]
+    /// again: 50 ms while a round runs or leases for it are a second from being wanted, a
+    /// second otherwise, so that an idle
+    /// gateway (one of dozens on a machine) stays asleep.
+    pub fn lease_check_pause(&self, show_ms: i64) -> Duration {
+        let busy = self.timeline.rounds.iter().any(|r| {
+            let start = r.start.as_millis() as i64;
+            let end = (r.start + r.duration).as_millis() as i64;
+            show_ms + LEASE_AHEAD_MS + 1_000 >= start && show_ms <= end
+        });
+        Duration::from_millis(if busy { 50 } else { 1_000 })
+    }
+
+    /// Leases to persist now: for rounds that are on or about to start.
+    pub fn wanted_leases(&mut self, show_ms: i64) -> Vec<(u32, u64)> {
+        let mut out = Vec::new();
+        for (id, issuer) in self.rounds.iter_mut() {
+            let Some(round) = self.timeline.round(*id) else {
+                continue;
+            };
+            let start = round.start.as_millis() as i64;
+            let end = (round.start + round.duration).as_millis() as i64;
+            if show_ms + LEASE_AHEAD_MS >= start && show_ms < end {
+                if let Some(lease) = issuer.cursor.wanted_lease() {
+                    out.push((*id, lease));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn lease_granted(&mut self, round: u32, end: u64) {
+        if let Some(r) = self.rounds.get_mut(&round) {
+            r.cursor.lease_granted(end);
+        }
+    }
+
+    pub fn lease_failed(&mut self, round: u32) {
+        if let Some(r) = self.rounds.get_mut(&round) {
+            r.cursor.lease_failed();
+        }
+    }
+
+    /// Issue position per round: (round, next index, lease end, shard size), for
+    /// inspection and tests.
+    pub fn positions(&self) -> Vec<(u32, u64, u64, u64)> {
+        self.rounds
+            .iter()
+            .map(|(id, r)| {
+                let (next, end) = r.cursor.position();
+                (*id, next, end, r.shard.envelopes.len() as u64)
+            })
+            .collect()
+    }
+
+    /// Decides one shake of `user` at show time `show_ms`.
+    pub fn shake(
+        &mut self,
+        show_ms: i64,
+        user: u64,
+        cookie: &[u8],
+    ) -> Result<ShakeDecision, CookieError> {
+        let cookie = Cookie::open(cookie, user, show_ms, &self.key)?;
+        // Layers: the cookie, this gateway's table, then every gateway's view.
+        let mut sponsors = self.users.merged(user, &cookie.sponsors);
+        for s in self.shared.sponsors(user) {
+            if !sponsors.contains(&s) {
+                sponsors.push(s);
+            }
+        }
+        let expires_ms = self.timeline.end().as_millis() as i64 + COOKIE_GRACE_MS;
+        let seal = |sponsors: Vec<u16>, key: &SigningKey| {
+            Cookie {
+                user,
+                sponsors,
+                expires_ms,
+            }
+            .seal(key)
+        };
+
+        let Some(round) = self.timeline.active(show_ms).cloned() else {
+            return Ok(ShakeDecision {
+                outcome: Outcome::Nothing,
+                cookie: seal(sponsors, &self.key),
+                reason: Reason::NoRound,
+                issued: None,
+            });
+        };
+        let greeting = Outcome::Greeting {
+            sponsor: round.sponsors
+                [(user as usize ^ (show_ms / 1000) as usize) % round.sponsors.len()],
+            resources: round.resources.clone(),
+        };
+        let reason = self.try_issue(&round, show_ms, user, &sponsors);
+        let (outcome, issued) = match reason {
+            Ok(record) => {
+                self.users.record(user, record.sponsor);
+                sponsors.push(record.sponsor);
+                let token = EnvelopeToken {
+                    user,
+                    envelope_id: record.envelope_id,
+                    amount_cents: record.amount_cents,
+                    sponsor: record.sponsor,
+                    round: record.round,
+                    gateway: self.gateway,
+                }
+                .seal(&self.key);
+                (
+                    Outcome::Envelope {
+                        token,
+                        sponsor: record.sponsor,
+                        amount_cents: record.amount_cents,
+                    },
+                    Some(record),
+                )
+            }
+            Err(_) => (greeting, None),
+        };
+        Ok(ShakeDecision {
+            outcome,
+            cookie: seal(sponsors, &self.key),
+            reason: match reason {
+                Ok(_) => Reason::Envelope,
+                Err(r) => r,
+            },
+            issued,
+        })
+    }
+
+    fn try_issue(
+        &mut self,
+        round: &Round,
+        show_ms: i64,
+        user: u64,
+        sponsors: &[u16],
+    ) -> Result<IssueRecord, Reason> {
+        let issuer = self.rounds.get_mut(&round.id).ok_or(Reason::Exhausted)?;
+        if issuer.cursor.exhausted() {
+            return Err(Reason::Exhausted);
+        }
+        if sponsors.len() >= sut_wire::cookie::MAX_ENVELOPES_PER_USER {
+            return Err(Reason::UserLimit);
+        }
+        let index = issuer.cursor.peek().ok_or(Reason::LeaseWait)? as usize;
+        let (_, leased_end) = issuer.cursor.position();
+        // The head envelope may be of a sponsor this user already has. Look for another
+        // inside the lease and move it to the head: every leased index counts as used
+        // after a crash, so reordering inside the lease can never re-issue an id.
+        let allowed = (index..leased_end as usize).find(|&j| {
+            user_limits::check(sponsors, issuer.shard.envelopes[j].sponsor) == LimitCheck::Allowed
+        });
+        match allowed {
+            Some(j) => issuer.shard.envelopes.swap(index, j),
+            // The envelopes stay for the next shaker; this user gets a greeting.
+            None => return Err(Reason::SponsorTaken),
+        }
+        let envelope = issuer.shard.envelopes[index];
+        if !issuer
+            .rate
+            .try_take(Duration::from_millis(show_ms.max(0) as u64))
+        {
+            return Err(Reason::RateLimited);
+        }
+        issuer.cursor.take();
+        Ok(IssueRecord {
+            round: round.id,
+            envelope_id: envelope.id,
+            user,
+            sponsor: envelope.sponsor,
+            amount_cents: envelope.amount_cents,
+            gateway: self.gateway,
+            show_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seed_shard::generate;
+
+    fn core(envelopes: u64, rate: f64) -> ShakeCore {
+        let timeline = Timeline::parse(
+            &format!(
+                "rounds:\n  - {{ id: 1, start: 1s, duration: 100s, envelopes: {envelopes}, rate: {rate}, amount_cents: [1, 100], sponsors: [1, 2, 3, 4, 5], resources: [9] }}\n"
+            ),
+            "test",
+        )
+        .unwrap();
+        let key = SigningKey::from_bytes([4; 32]);
+        let round = timeline.rounds[0].clone();
+        let mut c = ShakeCore::new(0, 1, key, timeline);
+        c.load_round(generate(&round, 1, 42).remove(0), 0, 0);
+        c
+    }
+
+    fn grant_all(c: &mut ShakeCore, now: i64) {
+        for (r, end) in c.wanted_leases(now) {
+            c.lease_granted(r, end);
+        }
+    }
+
+    #[test]
+    fn nothing_between_rounds() {
+        let mut c = core(10, 100.0);
+        let d = c.shake(500, 1, &[]).unwrap();
+        assert_eq!(d.outcome, Outcome::Nothing);
+        assert_eq!(d.reason, Reason::NoRound);
+    }
+
+    #[test]
+    fn no_lease_no_envelope() {
+        let mut c = core(10, 100.0);
+        let d = c.shake(1_000, 1, &[]).unwrap();
+        assert_eq!(d.reason, Reason::LeaseWait);
+        assert!(matches!(d.outcome, Outcome::Greeting { .. }));
+    }
+
+    #[test]
+    fn envelope_then_limits_hold_across_cookie_and_table() {
+        let mut c = core(1000, 1000.0);
+        grant_all(&mut c, 1_000);
+        let mut cookie = Bytes::new();
+        let mut got = Vec::new();
+        for i in 0..200 {
+            let now = 1_000 + i * 10;
+            grant_all(&mut c, now);
+            let d = c.shake(now, 7, &cookie).unwrap();
+            cookie = d.cookie.clone();
+            if let Some(rec) = d.issued {
+                got.push(rec.sponsor);
+            }
+        }
+        assert_eq!(got.len(), 3, "{got:?}");
+        let mut uniq = got.clone();
+        uniq.dedup();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), 3);
+        // Dropping the cookie does not reset the count: the table remembers.
+        let d = c.shake(5_000, 7, &[]).unwrap();
+        assert_eq!(d.reason, Reason::UserLimit);
+    }
+
+    #[test]
+    fn the_shared_view_limits_a_user_this_gateway_never_saw() {
+        let mut c = core(1000, 1000.0);
+        c.merge_view(&[1u64, 2, 3].map(|i| Issued {
+            user: 9,
+            envelope_id: 100 + i,
+            sponsor: i as u16,
+        }));
+        let mut other_won = 0;
+        for i in 0..200 {
+            let now = 1_000 + i * 10;
+            grant_all(&mut c, now);
+            assert!(
+                c.shake(now, 9, &[]).unwrap().issued.is_none(),
+                "a user at the limit on other gateways got another"
+            );
+            other_won += usize::from(c.shake(now, 10, &[]).unwrap().issued.is_some());
+        }
+        assert_eq!(
+            other_won, 3,
+            "a user the view does not know is served as before"
+        );
+    }
+
+    #[test]
+    fn tampered_cookie_is_an_error() {
+        let mut c = core(10, 10.0);
+        let mut cookie = c.shake(1_000, 3, &[]).unwrap().cookie.to_vec();
+        cookie[10] ^= 0xff;
+        assert_eq!(c.shake(1_000, 3, &cookie), Err(CookieError::Tampered));
+    }
+
+    #[test]
+    fn issuance_respects_rate_and_budget() {
+        let mut c = core(50, 10.0);
+        let mut issued = Vec::new();
+        // 20 s of shakes by many users, one every 5 ms.
+        for step in 0..4000 {
+            let now = 1_000 + step * 5;
+            grant_all(&mut c, now);
+            if let Some(r) = c.shake(now, step as u64, &[]).unwrap().issued {
+                issued.push(r);
+            }
+        }
+        assert_eq!(issued.len(), 50, "budget is all issued, no more");
+        // Rate: 10/s plus a burst of 1; the first 3 seconds see at most 31.
+        let early = issued.iter().filter(|r| r.show_ms < 4_000).count();
+        assert!(early <= 31, "{early}");
+        let mut ids: Vec<u64> = issued.iter().map(|r| r.envelope_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 50);
+    }
+
+    #[test]
+    fn restart_never_reissues() {
+        let mut c = core(10_000, 1000.0);
+        let timeline_round = c.timeline().rounds[0].clone();
+        grant_all(&mut c, 1_000);
+        let mut first = Vec::new();
+        for u in 0..5 {
+            first.extend(c.shake(1_000 + u, u as u64, &[]).unwrap().issued);
+        }
+        let (_, _, leased, _) = c.positions()[0];
+        // A new life resumes at the persisted lease end.
+        let mut c2 = core(10_000, 1000.0);
+        c2.rounds.clear();
+        c2.load_round(generate(&timeline_round, 1, 42).remove(0), leased, 1_500);
+        grant_all(&mut c2, 2_000);
+        let second: Vec<_> = (0..5)
+            .filter_map(|u| c2.shake(2_000 + u, 100 + u as u64, &[]).unwrap().issued)
+            .collect();
+        assert!(!second.is_empty());
+        for r in &second {
+            assert!(first.iter().all(|f| f.envelope_id != r.envelope_id));
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Which shakes get no decision at all, answered "come back later" at once: the front
+//! protects the back by doing no work for them.
+//!
+//! - At the top tier, every shake.
+//! - At any raised tier, a shake sooner than the tier's interval after this client's
+//!   last decided one (with 10 % slack for clients whose timers run early). Clients
+//!   hear of a raised tier only with their next reply; this sheds what they send before
+//!   that, so a raise acts at the gateway at once.
+//! - While the gateway's loop is overloaded, all but the admitted share (permille, from
+//!   [`crate::throttle_tier::TierController::admit_permille`]). Which users are shed
+//!   rotates every 5 s, so none is shed for long.
+
+use crate::spread::spread;
+use crate::throttle_tier::ADMIT_ALL;
+use std::time::Duration;
+
+/// How long one admission rotation lasts: the shed users change after it.
+const ROTATION_MS: i64 = 5_000;
+
+/// The gateway's throttle as a shake sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttle {
+    pub tier: u8,
+    pub top_tier: u8,
+    /// The shake interval the tier asks of clients, ms.
+    pub shake_interval_ms: u32,
+    /// Of every 1000 shakes, how many get a decision.
+    pub admit_permille: u32,
+}
+
+/// Why a shake gets no decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    TopTier,
+    Early,
+    Admission,
+}
+
+impl Throttle {
+    /// The throttle at `tier`, with each tier's interval from `intervals_ms` (the last
+    /// one for any tier past the table; 2 s if the table is empty).
+    pub fn at(tier: u8, top_tier: u8, intervals_ms: &[u32], admit_permille: u32) -> Throttle {
+        let i = (tier as usize).min(intervals_ms.len().saturating_sub(1));
+        Throttle {
+            tier,
+            top_tier,
+            shake_interval_ms: intervals_ms.get(i).copied().unwrap_or(2_000),
+            admit_permille,
+        }
+    }
+
+    /// Whether (and why) a shake of `user` at `show_ms` is shed; `since_decided` is how
+    /// long ago this client's last shake was decided, if ever.
+    pub fn shed(&self, user: u64, show_ms: i64, since_decided: Option<Duration>) -> Option<Shed> {
+        if self.tier > 0 && self.tier >= self.top_tier {
+            return Some(Shed::TopTier);
+        }
+        let min_gap = Duration::from_millis(u64::from(self.shake_interval_ms) * 9 / 10);
+        if self.tier > 0 && since_decided.is_some_and(|d| d < min_gap) {
+            return Some(Shed::Early);
+        }
+        let rotation = (show_ms / ROTATION_MS) as u64;
+        if self.admit_permille < ADMIT_ALL
+            && spread(user ^ rotation) % 1000 >= u64::from(self.admit_permille)
+        {
+            return Some(Shed::Admission);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVALS: [u32; 4] = [2_000, 4_000, 8_000, 15_000];
+
+    #[test]
+    fn calm_gateways_decide_everything() {
+        let t = Throttle::at(0, 3, &INTERVALS, ADMIT_ALL);
+        assert_eq!(t.shake_interval_ms, 2_000);
+        for user in 0..1_000 {
+            assert_eq!(t.shed(user, 0, Some(Duration::ZERO)), None);
+        }
+    }
+
+    #[test]
+    fn the_top_tier_sheds_every_shake() {
+        let t = Throttle::at(3, 3, &INTERVALS, ADMIT_ALL);
+        assert_eq!(t.shed(1, 0, None), Some(Shed::TopTier));
+        assert_eq!(
+            Throttle::at(9, 3, &INTERVALS, ADMIT_ALL).shake_interval_ms,
+            15_000
+        );
+    }
+
+    #[test]
+    fn a_raised_tier_sheds_shakes_sooner_than_its_interval_with_slack() {
+        let t = Throttle::at(1, 3, &INTERVALS, ADMIT_ALL);
+        let early = Some(Duration::from_millis(3_500));
+        let on_time = Some(Duration::from_millis(3_600));
+        assert_eq!(t.shed(1, 0, early), Some(Shed::Early));
+        assert_eq!(t.shed(1, 0, on_time), None);
+        assert_eq!(t.shed(1, 0, None), None, "a first shake is decided");
+    }
+
+    #[test]
+    fn admission_keeps_about_its_share_and_rotates_who_is_shed() {
+        let t = Throttle::at(0, 3, &INTERVALS, 300);
+        let kept = |show_ms| {
+            (0..10_000u64)
+                .filter(|u| t.shed(*u, show_ms, None).is_none())
+                .collect::<Vec<_>>()
+        };
+        let now = kept(0);
+        assert!((2_700..3_300).contains(&now.len()), "{}", now.len());
+        assert_eq!(kept(4_999), now, "the same users within a rotation");
+        assert_ne!(kept(5_000), now, "other users in the next one");
+    }
+}

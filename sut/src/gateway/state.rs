@@ -1,0 +1,77 @@
+//! The gateway's state shared by its sessions, lease keeper, load watcher and agent
+//! tasks.
+
+use super::metrics::GatewayMetrics;
+use super::split::agent::SplitAgent;
+use super::store::{GatewayOp, GatewayResult};
+use crate::metrics::labels;
+use crate::store::GroupCommitter;
+use shellkit::clock::unix_ms;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use sut_core::limit_view::Issued;
+use sut_core::passthrough::PassThroughQueue;
+use sut_core::shake::ShakeCore;
+use sut_core::shedding::Throttle;
+use sut_wire::protocol::ErrorCode;
+use sut_wire::signing::SigningKey;
+use tokio::sync::{watch, Notify};
+
+/// State shared by the gateway's sessions, lease keeper and forwarder.
+pub(crate) struct Gateway {
+    pub id: u16,
+    pub core: Mutex<ShakeCore>,
+    pub queue: Arc<Mutex<PassThroughQueue>>,
+    pub queue_notify: Notify,
+    pub committer: GroupCommitter<GatewayOp, GatewayResult>,
+    pub key: SigningKey,
+    pub auth: SigningKey,
+    pub show_start_ms: i64,
+    pub config_version: u64,
+    pub heartbeat_timeout: Duration,
+    pub metrics: GatewayMetrics,
+    pub shutdown: watch::Receiver<bool>,
+    /// Sessions still running: on shutdown the forwarder waits for them, since a session
+    /// may be finishing an open that still has to join the queue.
+    pub sessions: AtomicUsize,
+    /// Frames handled so far (the load watcher's measure of how busy the gateway is).
+    pub frames: AtomicU64,
+    /// The throttle tier every reply carries, set by the load watcher.
+    pub tier: AtomicU8,
+    /// Of every 1000 shakes, how many get a decision (the load watcher's admission).
+    pub admit: AtomicU32,
+    pub top_tier: u8,
+    /// Shake interval per tier, in ms, as told to clients.
+    pub tier_intervals_ms: Vec<u32>,
+    pub shake_cost: Duration,
+    /// Issuance records not yet published to the shared limit view.
+    pub to_publish: Mutex<Vec<Issued>>,
+    /// Shares and grabs on their way to the envelope backend.
+    pub split: SplitAgent,
+}
+
+impl Gateway {
+    /// The throttle now: the tier to tell clients, the shake interval it asks for, and
+    /// the admitted share.
+    pub fn throttle(&self) -> Throttle {
+        Throttle::at(
+            self.tier.load(Ordering::Acquire),
+            self.top_tier,
+            &self.tier_intervals_ms,
+            self.admit.load(Ordering::Acquire),
+        )
+    }
+
+    /// Milliseconds since the show's start (negative before it).
+    pub fn show_ms(&self) -> i64 {
+        unix_ms() - self.show_start_ms
+    }
+
+    pub fn error(&self, code: ErrorCode) {
+        self.metrics
+            .errors
+            .get_or_create(&labels(&[("code", code.name())]))
+            .inc();
+    }
+}
