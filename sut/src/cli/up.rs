@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 use sut_wire::manifest::Manifest;
+use sut_wire::timeline::Timeline;
 
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
@@ -72,6 +73,54 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         bail!("--base-port {} leaves no room for {} gateways and their metrics ports; choose a lower base", args.base_port, gateways);
     }
     let data = &args.data;
+    let (timeline, show_start_ms) = prepare_data(&args, gateways)?;
+    let plan = Plan::new(&args, gateways);
+    plan.check_free()?;
+    let exe = std::env::current_exe().context("cannot find the sut executable")?;
+    let mut sup = Supervisor::new(exe, data);
+    if let Err(e) = launch(&mut sup, &plan, &args, show_start_ms).await {
+        sup.stop_all().await;
+        return Err(e);
+    }
+    let manifest = Manifest {
+        gateways,
+        seed: args.seed,
+        show_start_ms,
+        timeline,
+        gateway_addrs: plan.gateways.clone(),
+        envelope_addr: plan.envelope.clone(),
+        payment_addr: plan.payment.clone(),
+        metrics: plan.metrics.clone(),
+    };
+    write_targets(data, &plan.metrics)?;
+    sut::files::save_manifest(&manifest, data)?;
+    plan.announce(data, show_start_ms);
+
+    let mut shutdown = super::shutdown_signal()?;
+    let mut control = control_lines();
+    let failed = loop {
+        tokio::select! {
+            _ = shutdown.changed() => break None,
+            name = sup.any_exit() => break Some(name),
+            Some(line) = control.recv() => println!("{}", sup.command(&line).await),
+        }
+    };
+    sup.stop_all().await;
+    match failed {
+        None => {
+            println!("system under test stopped cleanly");
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(name) => bail!("{name} exited unexpectedly; stopped the rest"),
+    }
+}
+
+/// Makes the data directory ready: wiped if asked, keys, a copy of the timeline, seed
+/// shards on a first start. A restarted system must be the same run (gateways,
+/// timeline, seed) and keeps its show clock, so rounds do not start over. Returns the
+/// timeline and the show's start (Unix ms).
+fn prepare_data(args: &UpArgs, gateways: u16) -> Result<(Timeline, i64)> {
+    let data = &args.data;
     if args.fresh && data.exists() {
         std::fs::remove_dir_all(data).with_context(|| format!("cannot wipe {}", data.display()))?;
     }
@@ -96,179 +145,130 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         let n = sut::seeds::write_all(&timeline, gateways, args.seed, &seeds)?;
         println!("seeded {n} shards in {}", seeds.display());
     }
-    // A restarted system keeps its show clock: rounds do not start over.
     let show_start_ms = previous
         .as_ref()
         .map(|p| p.show_start_ms)
         .unwrap_or_else(|| shellkit::clock::unix_ms() + args.countdown.as_millis() as i64);
+    Ok((timeline, show_start_ms))
+}
 
-    let host = &args.host;
-    let addr = |port: u16| format!("{host}:{port}");
-    let base = args.base_port;
-    let payment_addr = addr(base);
-    let envelope_addr = addr(base + 1);
-    let gateway_addrs: Vec<String> = (0..gateways).map(|i| addr(base + 10 + i)).collect();
-    let mut metrics = vec![
-        ("payment".to_string(), addr(base + 1000)),
-        ("envelope".to_string(), addr(base + 1001)),
-    ];
-    for i in 0..gateways {
-        metrics.push((format!("gateway-{i}"), addr(base + 1010 + i)));
-    }
+/// What listens where: payment BASE, envelope BASE+1, gateway i BASE+10+i; each
+/// part's `/metrics` 1000 above.
+struct Plan {
+    payment: String,
+    envelope: String,
+    gateways: Vec<String>,
+    /// `/metrics` address of every part, by name: payment, envelope, then the gateways.
+    metrics: Vec<(String, String)>,
+}
 
-    // Every address must be free: a part that cannot bind would exit while a stranger
-    // on its port answered in its place, and the run would drive another system.
-    let mut taken = Vec::new();
-    for a in [&payment_addr, &envelope_addr]
-        .into_iter()
-        .chain(&gateway_addrs)
-        .chain(metrics.iter().map(|(_, m)| m))
-    {
-        if std::net::TcpListener::bind(a.as_str()).is_err() {
-            taken.push(a.clone());
+impl Plan {
+    fn new(args: &UpArgs, gateways: u16) -> Plan {
+        let host = &args.host;
+        let addr = |port: u16| format!("{host}:{port}");
+        let base = args.base_port;
+        let mut metrics = vec![
+            ("payment".to_string(), addr(base + 1000)),
+            ("envelope".to_string(), addr(base + 1001)),
+        ];
+        for i in 0..gateways {
+            metrics.push((format!("gateway-{i}"), addr(base + 1010 + i)));
+        }
+        Plan {
+            payment: addr(base),
+            envelope: addr(base + 1),
+            gateways: (0..gateways).map(|i| addr(base + 10 + i)).collect(),
+            metrics,
         }
     }
-    if !taken.is_empty() {
-        bail!(
-            "{} already in use (another system under test?); stop it or choose another --base-port",
-            taken.join(", ")
-        );
+
+    /// Every address must be free: a part that cannot bind would exit while a stranger
+    /// on its port answered in its place, and the run would drive another system.
+    fn check_free(&self) -> Result<()> {
+        let taken: Vec<&String> = [&self.payment, &self.envelope]
+            .into_iter()
+            .chain(&self.gateways)
+            .chain(self.metrics.iter().map(|(_, m)| m))
+            .filter(|a| std::net::TcpListener::bind(a.as_str()).is_err())
+            .collect();
+        if !taken.is_empty() {
+            let list: Vec<&str> = taken.iter().map(|a| a.as_str()).collect();
+            bail!(
+                "{} already in use (another system under test?); stop it or choose another --base-port",
+                list.join(", ")
+            );
+        }
+        Ok(())
     }
-    let exe = std::env::current_exe().context("cannot find the sut executable")?;
-    let data_arg = data.display().to_string();
-    let mut sup = Supervisor::new(exe, data);
+
+    fn announce(&self, data: &Path, show_start_ms: i64) {
+        println!("system under test is up (data in {})", data.display());
+        println!("  {:<12} {:<22} metrics", "part", "listens on");
+        let listens = [&self.payment, &self.envelope]
+            .into_iter()
+            .chain(&self.gateways);
+        for ((name, metrics), addr) in self.metrics.iter().zip(listens) {
+            println!("  {name:<12} {addr:<22} {metrics}");
+        }
+        println!(
+            "  prometheus file_sd targets: {}",
+            data.join("prometheus-targets.json").display()
+        );
+        let until_show = show_start_ms - shellkit::clock::unix_ms();
+        println!(
+            "  show starts in {:.1} s; Ctrl-C stops everything cleanly",
+            until_show as f64 / 1000.0
+        );
+        println!("  control: type `kill|stop|start|restart PART` (e.g. `kill gateway-0`) to take a part down or bring it back");
+    }
+}
+
+/// Starts payment, then the envelope backend, then every gateway, each once it listens.
+async fn launch(
+    sup: &mut Supervisor,
+    plan: &Plan,
+    args: &UpArgs,
+    show_start_ms: i64,
+) -> Result<()> {
+    let data = args.data.display().to_string();
+    let show = show_start_ms.to_string();
     let no_fsync = !sut::store::fsync();
-    let owned = |args: &[&str]| {
-        let mut v: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let part = |name: &str, listen: &str, metrics: &str, more: &[&str]| {
+        let mut v: Vec<String> = [name, "--listen", listen, "--metrics", metrics]
+            .into_iter()
+            .chain(["--data", &data, "--show-start-ms", &show])
+            .chain(more.iter().copied())
+            .map(String::from)
+            .collect();
         if no_fsync {
             v.push("--no-fsync".into());
         }
         v
     };
-    let started = async {
-        let show = show_start_ms.to_string();
-        let mut payment_args = owned(&[
-            "payment",
-            "--listen",
-            &payment_addr,
-            "--metrics",
-            &metrics[0].1,
-            "--data",
-            &data_arg,
-            "--show-start-ms",
-            &show,
-        ]);
-        payment_args.extend(args.payment.to_flags());
-        sup.launch("payment", &payment_addr, payment_args).await?;
-        let mut envelope_args = owned(&[
-            "envelope",
-            "--listen",
-            &envelope_addr,
-            "--metrics",
-            &metrics[1].1,
-            "--data",
-            &data_arg,
-            "--payment",
-            &payment_addr,
-            "--show-start-ms",
-            &show,
-        ]);
-        envelope_args.extend(args.split.to_flags());
-        sup.launch("envelope", &envelope_addr, envelope_args)
-            .await?;
-        let gateway_count = gateways.to_string();
-        let tuning = args.gateway.to_flags();
-        for i in 0..gateways {
-            let id = i.to_string();
-            let mut gateway_args = owned(&[
-                "gateway",
-                "--id",
-                &id,
-                "--gateways",
-                &gateway_count,
-                "--listen",
-                &gateway_addrs[i as usize],
-                "--metrics",
-                &metrics[2 + i as usize].1,
-                "--data",
-                &data_arg,
-                "--show-start-ms",
-                &show,
-                "--envelope",
-                &envelope_addr,
-            ]);
-            gateway_args.extend(tuning.iter().cloned());
-            sup.launch(
-                &format!("gateway-{i}"),
-                &gateway_addrs[i as usize],
-                gateway_args,
-            )
-            .await?;
-        }
-        anyhow::Ok(())
+    let mut payment = part("payment", &plan.payment, &plan.metrics[0].1, &[]);
+    payment.extend(args.payment.to_flags());
+    sup.launch("payment", &plan.payment, payment).await?;
+    let more = ["--payment", plan.payment.as_str()];
+    let mut envelope = part("envelope", &plan.envelope, &plan.metrics[1].1, &more);
+    envelope.extend(args.split.to_flags());
+    sup.launch("envelope", &plan.envelope, envelope).await?;
+    let count = plan.gateways.len().to_string();
+    let tuning = args.gateway.to_flags();
+    for (i, listen) in plan.gateways.iter().enumerate() {
+        let id = i.to_string();
+        let more = [
+            "--id",
+            &id,
+            "--gateways",
+            &count,
+            "--envelope",
+            &plan.envelope,
+        ];
+        let mut gateway = part("gateway", listen, &plan.metrics[2 + i].1, &more);
+        gateway.extend(tuning.iter().cloned());
+        sup.launch(&format!("gateway-{i}"), listen, gateway).await?;
     }
-    .await;
-    if let Err(e) = started {
-        sup.stop_all().await;
-        return Err(e);
-    }
-
-    let manifest = Manifest {
-        gateways,
-        seed: args.seed,
-        show_start_ms,
-        timeline,
-        gateway_addrs: gateway_addrs.clone(),
-        envelope_addr: envelope_addr.clone(),
-        payment_addr: payment_addr.clone(),
-        metrics: metrics.clone(),
-    };
-    write_targets(data, &metrics)?;
-    sut::files::save_manifest(&manifest, data)?;
-    println!("system under test is up (data in {})", data.display());
-    println!("  {:<12} {:<22} metrics", "part", "listens on");
-    println!("  {:<12} {:<22} {}", "payment", payment_addr, metrics[0].1);
-    println!(
-        "  {:<12} {:<22} {}",
-        "envelope", envelope_addr, metrics[1].1
-    );
-    for (i, a) in gateway_addrs.iter().enumerate() {
-        println!(
-            "  {:<12} {:<22} {}",
-            format!("gateway-{i}"),
-            a,
-            metrics[2 + i].1
-        );
-    }
-    println!(
-        "  prometheus file_sd targets: {}",
-        data.join("prometheus-targets.json").display()
-    );
-    let until_show = show_start_ms - shellkit::clock::unix_ms();
-    println!(
-        "  show starts in {:.1} s; Ctrl-C stops everything cleanly",
-        until_show as f64 / 1000.0
-    );
-
-    println!("  control: type `kill|stop|start|restart PART` (e.g. `kill gateway-0`) to take a part down or bring it back");
-
-    let mut shutdown = super::shutdown_signal()?;
-    let mut control = control_lines();
-    let failed = loop {
-        tokio::select! {
-            _ = shutdown.changed() => break None,
-            name = sup.any_exit() => break Some(name),
-            Some(line) = control.recv() => println!("{}", sup.command(&line).await),
-        }
-    };
-    sup.stop_all().await;
-    match failed {
-        None => {
-            println!("system under test stopped cleanly");
-            Ok(ExitCode::SUCCESS)
-        }
-        Some(name) => bail!("{name} exited unexpectedly; stopped the rest"),
-    }
+    Ok(())
 }
 
 /// Control lines from standard input (none when it is closed or empty). Read on a

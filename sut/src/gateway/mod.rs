@@ -2,7 +2,8 @@
 //! through its agent, records opens in the pass-through queue and forwards them.
 
 //!
-//! This file wires the parts and runs the accept loop: [`config`], [`metrics`],
+//! This file wires the parts and runs the accept loop: [`config`], [`recovery`] (state
+//! rebuilt from the store and the seed shards at start), [`metrics`],
 //! [`state`] (what the tasks share), [`session`] (one client's connection),
 //! [`leases`] (the lease keeper), [`load`] (the load watcher that sets the tier),
 //! and the agent's tasks: [`forwarder`] (the pass-through queue), [`sync`] (the shared
@@ -14,6 +15,7 @@ mod forwarder;
 mod leases;
 mod load;
 mod metrics;
+mod recovery;
 mod session;
 mod split;
 mod state;
@@ -23,50 +25,28 @@ mod sync;
 pub use config::{GatewayConfig, GatewayError};
 
 use crate::metrics::labels;
-use crate::seeds::shard_path;
 use crate::store::GroupCommitter;
 use metrics::{GatewayMetrics, QueueAge};
 use prometheus_client::registry::Registry;
-use shellkit::clock::unix_ms;
 use state::Gateway;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use sut_core::passthrough::PassThroughQueue;
-use sut_core::shake::ShakeCore;
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 /// Runs a gateway until `shutdown` turns true, then drains its queue (bounded by the
 /// drain timeout) and returns.
 pub async fn run(
     config: GatewayConfig,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), GatewayError> {
     let (db, recovered) = store::open(&store::db_path(&config.data, config.id))?;
-    let mut core = ShakeCore::new(
-        config.id,
-        config.gateways,
-        config.key.clone(),
-        config.timeline.clone(),
-    );
-    let mut budgets = Vec::new();
-    for round in &config.timeline.rounds {
-        let shard = crate::seeds::load(
-            &shard_path(&config.seeds, round.id, config.id),
-            round.id,
-            config.id,
-        )?;
-        budgets.push((round.id, shard.envelopes.len()));
-        let leased = recovered.leases.get(&round.id).copied().unwrap_or(0);
-        core.load_round(shard, leased, unix_ms() - config.show_start_ms);
-    }
-    for record in &recovered.issued {
-        core.restore_issue(record);
-    }
-    let mut queue = PassThroughQueue::default();
-    for (seq, entry) in &recovered.queue {
-        queue.push(*seq, *entry);
-    }
-
+    let recovery::Restored {
+        core,
+        queue,
+        budgets,
+    } = recovery::recover(&config, &recovered)?;
     let mut registry = Registry::default();
     let metrics = GatewayMetrics::register(&mut registry, &config.timeline, config.gateways);
     metrics.queue_depth.set(queue.depth() as i64);
@@ -86,10 +66,9 @@ pub async fn run(
         db: "queue",
         stats: committer.stats.clone(),
     }));
-    let split_agent = split::agent::SplitAgent::register(&mut registry);
+    let split = split::agent::SplitAgent::register(&mut registry);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
-
     let gw = Arc::new(Gateway {
         id: config.id,
         core: Mutex::new(core),
@@ -103,21 +82,16 @@ pub async fn run(
         heartbeat_timeout: config.heartbeat_timeout,
         metrics,
         shutdown: shutdown.clone(),
-        sessions: std::sync::atomic::AtomicUsize::new(0),
-        frames: std::sync::atomic::AtomicU64::new(0),
-        tier: std::sync::atomic::AtomicU8::new(0),
-        admit: std::sync::atomic::AtomicU32::new(sut_core::throttle_tier::ADMIT_ALL),
+        sessions: AtomicUsize::new(0),
+        frames: AtomicU64::new(0),
+        tier: AtomicU8::new(0),
+        admit: AtomicU32::new(sut_core::throttle_tier::ADMIT_ALL),
         top_tier: config.timeline.top_tier(),
-        tier_intervals_ms: config
-            .timeline
-            .tiers
-            .iter()
-            .map(|d| d.as_millis().min(u32::MAX as u128) as u32)
-            .collect(),
+        tier_intervals_ms: recovery::tier_intervals_ms(&config.timeline),
         shake_cost: config.shake_cost,
         // After a restart everything is published again: the backend keeps each once.
         to_publish: Mutex::new(recovered.issued.iter().map(|r| r.issued()).collect()),
-        split: split_agent,
+        split,
     });
     crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",
@@ -126,7 +100,18 @@ pub async fn run(
         recovered.issued.len(),
         recovered.queue.len()
     );
+    serve(gw, &config, listener, shutdown).await;
+    Ok(())
+}
 
+/// Starts the lease keeper, load watcher and agent tasks, accepts connections until
+/// `shutdown`, then waits for the forwarder to drain the queue.
+async fn serve(
+    gw: Arc<Gateway>,
+    config: &GatewayConfig,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let leases = tokio::spawn(leases::keep_leases(gw.clone()));
     let load_watch = tokio::spawn(load::watch(gw.clone(), config.tiers));
     let limit_sync = tokio::spawn(sync::run(
@@ -148,7 +133,7 @@ pub async fn run(
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, _)) => {
-                        if gw.sessions.load(std::sync::atomic::Ordering::Acquire) >= config.max_connections {
+                        if gw.sessions.load(Ordering::Acquire) >= config.max_connections {
                             tokio::spawn(session::refuse_full(gw.clone(), stream));
                         } else {
                             tokio::spawn(session::serve(gw.clone(), stream));
@@ -173,5 +158,4 @@ pub async fn run(
         "gateway {} stopped ({left} opens left in its durable queue)",
         config.id
     );
-    Ok(())
 }
