@@ -8,10 +8,12 @@
 //! - the shake decided in the access server: [`shake`], with the seed shards
 //!   ([`seed_shard`]), the issuance cursor and its lease ([`cursor`]) and the per-gateway
 //!   issuance rate ([`rate_budget`]);
-//! - per-user limits: the local table ([`user_limits`]) and the view shared across
-//!   gateways ([`limit_view`]); the cookie format is in `sut_wire::cookie`;
-//! - overload protection: the throttle tier and admission ([`throttle_tier`]), and
-//!   which shakes get no decision ([`shedding`]);
+//! - per-user limits: the local table ([`user_limits`]), the view shared across
+//!   gateways ([`limit_view`]) and the owner's reservations that make them strict
+//!   ([`reservations`]); the cookie format is in `sut_wire::cookie`;
+//! - overload protection: the throttle tier and admission ([`throttle_tier`]), which
+//!   shakes get no decision ([`shedding`]), and each user's frame allowance
+//!   ([`client_rate`]) so that one client cannot take a gateway;
 //! - open must succeed for the user: the pass-through queue, its backoff and its drain
 //!   on shutdown ([`passthrough`], [`drain`]), and the backend's record-once rule
 //!   ([`opens`]);
@@ -21,6 +23,7 @@
 //! - the audit's checker over the durable records ([`audit`]).
 
 pub mod audit;
+pub mod client_rate;
 pub mod cursor;
 pub mod drain;
 pub mod friends;
@@ -29,7 +32,9 @@ pub mod opens;
 pub mod passthrough;
 pub mod payment_faults;
 pub mod rate_budget;
+pub mod reservations;
 pub mod seed_shard;
+mod set_clock;
 pub mod shake;
 pub mod shedding;
 pub mod split;

@@ -4,25 +4,12 @@
 //! Wraps governor's GCRA limiter with a clock that the caller sets, so the shake core
 //! stays free of clock reads and is deterministic under test.
 
-use governor::clock::Clock;
+use crate::set_clock::SetClock;
 use governor::middleware::NoOpMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
-
-/// A clock that reads whatever time it was last told.
-#[derive(Debug, Clone, Default)]
-struct SetClock(Arc<AtomicU64>);
-
-impl Clock for SetClock {
-    type Instant = Duration;
-    fn now(&self) -> Duration {
-        Duration::from_nanos(self.0.load(Ordering::Relaxed))
-    }
-}
 
 /// Issuance tokens for one gateway in one round.
 #[derive(Debug)]
@@ -59,8 +46,7 @@ impl RateBudget {
 
     /// Takes one token at time `now` (time never goes backwards here).
     pub fn try_take(&self, now: Duration) -> bool {
-        let nanos = now.as_nanos().min(u64::MAX as u128) as u64;
-        self.clock.0.fetch_max(nanos, Ordering::Relaxed);
+        self.clock.advance_to(now);
         self.limiter.check().is_ok()
     }
 }

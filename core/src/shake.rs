@@ -58,11 +58,15 @@ pub enum Reason {
     RateLimited,
     Exhausted,
     LeaseWait,
+    /// The user's owner refused the reservation: the user is at a limit elsewhere.
+    LimitElsewhere,
+    /// The owner could not be asked in time: no envelope without a reservation.
+    OwnerUnavailable,
 }
 
 impl Reason {
     /// Every reason, in a fixed order (metrics resolve one counter per reason up front).
-    pub const ALL: [Reason; 7] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Envelope,
         Reason::NoRound,
         Reason::UserLimit,
@@ -70,6 +74,8 @@ impl Reason {
         Reason::RateLimited,
         Reason::Exhausted,
         Reason::LeaseWait,
+        Reason::LimitElsewhere,
+        Reason::OwnerUnavailable,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +87,8 @@ impl Reason {
             Reason::RateLimited => "rate_limited",
             Reason::Exhausted => "exhausted",
             Reason::LeaseWait => "lease_wait",
+            Reason::LimitElsewhere => "limit_elsewhere",
+            Reason::OwnerUnavailable => "owner_unavailable",
         }
     }
 }
@@ -223,6 +231,50 @@ impl ShakeCore {
             .collect()
     }
 
+    /// Takes back a win the user's owner did not reserve (it is not issued: its id is
+    /// skipped, never reused): the user gets a greeting instead, and this gateway's
+    /// table and the returned cookie learn the sponsors the owner says the user holds
+    /// (`known`; empty when the owner could not be asked).
+    pub fn withdraw(
+        &mut self,
+        mut decision: ShakeDecision,
+        show_ms: i64,
+        user: u64,
+        known: &[u16],
+        reason: Reason,
+    ) -> ShakeDecision {
+        let Some(record) = decision.issued.take() else {
+            return decision;
+        };
+        self.users.forget(user, record.sponsor);
+        for s in known {
+            self.users.record(user, *s);
+        }
+        let mut cookie =
+            Cookie::open(&decision.cookie, user, show_ms, &self.key).unwrap_or(Cookie {
+                user,
+                ..Cookie::default()
+            });
+        if let Some(i) = cookie.sponsors.iter().position(|s| *s == record.sponsor) {
+            cookie.sponsors.remove(i);
+        }
+        for s in known {
+            if !cookie.sponsors.contains(s) {
+                cookie.sponsors.push(*s);
+            }
+        }
+        cookie
+            .sponsors
+            .truncate(sut_wire::cookie::MAX_ENVELOPES_PER_USER);
+        decision.cookie = cookie.seal(&self.key);
+        decision.outcome = match self.timeline.active(show_ms) {
+            Some(round) => greeting(round, user, show_ms),
+            None => Outcome::Nothing,
+        };
+        decision.reason = reason;
+        decision
+    }
+
     /// Decides one shake of `user` at show time `show_ms`.
     pub fn shake(
         &mut self,
@@ -256,11 +308,7 @@ impl ShakeCore {
                 issued: None,
             });
         };
-        let greeting = Outcome::Greeting {
-            sponsor: round.sponsors
-                [(user as usize ^ (show_ms / 1000) as usize) % round.sponsors.len()],
-            resources: round.resources.clone(),
-        };
+        let greeting = greeting(&round, user, show_ms);
         let reason = self.try_issue(&round, show_ms, user, &sponsors);
         let (outcome, issued) = match reason {
             Ok(record) => {
@@ -344,6 +392,14 @@ impl ShakeCore {
     }
 }
 
+/// The greeting a user who wins nothing sees: a sponsor of the round, by user and second.
+fn greeting(round: &Round, user: u64, show_ms: i64) -> Outcome {
+    Outcome::Greeting {
+        sponsor: round.sponsors[(user as usize ^ (show_ms / 1000) as usize) % round.sponsors.len()],
+        resources: round.resources.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +466,42 @@ mod tests {
         // Dropping the cookie does not reset the count: the table remembers.
         let d = c.shake(5_000, 7, &[]).unwrap();
         assert_eq!(d.reason, Reason::UserLimit);
+    }
+
+    #[test]
+    fn a_withdrawn_win_is_a_greeting_and_teaches_the_table() {
+        let mut c = core(1000, 1000.0);
+        grant_all(&mut c, 1_000);
+        let d = c.shake(1_000, 7, &[]).unwrap();
+        let won = d.issued.expect("a first shake wins").sponsor;
+        let elsewhere: Vec<u16> = [1, 2, 3, 4, 5]
+            .into_iter()
+            .filter(|s| *s != won)
+            .take(3)
+            .collect();
+        let w = c.withdraw(d, 1_000, 7, &elsewhere, Reason::LimitElsewhere);
+        assert_eq!(w.issued, None);
+        assert_eq!(w.reason, Reason::LimitElsewhere);
+        assert!(matches!(w.outcome, Outcome::Greeting { .. }));
+        let cookie = Cookie::open(&w.cookie, 7, 1_000, &c.key).unwrap();
+        assert_eq!(cookie.sponsors, elsewhere, "the won sponsor is taken back");
+        // The table now knows the user is at the limit, even without the cookie.
+        grant_all(&mut c, 1_010);
+        assert_eq!(c.shake(1_010, 7, &[]).unwrap().reason, Reason::UserLimit);
+    }
+
+    #[test]
+    fn a_win_withdrawn_for_an_unreachable_owner_costs_the_user_nothing() {
+        let mut c = core(1000, 1000.0);
+        grant_all(&mut c, 1_000);
+        let d = c.shake(1_000, 7, &[]).unwrap();
+        assert!(d.issued.is_some());
+        let w = c.withdraw(d, 1_000, 7, &[], Reason::OwnerUnavailable);
+        let cookie = Cookie::open(&w.cookie, 7, 1_000, &c.key).unwrap();
+        assert!(cookie.sponsors.is_empty());
+        grant_all(&mut c, 1_010);
+        let again = c.shake(1_010, 7, &w.cookie).unwrap();
+        assert_eq!(again.reason, Reason::Envelope, "{:?}", again.reason);
     }
 
     #[test]

@@ -32,6 +32,16 @@ impl UserTable {
             entry.push(sponsor);
         }
     }
+
+    /// Takes back a record of a win that was not issued after all.
+    pub fn forget(&mut self, user: u64, sponsor: u16) {
+        if let Some(entry) = self.won.get_mut(&user) {
+            entry.retain(|s| *s != sponsor);
+            if entry.is_empty() {
+                self.won.remove(&user);
+            }
+        }
+    }
 }
 
 /// Why a user may not have another envelope.

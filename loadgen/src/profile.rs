@@ -103,6 +103,11 @@ pub struct SpawnTarget {
     /// see what the tiers save).
     #[serde(default = "yes")]
     pub tiers: bool,
+    /// Whether gateways reserve each win at the user's owner before issuing it (strict
+    /// per-user limits across gateways; false: the three layers alone, to measure what
+    /// strictness costs).
+    #[serde(default = "yes")]
+    pub strict_limits: bool,
     /// CPU each shake decision burns on top of its real work (`sut up --shake-cost`):
     /// gives the gateways a small, known capacity so that this machine can offer them
     /// several times what they can take.

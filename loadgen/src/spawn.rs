@@ -71,6 +71,9 @@ pub async fn start(
     if !target.tiers {
         cmd.arg("--no-tiers");
     }
+    if !target.strict_limits {
+        cmd.arg("--no-strict-limits");
+    }
     cmd.arg("--sync-interval")
         .arg(humantime::format_duration(target.sync_interval).to_string());
     cmd.arg("--split-ttl")

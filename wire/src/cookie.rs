@@ -11,6 +11,9 @@ use thiserror::Error;
 const TAG: &[u8] = b"cookie/v1";
 /// Most envelopes one user may get.
 pub const MAX_ENVELOPES_PER_USER: usize = 3;
+/// The largest sealed cookie a gateway takes back (the biggest it writes is 39 bytes:
+/// user, expiry, count, three sponsors and the MAC).
+pub const MAX_COOKIE_LEN: usize = 64;
 
 /// What a cookie says of its user.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1,6 +1,6 @@
 //! What the processes of the shake system must agree on, and nothing else: the client
 //! protocol's frames and codec, the internal RPC messages and what they carry (opens,
-//! credits, issuance records, shares and grabs), the envelope token, the limit cookie
+//! credits, issuance records and their reservations, shares and grabs), the envelope token, the limit cookie
 //! and the auth token formats, the timeline and the run manifest `sut up` leaves for
 //! load generators, and the metric names dashboards query.
 //!
@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod metric_names;
 pub mod open;
 pub mod protocol;
+pub mod reserve;
 pub mod rpc;
 pub mod signing;
 pub mod split;

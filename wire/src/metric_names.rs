@@ -41,7 +41,9 @@ pub const CATALOG: &[(&str, &str, &str)] = &[
     ("gateway", "sut_gateway_limit_syncs_total", "counter"),
     ("gateway", "sut_store_operations_total", "counter"),
     ("gateway", "sut_gateway_splits_total", "counter"),
+    ("gateway", "sut_gateway_connection_limits_total", "counter"),
     ("envelope", "sut_envelope_splits_total", "counter"),
+    ("envelope", "sut_envelope_reservations_total", "counter"),
     ("envelope", "sut_envelope_grabbed_cents_total", "counter"),
     ("envelope", "sut_envelope_recycled_cents_total", "counter"),
 ];

@@ -4,6 +4,7 @@
 
 use crate::issued::Issued;
 use crate::open::{Credit, OpenEntry};
+use crate::reserve::ReserveAnswer;
 use crate::split::{SplitAnswer, SplitRequest};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -48,6 +49,11 @@ pub enum Rpc {
     SplitDone { answers: Vec<SplitAnswer> },
     /// Backend → gateway: records from `since`, and the position to ask from next.
     IssuedSince { records: Vec<Issued>, next: u64 },
+    /// Gateway → the users' owner (the backend): reserve these envelopes for their
+    /// users before issuing them (strict limits across gateways), answered in order.
+    Reserve { requests: Vec<Issued> },
+    /// Owner → gateway: one answer per reservation.
+    Reserved { answers: Vec<ReserveAnswer> },
 }
 
 #[derive(Debug, Error)]

@@ -95,9 +95,70 @@ pub(crate) struct GatewayTuning {
     /// every gateway issued) with the envelope backend.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) sync_interval: Duration,
+    /// Close a connection that has not sent a valid Hello this long after connecting.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) hello_timeout: Duration,
+    /// Close a connection that began a frame and did not finish it within this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) frame_timeout: Duration,
+    /// Close a connection that does not read its replies within this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) write_timeout: Duration,
+    /// Frames a second each user may have handled (over all their connections); past
+    /// it (and a burst of twice as many), their connections are read no faster.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) frames_per_second: u32,
+    /// Bytes of unfinished frames all connections together may hold, e.g. 64MiB; a
+    /// connection that grows past it is closed with `overloaded`.
+    #[arg(long, default_value = "64MiB", value_parser = parse_bytes)]
+    pub(crate) partial_budget: u64,
+    /// Issue wins without reserving them at the user's owner first: the cookie, table
+    /// and shared-view layers alone (a user racing several gateways can pass the
+    /// limits). For measuring what strict limits cost.
+    #[arg(long)]
+    pub(crate) no_strict_limits: bool,
+    /// Kernel send buffer per connection, e.g. 64KiB (0: the kernel's own sizing).
+    #[arg(long, default_value = "64KiB", value_parser = parse_bytes)]
+    pub(crate) send_buffer: u64,
+}
+
+/// Reads a size such as `64MiB`, `512KiB` or `1000`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size; write e.g. 64MiB, 512KiB or 4096"))?;
+    let scale = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        other => {
+            return Err(format!(
+                "`{other}` is not a size unit; use B, KiB, MiB or GiB"
+            ))
+        }
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 impl GatewayTuning {
+    /// What one connection may cost, from these flags.
+    pub(crate) fn limits(&self) -> sut::gateway::SessionLimits {
+        sut::gateway::SessionLimits {
+            hello_timeout: self.hello_timeout,
+            frame_timeout: self.frame_timeout,
+            write_timeout: self.write_timeout,
+            frames_per_second: self.frames_per_second,
+            frame_burst: self.frames_per_second.saturating_mul(2),
+            partial_budget: usize::try_from(self.partial_budget).unwrap_or(usize::MAX),
+            send_buffer: usize::try_from(self.send_buffer).unwrap_or(usize::MAX),
+        }
+    }
+
     /// The same settings as `sut gateway` flags.
     pub(crate) fn to_flags(&self) -> Vec<String> {
         let mut flags = vec![
@@ -107,12 +168,27 @@ impl GatewayTuning {
             humantime::format_duration(self.shake_cost).to_string(),
             "--sync-interval".to_string(),
             humantime::format_duration(self.sync_interval).to_string(),
+            "--hello-timeout".to_string(),
+            humantime::format_duration(self.hello_timeout).to_string(),
+            "--frame-timeout".to_string(),
+            humantime::format_duration(self.frame_timeout).to_string(),
+            "--write-timeout".to_string(),
+            humantime::format_duration(self.write_timeout).to_string(),
+            "--frames-per-second".to_string(),
+            self.frames_per_second.to_string(),
+            "--partial-budget".to_string(),
+            self.partial_budget.to_string(),
+            "--send-buffer".to_string(),
+            self.send_buffer.to_string(),
         ];
         if let Some(max) = self.max_connections {
             flags.extend(["--max-connections".to_string(), max.to_string()]);
         }
         if self.no_tiers {
             flags.push("--no-tiers".to_string());
+        }
+        if self.no_strict_limits {
+            flags.push("--no-strict-limits".to_string());
         }
         if self.bench_opens > 0 {
             flags.extend(["--bench-opens".to_string(), self.bench_opens.to_string()]);

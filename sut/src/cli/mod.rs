@@ -137,6 +137,8 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         shake_cost: args.tuning.shake_cost,
         bench_opens: args.tuning.bench_opens,
         sync_interval: args.tuning.sync_interval,
+        limits: args.tuning.limits(),
+        strict_limits: !args.tuning.no_strict_limits,
     };
     if config.id >= config.gateways {
         anyhow::bail!(

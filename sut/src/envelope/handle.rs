@@ -1,5 +1,6 @@
 //! The backend's RPC handlers: recording gateways' opens (the back rejects the front
-//! with `Busy` past its in-flight bound) and the shared limit view's sync.
+//! with `Busy` past its in-flight bound) and the shared limit view's sync; shares and
+//! grabs go to `splits`, reservations to `reservations`.
 
 use super::state::Backend;
 use super::store::{Applied, EnvelopeOp, Recorded};
@@ -32,10 +33,12 @@ pub(super) async fn handle(b: &Backend, request: Rpc) -> Rpc {
     let (gateway, entries) = match request {
         Rpc::SyncIssued { publish, since, .. } => return sync_issued(b, publish, since).await,
         Rpc::Split { requests } => return super::splits::handle(b, requests).await,
+        Rpc::Reserve { requests } => return super::reservations::handle(b, requests).await,
         Rpc::RecordOpens { gateway, entries } => (gateway, entries),
         _ => {
             return Rpc::Failed {
-                message: "the envelope backend takes RecordOpens, Split and SyncIssued".into(),
+                message: "the envelope backend takes RecordOpens, Split, Reserve and SyncIssued"
+                    .into(),
             }
         }
     };

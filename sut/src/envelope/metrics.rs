@@ -6,6 +6,16 @@ use prometheus_client::registry::Registry;
 
 pub(super) fn register(backend: &Backend, registry: &mut Registry) {
     prefill(
+        &backend.reservations,
+        "result",
+        &super::reservations::RESULTS,
+    );
+    registry.register(
+        "sut_envelope_reservations",
+        "Envelopes reserved for their users before issue (strict per-user limits), by result",
+        backend.reservations.clone(),
+    );
+    prefill(
         &backend.recorded,
         "result",
         &["new", "duplicate", "conflict", "busy"],

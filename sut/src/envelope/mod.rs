@@ -5,12 +5,14 @@
 //!
 //! This file wires the parts: `tables` (the schema), [`store`] (durable records), [`state`] (what the handlers
 //! share), [`handle`] (RPC dispatch), [`credits`] (the outbox to payment), [`splits`]
-//! (shares, grabs, expiry) and their metrics.
+//! (shares, grabs, expiry), [`reservations`] (strict per-user limits) and their
+//! metrics.
 
 mod config;
 mod credits;
 mod handle;
 mod metrics;
+mod reservations;
 pub mod split_store;
 mod splits;
 mod state;
@@ -53,6 +55,7 @@ pub async fn run(
         recorded: Default::default(),
         outbox_depth: Default::default(),
         credited: Default::default(),
+        reservations: Default::default(),
     });
     metrics::register(&backend, &mut registry);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;

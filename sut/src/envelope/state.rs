@@ -34,4 +34,6 @@ pub(super) struct Backend {
     pub(super) recorded: Counters,
     pub(super) outbox_depth: Gauge,
     pub(super) credited: Counters,
+    /// Reservations by result (strict per-user limits).
+    pub(super) reservations: Counters,
 }

@@ -9,10 +9,12 @@ use std::path::{Path, PathBuf};
 use sut_core::limit_view::{IssuanceLog, Issued};
 pub use sut_core::opens::{classify, OpenRecord, Recorded};
 use sut_core::passthrough::OpenEntry;
+use sut_core::reservations::{self, Held};
 use sut_wire::open::Credit;
+use sut_wire::reserve::ReserveAnswer;
 use sut_wire::split::{SplitAnswer, SplitRequest};
 
-pub use super::tables::{ISSUANCE, OPENS, OPEN_RECORD_LEN, OUTBOX, SPLITS};
+pub use super::tables::{ISSUANCE, OPENS, OPEN_RECORD_LEN, OUTBOX, RESERVATIONS, SPLITS};
 
 pub fn db_path(data: &Path) -> PathBuf {
     data.join("envelope.redb")
@@ -34,6 +36,8 @@ pub enum EnvelopeOp {
         ttl_ms: i64,
     },
     /// Recycle these pots if expired at `now_ms`.
+    /// Reservations for the users this backend owns, before their envelopes are issued.
+    Reserve(Vec<Issued>),
     Expire {
         envelope_ids: Vec<u64>,
         now_ms: i64,
@@ -48,6 +52,7 @@ pub enum Applied {
     Split(Vec<(SplitAnswer, Option<Credit>)>),
     /// (envelope id, cents recycled) per pot recycled.
     Expired(Vec<(u64, u64)>),
+    Reserved(Vec<ReserveAnswer>),
     Done,
 }
 
@@ -108,7 +113,27 @@ pub fn apply(txn: &WriteTransaction, op: EnvelopeOp) -> Result<Applied, StoreErr
             now_ms,
             ttl_ms,
         } => split_store::apply_expiry(txn, envelope_ids, now_ms, ttl_ms).map(Applied::Expired),
+        EnvelopeOp::Reserve(requests) => reserve(txn, &requests).map(Applied::Reserved),
     }
+}
+
+/// Each reservation by the owner's rule, in order, on what the user holds so far
+/// (earlier requests of the same batch included).
+fn reserve(txn: &WriteTransaction, requests: &[Issued]) -> Result<Vec<ReserveAnswer>, StoreError> {
+    let mut table = txn.open_table(RESERVATIONS)?;
+    let mut answers = Vec::with_capacity(requests.len());
+    for r in requests {
+        let mut held: Held = match table.get(r.user)? {
+            Some(v) => decode(v.value())?,
+            None => Held::new(),
+        };
+        let before = held.len();
+        answers.push(reservations::reserve(&mut held, r));
+        if held.len() != before {
+            table.insert(r.user, encode(&held)?.as_slice())?;
+        }
+    }
+    Ok(answers)
 }
 
 /// Opens the backend's database and reads its outbox and issuance log.
@@ -119,6 +144,7 @@ pub fn open(path: &Path) -> Result<(Database, Vec<Credit>, IssuanceLog), StoreEr
     txn.open_table(OUTBOX)?;
     txn.open_table(ISSUANCE)?;
     txn.open_table(SPLITS)?;
+    txn.open_table(RESERVATIONS)?;
     txn.commit()?;
     let outbox = read_outbox(&db)?;
     let mut log = IssuanceLog::default();

@@ -14,5 +14,8 @@ pub const OUTBOX: TableDefinition<u64, [u8; CREDIT_LEN]> = TableDefinition::new(
 /// the order first published, so gateways' sync positions survive a restart.
 pub const ISSUANCE: TableDefinition<u64, &[u8]> = TableDefinition::new("issuance");
 
+/// User → what the user holds at their owner: (envelope id, sponsor) per reservation
+/// granted (see `sut_core::reservations`).
+pub const RESERVATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("reservations");
 /// Envelope id → its pot's `Split`, once shared or recycled.
 pub const SPLITS: TableDefinition<u64, &[u8]> = TableDefinition::new("splits");

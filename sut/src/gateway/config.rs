@@ -37,6 +37,51 @@ pub struct GatewayConfig {
     pub bench_opens: u64,
     /// How often the agent syncs the shared limit view with the envelope backend.
     pub sync_interval: Duration,
+    /// What one connection may cost.
+    pub limits: SessionLimits,
+    /// Reserve every win at the user's owner before issuing it, so no interleaving of
+    /// gateways gives a user more than the limits (off: the three layers alone, to
+    /// measure what strictness costs).
+    pub strict_limits: bool,
+}
+
+/// What one client connection may cost the gateway, in bytes and time. Each bound
+/// closes the connection with its own code (or, for the frame rate, stops reading it
+/// for a moment) and is counted in `sut_gateway_connection_limits_total{limit}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionLimits {
+    /// From connect to a valid `Hello` (`hello_timeout`).
+    pub hello_timeout: Duration,
+    /// From a frame's first byte to its last (`frame_timeout`): a client trickling a
+    /// frame in holds its bytes no longer than this.
+    pub frame_timeout: Duration,
+    /// For a reply the client is not reading (`write_timeout`).
+    pub write_timeout: Duration,
+    /// Frames a second each user may have handled, over all their connections, with
+    /// bursts of `frame_burst`; past it the connection is not read until the next is due.
+    pub frames_per_second: u32,
+    pub frame_burst: u32,
+    /// Bytes of unfinished frames all connections together may hold; a connection
+    /// that grows past it is closed with `Overloaded` (`partial_budget`). One
+    /// connection holds at most one frame (64 KiB) and one read (16 KiB).
+    pub partial_budget: usize,
+    /// The kernel's send buffer per connection (0: the kernel's own sizing), which
+    /// bounds what a client that does not read pins in the kernel.
+    pub send_buffer: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            hello_timeout: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            frames_per_second: 20,
+            frame_burst: 40,
+            partial_budget: 64 << 20,
+            send_buffer: 64 << 10,
+        }
+    }
 }
 
 #[derive(Debug, Error)]

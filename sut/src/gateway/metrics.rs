@@ -47,6 +47,8 @@ pub(crate) struct GatewayMetrics {
     pub view_users: Gauge,
     pub syncs: Counters,
     pub syncs_ok: Counter,
+    /// Connection bounds hit, by which (see `SessionLimits`).
+    pub limits: Counters,
 }
 
 /// The counter of `family` for one label value, kept to be bumped without a lookup.
@@ -79,6 +81,8 @@ impl GatewayMetrics {
         prefill(&forwarded, "result", &["acked", "busy", "failed"]);
         let syncs = Counters::default();
         prefill(&syncs, "result", &["ok", "failed"]);
+        let limits = Counters::default();
+        prefill(&limits, "limit", &super::session::LIMITS);
         let rate_limit = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
         for r in &timeline.rounds {
             rate_limit
@@ -114,7 +118,13 @@ impl GatewayMetrics {
             view_users: Gauge::default(),
             syncs_ok: resolve(&syncs, "result", "ok"),
             syncs,
+            limits,
         };
+        registry.register(
+            "sut_gateway_connection_limits",
+            "Connection bounds hit, by limit: hello, frame and write deadlines, the partial-frame budget, waits for a user's frame allowance, replies that could not be encoded",
+            m.limits.clone(),
+        );
         let version: Gauge = Gauge::default();
         version.set(config_version as i64);
         registry.register(

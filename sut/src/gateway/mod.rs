@@ -7,8 +7,10 @@
 //! [`state`] (what the tasks share), [`session`] (one client's connection),
 //! [`leases`] (the lease keeper), [`load`] (the load watcher that sets the tier),
 //! and the agent's tasks: [`forwarder`] (the pass-through queue), [`sync`] (the shared
-//! limit view), [`split`] (shares and grabs), over the durable [`store`].
+//! limit view), [`split`] (shares and grabs), [`reserve`] (strict limits: wins reserved
+//! at the user's owner), both over the [`batcher`], and the durable [`store`].
 
+mod batcher;
 mod bench;
 mod config;
 mod forwarder;
@@ -16,13 +18,14 @@ mod leases;
 mod load;
 mod metrics;
 mod recovery;
+mod reserve;
 mod session;
 mod split;
 mod state;
 pub mod store;
 mod sync;
 
-pub use config::{GatewayConfig, GatewayError};
+pub use config::{GatewayConfig, GatewayError, SessionLimits};
 
 use crate::metrics::labels;
 use crate::store::GroupCommitter;
@@ -31,7 +34,8 @@ use prometheus_client::registry::Registry;
 use state::Gateway;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use sut_core::client_rate::ClientRates;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
@@ -92,6 +96,12 @@ pub async fn run(
         // After a restart everything is published again: the backend keeps each once.
         to_publish: Mutex::new(recovered.issued.iter().map(|r| r.issued()).collect()),
         split,
+        reserve: batcher::Batcher::new(reserve::BATCH, reserve::RESERVE_TIMEOUT),
+        strict_limits: config.strict_limits,
+        client_rates: ClientRates::new(config.limits.frames_per_second, config.limits.frame_burst),
+        limits: config.limits.clone(),
+        partial_bytes: AtomicUsize::new(0),
+        started: Instant::now(),
     });
     crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",
@@ -120,9 +130,13 @@ async fn serve(
         config.sync_interval,
     ));
     tokio::spawn(split::run(gw.clone(), config.envelope_addr.clone()));
+    if config.strict_limits {
+        tokio::spawn(reserve::run(gw.clone(), config.envelope_addr.clone()));
+    }
     if config.bench_opens > 0 {
         tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));
     }
+    let forget = tokio::spawn(forget_idle_users(gw.clone()));
     let forwarder = tokio::spawn(forwarder::run(
         gw.clone(),
         config.envelope_addr.clone(),
@@ -151,6 +165,7 @@ async fn serve(
     leases.abort();
     load_watch.abort();
     limit_sync.abort();
+    forget.abort();
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);
@@ -158,4 +173,12 @@ async fn serve(
         "gateway {} stopped ({left} opens left in its durable queue)",
         config.id
     );
+}
+
+/// Drops the frame allowances of users that have used none lately, every 10 s.
+async fn forget_idle_users(gw: Arc<Gateway>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        gw.client_rates.forget_idle(gw.started.elapsed());
+    }
 }

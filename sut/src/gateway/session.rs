@@ -1,4 +1,5 @@
-//! One client's long connection: hello, then shakes, opens and heartbeats in order.
+//! One client's long connection: hello, then shakes, opens, shares, grabs and heartbeats
+//! in order, each connection bounded in bytes and time (see [`super::config::SessionLimits`]).
 
 use super::state::Gateway;
 use super::store::{GatewayOp, GatewayResult};
@@ -6,12 +7,15 @@ use crate::metrics::labels;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use sut_core::passthrough::OpenEntry;
 use sut_core::shake::Reason;
-use sut_wire::protocol::{CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
+use sut_wire::cookie::{Cookie, MAX_COOKIE_LEN};
+use sut_wire::protocol::{write_frame, CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
 use sut_wire::token::{EnvelopeToken, TokenError};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 /// Counts the session in while it runs, however it ends.
 struct Connected(Arc<Gateway>);
@@ -29,10 +33,33 @@ impl Drop for Connected {
     }
 }
 
-/// A client connection with no buffers of its own while idle (see [`FrameReader`]).
+/// A client connection with no buffers of its own while idle (see [`FrameReader`]),
+/// and what it holds of the gateway-wide budget for unfinished frames.
 struct Conn {
     stream: TcpStream,
     reader: FrameReader,
+    gw: Arc<Gateway>,
+    /// Bytes of unfinished frames counted in `Gateway::partial_bytes`.
+    held: usize,
+    /// When this connection last started holding bytes of a frame it has not finished:
+    /// the frame deadline counts from here.
+    frame_started: Option<Instant>,
+}
+
+/// Why a connection stops being read: a frame that broke the stream, or a bound.
+enum Stop {
+    Codec(CodecError),
+    Limit(ErrorCode, &'static str),
+}
+
+impl Stop {
+    /// The code to tell the client, when the connection still allows one.
+    fn code(&self) -> Option<(ErrorCode, String)> {
+        match self {
+            Stop::Codec(e) => e.code().map(|c| (c, e.to_string())),
+            Stop::Limit(c, message) => Some((*c, message.to_string())),
+        }
+    }
 }
 
 /// What reading without waiting found.
@@ -43,9 +70,37 @@ enum Next {
     Wait,
 }
 
+/// Why a session ends early, as counted in `sut_gateway_connection_limits_total`.
+pub(super) const LIMITS: [&str; 6] = [
+    "hello_timeout",
+    "frame_timeout",
+    "write_timeout",
+    "partial_budget",
+    "rate_waits",
+    "reply_unencodable",
+];
+
 impl Conn {
-    fn try_next(&mut self) -> Result<Next, CodecError> {
-        let Conn { stream, reader } = self;
+    fn new(gw: Arc<Gateway>, stream: TcpStream) -> Conn {
+        let _ = stream.set_nodelay(true);
+        if gw.limits.send_buffer > 0 {
+            let _ = nix::sys::socket::setsockopt(
+                &stream,
+                nix::sys::socket::sockopt::SndBuf,
+                &gw.limits.send_buffer,
+            );
+        }
+        Conn {
+            stream,
+            reader: FrameReader::default(),
+            gw,
+            held: 0,
+            frame_started: None,
+        }
+    }
+
+    fn try_next(&mut self) -> Result<Next, Stop> {
+        let Conn { stream, reader, .. } = self;
         let mut found = None;
         // Through `try_io` so that when the reader knows the socket is empty (its last
         // read came up short) the runtime forgets the readiness without one more read.
@@ -58,20 +113,89 @@ impl Conn {
                 }
             }
         });
-        match (found, tried) {
-            (Some(Ok(ReadStatus::Frame(frame))), _) => Ok(Next::Frame(frame)),
-            (Some(Ok(ReadStatus::Closed)), _) => Ok(Next::Closed),
-            (Some(Err(e)), _) => Err(e),
-            (Some(Ok(ReadStatus::WouldBlock)), _) | (None, _) => Ok(Next::Wait),
+        let next = match (found, tried) {
+            (Some(Ok(ReadStatus::Frame(frame))), _) => Next::Frame(frame),
+            (Some(Ok(ReadStatus::Closed)), _) => Next::Closed,
+            (Some(Err(e)), _) => return Err(Stop::Codec(e)),
+            (Some(Ok(ReadStatus::WouldBlock)), _) | (None, _) => Next::Wait,
+        };
+        if matches!(next, Next::Frame(_)) {
+            self.frame_started = None;
+        }
+        self.account()?;
+        Ok(next)
+    }
+
+    /// Counts what the reader holds of unfinished frames in the gateway's budget; past
+    /// the budget, a connection whose holding just grew is refused.
+    fn account(&mut self) -> Result<(), Stop> {
+        let held = self.reader.buffered();
+        if held > 0 && self.frame_started.is_none() {
+            self.frame_started = Some(Instant::now());
+        }
+        if held == self.held {
+            return Ok(());
+        }
+        let total = &self.gw.partial_bytes;
+        if held > self.held {
+            let grew = held - self.held;
+            let before = total.fetch_add(grew, Ordering::AcqRel);
+            self.held = held;
+            if before + grew > self.gw.limits.partial_budget {
+                self.gw.limit_hit("partial_budget");
+                return Err(Stop::Limit(
+                    ErrorCode::Overloaded,
+                    "the gateway holds too many unfinished frames; reconnect later",
+                ));
+            }
+        } else {
+            total.fetch_sub(self.held - held, Ordering::AcqRel);
+            self.held = held;
+        }
+        Ok(())
+    }
+
+    /// How long the session may wait for the client now: for the rest of an unfinished
+    /// frame, until the frame deadline; otherwise until the heartbeat timeout.
+    fn patience(&self) -> (Duration, ErrorCode) {
+        match self.frame_started {
+            Some(t) => (
+                self.gw.limits.frame_timeout.saturating_sub(t.elapsed()),
+                ErrorCode::FrameTimeout,
+            ),
+            None => (self.gw.heartbeat_timeout, ErrorCode::HeartbeatTimeout),
         }
     }
 
+    /// Writes a reply; what the socket does not take at once gets the write timeout,
+    /// and a client that does not read within it is closed. A reply that cannot be
+    /// encoded goes out as an error in its place, never silently.
     async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
-        let rest = sut_wire::protocol::write_frame(frame, |b| self.stream.try_write(b))?;
+        let rest = match write_frame(frame, |b| self.stream.try_write(b)) {
+            Err(CodecError::TooLarge) => {
+                self.gw.limit_hit("reply_unencodable");
+                let error = Frame::error(ErrorCode::Unavailable, "the reply could not be encoded");
+                write_frame(error, |b| self.stream.try_write(b))?
+            }
+            other => other?,
+        };
         if !rest.is_empty() {
-            self.stream.write_all(&rest).await?;
+            let timeout = self.gw.limits.write_timeout;
+            match tokio::time::timeout(timeout, self.stream.write_all(&rest)).await {
+                Ok(written) => written?,
+                Err(_) => {
+                    self.gw.limit_hit("write_timeout");
+                    return Err(CodecError::Io(std::io::ErrorKind::TimedOut.into()));
+                }
+            }
         }
         Ok(())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.gw.partial_bytes.fetch_sub(self.held, Ordering::AcqRel);
     }
 }
 
@@ -87,49 +211,52 @@ pub(super) async fn refuse_full(gw: Arc<Gateway>, stream: TcpStream) {
         .sessions
         .get_or_create(&labels(&[("result", "full")]))
         .inc();
-    let mut conn = Conn {
-        stream,
-        reader: FrameReader::default(),
-    };
+    let mut conn = Conn::new(gw.clone(), stream);
     let msg = "this gateway is full; connect to another".to_string();
     refuse(&gw, &mut conn, ErrorCode::GatewayFull, msg).await;
 }
 
+/// Frames one session handles in a row before it lets the rest of the gateway run.
+const FRAMES_PER_TURN: u32 = 8;
+
 /// One session, start to end.
 ///
 /// An idle session is what a gateway holds a million of, so its task is kept small:
-/// while idle it waits only for readability (with the heartbeat timeout and the
-/// shutdown signal); frames are then read without waiting, and every rarer or larger
-/// step (the hello, a shake, an open, a reply, a refusal) runs as a boxed future whose
-/// state exists only while it runs.
+/// while idle it waits only for readability (with the heartbeat or frame deadline and
+/// the shutdown signal); frames are then read without waiting, and every rarer or
+/// larger step (the hello, a shake, an open, a reply, a refusal, a wait for the user's
+/// allowance) runs as a boxed future whose state exists only while it runs.
+///
+/// No client holds the gateway: a session yields after [`FRAMES_PER_TURN`] frames, and
+/// a user past their frame allowance ([`sut_core::client_rate`]) is not read until
+/// their next frame is due.
 pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
     let _guard = Connected::new(gw.clone());
-    let mut conn = Conn {
-        stream,
-        reader: FrameReader::default(),
-    };
+    let mut conn = Conn::new(gw.clone(), stream);
     let Some(user) = Box::pin(hello(&gw, &mut conn)).await else {
         return;
     };
     let mut shutdown = gw.shutdown.clone();
     // When this client's last shake got a decision: at a raised tier, one that comes
     // sooner than the tier's interval is answered "come back later" without any work.
-    let mut last_decided: Option<std::time::Instant> = None;
+    let mut last_decided: Option<Instant> = None;
+    let mut turn = 0u32;
     loop {
         let frame = match conn.try_next() {
             Ok(Next::Frame(frame)) => frame,
             Ok(Next::Closed) => return,
-            Err(e) => {
+            Err(stop) => {
                 // A malformed or oversized frame leaves the stream unsynchronised: close.
-                if let Some(code) = e.code() {
-                    Box::pin(refuse(&gw, &mut conn, code, e.to_string())).await;
+                if let Some((code, message)) = stop.code() {
+                    Box::pin(refuse(&gw, &mut conn, code, message)).await;
                 }
                 return;
             }
             Ok(Next::Wait) => {
+                turn = 0;
+                let (patience, code) = conn.patience();
                 let idle = tokio::select! {
-                    ready = tokio::time::timeout(gw.heartbeat_timeout, conn.stream.readable()) => Some(ready),
+                    ready = tokio::time::timeout(patience, conn.stream.readable()) => Some(ready),
                     _ = async { let _ = shutdown.wait_for(|s| *s).await; } => None,
                 };
                 let Some(idle) = idle else {
@@ -141,14 +268,23 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => return,
                     Err(_) => {
-                        let msg = format!("silent for {:?}", gw.heartbeat_timeout);
-                        let code = ErrorCode::HeartbeatTimeout;
+                        let msg = if code == ErrorCode::FrameTimeout {
+                            gw.limit_hit("frame_timeout");
+                            format!("a frame unfinished for {:?}", gw.limits.frame_timeout)
+                        } else {
+                            format!("silent for {:?}", gw.heartbeat_timeout)
+                        };
                         Box::pin(refuse(&gw, &mut conn, code, msg)).await;
                         return;
                     }
                 }
             }
         };
+        if !Box::pin(allowance(&gw, user, &mut shutdown)).await {
+            let msg = "gateway shutting down; reconnect".to_string();
+            Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
+            return;
+        }
         gw.frames.fetch_add(1, Ordering::Relaxed);
         let reply = match frame {
             Frame::Heartbeat => {
@@ -172,24 +308,62 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
         if Box::pin(conn.send(reply)).await.is_err() {
             return;
         }
+        turn += 1;
+        if turn >= FRAMES_PER_TURN {
+            turn = 0;
+            tokio::task::yield_now().await;
+        }
     }
 }
 
-/// Reads the Hello (within the heartbeat timeout) and checks it; the user id, or `None`
-/// after refusing the connection.
+/// Takes one frame of `user`'s allowance, waiting (without reading) until there is one;
+/// false if the gateway began to shut down meanwhile.
+async fn allowance(gw: &Gateway, user: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
+    let Err(wait) = gw.client_rates.take(user, gw.started.elapsed()) else {
+        return true;
+    };
+    gw.limit_hit("rate_waits");
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = shutdown.wait_for(|s| *s) => false,
+    }
+}
+
+/// What waiting for the Hello came to.
+enum HelloWait {
+    Read(Result<Option<Frame>, Stop>),
+    TimedOut,
+    ShuttingDown,
+}
+
+/// Reads the Hello (within the hello deadline) and checks it; the user id, or `None`
+/// after refusing the connection. A connection that has not logged in does not hold up
+/// a stop.
 async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
-    let first = tokio::time::timeout(gw.heartbeat_timeout, async {
-        loop {
-            match conn.try_next()? {
-                Next::Frame(frame) => return Ok(Some(frame)),
-                Next::Closed => return Ok(None),
-                Next::Wait => conn.stream.readable().await?,
+    let mut shutdown = gw.shutdown.clone();
+    let waited = {
+        let read = async {
+            loop {
+                match conn.try_next()? {
+                    Next::Frame(frame) => return Ok(Some(frame)),
+                    Next::Closed => return Ok(None),
+                    Next::Wait => conn
+                        .stream
+                        .readable()
+                        .await
+                        .map_err(|e| Stop::Codec(e.into()))?,
+                }
             }
+        };
+        tokio::select! {
+            read = tokio::time::timeout(gw.limits.hello_timeout, read) => {
+                read.map_or(HelloWait::TimedOut, HelloWait::Read)
+            }
+            _ = shutdown.wait_for(|s| *s) => HelloWait::ShuttingDown,
         }
-    })
-    .await;
-    let user = match first {
-        Ok(Ok(Some(Frame::Hello {
+    };
+    let user = match waited {
+        HelloWait::Read(Ok(Some(Frame::Hello {
             user_id,
             auth_token,
         }))) => {
@@ -200,7 +374,7 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
             }
             user_id
         }
-        Ok(Ok(Some(other))) => {
+        HelloWait::Read(Ok(Some(other))) => {
             let msg = format!(
                 "first frame must be Hello, got type 0x{:02x}",
                 other.type_byte()
@@ -208,19 +382,23 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
             refuse(gw, conn, ErrorCode::NotHelloFirst, msg).await;
             return None;
         }
-        Ok(Err(e)) => {
-            let e: CodecError = e;
-            if let Some(code) = e.code() {
-                refuse(gw, conn, code, e.to_string()).await;
+        HelloWait::Read(Err(stop)) => {
+            if let Some((code, message)) = stop.code() {
+                refuse(gw, conn, code, message).await;
             }
             return None;
         }
-        Ok(Ok(None)) => return None,
-        Err(_) => {
-            let msg = "no Hello within the heartbeat timeout".to_string();
-            refuse(gw, conn, ErrorCode::HeartbeatTimeout, msg).await;
+        HelloWait::Read(Ok(None)) => return None,
+        HelloWait::TimedOut => {
+            gw.limit_hit("hello_timeout");
+            let msg = format!(
+                "no Hello within {:?} of connecting",
+                gw.limits.hello_timeout
+            );
+            refuse(gw, conn, ErrorCode::HelloTimeout, msg).await;
             return None;
         }
+        HelloWait::ShuttingDown => return None,
     };
     gw.metrics
         .sessions
@@ -244,8 +422,21 @@ async fn shake(
     gw: &Gateway,
     user: u64,
     cookie: Bytes,
-    last_decided: &mut Option<std::time::Instant>,
+    last_decided: &mut Option<Instant>,
 ) -> Frame {
+    // Nothing unchecked is echoed: a cookie goes back only once its size and
+    // signature hold (the decision checks it again, with its contents).
+    if cookie.len() > MAX_COOKIE_LEN {
+        gw.error(ErrorCode::FieldTooLarge);
+        let msg = format!(
+            "a cookie is at most {MAX_COOKIE_LEN} bytes; send back the last one the gateway gave"
+        );
+        return Frame::error(ErrorCode::FieldTooLarge, msg);
+    }
+    if let Err(e) = Cookie::open(&cookie, user, gw.show_ms(), &gw.key) {
+        gw.error(ErrorCode::CookieInvalid);
+        return Frame::error(ErrorCode::CookieInvalid, e.to_string());
+    }
     let throttle = gw.throttle();
     let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
     let since_decided = last_decided.map(|t| t.elapsed());
@@ -259,9 +450,9 @@ async fn shake(
             cookie,
         };
     }
-    *last_decided = Some(std::time::Instant::now());
+    *last_decided = Some(Instant::now());
     if !gw.shake_cost.is_zero() {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         while start.elapsed() < gw.shake_cost {
             std::hint::spin_loop();
         }
@@ -272,7 +463,7 @@ async fn shake(
         .map(|mut core| core.shake(gw.show_ms(), user, &cookie))
         .map_err(|_| ());
     let decision = match decided {
-        Ok(Ok(d)) => d,
+        Ok(Ok(d)) => Box::pin(super::reserve::confirm(gw, user, d)).await,
         Ok(Err(e)) => {
             gw.error(ErrorCode::CookieInvalid);
             return Frame::error(ErrorCode::CookieInvalid, e.to_string());

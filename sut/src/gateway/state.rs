@@ -1,6 +1,8 @@
 //! The gateway's state shared by its sessions, lease keeper, load watcher and agent
 //! tasks.
 
+use super::batcher::Batcher;
+use super::config::SessionLimits;
 use super::metrics::GatewayMetrics;
 use super::split::agent::SplitAgent;
 use super::store::{GatewayOp, GatewayResult};
@@ -9,7 +11,8 @@ use crate::store::GroupCommitter;
 use shellkit::clock::unix_ms;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use sut_core::client_rate::ClientRates;
 use sut_core::limit_view::Issued;
 use sut_core::passthrough::PassThroughQueue;
 use sut_core::shake::ShakeCore;
@@ -49,6 +52,16 @@ pub(crate) struct Gateway {
     pub to_publish: Mutex<Vec<Issued>>,
     /// Shares and grabs on their way to the envelope backend.
     pub split: SplitAgent,
+    /// Wins on their way to their users' owner to be reserved, when limits are strict.
+    pub reserve: Batcher<Issued>,
+    pub strict_limits: bool,
+    /// What one connection may cost.
+    pub limits: SessionLimits,
+    /// Every user's frame allowance, on the gateway's own clock ([`Gateway::started`]).
+    pub client_rates: ClientRates,
+    /// Bytes of unfinished frames all sessions hold now.
+    pub partial_bytes: AtomicUsize,
+    pub started: Instant,
 }
 
 impl Gateway {
@@ -66,6 +79,14 @@ impl Gateway {
     /// Milliseconds since the show's start (negative before it).
     pub fn show_ms(&self) -> i64 {
         unix_ms() - self.show_start_ms
+    }
+
+    /// Counts a connection bound that was hit.
+    pub fn limit_hit(&self, limit: &str) {
+        self.metrics
+            .limits
+            .get_or_create(&labels(&[("limit", limit)]))
+            .inc();
     }
 
     pub fn error(&self, code: ErrorCode) {

@@ -20,6 +20,9 @@ pub enum ErrorCode {
     ShuttingDown = 7,
     /// The gateway holds all the connections it can; connect to another one.
     GatewayFull = 8,
+    /// The gateway's budget for unfinished frames (over all its connections) is spent;
+    /// reconnect a moment later. Closes the connection.
+    Overloaded = 9,
     /// The envelope token's signature is wrong: forged or corrupted.
     TokenForged = 10,
     /// The envelope token was issued to another user.
@@ -32,6 +35,14 @@ pub enum ErrorCode {
     CookieInvalid = 20,
     /// A frame that is valid but not expected here (e.g. a second Hello).
     Unexpected = 21,
+    /// A field is larger than the protocol allows (a cookie over `MAX_COOKIE_LEN`).
+    /// The connection stays open.
+    FieldTooLarge = 22,
+    /// No `Hello` within the hello deadline of connecting. Closes the connection.
+    HelloTimeout = 23,
+    /// A frame was begun and not finished within the frame deadline. Closes the
+    /// connection.
+    FrameTimeout = 24,
     /// A share named someone who is not the opener's friend.
     NotFriend = 30,
     /// A share named the opener.
@@ -60,7 +71,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics that list each one from the start.
-    pub const ALL: [ErrorCode; 26] = {
+    pub const ALL: [ErrorCode; 30] = {
         use ErrorCode::*;
         [
             Malformed,
@@ -71,12 +82,16 @@ impl ErrorCode {
             HeartbeatTimeout,
             ShuttingDown,
             GatewayFull,
+            Overloaded,
             TokenForged,
             TokenNotYours,
             AlreadyOpened,
             Unavailable,
             CookieInvalid,
             Unexpected,
+            FieldTooLarge,
+            HelloTimeout,
+            FrameTimeout,
             NotFriend,
             ShareToSelf,
             AlreadyShared,
@@ -104,12 +119,16 @@ impl ErrorCode {
             6 => HeartbeatTimeout,
             7 => ShuttingDown,
             8 => GatewayFull,
+            9 => Overloaded,
             10 => TokenForged,
             11 => TokenNotYours,
             12 => AlreadyOpened,
             13 => Unavailable,
             20 => CookieInvalid,
             21 => Unexpected,
+            22 => FieldTooLarge,
+            23 => HelloTimeout,
+            24 => FrameTimeout,
             30 => NotFriend,
             31 => ShareToSelf,
             32 => AlreadyShared,
@@ -138,12 +157,16 @@ impl ErrorCode {
             HeartbeatTimeout => "heartbeat_timeout",
             ShuttingDown => "shutting_down",
             GatewayFull => "gateway_full",
+            Overloaded => "overloaded",
             TokenForged => "token_forged",
             TokenNotYours => "token_not_yours",
             AlreadyOpened => "already_opened",
             Unavailable => "unavailable",
             CookieInvalid => "cookie_invalid",
             Unexpected => "unexpected",
+            FieldTooLarge => "field_too_large",
+            HelloTimeout => "hello_timeout",
+            FrameTimeout => "frame_timeout",
             NotFriend => "not_friend",
             ShareToSelf => "share_to_self",
             AlreadyShared => "already_shared",

@@ -56,10 +56,37 @@
 //! grabbed twice, expired, recycled, ...) has its own code and moves no money;
 //! `Unavailable` and `NoSuchShare` right after an open are worth a retry.
 //!
-//! # Order
-//! The first client frame must be `Hello`; anything else gets `Error(NotHelloFirst)`
-//! and a close. Requests on one connection are answered in order. A client that sends
-//! nothing (not even `Heartbeat`) for the gateway's heartbeat timeout is closed.
+//! # Login
+//! `auth_token` is the account system's proof of the user id: the first 16 bytes of
+//! HMAC-SHA256 under the deployment's auth key (`auth.key` in the data directory) over
+//! `u32 big-endian length of "auth"`, `"auth"`, then `user_id` as u64 big-endian.
+//!
+//! # Order and deadlines
+//! The first client frame must be `Hello`, within the gateway's hello deadline
+//! (`--hello-timeout`, 10 s) of connecting; anything else gets `Error(NotHelloFirst)`,
+//! silence `Error(HelloTimeout)`, and a close. Requests on one connection are answered
+//! in order; any request may be answered by `Error` instead of its reply (a shake by
+//! `Error(CookieInvalid)` or `Error(FieldTooLarge)`, for instance). A client that sends
+//! nothing (not even `Heartbeat`) for the heartbeat timeout is closed with
+//! `Error(HeartbeatTimeout)`; one that begins a frame and does not finish it within the
+//! frame deadline (`--frame-timeout`, 10 s) with `Error(FrameTimeout)`; one that does
+//! not read its replies within the write deadline (`--write-timeout`, 10 s) is closed
+//! without a word. Each user may have about `--frames-per-second` (20) frames a second
+//! handled over all their connections, with bursts of twice that: frames sent faster
+//! are read later, never refused, so a flood only slows its sender.
+//!
+//! # Error codes
+//! The codes are [`ErrorCode`]'s (`Error` frames, and the `code` of `OpenReply`,
+//! `ShareReply` and `GrabReply`). After these the gateway closes the connection:
+//! `Malformed`, `TooLarge`, `UnsupportedVersion`, `NotHelloFirst`, `AuthFailed`,
+//! `HeartbeatTimeout`, `ShuttingDown`, `GatewayFull`, `Overloaded`, `Unexpected`,
+//! `HelloTimeout`, `FrameTimeout`. Every other code answers one request and the
+//! connection stays open.
+//!
+//! # Cookies
+//! A cookie is at most [`crate::cookie::MAX_COOKIE_LEN`] bytes; a longer one gets
+//! `Error(FieldTooLarge)`, a forged or foreign one `Error(CookieInvalid)`, and neither
+//! is ever echoed.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;

@@ -1,27 +1,34 @@
-//! The sessions' way to the split forwarder: a bounded channel of requests, each with
-//! its answer's way back, and the count of every share and grab by how it ended.
+//! The sessions' way to the backend for shares and grabs (batched, see
+//! [`crate::gateway::batcher`]), and the count of every share and grab by how it ended.
 
+use crate::gateway::batcher::{Batched, Batcher};
 use crate::metrics::{labels, Counters};
+use crate::rpc::Rpc;
 use prometheus_client::registry::Registry;
-use std::sync::Mutex;
 use std::time::Duration;
 use sut_wire::protocol::ErrorCode;
 use sut_wire::split::{SplitAnswer, SplitRequest};
-use tokio::sync::{mpsc, oneshot};
 
-pub(super) const RPC_TIMEOUT: Duration = Duration::from_secs(3);
+const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 /// Requests per RPC at most.
-pub(super) const BATCH: usize = 1024;
+const BATCH: usize = 1024;
 
-pub(super) type Job = (
-    SplitRequest,
-    oneshot::Sender<Result<SplitAnswer, ErrorCode>>,
-);
+impl Batched for SplitRequest {
+    type Answer = SplitAnswer;
+    fn request(requests: Vec<SplitRequest>) -> Rpc {
+        Rpc::Split { requests }
+    }
+    fn answers(reply: Rpc) -> Option<Vec<SplitAnswer>> {
+        match reply {
+            Rpc::SplitDone { answers } => Some(answers),
+            _ => None,
+        }
+    }
+}
 
 /// The sessions' way to the backend for shares and grabs, and their counts.
 pub(crate) struct SplitAgent {
-    tx: mpsc::Sender<Job>,
-    pub(super) rx: Mutex<Option<mpsc::Receiver<Job>>>,
+    pub(super) batcher: Batcher<SplitRequest>,
     /// `sut_gateway_splits{request, result}`: every share and grab by how it ended.
     results: Counters,
 }
@@ -54,7 +61,6 @@ const GRAB_CODES: [ErrorCode; 9] = [
 
 impl SplitAgent {
     pub fn register(registry: &mut Registry) -> SplitAgent {
-        let (tx, rx) = mpsc::channel(BATCH * 8);
         let results = Counters::default();
         for (request, codes) in [("share", &SHARE_CODES[..]), ("grab", &GRAB_CODES[..])] {
             for result in std::iter::once("ok").chain(codes.iter().map(|c| c.name())) {
@@ -67,8 +73,7 @@ impl SplitAgent {
             results.clone(),
         );
         SplitAgent {
-            tx,
-            rx: Mutex::new(Some(rx)),
+            batcher: Batcher::new(BATCH, RPC_TIMEOUT),
             results,
         }
     }
@@ -81,11 +86,6 @@ impl SplitAgent {
     }
 
     pub(super) async fn ask(&self, request: SplitRequest) -> Result<SplitAnswer, ErrorCode> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send((request, tx))
-            .await
-            .map_err(|_| ErrorCode::Unavailable)?;
-        rx.await.map_err(|_| ErrorCode::Unavailable)?
+        self.batcher.ask(request).await
     }
 }

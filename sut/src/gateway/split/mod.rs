@@ -10,8 +10,6 @@
 pub(super) mod agent;
 
 use super::state::Gateway;
-use crate::rpc::{self, Rpc, RpcConn};
-use agent::{BATCH, RPC_TIMEOUT};
 use bytes::Bytes;
 use std::sync::Arc;
 use sut_wire::protocol::{ErrorCode, Frame, MAX_SHARE_FRIENDS};
@@ -97,43 +95,8 @@ pub(super) async fn grab(gw: &Gateway, user: u64, share_id: u64) -> Frame {
 /// Sends the sessions' requests to the backend, a batch per RPC, until shutdown. If the
 /// backend is down or busy, the batch is answered `Unavailable` (the client retries):
 /// unlike an open, a share or grab was not promised yet, so nothing is queued.
+/// Sends the sessions' shares and grabs to the backend in batches until shutdown.
 pub(super) async fn run(gw: Arc<Gateway>, backend: String) {
-    let Some(mut rx) = gw.split.rx.lock().ok().and_then(|mut r| r.take()) else {
-        return;
-    };
-    let mut conn: Option<RpcConn> = None;
-    let mut shutdown = gw.shutdown.clone();
-    loop {
-        let first = tokio::select! {
-            job = rx.recv() => job,
-            _ = shutdown.wait_for(|s| *s) => None,
-        };
-        let Some(first) = first else { return };
-        let mut jobs = vec![first];
-        while jobs.len() < BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
-        }
-        let (requests, replies): (Vec<SplitRequest>, Vec<_>) = jobs.into_iter().unzip();
-        let answer = rpc::call_on(&mut conn, &backend, Rpc::Split { requests }, RPC_TIMEOUT)
-            .await
-            .and_then(Result::ok);
-        match answer {
-            Some(Rpc::SplitDone { answers }) if answers.len() == replies.len() => {
-                for (reply, a) in replies.into_iter().zip(answers) {
-                    let _ = reply.send(Ok(a));
-                }
-            }
-            other => {
-                if !matches!(other, Some(Rpc::Busy { .. })) {
-                    conn = None;
-                }
-                for reply in replies {
-                    let _ = reply.send(Err(ErrorCode::Unavailable));
-                }
-            }
-        }
-    }
+    let shutdown = gw.shutdown.clone();
+    gw.split.batcher.run(&backend, shutdown).await;
 }
