@@ -17,57 +17,20 @@ ratio, not the absolute figures.
 
 import argparse
 import asyncio
-import hashlib
-import hmac
 import json
 import os
 import signal
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from wire import hello, parse_shake_reply, read_frame, shake
+
 ROOT = Path(__file__).resolve().parent.parent
 SUT = ROOT / "target" / "release" / "sut"
-
-
-def frame(kind, body):
-    payload = bytes([1, kind]) + body
-    return struct.pack(">I", len(payload)) + payload
-
-
-def hello(user, key):
-    mac = hmac.new(key, struct.pack(">I", 4) + b"auth" + struct.pack(">Q", user), hashlib.sha256)
-    token = mac.digest()[:16]
-    return frame(0x01, struct.pack(">QH", user, len(token)) + token)
-
-
-def shake(cookie):
-    return frame(0x05, struct.pack(">H", len(cookie)) + cookie)
-
-
-def parse_shake_reply(payload):
-    """(outcome tag, cookie) of a ShakeReply payload; None for any other frame."""
-    if len(payload) < 3 or payload[1] != 0x06:
-        return None
-    tag, i = payload[2], 3
-    if tag == 1:
-        count = payload[i + 2]
-        i += 3 + 4 * count
-    elif tag == 2:
-        (n,) = struct.unpack_from(">H", payload, i)
-        i += 2 + n + 2 + 4
-    i += 1 + 4
-    (n,) = struct.unpack_from(">H", payload, i)
-    return tag, payload[i + 2:i + 2 + n]
-
-
-async def read_frame(reader):
-    (n,) = struct.unpack(">I", await reader.readexactly(4))
-    return await reader.readexactly(n)
 
 
 async def user(addr, uid, key, until, wins, others):

@@ -35,15 +35,26 @@ pub fn load(path: &Path) -> Result<SigningKey, KeyFileError> {
 }
 
 /// Reads the key file, or creates it with fresh random bytes when it does not exist.
+/// Parts started side by side on one data directory agree on one key: a new key is
+/// written whole under a temporary name and linked into place only if no other part
+/// got there first (then that one is read).
 pub fn load_or_create(path: &Path) -> Result<SigningKey, KeyFileError> {
     if path.exists() {
         return load(path);
     }
-    let mut secret = [0u8; 32];
-    rand::rng().fill_bytes(&mut secret);
-    std::fs::write(path, secret).map_err(|source| KeyFileError::Write {
+    let werr = |source| KeyFileError::Write {
         path: path.display().to_string(),
         source,
-    })?;
-    Ok(SigningKey::from_bytes(secret))
+    };
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+    std::fs::write(&tmp, secret).map_err(werr)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(SigningKey::from_bytes(secret)),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load(path),
+        Err(e) => Err(werr(e)),
+    }
 }

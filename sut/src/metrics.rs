@@ -3,6 +3,7 @@
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 /// A counter family with one free-form label set; label values are bounded by the callers.
 pub type Counters = Family<Vec<(&'static str, String)>, Counter>;
@@ -38,4 +39,16 @@ pub fn count_each(
     for (v, n) in tally {
         family.get_or_create(&labels(&[(key, v)])).inc_by(n);
     }
+}
+
+/// `sut_rpc_refused_total`: connections to this part's RPC port that did not prove the
+/// deployment's key (see [`crate::rpc`]).
+pub fn rpc_refused(registry: &mut Registry) -> Counter {
+    let refused = Counter::default();
+    registry.register(
+        "sut_rpc_refused",
+        "Connections to the internal RPC port closed for not proving the deployment's RPC key",
+        refused.clone(),
+    );
+    refused
 }

@@ -9,7 +9,7 @@
 //! start. What an outbox holds, how it is asked for and how an ack is made durable are
 //! the [`Outbox`] implementation's.
 
-use crate::rpc::{self, Rpc, RpcConn};
+use crate::rpc::{Peer, Rpc};
 use rand::Rng;
 use std::future::Future;
 use std::sync::Arc;
@@ -48,12 +48,11 @@ pub trait Outbox: Send + Sync + 'static {
 /// Delivers `outbox` to `peer` until `shutdown` and then drained (or out of time).
 pub async fn deliver<O: Outbox>(
     outbox: Arc<O>,
-    peer: String,
+    mut peer: Peer,
     batch: usize,
     mut shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {
-    let mut conn: Option<RpcConn> = None;
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
     let mut drain = Drain::new(drain_timeout);
     loop {
@@ -73,7 +72,7 @@ pub async fn deliver<O: Outbox>(
             Turn::Work => {}
         }
         let request = outbox.request(items);
-        let reply = rpc::call_on(&mut conn, &peer, request, RPC_TIMEOUT).await;
+        let reply = peer.call(request, RPC_TIMEOUT).await;
         let refused = match reply {
             Some(Ok(Rpc::Busy { .. })) => Some("busy"),
             Some(Ok(reply)) => match O::acked(reply) {
@@ -90,7 +89,7 @@ pub async fn deliver<O: Outbox>(
         if let Some(result) = refused {
             outbox.count_refused(result);
             if result == "failed" {
-                conn = None;
+                peer.reset();
             }
             let jitter = rand::rng().random::<f64>();
             tokio::time::sleep(backoff.next_delay(jitter)).await;

@@ -7,6 +7,8 @@
 pub const CATALOG: &[(&str, &str, &str)] = &[
     ("payment", "sut_payment_credits_total", "counter"),
     ("payment", "sut_payment_in_flight", "gauge"),
+    ("payment", "sut_rpc_refused_total", "counter"),
+    ("envelope", "sut_rpc_refused_total", "counter"),
     ("payment", "sut_store_batches_total", "counter"),
     ("payment", "sut_store_operations_total", "counter"),
     ("envelope", "sut_envelope_in_flight", "gauge"),

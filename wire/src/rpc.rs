@@ -1,10 +1,13 @@
 //! Messages between the parts of the system under test (gateway agent → envelope backend →
 //! payment): postcard-encoded enums in length-delimited frames. Internal, so no hand-kept
-//! layout: both ends are built from this file.
+//! layout: both ends are built from this file. Every connection begins with a
+//! challenge the client answers with the deployment's RPC key, so only the parts of
+//! one deployment talk to each other.
 
 use crate::issued::Issued;
 use crate::open::{Credit, OpenEntry};
 use crate::reserve::ReserveAnswer;
+use crate::signing::MAC_LEN;
 use crate::split::{SplitAnswer, SplitRequest};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -21,6 +24,12 @@ const MAX_RPC_LEN: usize = 16 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Rpc {
+    /// Server → client, first on every connection: prove you hold the deployment's RPC
+    /// key by answering with [`Rpc::Prove`] over this nonce.
+    Challenge { nonce: [u8; 16] },
+    /// Client → server: the MAC of the challenge's nonce (see
+    /// [`crate::signing::SigningKey::rpc_proof`]); anything else closes the connection.
+    Prove { mac: [u8; MAC_LEN] },
     /// Gateway → backend: opens to record, keyed by the gateway's queue sequence.
     RecordOpens {
         gateway: u16,

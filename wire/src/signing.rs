@@ -68,6 +68,16 @@ impl SigningKey {
         m.verify_truncated_left(mac).is_ok() && mac.len() == MAC_LEN
     }
 
+    /// The proof that an RPC client holds this key: the MAC of the server's nonce.
+    pub fn rpc_proof(&self, nonce: &[u8]) -> [u8; MAC_LEN] {
+        self.mac(b"rpc", nonce)
+    }
+
+    /// Whether `mac` proves this key over `nonce`.
+    pub fn verify_rpc_proof(&self, nonce: &[u8], mac: &[u8]) -> bool {
+        self.verify(b"rpc", nonce, mac)
+    }
+
     /// The login token the account system would give `user`: the stand-in for real auth.
     pub fn auth_token(&self, user: u64) -> [u8; MAC_LEN] {
         self.mac(b"auth", &user.to_be_bytes())

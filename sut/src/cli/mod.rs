@@ -27,6 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Envelope(args) => rt.block_on(async {
             let shutdown = shutdown_signal()?;
             let config = sut::envelope::EnvelopeConfig {
+                rpc_key: keys(&args.data)?.rpc,
                 show_start_ms: show_start(args.show_start_ms, &args.data),
                 listen: args.listen,
                 metrics: args.metrics,
@@ -42,6 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Payment(args) => rt.block_on(async {
             let shutdown = shutdown_signal()?;
             let config = sut::payment::PaymentConfig {
+                rpc_key: keys(&args.data)?.rpc,
                 show_start_ms: show_start(args.show_start_ms, &args.data),
                 listen: args.listen,
                 metrics: args.metrics,
@@ -92,13 +94,24 @@ fn shutdown_signal() -> Result<watch::Receiver<bool>> {
     Ok(rx)
 }
 
-pub(crate) fn keys(data: &Path) -> Result<(SigningKey, SigningKey)> {
+/// The deployment's keys in its data directory, made on first use.
+pub(crate) struct Keys {
+    /// Signs envelope tokens and cookies (the gateways').
+    pub signing: SigningKey,
+    /// The account system's stand-in: users' login tokens.
+    pub auth: SigningKey,
+    /// Proved on every internal RPC connection.
+    pub rpc: SigningKey,
+}
+
+pub(crate) fn keys(data: &Path) -> Result<Keys> {
     std::fs::create_dir_all(data)
         .with_context(|| format!("cannot create data directory {}", data.display()))?;
-    Ok((
-        sut::keys::load_or_create(&data.join("secret.key"))?,
-        sut::keys::load_or_create(&data.join("auth.key"))?,
-    ))
+    Ok(Keys {
+        signing: sut::keys::load_or_create(&data.join("secret.key"))?,
+        auth: sut::keys::load_or_create(&data.join("auth.key"))?,
+        rpc: sut::keys::load_or_create(&data.join("rpc.key"))?,
+    })
 }
 
 async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
@@ -114,7 +127,7 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
             .map(|m| m.show_start_ms)
             .unwrap_or_else(|_| shellkit::clock::unix_ms()),
     };
-    let (key, auth) = keys(&args.data)?;
+    let keys = keys(&args.data)?;
     let config = sut::gateway::GatewayConfig {
         id: args.id,
         gateways: args.gateways,
@@ -123,8 +136,9 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         seeds: args.data.join("seeds"),
         data: args.data,
         timeline,
-        key,
-        auth,
+        key: keys.signing,
+        auth: keys.auth,
+        rpc_key: keys.rpc,
         show_start_ms,
         envelope_addr: args.envelope,
         heartbeat_timeout: args.tuning.heartbeat_timeout,

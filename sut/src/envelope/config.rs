@@ -18,6 +18,8 @@ pub struct EnvelopeConfig {
     pub split_ttl: Duration,
     /// The show's start, Unix ms: opens and pots are stamped in show time.
     pub show_start_ms: i64,
+    /// The deployment's RPC key: gateways must prove it, and it is proved to payment.
+    pub rpc_key: sut_wire::signing::SigningKey,
 }
 
 #[derive(Debug, Error)]

@@ -5,7 +5,7 @@ use super::state::Backend;
 use super::store::EnvelopeOp;
 use crate::metrics::labels;
 use crate::outbox::Outbox;
-use crate::rpc::Rpc;
+use crate::rpc::{Peer, Rpc};
 use std::sync::Arc;
 use std::time::Duration;
 use sut_wire::open::Credit;
@@ -86,7 +86,7 @@ impl Outbox for CreditOutbox {
 
 pub(super) async fn forward(
     b: Arc<Backend>,
-    payment: String,
+    payment: Peer,
     shutdown: watch::Receiver<bool>,
     drain_timeout: Duration,
 ) {

@@ -58,22 +58,30 @@ pub async fn run(
         reservations: Default::default(),
     });
     metrics::register(&backend, &mut registry);
+    let refused = crate::metrics::rpc_refused(&mut registry);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
     crate::log_line!("envelope backend listening on {}", config.listen);
 
+    let payment = rpc::Peer::new(&config.payment_addr, config.rpc_key.clone());
     let forwarder = tokio::spawn(credits::forward(
         backend.clone(),
-        config.payment_addr.clone(),
+        payment,
         shutdown.clone(),
         config.drain_timeout,
     ));
     let expirer = tokio::spawn(splits::expire(backend.clone(), shutdown.clone()));
     let handler_backend = backend.clone();
-    rpc::serve(listener, shutdown, move |request| {
-        let b = handler_backend.clone();
-        async move { handle::handle(&b, request).await }
-    })
+    rpc::serve(
+        listener,
+        config.rpc_key,
+        refused,
+        shutdown,
+        move |request| {
+            let b = handler_backend.clone();
+            async move { handle::handle(&b, request).await }
+        },
+    )
     .await;
     let _ = expirer.await;
     let _ = forwarder.await;

@@ -3,7 +3,7 @@
 //! rush costs the backend one transaction per batch, not one per request. Each request
 //! gets its own answer back, or `Unavailable` when the backend is down, busy or late.
 
-use crate::rpc::{self, Rpc, RpcConn};
+use crate::rpc::{Peer, Rpc};
 use std::sync::Mutex;
 use std::time::Duration;
 use sut_wire::protocol::ErrorCode;
@@ -55,11 +55,10 @@ impl<Q: Batched> Batcher<Q> {
     }
 
     /// Sends batches to `backend` until `shutdown` (once; a second call returns at once).
-    pub(crate) async fn run(&self, backend: &str, mut shutdown: watch::Receiver<bool>) {
+    pub(crate) async fn run(&self, mut backend: Peer, mut shutdown: watch::Receiver<bool>) {
         let Some(mut rx) = self.rx.lock().ok().and_then(|mut r| r.take()) else {
             return;
         };
-        let mut conn: Option<RpcConn> = None;
         loop {
             let first = tokio::select! {
                 job = rx.recv() => job,
@@ -74,7 +73,8 @@ impl<Q: Batched> Batcher<Q> {
                 }
             }
             let (requests, replies): (Vec<Q>, Vec<_>) = jobs.into_iter().unzip();
-            let reply = rpc::call_on(&mut conn, backend, Q::request(requests), self.timeout)
+            let reply = backend
+                .call(Q::request(requests), self.timeout)
                 .await
                 .and_then(Result::ok);
             let busy = matches!(reply, Some(Rpc::Busy { .. }));
@@ -86,7 +86,7 @@ impl<Q: Batched> Batcher<Q> {
                 }
                 _ => {
                     if !busy {
-                        conn = None;
+                        backend.reset();
                     }
                     for reply in replies {
                         let _ = reply.send(Err(ErrorCode::Unavailable));

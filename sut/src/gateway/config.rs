@@ -20,6 +20,8 @@ pub struct GatewayConfig {
     pub timeline: Timeline,
     pub key: SigningKey,
     pub auth: SigningKey,
+    /// The deployment's RPC key, proved to the envelope backend on every connection.
+    pub rpc_key: SigningKey,
     /// Unix time (ms) at which the show starts; rounds count from here.
     pub show_start_ms: i64,
     pub envelope_addr: String,

@@ -6,7 +6,7 @@ use super::state::Gateway;
 use super::store::GatewayOp;
 use crate::metrics::labels;
 use crate::outbox::Outbox;
-use crate::rpc::Rpc;
+use crate::rpc::{Peer, Rpc};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,7 +87,7 @@ impl Outbox for OpenQueue {
     }
 }
 
-pub(super) async fn run(gw: Arc<Gateway>, backend: String, drain_timeout: Duration) {
+pub(super) async fn run(gw: Arc<Gateway>, backend: Peer, drain_timeout: Duration) {
     let shutdown = gw.shutdown.clone();
     let queue = Arc::new(OpenQueue(gw));
     crate::outbox::deliver(queue, backend, BATCH, shutdown, drain_timeout).await;

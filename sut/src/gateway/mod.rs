@@ -28,6 +28,7 @@ mod sync;
 pub use config::{GatewayConfig, GatewayError, SessionLimits};
 
 use crate::metrics::labels;
+use crate::rpc::Peer;
 use crate::store::GroupCommitter;
 use metrics::{GatewayMetrics, QueueAge};
 use prometheus_client::registry::Registry;
@@ -124,24 +125,17 @@ async fn serve(
 ) {
     let leases = tokio::spawn(leases::keep_leases(gw.clone()));
     let load_watch = tokio::spawn(load::watch(gw.clone(), config.tiers));
-    let limit_sync = tokio::spawn(sync::run(
-        gw.clone(),
-        config.envelope_addr.clone(),
-        config.sync_interval,
-    ));
-    tokio::spawn(split::run(gw.clone(), config.envelope_addr.clone()));
+    let backend = || Peer::new(&config.envelope_addr, config.rpc_key.clone());
+    let limit_sync = tokio::spawn(sync::run(gw.clone(), backend(), config.sync_interval));
+    tokio::spawn(split::run(gw.clone(), backend()));
     if config.strict_limits {
-        tokio::spawn(reserve::run(gw.clone(), config.envelope_addr.clone()));
+        tokio::spawn(reserve::run(gw.clone(), backend()));
     }
     if config.bench_opens > 0 {
         tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));
     }
     let forget = tokio::spawn(forget_idle_users(gw.clone()));
-    let forwarder = tokio::spawn(forwarder::run(
-        gw.clone(),
-        config.envelope_addr.clone(),
-        config.drain_timeout,
-    ));
+    let forwarder = tokio::spawn(forwarder::run(gw.clone(), backend(), config.drain_timeout));
     loop {
         tokio::select! {
             accepted = listener.accept() => {

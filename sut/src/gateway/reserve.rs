@@ -5,7 +5,7 @@
 
 use super::batcher::Batched;
 use super::state::Gateway;
-use crate::rpc::Rpc;
+use crate::rpc::{Peer, Rpc};
 use std::sync::Arc;
 use std::time::Duration;
 use sut_core::shake::{Reason, ShakeDecision};
@@ -51,7 +51,7 @@ pub(super) async fn confirm(gw: &Gateway, user: u64, decision: ShakeDecision) ->
 }
 
 /// Sends the sessions' reservations to the backend in batches until shutdown.
-pub(super) async fn run(gw: Arc<Gateway>, backend: String) {
+pub(super) async fn run(gw: Arc<Gateway>, backend: Peer) {
     let shutdown = gw.shutdown.clone();
-    gw.reserve.run(&backend, shutdown).await;
+    gw.reserve.run(backend, shutdown).await;
 }

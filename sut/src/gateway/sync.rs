@@ -5,7 +5,7 @@
 
 use super::state::Gateway;
 use crate::metrics::labels;
-use crate::rpc::{self, Rpc, RpcConn};
+use crate::rpc::{Peer, Rpc};
 use rand::Rng;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,7 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Records published per sync at most (the rest wait for the next one).
 const PUBLISH_BATCH: usize = 20_000;
 
-pub(super) async fn run(gw: Arc<Gateway>, backend: String, interval: Duration) {
-    let mut conn: Option<RpcConn> = None;
+pub(super) async fn run(gw: Arc<Gateway>, mut backend: Peer, interval: Duration) {
     let mut since = 0u64;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut shutdown = gw.shutdown.clone();
@@ -40,7 +39,8 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, interval: Duration) {
             publish: publish.clone(),
             since,
         };
-        let reply = rpc::call_on(&mut conn, &backend, request, RPC_TIMEOUT)
+        let reply = backend
+            .call(request, RPC_TIMEOUT)
             .await
             .and_then(Result::ok);
         match reply {
@@ -75,7 +75,7 @@ pub(super) async fn run(gw: Arc<Gateway>, backend: String, interval: Duration) {
                     .syncs
                     .get_or_create(&labels(&[("result", "failed")]))
                     .inc();
-                conn = None;
+                backend.reset();
                 delay = backoff
                     .next_delay(rand::rng().random::<f64>())
                     .max(interval);

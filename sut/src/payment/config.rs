@@ -16,6 +16,8 @@ pub struct PaymentConfig {
     pub faults: sut_core::payment_faults::PaymentFaults,
     /// Unix ms of the show's start: outage windows count from here.
     pub show_start_ms: i64,
+    /// The deployment's RPC key, which the envelope backend must prove.
+    pub rpc_key: sut_wire::signing::SigningKey,
 }
 
 #[derive(Debug, Error)]

@@ -49,6 +49,7 @@ pub async fn run(
         "Credit batches being applied now (refused as busy past --max-in-flight)",
         in_flight.clone(),
     );
+    let refused = crate::metrics::rpc_refused(&mut registry);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
     crate::log_line!("payment listening on {}", config.listen);
@@ -60,10 +61,16 @@ pub async fn run(
         faults: config.faults.clone(),
         show_start_ms: config.show_start_ms,
     });
-    rpc::serve(listener, shutdown, move |request| {
-        let payment = payment.clone();
-        async move { payment.handle(request).await }
-    })
+    rpc::serve(
+        listener,
+        config.rpc_key,
+        refused,
+        shutdown,
+        move |request| {
+            let payment = payment.clone();
+            async move { payment.handle(request).await }
+        },
+    )
     .await;
     crate::log_line!("payment stopped");
     Ok(())

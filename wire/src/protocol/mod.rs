@@ -44,12 +44,17 @@
 //!
 //! The cookie and the envelope token are opaque to the client: it stores the latest
 //! cookie and sends it back with the next shake, and sends the token back to open.
+//! An envelope may be opened at any gateway (the token is signed with a key all
+//! gateways of a deployment share, and bound to the user it was issued to), once the
+//! user holds it; `OpenReply` code 0 means the amount will be credited, for sure.
 //!
 //! # Split envelopes
 //! An opened envelope carries a pot of split parts (2 to 5 parts, twice what the opener
 //! got). Its opener shares the pot once, to up to [`MAX_SHARE_FRIENDS`] friends, with
 //! `Share` and the envelope's token; `ShareReply` names the `share_id` the opener passes
-//! on to them (by chat, outside this protocol). Each friend grabs at most one part with
+//! on to them (by chat, outside this protocol): it is the shared envelope's id. Friends
+//! are the relation chain's: users whose ids fall in the same circle of 256 consecutive
+//! ids (`id / 256` equal), the user excepted. Each friend grabs at most one part with
 //! `Grab`, over its own long connection; amounts are dealt by the double-mean method.
 //! What is not shared or grabbed within the pot's lifetime goes back to the sponsor.
 //! A share or grab refused for what the user did (not a friend, to oneself, own share,

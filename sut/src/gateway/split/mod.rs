@@ -96,7 +96,7 @@ pub(super) async fn grab(gw: &Gateway, user: u64, share_id: u64) -> Frame {
 /// backend is down or busy, the batch is answered `Unavailable` (the client retries):
 /// unlike an open, a share or grab was not promised yet, so nothing is queued.
 /// Sends the sessions' shares and grabs to the backend in batches until shutdown.
-pub(super) async fn run(gw: Arc<Gateway>, backend: String) {
+pub(super) async fn run(gw: Arc<Gateway>, backend: crate::rpc::Peer) {
     let shutdown = gw.shutdown.clone();
-    gw.split.batcher.run(&backend, shutdown).await;
+    gw.split.batcher.run(backend, shutdown).await;
 }
