@@ -300,3 +300,27 @@ async fn a_stop_does_not_wait_for_connections_that_never_logged_in() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_users_frames_are_handled_at_their_allowance_and_no_faster() {
+    // 100 frames a second with bursts of 200: 400 pipelined heartbeats take at least
+    // (400 - 200) / 100 = 2 s, however fast the machine.
+    let gw = gateway(17580, &["--frames-per-second", "100"]);
+    let mut c = Client::hello(&gw.addr, 1, &gw.auth).await;
+    let beats: Vec<u8> = wire(Frame::Heartbeat).repeat(400);
+    let started = Instant::now();
+    c.conn.get_mut().write_all(&beats).await.unwrap();
+    for i in 0..400 {
+        let reply = c.next().await;
+        assert!(
+            matches!(reply, Some(Frame::HeartbeatAck { .. })),
+            "reply {i}: {reply:?}"
+        );
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_950),
+        "400 frames past a burst of 200 at 100/s took only {took:?}"
+    );
+    assert!(gw.limit_hits("rate_waits") >= 1);
+}

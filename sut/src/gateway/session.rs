@@ -319,13 +319,18 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
 /// Takes one frame of `user`'s allowance, waiting (without reading) until there is one;
 /// false if the gateway began to shut down meanwhile.
 async fn allowance(gw: &Gateway, user: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
-    let Err(wait) = gw.client_rates.take(user, gw.started.elapsed()) else {
-        return true;
-    };
-    gw.limit_hit("rate_waits");
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => true,
-        _ = shutdown.wait_for(|s| *s) => false,
+    let mut waited = false;
+    loop {
+        let Err(wait) = gw.client_rates.take(user, gw.started.elapsed()) else {
+            return true;
+        };
+        if !std::mem::replace(&mut waited, true) {
+            gw.limit_hit("rate_waits");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.wait_for(|s| *s) => return false,
+        }
     }
 }
 
