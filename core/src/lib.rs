@@ -19,7 +19,8 @@
 //!   ([`opens`]);
 //! - split envelopes: pots, shares, grabs, recycling ([`split`]) over the relation chain
 //!   ([`friends`]);
-//! - the payment stand-in's injected faults ([`payment_faults`]);
+//! - the payment stand-in's injected faults ([`payment_faults`]), and when a supervisor
+//!   restarts a crashed part ([`restart`]);
 //! - the audit's checker over the durable records ([`audit`]).
 
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod passthrough;
 pub mod payment_faults;
 pub mod rate_budget;
 pub mod reservations;
+pub mod restart;
 pub mod seed_shard;
 mod set_clock;
 pub mod shake;

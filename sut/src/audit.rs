@@ -43,7 +43,8 @@ pub fn read(data: &Path) -> Result<Records, AuditError> {
     for g in 0..manifest.gateways {
         let db = open_existing(&gateway::store::db_path(data, g))?;
         let rec = gateway::store::read(&db)?;
-        r.in_flight += rec.queue.len() as u64;
+        r.pending
+            .extend(rec.queue.iter().map(|(_, e)| e.token.envelope_id));
         for (round, end) in rec.leases {
             r.leases.insert((g, round), end);
         }
@@ -54,7 +55,11 @@ pub fn read(data: &Path) -> Result<Records, AuditError> {
     r.ledger = ledger;
     r.balances_cents = balances;
     let env_db = open_existing(&envelope::db_path(data))?;
-    r.in_flight += envelope::read_outbox(&env_db)?.len() as u64;
+    r.pending.extend(
+        envelope::read_outbox(&env_db)?
+            .iter()
+            .map(|c| c.envelope_id),
+    );
     r.recorded_opens = envelope::read_opens(&env_db)?
         .into_iter()
         .map(|o| o.entry)

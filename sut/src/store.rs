@@ -44,26 +44,90 @@ redb_from!(
     redb::CommitError
 );
 
-/// Opens (or creates) a database, naming the file in any error.
+/// Opens (or creates) a database, naming the file in any error. A database is created
+/// only where none ever was: its first creation leaves a marker beside it
+/// (`NAME.redb.created`), and a database file that is then missing, empty or truncated
+/// is refused rather than silently re-created empty (DESIGN.md section 4, invariant 8).
 pub fn open_db(path: &Path) -> Result<Database, StoreError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| StoreError::Open {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-    }
-    Database::create(path).map_err(|e| StoreError::Open {
+    let refuse = |message: String| StoreError::Open {
         path: path.display().to_string(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| refuse(e.to_string()))?;
+    }
+    let marker = created_marker(path);
+    match std::fs::metadata(path) {
+        Ok(_) => check_not_emptied(path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && marker.exists() => {
+            return Err(refuse(format!(
+                "it was created here before ({} says so) and is gone; restore it, or remove both to start this part with no data",
+                marker.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(refuse(e.to_string())),
+    }
+    let db = without_panics(path, || Database::create(path))?;
+    if !marker.exists() {
+        std::fs::File::create(&marker)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| refuse(format!("cannot write {}: {e}", marker.display())))?;
+    }
+    Ok(db)
 }
 
-/// Opens an existing database read-only in spirit (the audit): a missing file is an error.
+/// Opens an existing database (the audit): a missing, empty or truncated file is an
+/// error naming it.
 pub fn open_existing(path: &Path) -> Result<Database, StoreError> {
-    Database::open(path).map_err(|e| StoreError::Open {
+    check_not_emptied(path)?;
+    without_panics(path, || Database::open(path))
+}
+
+/// Where the marker of a database's first creation lives.
+fn created_marker(path: &Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".created");
+    name.into()
+}
+
+/// An empty file is what a lost write or a careless copy leaves: redb would take it
+/// for a new database.
+fn check_not_emptied(path: &Path) -> Result<(), StoreError> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() == 0 => Err(StoreError::Open {
+            path: path.display().to_string(),
+            message: "the file is empty (0 bytes): its data is lost; restore it from a backup, or remove it (and its .created marker) to start this part with no data".into(),
+        }),
+        Ok(_) => Ok(()),
+        Err(e) => Err(StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+/// Runs a redb open, turning its errors, and any panic it raises on a damaged file
+/// (a truncated file trips its assertions), into an error naming the file.
+fn without_panics(
+    path: &Path,
+    open: impl FnOnce() -> Result<Database, redb::DatabaseError>,
+) -> Result<Database, StoreError> {
+    let refuse = |message: String| StoreError::Open {
         path: path.display().to_string(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(open));
+    std::panic::set_hook(hook);
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(refuse(e.to_string())),
+        Err(_) => Err(refuse(
+            "the file is damaged (truncated or corrupt) and cannot be read; restore it from a backup".into(),
+        )),
+    }
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -277,5 +341,40 @@ mod tests {
         std::fs::write(&p, vec![0x5au8; 8192]).unwrap();
         let e = open_db(&p).unwrap_err().to_string();
         assert!(e.contains("bad.redb"), "{e}");
+    }
+
+    #[test]
+    fn a_database_that_existed_is_never_recreated_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.redb");
+        {
+            let db = open_db(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(redb::TableDefinition::<u64, u64>::new("t"))
+                .unwrap()
+                .insert(1, 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let full = std::fs::read(&path).unwrap();
+        let named = |e: StoreError| {
+            let m = e.to_string();
+            assert!(m.contains(&path.display().to_string()), "{m}");
+            m
+        };
+        // Emptied.
+        std::fs::write(&path, b"").unwrap();
+        assert!(named(open_db(&path).unwrap_err()).contains("empty"));
+        assert!(named(open_existing(&path).unwrap_err()).contains("empty"));
+        // Truncated: an error, not a panic.
+        std::fs::write(&path, &full[..full.len() / 3]).unwrap();
+        named(open_db(&path).unwrap_err());
+        named(open_existing(&path).unwrap_err());
+        // Gone.
+        std::fs::remove_file(&path).unwrap();
+        assert!(named(open_db(&path).unwrap_err()).contains("gone"));
+        // Whole again: opens.
+        std::fs::write(&path, &full).unwrap();
+        open_db(&path).unwrap();
     }
 }

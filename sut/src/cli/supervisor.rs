@@ -12,8 +12,10 @@
 //!
 //! NAME is `payment`, `envelope` or `gateway-N`. Every change is appended to
 //! `DATA/events.jsonl` (`{"unix_ms", "part", "event", "pid"}`) so that a run can prove
-//! which parts went down and came back. A part that exits without being told to is a
-//! failure: `sut up` stops the rest.
+//! which parts went down and came back. A part that exits without being told to has
+//! crashed: it is recorded (`crashed`, with its exit status) and started again, at once
+//! the first time and after a growing backoff when it keeps crashing; a crash loop
+//! (`sut_core::restart`) stops the whole system with the reason.
 
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
@@ -22,6 +24,7 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use sut_core::restart::{AfterCrash, Crashes, RestartPolicy};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -62,6 +65,7 @@ pub struct Part {
     args: Vec<String>,
     listen: String,
     child: Option<Child>,
+    crashes: Crashes,
 }
 
 #[derive(Serialize)]
@@ -115,6 +119,7 @@ impl Supervisor {
             args,
             listen: listen.to_string(),
             child: None,
+            crashes: Crashes::default(),
         });
         let i = self.parts.len() - 1;
         self.start(i).await
@@ -200,15 +205,57 @@ impl Supervisor {
         }
     }
 
-    /// The name of the first running part that exited without being told to.
-    pub async fn any_exit(&mut self) -> String {
+    /// The first running part that exited without being told to, recorded as crashed
+    /// (it is down now): its index.
+    pub async fn any_exit(&mut self) -> usize {
         loop {
-            for p in self.parts.iter_mut() {
-                if let Some(Ok(Some(_))) = p.child.as_mut().map(|c| c.try_wait()) {
-                    return p.name.clone();
-                }
+            for i in 0..self.parts.len() {
+                let exited = match self.parts[i].child.as_mut().map(|c| c.try_wait()) {
+                    Some(Ok(Some(status))) => status,
+                    _ => continue,
+                };
+                let pid = self.parts[i].child.take().and_then(|c| c.id());
+                let name = self.parts[i].name.clone();
+                eprintln!("{name} exited unexpectedly ({exited})");
+                self.event(&name, "crashed", pid);
+                return i;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Starts a crashed part again, after its backoff, for as long as it keeps failing
+    /// to start; an error once `policy` calls it a crash loop.
+    pub async fn recover(
+        &mut self,
+        i: usize,
+        policy: &RestartPolicy,
+        since: Instant,
+    ) -> Result<()> {
+        loop {
+            let name = self.parts[i].name.clone();
+            match self.parts[i].crashes.crashed(since.elapsed(), policy) {
+                AfterCrash::GiveUp { crashes } => bail!(
+                    "{name} crashed {crashes} times within {:?}: a crash loop (see its log); stopped everything",
+                    policy.window
+                ),
+                AfterCrash::Restart { after } => {
+                    tokio::time::sleep(after).await;
+                    match self.start(i).await {
+                        Ok(()) => {
+                            eprintln!("{name} restarted");
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            eprintln!("{name} did not come back: {e:#}");
+                            if let Some(mut child) = self.parts[i].child.take() {
+                                let _ = child.kill().await;
+                            }
+                            self.event(&name, "crashed", None);
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+use sut_core::restart::RestartPolicy;
 use sut_wire::manifest::Manifest;
 use sut_wire::timeline::Timeline;
 
@@ -43,6 +44,12 @@ pub struct UpArgs {
     /// Wipe the data directory first.
     #[arg(long)]
     fresh: bool,
+    /// A part that exits without being told to is started again, unless it crashed
+    /// this many times within --crash-window (a crash loop stops everything).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    max_crashes: u32,
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    crash_window: Duration,
     #[command(flatten)]
     gateway: super::GatewayTuning,
     #[command(flatten)]
@@ -98,10 +105,20 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
 
     let mut shutdown = super::shutdown_signal()?;
     let mut control = control_lines();
+    let policy = RestartPolicy {
+        max_crashes: args.max_crashes,
+        window: args.crash_window,
+        ..RestartPolicy::default()
+    };
+    let since = tokio::time::Instant::now();
     let failed = loop {
         tokio::select! {
             _ = shutdown.changed() => break None,
-            name = sup.any_exit() => break Some(name),
+            i = sup.any_exit() => {
+                if let Err(e) = sup.recover(i, &policy, since).await {
+                    break Some(e);
+                }
+            }
             Some(line) = control.recv() => println!("{}", sup.command(&line).await),
         }
     };
@@ -111,7 +128,7 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
             println!("system under test stopped cleanly");
             Ok(ExitCode::SUCCESS)
         }
-        Some(name) => bail!("{name} exited unexpectedly; stopped the rest"),
+        Some(e) => Err(e),
     }
 }
 
