@@ -22,22 +22,17 @@ Attacks (each by one attacking process, this script):
 
 import argparse
 import asyncio
-import json
 import os
 import re
-import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from system import ROOT, sut_up
 from wire import heartbeat, hello, parse_shake_reply, read_frame, shake
-
-ROOT = Path(__file__).resolve().parent.parent
-SUT = ROOT / "target" / "release" / "sut"
 ATTACKS = ["flood", "slow-pre", "slow-post", "silent", "deaf", "cookies"]
 
 
@@ -226,26 +221,11 @@ def main():
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--base-port", type=int, default=7500)
     a = ap.parse_args()
-    if not SUT.exists():
-        sys.exit("build first: cargo build --release --workspace")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
-        sut = subprocess.Popen(
-            [str(SUT), "up", "--gateways", "1", "--data", str(data), "--timeline",
-             str(ROOT / "profiles" / "timeline.yaml"), "--base-port", str(a.base_port),
-             "--countdown", "0s"],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            manifest = data / "manifest.json"
-            deadline = time.monotonic() + 60
-            while not manifest.exists():
-                if time.monotonic() > deadline or sut.poll() is not None:
-                    sys.exit("sut up did not start")
-                time.sleep(0.05)
-            m = json.loads(manifest.read_text())
+        with sut_up(data, 1, a.base_port) as (m, key):
             addr = m["gateway_addrs"][0]
             metrics_addr = dict(m["metrics"])["gateway-0"]
-            key = (data / "auth.key").read_bytes()
             pid = gateway_pid(data)
             rows = []
 
@@ -264,9 +244,6 @@ def main():
                 return honest.errors
 
             honest_errors = asyncio.run(run())
-        finally:
-            sut.send_signal(signal.SIGTERM)
-            sut.wait(timeout=120)
     print(f"\n{'attack':<10} {'honest p99 before':>18} {'during':>9} {'ratio':>6} "
           f"{'gateway RSS before':>19} {'peak':>9}  tier  bounded by")
     for kind, before, during, rss0, peak, limits, errors, tier in rows:

@@ -17,20 +17,15 @@ ratio, not the absolute figures.
 
 import argparse
 import asyncio
-import json
 import os
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from system import ROOT, sut_up
 from wire import hello, parse_shake_reply, read_frame, shake
 
-ROOT = Path(__file__).resolve().parent.parent
-SUT = ROOT / "target" / "release" / "sut"
 
 
 async def user(addr, uid, key, until, wins, others):
@@ -61,40 +56,22 @@ def pct(xs, p):
 
 
 def run_once(strict, users, seconds, base_port):
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "data"
-        args = [str(SUT), "up", "--gateways", "2", "--data", str(data),
-                "--timeline", str(ROOT / "profiles" / "timeline.yaml"),
-                "--countdown", "0s", "--base-port", str(base_port)]
-        if not strict:
-            args.append("--no-strict-limits")
-        sut = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-        try:
-            manifest = data / "manifest.json"
-            deadline = time.monotonic() + 60
-            while not manifest.exists():
-                if time.monotonic() > deadline or sut.poll() is not None:
-                    sys.exit("sut up did not start")
-                time.sleep(0.05)
-            m = json.loads(manifest.read_text())
-            key = (data / "auth.key").read_bytes()
-            # Round 1 starts 5 s into the show.
-            start = m["show_start_ms"] / 1000.0 + 5.0
-            time.sleep(max(0.0, start - time.time()))
-            wins, others = [], []
-            until = time.monotonic() + seconds
+    flags = [] if strict else ["--no-strict-limits"]
+    with tempfile.TemporaryDirectory() as tmp, \
+            sut_up(Path(tmp) / "data", 2, base_port, *flags) as (m, key):
+        # Round 1 starts 5 s into the show.
+        start = m["show_start_ms"] / 1000.0 + 5.0
+        time.sleep(max(0.0, start - time.time()))
+        wins, others = [], []
+        until = time.monotonic() + seconds
 
-            async def drive():
-                gws = m["gateway_addrs"]
-                await asyncio.gather(*(user(gws[u % len(gws)], u, key, until, wins, others)
-                                       for u in range(1, users + 1)))
+        async def drive():
+            gws = m["gateway_addrs"]
+            await asyncio.gather(*(user(gws[u % len(gws)], u, key, until, wins, others)
+                                   for u in range(1, users + 1)))
 
-            asyncio.run(drive())
-            return wins, others
-        finally:
-            sut.send_signal(signal.SIGTERM)
-            sut.wait(timeout=120)
+        asyncio.run(drive())
+        return wins, others
 
 
 def main():
@@ -104,8 +81,6 @@ def main():
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--base-port", type=int, default=7400)
     a = ap.parse_args()
-    if not SUT.exists():
-        sys.exit("build first: cargo build --release --workspace")
     rows = {True: [], False: []}
     for i in range(a.runs):
         for strict in (True, False):
