@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use sut_core::shake::{Reason, ShakeDecision};
 use sut_wire::issued::Issued;
+use sut_wire::protocol::Outcome;
 use sut_wire::reserve::ReserveAnswer;
 
 /// How long a win may wait for its reservation: a greeting is better than a late reply.
@@ -46,7 +47,13 @@ pub(super) async fn confirm(gw: &Gateway, user: u64, decision: ShakeDecision) ->
     let show_ms = gw.show_ms();
     match gw.core.lock() {
         Ok(mut core) => core.withdraw(decision, show_ms, user, &known, reason),
-        Err(_) => decision,
+        // The core is unusable: whatever else happens, nothing unreserved is issued.
+        Err(_) => ShakeDecision {
+            outcome: Outcome::Nothing,
+            issued: None,
+            reason,
+            ..decision
+        },
     }
 }
 
