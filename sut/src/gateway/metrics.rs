@@ -51,6 +51,17 @@ pub(crate) struct GatewayMetrics {
     pub limits: Counters,
 }
 
+/// The bounds a session may hit, as counted in `sut_gateway_connection_limits_total`
+/// (see `SessionLimits`).
+const LIMITS: [&str; 6] = [
+    "hello_timeout",
+    "frame_timeout",
+    "write_timeout",
+    "partial_budget",
+    "rate_waits",
+    "reply_unencodable",
+];
+
 /// The counter of `family` for one label value, kept to be bumped without a lookup.
 fn resolve(family: &Counters, key: &'static str, value: &str) -> Counter {
     family.get_or_create(&labels(&[(key, value)])).clone()
@@ -82,7 +93,7 @@ impl GatewayMetrics {
         let syncs = Counters::default();
         prefill(&syncs, "result", &["ok", "failed"]);
         let limits = Counters::default();
-        prefill(&limits, "limit", &super::session::LIMITS);
+        prefill(&limits, "limit", &LIMITS);
         let rate_limit = Family::<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>::default();
         for r in &timeline.rounds {
             rate_limit

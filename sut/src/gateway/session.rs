@@ -70,16 +70,6 @@ enum Next {
     Wait,
 }
 
-/// Why a session ends early, as counted in `sut_gateway_connection_limits_total`.
-pub(super) const LIMITS: [&str; 6] = [
-    "hello_timeout",
-    "frame_timeout",
-    "write_timeout",
-    "partial_budget",
-    "rate_waits",
-    "reply_unencodable",
-];
-
 impl Conn {
     fn new(gw: Arc<Gateway>, stream: TcpStream) -> Conn {
         let _ = stream.set_nodelay(true);
