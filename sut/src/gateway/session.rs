@@ -419,8 +419,6 @@ async fn shake(
     cookie: Bytes,
     last_decided: &mut Option<Instant>,
 ) -> Frame {
-    // Nothing unchecked is echoed: a cookie goes back only once its size and
-    // signature hold (the decision checks it again, with its contents).
     if cookie.len() > MAX_COOKIE_LEN {
         gw.error(ErrorCode::FieldTooLarge);
         let msg = format!(
@@ -428,15 +426,16 @@ async fn shake(
         );
         return Frame::error(ErrorCode::FieldTooLarge, msg);
     }
-    if let Err(e) = Cookie::open(&cookie, user, gw.show_ms(), &gw.key) {
-        gw.error(ErrorCode::CookieInvalid);
-        return Frame::error(ErrorCode::CookieInvalid, e.to_string());
-    }
     let throttle = gw.throttle();
     let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
     let since_decided = last_decided.map(|t| t.elapsed());
     if throttle.shed(user, gw.show_ms(), since_decided).is_some() {
-        // No decision, no lock, no write.
+        // No decision, no lock, no write. Nothing unchecked is echoed: the cookie goes
+        // back only if its signature holds (a decided shake has the core check it).
+        if let Err(e) = Cookie::open(&cookie, user, gw.show_ms(), &gw.key) {
+            gw.error(ErrorCode::CookieInvalid);
+            return Frame::error(ErrorCode::CookieInvalid, e.to_string());
+        }
         gw.metrics.throttled.inc();
         return Frame::ShakeReply {
             outcome: sut_wire::protocol::Outcome::ComeBackLater,
