@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from system import ROOT, sut_up
-from wire import heartbeat, hello, parse_shake_reply, read_frame, shake
+from wire import heartbeat, hello, login, parse_shake_reply, read_frame, shake
 ATTACKS = ["flood", "slow-pre", "slow-post", "silent", "deaf", "cookies"]
 
 
@@ -88,10 +88,7 @@ class Honest:
         self.errors = 0
 
     async def user(self, addr, uid, key, stop):
-        host, port = addr.rsplit(":", 1)
-        reader, writer = await asyncio.open_connection(host, int(port))
-        writer.write(hello(uid, key))
-        await read_frame(reader)
+        reader, writer = await login(addr, uid, key)
         cookie = b""
         await asyncio.sleep((uid % 100) / 1000.0)
         while not stop.is_set():
@@ -133,9 +130,7 @@ async def attack(kind, addr, key, conns, stop):
             t.cancel()
             held.append(w)
         elif kind == "cookies":
-            r, w = await asyncio.open_connection(host, port)
-            w.write(hello(10_000_001, key))
-            await read_frame(r)
+            r, w = await login(addr, 10_000_001, key)
             while not stop.is_set():
                 w.write(shake(b"\x01" * 65_000))
                 try:

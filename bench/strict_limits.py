@@ -24,15 +24,12 @@ import time
 from pathlib import Path
 
 from system import ROOT, sut_up
-from wire import hello, parse_shake_reply, read_frame, shake
+from wire import login, parse_shake_reply, read_frame, shake
 
 
 
 async def user(addr, uid, key, until, wins, others):
-    host, port = addr.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(hello(uid, key))
-    await read_frame(reader)
+    reader, writer = await login(addr, uid, key)
     cookie = b""
     # Spread the users' phases over the second.
     await asyncio.sleep((uid % 1000) / 1000.0)

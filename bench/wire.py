@@ -2,6 +2,7 @@
 wire/src/protocol/mod.rs): frames, Hello with the auth token, Shake, Heartbeat, and
 reading a ShakeReply."""
 
+import asyncio
 import hashlib
 import hmac
 import struct
@@ -51,3 +52,12 @@ def parse_shake_reply(payload):
 async def read_frame(reader):
     (n,) = struct.unpack(">I", await reader.readexactly(4))
     return await reader.readexactly(n)
+
+
+async def login(addr, user, key):
+    """A logged-in long connection of `user` to the gateway at HOST:PORT: (reader, writer)."""
+    host, port = addr.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(hello(user, key))
+    await read_frame(reader)
+    return reader, writer
