@@ -5,6 +5,9 @@
 #   cargo install cargo-fuzz
 #
 #   bench/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]      (default 60 s, every target)
+#
+# FUZZ_RUNS=N stops each target after N executions instead (SECONDS stays the cap):
+#   FUZZ_RUNS=10000000 bench/fuzz.sh 3600 client_frames
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 secs=${1:-60}
@@ -21,7 +24,7 @@ for t in "${targets[@]}"; do
   # The committed seeds are read; what the run finds goes to a scratch corpus.
   scratch=$(mktemp -d)
   cargo +nightly fuzz run "$t" "$scratch" "corpus/$t" -- \
-    -max_total_time="$secs" -print_final_stats=1 >"$log" 2>&1 || true
+    -max_total_time="$secs" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -print_final_stats=1 >"$log" 2>&1 || true
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
   size=$(find "$scratch" -type f | wc -l)
   after=$(find "artifacts/$t" -type f | wc -l)

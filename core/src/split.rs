@@ -12,6 +12,10 @@
 //! the same calls give the same outcome: a retried request after a crash is answered
 //! from what was recorded, never dealt again.
 //!
+//! Repeats get the original answer, as an idempotency key does in a payment API: a
+//! friend grabbing a pot again is told the part it was dealt (and no money moves); an
+//! opener sharing again to the same friends is told the share stands.
+//!
 //! The envelope backend keeps one [`Split`] per pot durably (see `envelope::split_store`)
 //! and runs these rules on it inside its group-commit transactions.
 
@@ -61,6 +65,15 @@ pub enum State {
     Shared { friends: Vec<u64> },
     /// Expired: what was left went back to the sponsor.
     Recycled { cents: u64, was_shared: bool },
+}
+
+/// A grab's answer: the part's amount and index in the pot; `repeat` when this friend
+/// was dealt it before (no money moves a second time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grab {
+    pub cents: u64,
+    pub part: u32,
+    pub repeat: bool,
 }
 
 /// One pot and what happened to it.
@@ -168,8 +181,13 @@ impl Split {
         if self.pot.owner != user {
             return Err(SplitError::NotOwner);
         }
-        match self.state {
+        let mut asked = friends.to_vec();
+        asked.sort_unstable();
+        asked.dedup();
+        match &self.state {
             State::Recycled { .. } => return Err(SplitError::Recycled),
+            // The same share again (a retry after a lost reply): it stands.
+            State::Shared { friends } if *friends == asked => return Ok(()),
             State::Shared { .. } => return Err(SplitError::AlreadyShared),
             State::Unshared => {}
         }
@@ -185,17 +203,22 @@ impl Split {
         if friends.iter().any(|f| !is_friend(user, *f)) {
             return Err(SplitError::NotFriend);
         }
-        let mut friends = friends.to_vec();
-        friends.sort_unstable();
-        friends.dedup();
-        self.state = State::Shared { friends };
+        self.state = State::Shared { friends: asked };
         Ok(())
     }
 
-    /// A friend grabs a part: the amount dealt (`roll` in [0, 1)).
-    pub fn grab(&mut self, user: u64, now_ms: i64, roll: f64) -> Result<u64, SplitError> {
+    /// A friend grabs a part (`roll` in [0, 1)): the part dealt now, or the part this
+    /// friend was dealt before (a repeat, answered whatever happened to the pot since).
+    pub fn grab(&mut self, user: u64, now_ms: i64, roll: f64) -> Result<Grab, SplitError> {
         if self.pot.owner == user {
             return Err(SplitError::OwnShare);
+        }
+        if let Some(part) = self.grabs.iter().position(|(u, _)| *u == user) {
+            return Ok(Grab {
+                cents: self.grabs[part].1,
+                part: part as u32,
+                repeat: true,
+            });
         }
         let friends = match &self.state {
             State::Recycled { .. } => return Err(SplitError::Recycled),
@@ -204,9 +227,6 @@ impl Split {
         };
         if friends.binary_search(&user).is_err() {
             return Err(SplitError::NotInvited);
-        }
-        if self.grabs.iter().any(|(u, _)| *u == user) {
-            return Err(SplitError::AlreadyGrabbed);
         }
         if now_ms >= self.pot.expires_ms {
             return Err(SplitError::Expired);
@@ -217,7 +237,11 @@ impl Split {
         }
         let cents = deal(self.open_cents(), parts_left, roll);
         self.grabs.push((user, cents));
-        Ok(cents)
+        Ok(Grab {
+            cents,
+            part: self.grabs.len() as u32 - 1,
+            repeat: false,
+        })
     }
 
     /// Past its expiry, what the pot still holds is recycled: the cents, once.
@@ -260,14 +284,14 @@ impl SplitBook {
             .share(user, friends, now_ms, is_friend)
     }
 
-    /// A friend grabs a part: the amount dealt.
+    /// A friend grabs a part: the part dealt (or dealt before, for a repeat).
     pub fn grab(
         &mut self,
         envelope_id: u64,
         user: u64,
         now_ms: i64,
         roll: f64,
-    ) -> Result<u64, SplitError> {
+    ) -> Result<Grab, SplitError> {
         self.splits
             .get_mut(&envelope_id)
             .ok_or(SplitError::NoSuchPot)?
@@ -364,11 +388,38 @@ mod tests {
         assert_eq!(b.grab(1, 10, 0, 0.5), Err(SplitError::OwnShare));
         assert_eq!(b.grab(1, 19, 0, 0.5), Err(SplitError::NotInvited));
         let first = b.grab(1, 11, 0, 0.5).unwrap();
-        assert_eq!(b.grab(1, 11, 0, 0.5), Err(SplitError::AlreadyGrabbed));
         let second = b.grab(1, 13, 0, 0.9).unwrap();
         let third = b.grab(1, 15, 0, 0.1).unwrap();
-        assert_eq!(first + second + third, 100, "the last part takes the rest");
+        assert_eq!(
+            first.cents + second.cents + third.cents,
+            100,
+            "the last part takes the rest"
+        );
         assert_eq!(b.grab(1, 17, 0, 0.5), Err(SplitError::NoPartsLeft));
+        assert!(b.check().is_empty());
+    }
+
+    #[test]
+    fn repeats_get_the_original_answer_and_move_nothing() {
+        let mut b = SplitBook::default();
+        b.opened(pot(1, 10, 100, 3));
+        b.share(1, 10, &[13, 11], 0, friends).unwrap();
+        assert_eq!(
+            b.share(1, 10, &[11, 13, 11], 5, friends),
+            Ok(()),
+            "same friends"
+        );
+        let first = b.grab(1, 11, 0, 0.5).unwrap();
+        assert!(!first.repeat);
+        let again = b.grab(1, 11, 100, 0.9).unwrap();
+        assert_eq!(
+            (again.cents, again.part, again.repeat),
+            (first.cents, 0, true)
+        );
+        assert_eq!(b.splits[&1].grabs.len(), 1, "dealt once");
+        // After the pot was recycled the friend is still told its part.
+        b.expire(10_000);
+        assert_eq!(b.grab(1, 11, 10_000, 0.1).map(|g| g.cents), Ok(first.cents));
         assert!(b.check().is_empty());
     }
 
@@ -378,7 +429,7 @@ mod tests {
         b.opened(pot(1, 10, 100, 3));
         b.opened(pot(2, 20, 50, 2));
         b.share(1, 10, &[11, 13], 0, friends).unwrap();
-        let got = b.grab(1, 11, 5_000, 0.3).unwrap();
+        let got = b.grab(1, 11, 5_000, 0.3).unwrap().cents;
         assert_eq!(b.expire(9_999), vec![]);
         let recycled = b.expire(10_000);
         assert_eq!(recycled, vec![(1, 100 - got), (2, 50)]);

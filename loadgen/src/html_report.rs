@@ -384,7 +384,12 @@ pub fn render(report: &RunReport) -> String {
                     l.honest_issued_undelivered.len()
                 );
             }
-            let kept = crate::report::promises_kept(a, report.opened_cents, report.grabbed_cents);
+            let kept = crate::report::promises_kept(
+                a,
+                report.promises.as_ref(),
+                report.opened_cents,
+                report.grabbed_cents,
+            );
             let (class, word) = if kept {
                 ("ok", "every promise kept")
             } else {
@@ -395,6 +400,13 @@ pub fn render(report: &RunReport) -> String {
                 "<p>Opens users were told succeeded: {} cents, grabs of split parts: {} cents; credited by payment: {} and {} cents: <span class=\"{class}\">{word}</span>.</p>",
                 report.opened_cents, report.grabbed_cents, a.credited_cents, a.split.grab_credited_cents
             );
+            if let Some(p) = &report.promises {
+                let _ = write!(
+                    body,
+                    "<p>User by user: {} users were told {} cents; told more than credited: {} users, {} cents (must be 0); credited but never told (replies lost for good): {} users, {} cents. Cheaters' repeated opens and grabs told their original answer: {}, told anything else: {} (must be 0).</p>",
+                    p.users_told, p.told_cents, p.users_short, p.short_cents, p.users_untold, p.untold_cents, p.repeats_kept, p.repeats_broken
+                );
+            }
             if !report.split_outcomes.is_empty() {
                 body.push_str("<p>Split envelopes, how shares and grabs ended (refusals for what a user did are outcomes, not errors):</p><table><tr><th>request/result</th><th>count</th></tr>");
                 for (k, v) in &report.split_outcomes {

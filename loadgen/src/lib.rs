@@ -8,6 +8,7 @@ pub mod hlog;
 pub mod html_report;
 pub mod profile;
 pub mod prom;
+pub mod promises;
 pub mod report;
 pub mod resources;
 pub mod run;

@@ -1,5 +1,6 @@
 //! The end-of-run summary: a table for people, JSON for machines.
 
+use crate::promises::PromiseReport;
 use crate::resources::ResourceReport;
 use crate::stats::{Summary, OPS};
 use crate::threshold::Threshold;
@@ -67,17 +68,30 @@ pub struct RunReport {
     /// What the profile's faults did to the system, in order.
     pub faults: Vec<crate::faults::FaultEvent>,
     pub limits: Option<LimitReport>,
+    /// What each user was told against what payment credited it.
+    pub promises: Option<PromiseReport>,
     pub passed: bool,
     /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
     /// whole distribution, which the HTML report plots.
     pub latency_distribution: BTreeMap<&'static str, Vec<(f64, f64)>>,
 }
 
-/// Whether every open and every grab a user was told succeeded was credited: the money
-/// the gateways promised is at most what payment credited, for opens and grabs each
-/// (more is possible: one recorded whose reply the user never got).
-pub fn promises_kept(audit: &AuditReport, opened_cents: u64, grabbed_cents: u64) -> bool {
-    audit.credited_cents >= opened_cents && audit.split.grab_credited_cents >= grabbed_cents
+/// Whether every open and every grab a user was told succeeded was credited: user by
+/// user when the credits by user are known (see [`crate::promises`]); otherwise the
+/// money the gateways promised is at most what payment credited, for opens and grabs
+/// each (more is possible: one recorded whose reply the user never got).
+pub fn promises_kept(
+    audit: &AuditReport,
+    promises: Option<&PromiseReport>,
+    opened_cents: u64,
+    grabbed_cents: u64,
+) -> bool {
+    match promises {
+        Some(p) => p.kept(),
+        None => {
+            audit.credited_cents >= opened_cents && audit.split.grab_credited_cents >= grabbed_cents
+        }
+    }
 }
 
 /// Whether the audit passed (or there was none). Adversarial users over the limit are
@@ -169,6 +183,8 @@ impl LimitReport {
 pub struct RunCost {
     /// With adversarial users: how the limits held.
     pub limits: Option<LimitReport>,
+    /// With an audit: what each user was told against what payment credited it.
+    pub promises: Option<PromiseReport>,
     /// Parts the profile's faults took down and brought back.
     pub faults: Vec<crate::faults::FaultEvent>,
     pub series: Vec<Second>,
@@ -229,9 +245,14 @@ impl RunReport {
                 }
             })
             .collect();
-        let promises_kept = audit
-            .as_ref()
-            .is_none_or(|a| promises_kept(a, summary.opened_cents, summary.grabbed_cents));
+        let promises_kept = audit.as_ref().is_none_or(|a| {
+            promises_kept(
+                a,
+                cost.promises.as_ref(),
+                summary.opened_cents,
+                summary.grabbed_cents,
+            )
+        });
         let audit_passed = audit_passed(audit.as_ref(), cost.limits.as_ref());
         // A part a fault took down that never came back is a failed run: the audit
         // would then judge a system that was not whole.
@@ -279,6 +300,7 @@ impl RunReport {
             audit,
             faults: cost.faults,
             limits: cost.limits,
+            promises: cost.promises,
             passed,
             latency_distribution,
         }
@@ -505,7 +527,12 @@ impl RunReport {
                     );
                 }
             }
-            let kept = promises_kept(a, self.opened_cents, self.grabbed_cents);
+            let kept = promises_kept(
+                a,
+                self.promises.as_ref(),
+                self.opened_cents,
+                self.grabbed_cents,
+            );
             let _ = writeln!(
                 out,
                 "opens users were told succeeded: {} cents, grabs: {} cents; credited by payment: {} and {} cents: {}",
@@ -519,6 +546,9 @@ impl RunReport {
                     "FAIL: promised money was not credited"
                 }
             );
+            if let Some(p) = &self.promises {
+                let _ = writeln!(out, "{p}");
+            }
         }
         out
     }

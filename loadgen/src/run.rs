@@ -209,6 +209,15 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         }
         None => None,
     };
+    let promises = audit.as_ref().map(|(_, credits)| {
+        crate::promises::check(
+            &summary.promises,
+            credits,
+            summary.repeats_kept,
+            summary.repeats_broken,
+        )
+    });
+    let audit = audit.map(|(report, _)| report);
     let hlog_path = match progress.hlog.take() {
         Some(h) => Some(h.finish()?),
         None => None,
@@ -230,6 +239,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     });
     let cost = RunCost {
         limits,
+        promises,
         faults: fault_events,
         series: progress.series,
         requests_by_worker,

@@ -4,6 +4,7 @@ use crate::profile::SpawnTarget;
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -177,8 +178,9 @@ impl Spawned {
         self.stop_parts().await
     }
 
-    /// Stops the system (as [`Spawned::stop`]), then audits its records with `sut audit`.
-    pub async fn stop_and_audit(mut self) -> Result<AuditReport> {
+    /// Stops the system (as [`Spawned::stop`]), then audits its records with `sut audit`:
+    /// the audit's report, and what payment credited to each user.
+    pub async fn stop_and_audit(mut self) -> Result<(AuditReport, BTreeMap<u64, u64>)> {
         self.stop_parts().await?;
         audit(&self.sut, &self.data).await
     }
@@ -203,21 +205,29 @@ impl Spawned {
 
 /// Runs `sut audit --json` on a stopped system's data directory. The audit's exit code
 /// says pass or fail; its report says why, so a failed audit is a report, not an error.
-pub async fn audit(sut: &Path, data: &Path) -> Result<AuditReport> {
+/// Payment's credits by user come back beside it (from `--credits-by-user`).
+pub async fn audit(sut: &Path, data: &Path) -> Result<(AuditReport, BTreeMap<u64, u64>)> {
+    let credits_path = data.join("credits_by_user.csv");
     let out = Command::new(sut)
         .arg("audit")
         .arg("--data")
         .arg(data)
         .arg("--json")
+        .arg("--credits-by-user")
+        .arg(&credits_path)
         .stdin(Stdio::null())
         .output()
         .await
         .with_context(|| format!("cannot run {} audit", sut.display()))?;
-    serde_json::from_slice(&out.stdout).with_context(|| {
+    let report = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
             "`sut audit` could not read the run's records ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         )
-    })
+    })?;
+    let text = std::fs::read_to_string(&credits_path)
+        .with_context(|| format!("`sut audit` wrote no {}", credits_path.display()))?;
+    let credits = crate::promises::parse_credits(&text, &credits_path)?;
+    Ok((report, credits))
 }

@@ -88,6 +88,13 @@ pub struct Summary {
     pub opened_cents: u64,
     /// Cents the gateways promised on successful grabs of split parts.
     pub grabbed_cents: u64,
+    /// Each promise a user was told, as (user, cents): the first answer to an open or
+    /// a grab with an amount. Compared per user with what payment credited.
+    pub promises: Vec<(u64, u64)>,
+    /// Cheaters' deliberate repeats told their original answer, and those told
+    /// anything else (a broken contract).
+    pub repeats_kept: u64,
+    pub repeats_broken: u64,
     /// How shares and grabs ended, `share/ok`, `grab/no_parts_left`, ...: refusals
     /// for what the user did (late, too many friends for the parts) are outcomes, not
     /// errors of the system; only `unavailable` past the retries counts as an error.
@@ -130,6 +137,9 @@ pub struct WireSummary {
     tiers: Vec<(u8, u64)>,
     opened_cents: u64,
     grabbed_cents: u64,
+    promises: Vec<(u64, u64)>,
+    repeats_kept: u64,
+    repeats_broken: u64,
     split_outcomes: Vec<(String, u64)>,
     connected: u64,
     drops: u64,
@@ -178,6 +188,11 @@ fn hist_from_wire(bytes: &[u8]) -> Result<Histogram<u64>, WireError> {
 }
 
 impl Summary {
+    /// `user` was told it got `cents` (an open or a grab answered with its amount).
+    pub fn promised(&mut self, user: u64, cents: u32) {
+        self.promises.push((user, u64::from(cents)));
+    }
+
     pub fn record(&mut self, op: Op, latency_us: u64) {
         let _ = self.ops[op as usize]
             .latency
@@ -257,6 +272,9 @@ impl Summary {
         let _ = self.send_lag.latency.add(&other.send_lag.latency);
         self.opened_cents += other.opened_cents;
         self.grabbed_cents += other.grabbed_cents;
+        self.promises.extend_from_slice(&other.promises);
+        self.repeats_kept += other.repeats_kept;
+        self.repeats_broken += other.repeats_broken;
         for (k, v) in &other.split_outcomes {
             *self.split_outcomes.entry(k.clone()).or_default() += v;
         }
@@ -335,6 +353,9 @@ impl Summary {
         self.tiers.clear();
         self.opened_cents = 0;
         self.grabbed_cents = 0;
+        self.promises.clear();
+        self.repeats_kept = 0;
+        self.repeats_broken = 0;
         self.split_outcomes.clear();
         self.drops = 0;
         self.hellos_by_gateway.iter_mut().for_each(|n| *n = 0);
@@ -363,6 +384,9 @@ impl Summary {
             tiers: self.tiers.iter().map(|(k, v)| (*k, *v)).collect(),
             opened_cents: self.opened_cents,
             grabbed_cents: self.grabbed_cents,
+            promises: self.promises.clone(),
+            repeats_kept: self.repeats_kept,
+            repeats_broken: self.repeats_broken,
             split_outcomes: self
                 .split_outcomes
                 .iter()
@@ -396,6 +420,9 @@ impl Summary {
         s.tiers = w.tiers.into_iter().collect();
         s.opened_cents = w.opened_cents;
         s.grabbed_cents = w.grabbed_cents;
+        s.promises = w.promises;
+        s.repeats_kept = w.repeats_kept;
+        s.repeats_broken = w.repeats_broken;
         s.split_outcomes = w.split_outcomes.into_iter().collect();
         s.connected = w.connected;
         s.drops = w.drops;

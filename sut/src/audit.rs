@@ -20,6 +20,15 @@ pub enum AuditError {
     Store(#[from] StoreError),
 }
 
+/// Writes what payment credited to each user, `user,cents` per line, sorted by user.
+pub fn write_credits_by_user(r: &Records, path: &Path) -> Result<(), FileError> {
+    let mut text = String::from("user,cents\n");
+    for (user, cents) in sut_core::audit::credits_by_user(&r.ledger) {
+        text.push_str(&format!("{user},{cents}\n"));
+    }
+    files::write_atomic(path, text.as_bytes())
+}
+
 /// Audits the run whose data directory is `data`.
 pub fn run(data: &Path) -> Result<AuditReport, AuditError> {
     Ok(check(&read(data)?))

@@ -92,6 +92,22 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
             amount_cents: amount
         })
     );
+    // A repeated open gets the original answer, at the gateway that recorded it and
+    // at the other one alike; payment credits it once (checked by the audit below).
+    let mut owner_elsewhere = Client::hello(gws[1], user, &auth).await;
+    for c in [&mut owner, &mut owner_elsewhere] {
+        assert_eq!(
+            c.req(Frame::Open {
+                token: token.clone()
+            })
+            .await,
+            Some(Frame::OpenReply {
+                code: 0,
+                amount_cents: amount
+            }),
+            "a repeated open"
+        );
+    }
     let (fa, fb, stranger) = (6 * CIRCLE - 1, 6 * CIRCLE - 2, 6 * CIRCLE);
 
     // Bad shares, answered by the gateway alone.
@@ -149,6 +165,11 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
         share_code(&share(&mut owner, &token, vec![fa]).await),
         Some(ErrorCode::AlreadyShared as u16)
     );
+    // The same share again (a retry after a lost reply) stands.
+    assert!(matches!(
+        share(&mut owner_elsewhere, &token, vec![fb, fa]).await,
+        Some(Frame::ShareReply { code: 0, share_id: id, parts: p, .. }) if id == share_id && p == parts
+    ));
 
     // Grabs: the friend on the other gateway gets a part, once.
     let mut friend_a = Client::hello(gws[1], fa, &auth).await;
@@ -160,8 +181,15 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
         other => panic!("grab: {other:?}"),
     };
     assert!(got >= 1 && got <= pot_cents - (u32::from(parts) - 1));
+    // A retried grab gets its original answer, at either gateway, and no new deal.
+    let mut friend_a_elsewhere = Client::hello(gws[0], fa, &auth).await;
+    let told_again = Some(Frame::GrabReply {
+        code: 0,
+        amount_cents: got,
+    });
+    assert_eq!(grab(&mut friend_a, share_id).await, told_again);
+    assert_eq!(grab(&mut friend_a_elsewhere, share_id).await, told_again);
     let refusals = [
-        (&mut friend_a, share_id, ErrorCode::AlreadyGrabbed),
         (&mut owner, share_id, ErrorCode::OwnShare),
         (&mut thief, share_id ^ 0x1, ErrorCode::NoSuchShare),
     ];
@@ -190,6 +218,8 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
             other => panic!("a grab after expiry: {other:?}"),
         }
     }
+    // Even from a recycled pot, a friend who grabbed is told its part again.
+    assert_eq!(grab(&mut friend_a, share_id).await, told_again);
 
     let m0 = scrape("127.0.0.1:18610");
     let m1 = scrape("127.0.0.1:18611");
@@ -203,7 +233,8 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
         (&m0, "share", "ok"),
         (&m0, "grab", "own_share"),
         (&m1, "grab", "ok"),
-        (&m1, "grab", "already_grabbed"),
+        (&m1, "grab", "repeat"),
+        (&m0, "grab", "repeat"),
         (&m1, "grab", "not_invited"),
         (&m1, "grab", "recycled"),
     ] {
@@ -220,11 +251,23 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
     );
 
     drop((owner, thief, friend_a, friend_b, outsider));
+    drop((owner_elsewhere, friend_a_elsewhere));
     assert!(up.stop().success());
+    let by_user = dir.path().join("credits.csv");
     let out = sut_cmd()
-        .args(["audit", "--json", "--data", d])
+        .args(["audit", "--json", "--data", d, "--credits-by-user"])
+        .arg(&by_user)
         .output()
         .unwrap();
+    // What each user was credited, as a load generator reads it: once each.
+    let credits = std::fs::read_to_string(&by_user).unwrap();
+    assert!(credits.starts_with("user,cents\n"), "{credits}");
+    assert!(
+        credits.contains(&format!("\n{user},{amount}\n")),
+        "{credits}"
+    );
+    assert!(credits.contains(&format!("\n{fa},{got}\n")), "{credits}");
+    assert_eq!(credits.lines().count(), 3, "{credits}");
     let report: sut::audit::AuditReport = serde_json::from_slice(&out.stdout).unwrap();
     assert!(report.passed(), "{:?}", report.violations);
     let s = &report.split;

@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use sut::envelope::split_store::{read_splits, ExpiryQueue};
 use sut::envelope::store::{self as envelope, Applied, EnvelopeOp};
 use sut_core::passthrough::OpenEntry;
-use sut_core::split::SplitError;
 use sut_wire::split::{grab_credit_id, grab_of_credit, SplitAnswer, SplitRequest};
 use sut_wire::token::EnvelopeToken;
 
@@ -222,12 +221,16 @@ fn run(seed: u64) {
                     let second = envelope::apply(&txn, again).unwrap();
                     txn.commit().unwrap();
                     if let (Applied::Split(first), Applied::Split(second)) = (&applied, &second) {
-                        if matches!(first[0].0, SplitAnswer::Grabbed { .. }) {
+                        if let SplitAnswer::Grabbed { cents, .. } = first[0].0 {
                             assert_eq!(
                                 second[0].0,
-                                SplitAnswer::Refused(SplitError::AlreadyGrabbed),
-                                "seed {seed} step {step}: a retried grab must not deal again"
+                                SplitAnswer::Grabbed {
+                                    cents,
+                                    repeat: true
+                                },
+                                "seed {seed} step {step}: a retried grab gets its original answer, not a new deal"
                             );
+                            assert!(second[0].1.is_none(), "a repeat credits nothing");
                         }
                     }
                     second
@@ -235,9 +238,14 @@ fn run(seed: u64) {
                 _ => applied,
             };
             if let (Some(key), Applied::Split(answers)) = (grab_of, &reply) {
-                if let SplitAnswer::Grabbed { cents } = answers[0].0 {
-                    assert!(told.insert(key, cents).is_none(), "seed {seed}: told twice");
-                    grabs += 1;
+                if let SplitAnswer::Grabbed { cents, repeat } = answers[0].0 {
+                    match told.insert(key, cents) {
+                        None => grabs += 1,
+                        Some(before) => assert!(
+                            repeat && before == cents,
+                            "seed {seed}: told {before} then {cents} for one part"
+                        ),
+                    }
                 }
             }
         }

@@ -39,8 +39,6 @@ pub enum SplitError {
     OwnShare,
     #[error("this user was not among those it was shared to")]
     NotInvited,
-    #[error("this user already grabbed a part of this pot")]
-    AlreadyGrabbed,
     #[error("every part has been grabbed")]
     NoPartsLeft,
     #[error("the pot expired")]
@@ -51,7 +49,7 @@ pub enum SplitError {
 
 impl SplitError {
     /// Every refusal, for metrics that list each one from the start.
-    pub const ALL: [SplitError; 13] = {
+    pub const ALL: [SplitError; 12] = {
         use SplitError::*;
         [
             NoSuchPot,
@@ -63,7 +61,6 @@ impl SplitError {
             NotShared,
             OwnShare,
             NotInvited,
-            AlreadyGrabbed,
             NoPartsLeft,
             Expired,
             Recycled,
@@ -83,7 +80,6 @@ impl SplitError {
             NotShared => "not_shared",
             OwnShare => "own_share",
             NotInvited => "not_invited",
-            AlreadyGrabbed => "already_grabbed",
             NoPartsLeft => "no_parts_left",
             Expired => "expired",
             Recycled => "recycled",
@@ -128,8 +124,15 @@ pub enum SplitRequest {
 /// What the backend answers a [`SplitRequest`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SplitAnswer {
-    Shared { pot: Pot },
-    Grabbed { cents: u64 },
+    Shared {
+        pot: Pot,
+    },
+    /// The part dealt; `repeat` when this friend had grabbed it before (the original
+    /// answer again, no money moved).
+    Grabbed {
+        cents: u64,
+        repeat: bool,
+    },
     Refused(SplitError),
 }
 
@@ -146,7 +149,6 @@ impl SplitError {
             SplitError::NotShared => ErrorCode::NotShared,
             SplitError::OwnShare => ErrorCode::OwnShare,
             SplitError::NotInvited => ErrorCode::NotInvited,
-            SplitError::AlreadyGrabbed => ErrorCode::AlreadyGrabbed,
             SplitError::NoPartsLeft => ErrorCode::NoPartsLeft,
             SplitError::Expired => ErrorCode::Expired,
             SplitError::Recycled => ErrorCode::Recycled,

@@ -44,6 +44,16 @@ pub struct Records {
     pub balances_cents: u64,
 }
 
+/// What payment credited to each user (opens and grabs alike), by user: the other
+/// side of what a load generator's users were told.
+pub fn credits_by_user(ledger: &[Credit]) -> BTreeMap<u64, u64> {
+    let mut by_user = BTreeMap::new();
+    for c in ledger {
+        *by_user.entry(c.user).or_insert(0) += u64::from(c.amount_cents);
+    }
+    by_user
+}
+
 /// Checks a run's records against invariants 1 to 5.
 pub fn check(r: &Records) -> AuditReport {
     let mut f = Findings::default();

@@ -74,7 +74,7 @@ fn clean() -> Records {
     ));
     let friend = t.user + 1;
     split.share(t.user, &[friend], 6_000, |_, _| true).unwrap();
-    let cents = split.grab(friend, 7_000, 0.5).unwrap();
+    let cents = split.grab(friend, 7_000, 0.5).unwrap().cents;
     r.ledger.push(Credit {
         envelope_id: grab_credit_id(t.envelope_id, 0),
         user: friend,

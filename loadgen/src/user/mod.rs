@@ -7,12 +7,13 @@
 //! system under test (coordinated omission corrected, as wrk2 does). The interval is
 //! the one the server's throttle tier asks for.
 
+mod money;
 mod split;
 
 use crate::profile::Behaviour;
 use crate::stats::{Op, Summary};
 use bytes::Bytes;
-use split::{Errands, Settled, Task};
+use split::{Errands, Opening, Settled, Task};
 use std::time::Duration;
 use sut_wire::protocol::{ErrorCode, Frame, Outcome};
 use sut_wire::signing::MAC_LEN;
@@ -57,7 +58,6 @@ pub struct UserCore {
     /// How much sooner than a full interval the first heartbeat of a connection comes.
     beat_early: Duration,
     phase: f64,
-    pending_open: Option<(Bytes, Duration)>,
     in_flight: Option<(Op, Duration)>,
     leave_at: Duration,
     /// Desired shakes the shake in flight stands for.
@@ -139,7 +139,6 @@ impl UserCore {
             last_sent: Duration::ZERO,
             beat_early: Duration::ZERO,
             phase: phase.clamp(0.0, 1.0),
-            pending_open: None,
             in_flight: None,
             leave_at: Duration::ZERO,
             coalesced: 1,
@@ -266,12 +265,13 @@ impl UserCore {
                 },
             );
         }
-        if let Some((token, intended)) = self.pending_open.take() {
-            if self.share_probability > 0.0 {
-                // Kept until the open's reply decides whether to share its pot.
-                self.errands.get_or_insert_default().opening = Some(token.clone());
+        if let Some(e) = self.errands.as_mut() {
+            if let Some(o) = e.to_open.take() {
+                // Kept until its reply: it may become a share, or go out again.
+                let (token, intended) = (o.token.clone(), o.intended);
+                e.opening = Some(o);
+                return self.send(Op::Open, intended, Frame::Open { token });
             }
-            return self.send(Op::Open, intended, Frame::Open { token });
         }
         if let Some(e) = self.errands.as_mut().and_then(|e| e.start(now)) {
             let (intended, due) = (e.first_due, e.due);
@@ -280,8 +280,11 @@ impl UserCore {
                     self.begin(Op::Share, intended);
                     Action::Share { token }
                 }
-                Task::Grab(share_id) | Task::GrabAgain(share_id) => {
+                Task::Grab(share_id) | Task::GrabAgain { share_id, .. } => {
                     self.send(Op::Grab, intended, Frame::Grab { share_id })
+                }
+                Task::OpenAgain { token, .. } => {
+                    self.send(Op::Open, intended, Frame::Open { token })
                 }
             };
             let shift = due.saturating_sub(intended).as_millis();
@@ -408,7 +411,11 @@ impl UserCore {
                             stats.received_over_limit.push(self.user);
                         }
                         if roll < self.open_probability {
-                            self.pending_open = Some((token, now));
+                            self.errands.get_or_insert_default().to_open = Some(Opening {
+                                token,
+                                intended: now,
+                                tries: 0,
+                            });
                         }
                         self.hop_pending = self.adversarial;
                         "envelope"
@@ -417,33 +424,8 @@ impl UserCore {
                 stats.outcome(name, tier);
                 self.set_tier(tier, shake_interval_ms, now, stats);
             }
-            (
-                Op::Open,
-                Frame::OpenReply {
-                    code: 0,
-                    amount_cents,
-                },
-            ) => {
-                stats.record(op, latency_us);
-                stats.opened_cents += amount_cents as u64;
-                if let Some(e) = self.errands.as_mut() {
-                    if let Some(token) = e.opening.take() {
-                        if roll < self.share_probability {
-                            e.add(Task::Share(token), now);
-                        }
-                    }
-                }
-                self.tidy();
-            }
-            (Op::Open, Frame::OpenReply { code, .. }) => {
-                let name = ErrorCode::from_u16(code)
-                    .map(|c| c.name())
-                    .unwrap_or("unknown");
-                stats.error(op, name);
-                if let Some(e) = self.errands.as_mut() {
-                    e.opening = None;
-                }
-                self.tidy();
+            (Op::Open, Frame::OpenReply { code, amount_cents }) => {
+                self.on_open_reply(code, amount_cents, latency_us, now, roll, stats)
             }
             (Op::Share, Frame::ShareReply { code, share_id, .. }) => {
                 if code == 0 {
@@ -452,7 +434,11 @@ impl UserCore {
                         e.announce(share_id);
                         if self.adversarial {
                             // Bad input: a cheater tries to grab its own share.
-                            e.add(Task::GrabAgain(share_id), now);
+                            let task = Task::GrabAgain {
+                                share_id,
+                                told: None,
+                            };
+                            e.add(task, now);
                         }
                     }
                 }
@@ -460,27 +446,19 @@ impl UserCore {
                 self.tidy();
             }
             (Op::Grab, Frame::GrabReply { code, amount_cents }) => {
-                let task = self.errands.as_ref().and_then(|e| e.current().cloned());
-                if code == 0 {
-                    stats.record(op, latency_us);
-                    stats.grabbed_cents += amount_cents as u64;
-                }
-                self.settle_errand(op, code, now, stats);
-                if let (0, true, Some(Task::Grab(share_id))) = (code, self.adversarial, task) {
-                    // Bad input: a cheater grabs the same pot again.
-                    self.errands
-                        .get_or_insert_default()
-                        .add(Task::GrabAgain(share_id), now);
-                }
-                self.tidy();
+                self.on_grab_reply(code, amount_cents, latency_us, now, stats)
             }
             (Op::Heartbeat, Frame::HeartbeatAck { .. }) => stats.record(op, latency_us),
             (_, Frame::Error { code, .. }) => {
-                if matches!(op, Op::Share | Op::Grab) {
-                    if let Some(e) = self.errands.as_mut() {
+                if let Some(e) = self.errands.as_mut() {
+                    if e.current().is_some() {
                         e.interrupted();
+                    } else if op == Op::Open {
+                        // Refused outright: nothing to open any more.
+                        e.opening = None;
                     }
                 }
+                self.tidy();
                 let code = ErrorCode::from_u16(code);
                 stats.error(op, code.map(|c| c.name()).unwrap_or("unknown"));
                 if code == Some(ErrorCode::CookieInvalid) {
@@ -497,12 +475,16 @@ impl UserCore {
     }
 
     /// The request in flight got no reply (timeout or closed connection).
+    /// An open, share or grab goes out again (the server answers a repeat with its
+    /// original answer, so the user learns what it got without doubling it).
     pub fn failed(&mut self, kind: &str, stats: &mut Summary) {
         if let Some((op, _)) = self.in_flight.take() {
             stats.error(op, kind);
-            if matches!(op, Op::Share | Op::Grab) {
-                if let Some(e) = self.errands.as_mut() {
+            if let Some(e) = self.errands.as_mut() {
+                if e.current().is_some() {
                     e.interrupted();
+                } else if op == Op::Open {
+                    e.open_interrupted();
                 }
             }
         }

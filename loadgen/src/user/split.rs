@@ -1,9 +1,10 @@
-//! A user's split envelope errands, with no I/O: the pot it is about to share after an
-//! open, and the friends' shares it is about to grab. A share or grab refused for a
-//! passing reason (the backend unreachable, or the open not yet recorded there) is
-//! tried again a little later; one cut short by a lost connection is tried again on
-//! the next, since a friend's grab must complete, however slowly. The server keeps a
-//! grab at most once per user, so a retry never doubles money.
+//! A user's errands beyond shaking, with no I/O: the envelope it is about to open, the
+//! pot it is about to share after an open, and the friends' shares it is about to
+//! grab. A share or grab refused for a passing reason (the backend unreachable, or the
+//! open not yet recorded there) is tried again a little later; an open, share or grab
+//! cut short by a lost reply (a timeout, a lost connection) is tried again on the next
+//! connection, since the money must reach the user, however slowly. The server answers
+//! a repeat with its original answer and moves money once, so a retry never doubles it.
 
 use bytes::Bytes;
 use std::time::Duration;
@@ -21,9 +22,22 @@ pub enum Task {
     Share(Bytes),
     /// Grab a part of a friend's share.
     Grab(u64),
-    /// Grab a share once more, as only a cheater would (its own, or a second time):
-    /// the server must refuse it and move no money. Never repeated itself.
-    GrabAgain(u64),
+    /// Grab a share once more, as only a cheater would: its own (`told: None`, which
+    /// the server must refuse), or one it grabbed before, told `told` cents (the server
+    /// must tell the same again and move no money).
+    GrabAgain { share_id: u64, told: Option<u32> },
+    /// Open an envelope once more (a cheater, on another gateway): the server must tell
+    /// the `told` cents again and credit nothing more.
+    OpenAgain { token: Bytes, told: u32 },
+}
+
+/// An envelope to open: its token, when the open was first intended (its latency counts
+/// from there, retries included) and the tries so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opening {
+    pub token: Bytes,
+    pub intended: Duration,
+    pub tries: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +67,11 @@ pub struct Errands {
     in_flight: Option<Errand>,
     /// A share the server accepted whose id the friends are yet to be told.
     announce: Option<u64>,
-    /// The token of the open in flight, while its reply may still make it a share.
-    pub opening: Option<Bytes>,
+    /// The envelope to open next.
+    pub to_open: Option<Opening>,
+    /// The open in flight, kept until its reply: a share may follow it, and a lost
+    /// reply sends it again.
+    pub opening: Option<Opening>,
 }
 
 /// Whether a refusal is worth another try.
@@ -125,6 +142,19 @@ impl Errands {
         Settled::Retry
     }
 
+    /// The open in flight got no reply: it goes out again, until its tries run out.
+    pub fn open_interrupted(&mut self) -> Settled {
+        let Some(mut o) = self.opening.take() else {
+            return Settled::Done;
+        };
+        o.tries += 1;
+        if o.tries >= MAX_TRIES {
+            return Settled::GaveUp;
+        }
+        self.to_open = Some(o);
+        Settled::Retry
+    }
+
     pub fn announce(&mut self, share_id: u64) {
         self.announce = Some(share_id);
     }
@@ -138,6 +168,7 @@ impl Errands {
         self.waiting.is_empty()
             && self.in_flight.is_none()
             && self.announce.is_none()
+            && self.to_open.is_none()
             && self.opening.is_none()
     }
 }
@@ -188,6 +219,26 @@ mod tests {
         );
         e.start(ms(12));
         assert_eq!(e.settle(0, ms(13)), Settled::Done);
+        assert!(e.is_idle());
+    }
+
+    #[test]
+    fn an_open_whose_reply_was_lost_goes_out_again_then_gives_up() {
+        let mut e = Errands::default();
+        let opening = Opening {
+            token: Bytes::from_static(b"t"),
+            intended: ms(5),
+            tries: 0,
+        };
+        e.opening = Some(opening.clone());
+        assert_eq!(e.open_interrupted(), Settled::Retry);
+        assert_eq!(e.to_open.as_ref().map(|o| o.intended), Some(ms(5)));
+        let mut outcome = Settled::Retry;
+        while outcome == Settled::Retry {
+            e.opening = e.to_open.take();
+            outcome = e.open_interrupted();
+        }
+        assert_eq!(outcome, Settled::GaveUp);
         assert!(e.is_idle());
     }
 

@@ -145,13 +145,45 @@ fn a_won_envelope_is_opened_next() {
     );
     assert_eq!(s.opened_cents, 50);
     assert_eq!(s.count(Op::Open), 1);
-    let refused = Frame::OpenReply {
-        code: ErrorCode::AlreadyOpened as u16,
-        amount_cents: 0,
+    assert_eq!(
+        s.promises,
+        vec![(1, 50)],
+        "one promise to check against payment"
+    );
+    assert!(u.errands.is_none(), "nothing left to do");
+}
+
+#[test]
+fn an_open_whose_reply_was_lost_is_sent_again_and_promised_once() {
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
+    hello(&mut u, &mut s);
+    u.poll(ms(1));
+    let env = Outcome::Envelope {
+        token: Bytes::from_static(b"tok"),
+        sponsor: 1,
+        amount_cents: 50,
     };
-    u.in_flight = Some((Op::Open, ms(8)));
-    u.on_frame(refused, ms(9), 0.0, &mut s);
-    assert_eq!(s.errors_by_kind["open/already_opened"], 1);
+    u.on_frame(reply(0, env), ms(5), 0.5, &mut s);
+    let open = Action::Send(Frame::Open {
+        token: Bytes::from_static(b"tok"),
+    });
+    assert_eq!(u.poll(ms(5)), open);
+    // The reply never comes: the connection is lost.
+    u.failed("timeout", &mut s);
+    u.disconnected(&mut s);
+    u.connected(ms(3_000), ms(60_000));
+    hello(&mut u, &mut s);
+    assert_eq!(u.poll(ms(3_001)), open, "the same open again");
+    let answer = Frame::OpenReply {
+        code: 0,
+        amount_cents: 50,
+    };
+    u.on_frame(answer, ms(3_002), 0.0, &mut s);
+    assert_eq!(s.errors_by_kind["open/timeout"], 1);
+    assert_eq!(s.promises, vec![(1, 50)]);
+    // Its latency counts from the first try.
+    assert!(s.ops[Op::Open as usize].latency.max() >= 2_997_000);
 }
 
 #[test]
@@ -223,6 +255,15 @@ fn an_adversarial_user_drops_its_cookie_and_hops_after_an_envelope() {
         matches!(u.poll(ms(2)), Action::Hop),
         "hops once the envelope is opened"
     );
+    assert!(
+        matches!(u.poll(ms(3)), Action::Send(Frame::Open { .. })),
+        "opens it again there"
+    );
+    let again = Frame::OpenReply {
+        code: 0,
+        amount_cents: 5,
+    };
+    u.on_frame(again, ms(4), 0.0, &mut s);
     let Action::Send(Frame::Shake { cookie }) = u.poll(ms(5_000)) else {
         panic!("shakes again")
     };
@@ -373,22 +414,69 @@ fn cheaters_replay_or_drop_cookies_and_grab_where_they_may_not() {
         code: 0,
         amount_cents: 5,
     };
-    u.on_frame(got, ms(11), 0.0, &mut s);
+    u.on_frame(got.clone(), ms(11), 0.0, &mut s);
     assert_eq!(u.poll(ms(11)), Action::Send(Frame::Grab { share_id: 9 }));
-    let twice = Frame::GrabReply {
-        code: ErrorCode::AlreadyGrabbed as u16,
-        amount_cents: 0,
-    };
-    u.on_frame(twice, ms(12), 0.0, &mut s);
+    // The server tells the original answer again: the contract kept, nothing promised.
+    u.on_frame(got, ms(12), 0.0, &mut s);
     assert!(
         !matches!(u.poll(ms(12)), Action::Send(Frame::Grab { .. })),
         "once only"
     );
-    assert_eq!(s.split_outcomes["grab/already_grabbed"], 1);
+    assert_eq!((s.repeats_kept, s.repeats_broken), (1, 0));
     assert_eq!(s.grabbed_cents, 5);
+    assert_eq!(s.promises, vec![(5, 5)]);
+    // A repeat told anything else breaks the contract.
+    let mut u = UserCore::new(5, [0; MAC_LEN], &behaviour(), 0.0, true);
+    hello(&mut u, &mut s);
+    u.invite(10, ms(20));
+    assert_eq!(u.poll(ms(20)), Action::Send(Frame::Grab { share_id: 10 }));
+    let first = Frame::GrabReply {
+        code: 0,
+        amount_cents: 8,
+    };
+    u.on_frame(first, ms(21), 0.0, &mut s);
+    assert_eq!(u.poll(ms(21)), Action::Send(Frame::Grab { share_id: 10 }));
+    let other = Frame::GrabReply {
+        code: ErrorCode::NotInvited as u16,
+        amount_cents: 0,
+    };
+    u.on_frame(other, ms(22), 0.0, &mut s);
+    assert_eq!((s.repeats_kept, s.repeats_broken), (1, 1));
     assert_eq!(
         s.errors(),
         0,
         "a refusal of bad input is an outcome, not an error"
     );
+}
+
+#[test]
+fn a_cheater_opens_again_on_the_next_gateway_and_must_be_told_the_same() {
+    let mut s = Summary::default();
+    let mut u = UserCore::new(7, [0; MAC_LEN], &behaviour(), 0.0, true);
+    hello(&mut u, &mut s);
+    u.poll(ms(1));
+    let env = Outcome::Envelope {
+        token: Bytes::from_static(b"tok"),
+        sponsor: 1,
+        amount_cents: 50,
+    };
+    u.on_frame(reply(0, env), ms(5), 0.5, &mut s);
+    let open = Action::Send(Frame::Open {
+        token: Bytes::from_static(b"tok"),
+    });
+    assert_eq!(u.poll(ms(5)), open);
+    let told = Frame::OpenReply {
+        code: 0,
+        amount_cents: 50,
+    };
+    u.on_frame(told.clone(), ms(6), 0.0, &mut s);
+    assert_eq!(u.poll(ms(6)), Action::Hop, "to the next gateway first");
+    u.disconnected(&mut s);
+    u.connected(ms(7), ms(60_000));
+    hello(&mut u, &mut s);
+    assert_eq!(u.poll(ms(8)), open, "then the same open there");
+    u.on_frame(told, ms(9), 0.0, &mut s);
+    assert_eq!((s.repeats_kept, s.repeats_broken), (1, 0));
+    assert_eq!(s.promises, vec![(7, 50)], "promised once");
+    assert_eq!(s.count(Op::Open), 1, "a repeat is judged, not timed");
 }

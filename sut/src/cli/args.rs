@@ -335,4 +335,9 @@ pub(crate) struct AuditArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Also write what payment credited to each user (opens and grabs), one
+    /// `user,cents` line each, to this file: a load generator compares it with what
+    /// its users were told.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) credits_by_user: Option<PathBuf>,
 }

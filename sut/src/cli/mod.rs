@@ -61,7 +61,11 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit(args) => {
-            let report = sut::audit::run(&args.data)?;
+            let records = sut::audit::read(&args.data)?;
+            let report = sut::audit::check(&records);
+            if let Some(path) = &args.credits_by_user {
+                sut::audit::write_credits_by_user(&records, path)?;
+            }
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

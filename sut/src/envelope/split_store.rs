@@ -73,18 +73,25 @@ pub fn apply_requests(
             SplitRequest::Share { user, friends, .. } => split
                 .share(user, &friends, now_ms, sut_core::friends::are_friends)
                 .map(|()| (SplitAnswer::Shared { pot: split.pot }, None)),
-            SplitRequest::Grab { user, .. } => split.grab(user, now_ms, roll).map(|cents| {
-                let credit = Credit {
-                    envelope_id: grab_credit_id(envelope_id, split.grabs.len() as u32 - 1),
+            // A repeat is told its part again; its credit went out the first time.
+            SplitRequest::Grab { user, .. } => split.grab(user, now_ms, roll).map(|g| {
+                let credit = (!g.repeat).then(|| Credit {
+                    envelope_id: grab_credit_id(envelope_id, g.part),
                     user,
-                    amount_cents: cents.min(u64::from(u32::MAX)) as u32,
+                    amount_cents: g.cents.min(u64::from(u32::MAX)) as u32,
+                });
+                let answer = SplitAnswer::Grabbed {
+                    cents: g.cents,
+                    repeat: g.repeat,
                 };
-                (SplitAnswer::Grabbed { cents }, Some(credit))
+                (answer, credit)
             }),
         };
         match answer {
             Ok((answer, credit)) => {
-                splits.insert(envelope_id, encode(&split)?.as_slice())?;
+                if credit.is_some() || matches!(answer, SplitAnswer::Shared { .. }) {
+                    splits.insert(envelope_id, encode(&split)?.as_slice())?;
+                }
                 if let Some(c) = credit {
                     outbox.insert(c.envelope_id, crate::store::encode_fixed(&c)?)?;
                 }
@@ -271,11 +278,36 @@ mod tests {
         assert!(
             matches!(out[1], SplitAnswer::Shared { pot } if pot.cents == 200 && pot.expires_ms == 11_000)
         );
-        assert!(matches!(out[2], SplitAnswer::Grabbed { .. }));
-        assert_eq!(out[3], SplitAnswer::Refused(SplitError::AlreadyGrabbed));
-        assert_eq!(out[4], SplitAnswer::Refused(SplitError::OwnShare));
+        let SplitAnswer::Grabbed {
+            cents,
+            repeat: false,
+        } = out[2]
+        else {
+            panic!("a first grab is dealt: {:?}", out[2]);
+        };
         assert_eq!(
-            run(&db, vec![share], 2_000),
+            out[3],
+            SplitAnswer::Grabbed {
+                cents,
+                repeat: true
+            },
+            "a repeat is told its part again"
+        );
+        assert_eq!(out[4], SplitAnswer::Refused(SplitError::OwnShare));
+        assert!(
+            matches!(
+                run(&db, vec![share], 2_000)[..],
+                [SplitAnswer::Shared { .. }]
+            ),
+            "the same share again stands"
+        );
+        let other = SplitRequest::Share {
+            envelope_id: 5,
+            user: 2,
+            friends: vec![4],
+        };
+        assert_eq!(
+            run(&db, vec![other], 2_000),
             vec![SplitAnswer::Refused(SplitError::AlreadyShared)]
         );
         let credits = super::super::store::read_outbox(&db).unwrap();

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 /// Every (request, result) label pair of `sut_envelope_splits`, so each starts at 0.
 pub(super) fn prefill(c: &Counters) {
     for request in ["share", "grab"] {
-        for result in ["ok", "busy"]
+        for result in ["ok", "repeat", "busy"]
             .into_iter()
             .chain(SplitError::ALL.iter().map(|e| e.name()))
         {
@@ -83,7 +83,8 @@ pub(super) async fn handle(b: &Backend, requests: Vec<SplitRequest>) -> Rpc {
         for ((answer, credit), kind) in done.into_iter().zip(kinds) {
             let result = match answer {
                 SplitAnswer::Refused(e) => e.name(),
-                SplitAnswer::Grabbed { cents } => {
+                SplitAnswer::Grabbed { repeat: true, .. } => "repeat",
+                SplitAnswer::Grabbed { cents, .. } => {
                     b.grabbed_cents.inc_by(cents);
                     "ok"
                 }

@@ -39,7 +39,7 @@ pub(super) async fn inject_opens(gw: Arc<Gateway>, n: u64) {
             next += 1;
         }
         match pending.next().await {
-            Some(Ok(())) => {}
+            Some(Ok(_)) => {}
             Some(Err(_)) => refused += 1,
             None => break,
         }

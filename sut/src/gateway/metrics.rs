@@ -82,7 +82,7 @@ impl GatewayMetrics {
             &[
                 ErrorCode::TokenForged.name(),
                 ErrorCode::TokenNotYours.name(),
-                ErrorCode::AlreadyOpened.name(),
+                "repeat",
                 ErrorCode::Unavailable.name(),
             ],
         );

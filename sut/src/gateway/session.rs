@@ -512,17 +512,28 @@ async fn open(gw: &Gateway, user: u64, token: Bytes) -> Frame {
         Err(TokenError::NotYours) => return refused(ErrorCode::TokenNotYours),
     };
     match enqueue_open(gw, token).await {
-        Ok(()) => Frame::OpenReply {
-            code: 0,
-            amount_cents: token.amount_cents,
-        },
+        // A repeat (this envelope was opened here before) gets the original answer:
+        // ok and the amount, which the signed token carries.
+        Ok(repeat) => {
+            if repeat {
+                gw.metrics
+                    .opens
+                    .get_or_create(&labels(&[("result", "repeat")]))
+                    .inc();
+            }
+            Frame::OpenReply {
+                code: 0,
+                amount_cents: token.amount_cents,
+            }
+        }
         Err(code) => refused(code),
     }
 }
 
 /// The agent's part of an open whose token checked out: durable in the pass-through
 /// queue first, then handed to the forwarder. Only after this may the user be told.
-pub(super) async fn enqueue_open(gw: &Gateway, token: EnvelopeToken) -> Result<(), ErrorCode> {
+/// `Ok(true)` for a repeat: recorded here before, so nothing is queued again.
+pub(super) async fn enqueue_open(gw: &Gateway, token: EnvelopeToken) -> Result<bool, ErrorCode> {
     let entry = OpenEntry {
         token,
         opened_ms: gw.show_ms(),
@@ -535,9 +546,10 @@ pub(super) async fn enqueue_open(gw: &Gateway, token: EnvelopeToken) -> Result<(
             }
             gw.queue_notify.notify_one();
             gw.metrics.opens_ok.inc();
-            Ok(())
+            Ok(false)
         }
-        Ok(_) => Err(ErrorCode::AlreadyOpened),
+        Ok(GatewayResult::Repeat) => Ok(true),
+        Ok(GatewayResult::Done) => Err(ErrorCode::Unavailable),
         Err(_) => Err(ErrorCode::Unavailable),
     }
 }

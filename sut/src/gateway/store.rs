@@ -37,8 +37,11 @@ pub enum GatewayOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayResult {
     Done,
-    Queued { seq: u64 },
-    AlreadyOpened,
+    Queued {
+        seq: u64,
+    },
+    /// This envelope was opened here before: the first entry stays.
+    Repeat,
 }
 
 /// Applies one batch inside its transaction, opening each table once and keeping the
@@ -78,7 +81,7 @@ pub fn apply(
                     .map(|v| v.value());
                 if let Some(first) = previous {
                     opened.insert(entry.token.envelope_id, first)?;
-                    GatewayResult::AlreadyOpened
+                    GatewayResult::Repeat
                 } else {
                     let seq = queue_seq;
                     queue_seq += 1;

@@ -1,6 +1,8 @@
 //! Error and refusal codes: stable on the wire, each with a name for metrics and summaries.
 
-/// Error and open-refusal codes, stable on the wire.
+/// Error and open-refusal codes, stable on the wire. Codes 12 (`already_opened`) and
+/// 38 (`already_grabbed`) are retired: a repeated open or grab gets its original
+/// answer instead (see the protocol page); they are never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u16)]
 pub enum ErrorCode {
@@ -27,8 +29,6 @@ pub enum ErrorCode {
     TokenForged = 10,
     /// The envelope token was issued to another user.
     TokenNotYours = 11,
-    /// This envelope was already opened (a replayed open).
-    AlreadyOpened = 12,
     /// The gateway could not record the open durably; retry.
     Unavailable = 13,
     /// The cookie's signature is wrong or it belongs to another user.
@@ -59,8 +59,6 @@ pub enum ErrorCode {
     OwnShare = 36,
     /// A grab by a user the pot was not shared to.
     NotInvited = 37,
-    /// A second grab of one pot by one user.
-    AlreadyGrabbed = 38,
     /// Every part of the pot has been grabbed.
     NoPartsLeft = 39,
     /// The pot's lifetime is over.
@@ -71,7 +69,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics that list each one from the start.
-    pub const ALL: [ErrorCode; 30] = {
+    pub const ALL: [ErrorCode; 28] = {
         use ErrorCode::*;
         [
             Malformed,
@@ -85,7 +83,6 @@ impl ErrorCode {
             Overloaded,
             TokenForged,
             TokenNotYours,
-            AlreadyOpened,
             Unavailable,
             CookieInvalid,
             Unexpected,
@@ -100,7 +97,6 @@ impl ErrorCode {
             BadFriendList,
             OwnShare,
             NotInvited,
-            AlreadyGrabbed,
             NoPartsLeft,
             Expired,
             Recycled,
@@ -122,7 +118,6 @@ impl ErrorCode {
             9 => Overloaded,
             10 => TokenForged,
             11 => TokenNotYours,
-            12 => AlreadyOpened,
             13 => Unavailable,
             20 => CookieInvalid,
             21 => Unexpected,
@@ -137,7 +132,6 @@ impl ErrorCode {
             35 => BadFriendList,
             36 => OwnShare,
             37 => NotInvited,
-            38 => AlreadyGrabbed,
             39 => NoPartsLeft,
             40 => Expired,
             41 => Recycled,
@@ -160,7 +154,6 @@ impl ErrorCode {
             Overloaded => "overloaded",
             TokenForged => "token_forged",
             TokenNotYours => "token_not_yours",
-            AlreadyOpened => "already_opened",
             Unavailable => "unavailable",
             CookieInvalid => "cookie_invalid",
             Unexpected => "unexpected",
@@ -175,7 +168,6 @@ impl ErrorCode {
             BadFriendList => "bad_friend_list",
             OwnShare => "own_share",
             NotInvited => "not_invited",
-            AlreadyGrabbed => "already_grabbed",
             NoPartsLeft => "no_parts_left",
             Expired => "expired",
             Recycled => "recycled",

@@ -48,6 +48,16 @@
 //! gateways of a deployment share, and bound to the user it was issued to), once the
 //! user holds it; `OpenReply` code 0 means the amount will be credited, for sure.
 //!
+//! # Repeats
+//! A request repeated (a retry after a lost reply, or on purpose) gets its original
+//! answer again, at every gateway, and moves no money a second time, as an
+//! idempotency key does in a payment API: a repeated `Open` of one's own envelope gets
+//! code 0 and the amount; a repeated `Grab` of a part one was dealt gets code 0 and
+//! that part's amount (even after the pot expired); the same `Share` again (the same
+//! friends, in any order) gets the same `share_id`. So a client that lost a reply just
+//! sends the request again. (Codes 12 and 38, once `already_opened` and
+//! `already_grabbed`, are retired.)
+//!
 //! # Split envelopes
 //! An opened envelope carries a pot of split parts (2 to 5 parts, twice what the opener
 //! got). Its opener shares the pot once, to up to [`MAX_SHARE_FRIENDS`] friends, with
@@ -58,7 +68,8 @@
 //! `Grab`, over its own long connection; amounts are dealt by the double-mean method.
 //! What is not shared or grabbed within the pot's lifetime goes back to the sponsor.
 //! A share or grab refused for what the user did (not a friend, to oneself, own share,
-//! grabbed twice, expired, recycled, ...) has its own code and moves no money;
+//! shared twice to other friends, expired, recycled, ...) has its own code and moves
+//! no money;
 //! `Unavailable` and `NoSuchShare` right after an open are worth a retry.
 //!
 //! # Login

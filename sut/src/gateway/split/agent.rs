@@ -47,12 +47,11 @@ const SHARE_CODES: [ErrorCode; 10] = [
     ErrorCode::Unavailable,
 ];
 /// Codes a grab may end with, besides "ok".
-const GRAB_CODES: [ErrorCode; 9] = [
+const GRAB_CODES: [ErrorCode; 8] = [
     ErrorCode::NoSuchShare,
     ErrorCode::NotShared,
     ErrorCode::OwnShare,
     ErrorCode::NotInvited,
-    ErrorCode::AlreadyGrabbed,
     ErrorCode::NoPartsLeft,
     ErrorCode::Expired,
     ErrorCode::Recycled,
@@ -63,7 +62,16 @@ impl SplitAgent {
     pub fn register(registry: &mut Registry) -> SplitAgent {
         let results = Counters::default();
         for (request, codes) in [("share", &SHARE_CODES[..]), ("grab", &GRAB_CODES[..])] {
-            for result in std::iter::once("ok").chain(codes.iter().map(|c| c.name())) {
+            let answered = if request == "grab" {
+                &["ok", "repeat"][..]
+            } else {
+                &["ok"][..]
+            };
+            for result in answered
+                .iter()
+                .copied()
+                .chain(codes.iter().map(|c| c.name()))
+            {
                 let _ = results.get_or_create(&labels(&[("request", request), ("result", result)]));
             }
         }
@@ -78,8 +86,13 @@ impl SplitAgent {
         }
     }
 
-    pub(super) fn count(&self, request: &str, result: Result<(), ErrorCode>) {
-        let name = result.err().map(|c| c.name()).unwrap_or("ok");
+    /// Counts an answer: `Ok(true)` is a repeat told its original answer again.
+    pub(super) fn count(&self, request: &str, result: Result<bool, ErrorCode>) {
+        let name = match result {
+            Ok(false) => "ok",
+            Ok(true) => "repeat",
+            Err(c) => c.name(),
+        };
         self.results
             .get_or_create(&labels(&[("request", request), ("result", name)]))
             .inc();

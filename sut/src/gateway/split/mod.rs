@@ -52,7 +52,7 @@ pub(super) async fn share(gw: &Gateway, user: u64, token: Bytes, friends: Vec<u6
     };
     match gw.split.ask(request).await {
         Ok(SplitAnswer::Shared { pot }) => {
-            gw.split.count("share", Ok(()));
+            gw.split.count("share", Ok(false));
             Frame::ShareReply {
                 code: 0,
                 share_id: pot.envelope_id,
@@ -80,8 +80,8 @@ pub(super) async fn grab(gw: &Gateway, user: u64, share_id: u64) -> Frame {
         user,
     };
     match gw.split.ask(request).await {
-        Ok(SplitAnswer::Grabbed { cents }) => {
-            gw.split.count("grab", Ok(()));
+        Ok(SplitAnswer::Grabbed { cents, repeat }) => {
+            gw.split.count("grab", Ok(repeat));
             Frame::GrabReply {
                 code: 0,
                 amount_cents: cents.min(u32::MAX as u64) as u32,
