@@ -437,6 +437,10 @@ pub fn render(report: &RunReport) -> String {
         body.push_str("</table>");
     }
 
+    if let Some(h) = &report.hostile {
+        body.push_str(&h.html(report.limits.as_ref().map(|l| l.hostile_over_limit)));
+    }
+
     body.push_str("<h2>Operations</h2><table><tr><th>op</th><th>count</th><th>errors</th><th>rate/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>");
     for (name, r) in &report.ops {
         if r.count == 0 && r.errors == 0 {

@@ -128,10 +128,26 @@ pub struct SpawnTarget {
     #[serde(default = "default_split_ttl", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub split_ttl: Duration,
+    /// The gateways' connection deadlines (`sut up --hello-timeout`, `--frame-timeout`,
+    /// `--write-timeout`): how long a connection may go without a Hello, with a frame
+    /// begun and unfinished, and without reading its replies.
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub hello_timeout: Duration,
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub frame_timeout: Duration,
+    #[serde(default = "default_deadline", with = "humantime_serde")]
+    #[schemars(with = "String")]
+    pub write_timeout: Duration,
 }
 
 fn default_split_ttl() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+fn default_deadline() -> Duration {
+    Duration::from_secs(10)
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -214,6 +230,11 @@ pub struct Behaviour {
     /// Split envelopes: whether openers share their pots, and how friends grab.
     #[serde(default)]
     pub split: SplitBehaviour,
+    /// Share of users (seeded) that attack the gateways instead of playing, and the
+    /// attacks they make (see `loadgen::hostile`). Their figures are kept apart from
+    /// the honest users', whose latency and errors the thresholds judge.
+    #[serde(default)]
+    pub hostile: crate::hostile::HostileBehaviour,
 }
 
 /// What users do with split envelopes. Each user has a seeded friend list: `friends`

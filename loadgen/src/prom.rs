@@ -2,6 +2,7 @@
 //! types: at each scrape a collector reads the run's [`Summary`] and encodes the HDR
 //! histograms into fixed `le` buckets, so histograms from many generators aggregate.
 
+use crate::hostile::{Attack, HostileFigures};
 use crate::resources::ResourceReport;
 use crate::stats::{Summary, OPS};
 use crate::threshold::Threshold;
@@ -37,6 +38,12 @@ pub const METRICS: &[(&str, &str)] = &[
     ("loadgen_threshold_passing", "gauge"),
     ("loadgen_latency_seconds", "histogram"),
     ("loadgen_send_lag_seconds", "histogram"),
+    ("loadgen_hostile_users", "gauge"),
+    ("loadgen_hostile_connections_total", "counter"),
+    ("loadgen_hostile_frames_sent_total", "counter"),
+    ("loadgen_hostile_frames_received_total", "counter"),
+    ("loadgen_hostile_ended_total", "counter"),
+    ("loadgen_hostile_refused_total", "counter"),
 ];
 
 /// What the run knows beyond the merged counters, shared with the collector.
@@ -46,6 +53,8 @@ pub struct Live {
     pub target_users: std::sync::atomic::AtomicU64,
     /// The resource figures so far (memory thresholds read them).
     pub resources: Mutex<Option<ResourceReport>>,
+    /// The hostile users' figures so far, apart from everything else.
+    pub hostile: Mutex<HostileFigures>,
 }
 
 #[derive(Debug)]
@@ -211,6 +220,79 @@ impl Collector for SummaryCollector {
             ConstGauge::new(i64::from(passed))
                 .encode(e.encode_family(&[("threshold", t.source.as_str())])?)?;
         }
-        Ok(())
+        let hostile = self
+            .live
+            .hostile
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        encode_hostile(&hostile, &mut encoder)
     }
+}
+
+/// The hostile users' families: every attack listed (0 when none makes it), so a
+/// dashboard's queries always find their series.
+fn encode_hostile(h: &HostileFigures, encoder: &mut DescriptorEncoder) -> std::fmt::Result {
+    let figures = |a: Attack| h.by_attack.get(a.name()).cloned().unwrap_or_default();
+    let mut e = encoder.encode_descriptor(
+        "loadgen_hostile_users",
+        "Hostile users (behaviour.hostile) by attack: kept apart from every other figure",
+        None,
+        MetricType::Gauge,
+    )?;
+    for a in Attack::ALL {
+        ConstGauge::new(figures(a).users as i64)
+            .encode(e.encode_family(&[("attack", a.name())])?)?;
+    }
+    type Pick = fn(&crate::hostile::AttackFigures) -> u64;
+    let counters: [(&str, &str, Pick); 3] = [
+        (
+            "loadgen_hostile_connections",
+            "Connections hostile users made, by attack",
+            |f| f.connections,
+        ),
+        (
+            "loadgen_hostile_frames_sent",
+            "Whole frames hostile users sent, by attack",
+            |f| f.frames_sent,
+        ),
+        (
+            "loadgen_hostile_frames_received",
+            "Frames gateways sent hostile users, by attack",
+            |f| f.frames_received,
+        ),
+    ];
+    for (name, help, pick) in counters {
+        let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for a in Attack::ALL {
+            ConstCounter::new(pick(&figures(a)))
+                .encode(e.encode_family(&[("attack", a.name())])?)?;
+        }
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_hostile_ended",
+        "Hostile connections ended, by attack and how (the gateway's closing code, or closed, reset, write_failed)",
+        None,
+        MetricType::Counter,
+    )?;
+    for (attack, f) in &h.by_attack {
+        for (how, n) in &f.ended {
+            ConstCounter::new(*n)
+                .encode(e.encode_family(&[("attack", attack.as_str()), ("how", how.as_str())])?)?;
+        }
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_hostile_refused",
+        "Hostile requests refused with the connection left open, by attack and code",
+        None,
+        MetricType::Counter,
+    )?;
+    for (attack, f) in &h.by_attack {
+        for (code, n) in &f.refused {
+            ConstCounter::new(*n).encode(
+                e.encode_family(&[("attack", attack.as_str()), ("code", code.as_str())])?,
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The end-of-run summary: a table for people, JSON for machines.
 
+pub use crate::limit_report::LimitReport;
 use crate::promises::PromiseReport;
 use crate::resources::ResourceReport;
 use crate::stats::{Summary, OPS};
@@ -70,6 +71,8 @@ pub struct RunReport {
     pub limits: Option<LimitReport>,
     /// What each user was told against what payment credited it.
     pub promises: Option<PromiseReport>,
+    /// Hostile users' figures, apart from everything above (which is the honest users').
+    pub hostile: Option<crate::hostile::HostileFigures>,
     pub passed: bool,
     /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
     /// whole distribution, which the HTML report plots.
@@ -113,78 +116,14 @@ pub fn distribution_percentiles() -> Vec<f64> {
     ps
 }
 
-/// How the per-user limits held against the profile's adversarial users.
-#[derive(Debug, Clone, Serialize)]
-pub struct LimitReport {
-    pub adversarial_share: f64,
-    pub adversarial_users: u64,
-    /// Adversarial users that got more than the limits allow (by the servers' records).
-    pub adversarial_over_limit: u64,
-    /// Honest users whose clients received more than the limits allow: must be 0.
-    pub honest_over_limit: u64,
-    /// Honest users the servers recorded past the limits although their clients never
-    /// received it: an issue recorded just before its gateway crashed (or whose reply
-    /// came after the client gave up) never reached the user, who then shook on with
-    /// the cookie from before. Reported, not a failure: the user got what the limits
-    /// allow, and an envelope never delivered is never opened, so no money moves.
-    pub honest_issued_undelivered: Vec<u64>,
-    /// Gateway hops the adversarial users made.
-    pub hops: u64,
-    #[serde(skip)]
-    pub seed: u64,
-    /// Users whose clients received more than the limits allow.
-    #[serde(skip)]
-    received_over_limit: std::collections::BTreeSet<u64>,
-}
-
-impl LimitReport {
-    /// Splits the audit's users over the limit into adversarial ones, honest ones whose
-    /// clients received too much, and honest ones whose clients did not.
-    pub fn new(
-        seed: u64,
-        share: f64,
-        users: u64,
-        over_limit: &[u64],
-        received_over_limit: &[u64],
-        hops: u64,
-    ) -> LimitReport {
-        let adversarial = |u: u64| crate::profile::is_adversarial(u, seed, share);
-        let received: std::collections::BTreeSet<u64> =
-            received_over_limit.iter().copied().collect();
-        let cheats = over_limit.iter().filter(|u| adversarial(**u)).count() as u64;
-        LimitReport {
-            adversarial_share: share,
-            adversarial_users: (0..users).filter(|u| adversarial(*u)).count() as u64,
-            adversarial_over_limit: cheats,
-            honest_over_limit: received.iter().filter(|u| !adversarial(**u)).count() as u64,
-            honest_issued_undelivered: over_limit
-                .iter()
-                .copied()
-                .filter(|u| !adversarial(*u) && !received.contains(u))
-                .collect(),
-            hops,
-            seed,
-            received_over_limit: received,
-        }
-    }
-
-    pub fn is_adversarial(&self, user: u64) -> bool {
-        crate::profile::is_adversarial(user, self.seed, self.adversarial_share)
-    }
-
-    /// Whether the audit's finding that `user` is over the limit is excused: a cheater,
-    /// or an honest user whose client never received more than the limits allow.
-    pub fn excuses(&self, user: u64) -> bool {
-        self.is_adversarial(user) || !self.received_over_limit.contains(&user)
-    }
-}
-
 /// What the run itself cost; reported, never asserted.
 pub struct RunCost {
     /// With adversarial users: how the limits held.
     pub limits: Option<LimitReport>,
     /// With an audit: what each user was told against what payment credited it.
     pub promises: Option<PromiseReport>,
+    /// With hostile users: what they did and saw, kept apart from the honest users'.
+    pub hostile: Option<crate::hostile::HostileFigures>,
     /// Parts the profile's faults took down and brought back.
     pub faults: Vec<crate::faults::FaultEvent>,
     pub series: Vec<Second>,
@@ -301,6 +240,7 @@ impl RunReport {
             faults: cost.faults,
             limits: cost.limits,
             promises: cost.promises,
+            hostile: cost.hostile,
             passed,
             latency_distribution,
         }
@@ -498,6 +438,16 @@ impl RunReport {
                 let _ = writeln!(out, "  FAIL: an honest user got more than the limits allow");
             }
         }
+        if let Some(h) = &self.hostile {
+            let _ = write!(out, "\n{}", h.lines());
+            if let Some(l) = &self.limits {
+                let _ = writeln!(
+                    out,
+                    "  hostile users past the limits by the servers' records: {}",
+                    l.hostile_over_limit
+                );
+            }
+        }
         if !self.faults.is_empty() {
             let _ = writeln!(out, "\nfaults (what sut up did, seconds into the run):");
             for f in &self.faults {
@@ -575,24 +525,4 @@ pub struct Second {
     pub replies_by_tier: BTreeMap<u8, u64>,
     /// Connected users by their current tier.
     pub clients_by_tier: BTreeMap<u8, u64>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn honest_users_are_judged_by_what_their_clients_received() {
-        // Seed 7 at 5 %: user 200 cheats, 720 is honest (see profile::is_adversarial).
-        assert!(crate::profile::is_adversarial(200, 7, 0.05));
-        assert!(!crate::profile::is_adversarial(720, 7, 0.05));
-        let l = LimitReport::new(7, 0.05, 2000, &[200, 720], &[200], 0);
-        assert_eq!(l.adversarial_over_limit, 1);
-        assert_eq!(l.honest_over_limit, 0);
-        assert_eq!(l.honest_issued_undelivered, vec![720]);
-        assert!(l.excuses(200) && l.excuses(720));
-        let l = LimitReport::new(7, 0.05, 2000, &[720], &[720], 0);
-        assert_eq!(l.honest_over_limit, 1, "the client received it: a failure");
-        assert!(!l.excuses(720));
-    }
 }

@@ -223,11 +223,14 @@ impl Tracker {
     }
 
     /// `target` is what the stages ask for at this moment.
-    pub fn add(&mut self, s: Sample, target: u64, peak_target: u64) {
+    /// A sample while the stages ask for `target` users. The hold counts from when the
+    /// peak target is reached: `reach` connected users (the peak target less the
+    /// hostile users, who connect on their own and are not counted as connected).
+    pub fn add(&mut self, s: Sample, target: u64, peak_target: u64, reach: u64) {
         if self.peak.is_none_or(|p| s.connected >= p.connected) {
             self.peak = Some(s);
         }
-        if target == peak_target && s.connected >= peak_target && peak_target > 0 {
+        if target == peak_target && s.connected >= reach && reach > 0 {
             if self.hold_from.is_none() {
                 self.hold_from = Some(s);
             }
@@ -312,10 +315,10 @@ mod tests {
     fn figures_come_from_the_peak_and_the_hold() {
         let mut t = Tracker::default();
         t.before(sample(0.0, 0, 1_000, 0.0));
-        t.add(sample(1.0, 50, 60_000, 1.0), 50, 100);
-        t.add(sample(2.0, 100, 101_000, 2.0), 100, 100);
-        t.add(sample(4.0, 100, 101_000, 2.5), 100, 100);
-        t.add(sample(5.0, 40, 50_000, 3.0), 40, 100);
+        t.add(sample(1.0, 50, 60_000, 1.0), 50, 100, 100);
+        t.add(sample(2.0, 100, 101_000, 2.0), 100, 100, 100);
+        t.add(sample(4.0, 100, 101_000, 2.5), 100, 100, 100);
+        t.add(sample(5.0, 40, 50_000, 3.0), 40, 100, 100);
         let r = t.report().unwrap();
         assert_eq!(r.gateway_bytes_per_connection, 1_000.0);
         assert!((r.gateway_cpu_cores - 0.25).abs() < 1e-9);

@@ -117,8 +117,37 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let mut tracker = Tracker::default();
     tracker.before(sampler.sample(Duration::ZERO, 0));
     let peak_target = opts.segment.len(profile.peak_users());
+    let hostile_users = opts
+        .segment
+        .users(profile.users)
+        .filter(|u| {
+            profile
+                .behaviour
+                .hostile
+                .attack_of(*u, profile.seed)
+                .is_some()
+        })
+        .count() as u64;
+    let reach = peak_target.saturating_sub(hostile_users);
     let start = tokio::time::Instant::now()
         + Duration::from_millis((start_at - shellkit::clock::unix_ms()).max(0) as u64);
+    let hostile = if profile.behaviour.hostile.share > 0.0 {
+        let bytes = std::fs::read(&auth_key)
+            .with_context(|| format!("cannot read the auth key file {}", auth_key.display()))?;
+        let key = sut_wire::signing::SigningKey::from_file_bytes(
+            &bytes,
+            &auth_key.display().to_string(),
+        )?;
+        Some(crate::hostile::attacker::Hostile::start(
+            &profile,
+            opts.segment,
+            &gateways,
+            &key,
+            start,
+        ))
+    } else {
+        None
+    };
     let mut interrupted = false;
     // Faults: control lines for `sut up`, each sent at its time.
     let steps = match &spawned {
@@ -166,9 +195,13 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let target = opts.segment.len(target_at(&profile.stages, elapsed));
                 eprintln!("{}", progress.line(&snapshot, elapsed, target));
-                tracker.add(sampler.sample(elapsed, snapshot.connected), target, peak_target);
+                tracker.add(sampler.sample(elapsed, snapshot.connected), target, peak_target, reach);
                 live.target_users.store(target, std::sync::atomic::Ordering::Relaxed);
                 *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = tracker.report();
+                if let Some(h) = &hostile {
+                    let now = h.figures.lock().map(|f| f.clone()).unwrap_or_default();
+                    *live.hostile.lock().unwrap_or_else(|p| p.into_inner()) = now;
+                }
             }
             _ = tokio::time::sleep_until(start + steps.peek().map_or(Duration::ZERO, |s| s.at)), if steps.peek().is_some() => {
                 if let (Some(step), Some(sut)) = (steps.next(), spawned.as_mut()) {
@@ -186,6 +219,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let duration = start.elapsed().as_secs_f64();
     let requests_by_worker = fleet.requests_by_worker();
     fleet.wait().await?;
+    let hostile = match hostile {
+        Some(h) => Some(h.stop().await),
+        None => None,
+    };
     let summary = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // What arrived after the last progress line (the workers' final reports) becomes
     // the series' and the interval log's last interval, so both add up to the summary.
@@ -224,7 +261,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     };
     // With an audit (or adversarial users), how the limits held: by the servers'
     // records and by what the clients received.
-    let limits = (profile.behaviour.adversarial > 0.0 || audit.is_some()).then(|| {
+    let limits = (profile.behaviour.adversarial > 0.0
+        || profile.behaviour.hostile.share > 0.0
+        || audit.is_some())
+    .then(|| {
         LimitReport::new(
             profile.seed,
             profile.behaviour.adversarial,
@@ -236,10 +276,18 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             &summary.received_over_limit,
             summary.hops,
         )
+        .with_hostile(
+            &profile.behaviour.hostile,
+            audit
+                .as_ref()
+                .map(|a| a.over_limit.as_slice())
+                .unwrap_or(&[]),
+        )
     });
     let cost = RunCost {
         limits,
         promises,
+        hostile,
         faults: fault_events,
         series: progress.series,
         requests_by_worker,

@@ -79,6 +79,13 @@ pub async fn start(
         .arg(humantime::format_duration(target.sync_interval).to_string());
     cmd.arg("--split-ttl")
         .arg(humantime::format_duration(target.split_ttl).to_string());
+    for (flag, d) in [
+        ("--hello-timeout", target.hello_timeout),
+        ("--frame-timeout", target.frame_timeout),
+        ("--write-timeout", target.write_timeout),
+    ] {
+        cmd.arg(flag).arg(humantime::format_duration(d).to_string());
+    }
     cmd.arg("--payment-latency")
         .arg(humantime::format_duration(target.payment.latency).to_string())
         .arg("--payment-failure-rate")

@@ -9,6 +9,7 @@ fn behaviour() -> Behaviour {
         request_timeout: Duration::from_secs(5),
         adversarial: 0.0,
         split: Default::default(),
+        hostile: Default::default(),
     }
 }
 

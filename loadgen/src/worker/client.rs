@@ -81,6 +81,16 @@ pub struct Client {
 impl Client {
     /// A client for `user`, or `None` if the profile never connects that user.
     pub fn new(user: u64, slot: u32, auth: &SigningKey, sh: &mut Shared) -> Option<Client> {
+        if sh
+            .profile
+            .behaviour
+            .hostile
+            .attack_of(user, sh.profile.seed)
+            .is_some()
+        {
+            // Hostile users attack from the parent (see `crate::hostile`).
+            return None;
+        }
         let (start, end) = *user_windows(&sh.profile.stages, user).first()?;
         let mut rng = SmallRng::seed_from_u64(sh.profile.seed ^ mix(user));
         let adversarial =
