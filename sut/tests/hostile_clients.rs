@@ -324,3 +324,48 @@ async fn a_users_frames_are_handled_at_their_allowance_and_no_faster() {
     );
     assert!(gw.limit_hits("rate_waits") >= 1);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_connection_flood_is_turned_away_as_gateway_full_and_others_are_served() {
+    let gw = gateway(17590, &["--max-connections", "40"]);
+    let mut honest = Client::hello(&gw.addr, 1, &gw.auth).await;
+    // Fill the gateway with connections that log in and hold on.
+    let mut held = Vec::new();
+    for user in 100..139 {
+        held.push(Client::hello(&gw.addr, user, &gw.auth).await);
+    }
+    // The flood: every connection past the limit is told `gateway_full` and closed.
+    let mut full = 0;
+    for _ in 0..100 {
+        let mut c = Client::raw(&gw.addr).await;
+        let first = c.next().await;
+        if error_code(&first) == Some(ErrorCode::GatewayFull as u16) {
+            full += 1;
+            assert!(c.next().await.is_none(), "closed after gateway_full");
+        }
+    }
+    assert_eq!(full, 100, "every connection past the limit was turned away");
+    // Those who hold a place are served throughout.
+    honest_round_trip(&mut honest).await;
+    honest_round_trip(&mut held[0]).await;
+    // A place freed is a place for the next user.
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut c = Client::raw(&gw.addr).await;
+        let token = Bytes::copy_from_slice(&gw.auth.auth_token(500));
+        match c
+            .req(Frame::Hello {
+                user_id: 500,
+                auth_token: token,
+            })
+            .await
+        {
+            Some(Frame::HelloAck { .. }) => break,
+            other => {
+                assert!(Instant::now() < deadline, "no place freed: {other:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

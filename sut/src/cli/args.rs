@@ -95,6 +95,11 @@ pub(crate) struct GatewayTuning {
     /// every gateway issued) with the envelope backend.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     pub(crate) sync_interval: Duration,
+    /// Answer a share or grab `unavailable` (a retry is worth it) when the envelope
+    /// backend has not answered it within this long: a hung backend costs users a
+    /// retry, not a timeout.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub(crate) backend_deadline: Duration,
     /// Close a connection that has not sent a valid Hello this long after connecting.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub(crate) hello_timeout: Duration,
@@ -168,6 +173,8 @@ impl GatewayTuning {
             humantime::format_duration(self.shake_cost).to_string(),
             "--sync-interval".to_string(),
             humantime::format_duration(self.sync_interval).to_string(),
+            "--backend-deadline".to_string(),
+            humantime::format_duration(self.backend_deadline).to_string(),
             "--hello-timeout".to_string(),
             humantime::format_duration(self.hello_timeout).to_string(),
             "--frame-timeout".to_string(),

@@ -155,6 +155,7 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         shake_cost: args.tuning.shake_cost,
         bench_opens: args.tuning.bench_opens,
         sync_interval: args.tuning.sync_interval,
+        backend_deadline: args.tuning.backend_deadline,
         limits: args.tuning.limits(),
         strict_limits: !args.tuning.no_strict_limits,
     };

@@ -39,6 +39,9 @@ pub struct GatewayConfig {
     pub bench_opens: u64,
     /// How often the agent syncs the shared limit view with the envelope backend.
     pub sync_interval: Duration,
+    /// How long a share or grab waits for the envelope backend before it is answered
+    /// `Unavailable` (worth a retry): below any client's request timeout.
+    pub backend_deadline: Duration,
     /// What one connection may cost.
     pub limits: SessionLimits,
     /// Reserve every win at the user's owner before issuing it, so no interleaving of

@@ -71,7 +71,7 @@ pub async fn run(
         db: "queue",
         stats: committer.stats.clone(),
     }));
-    let split = split::agent::SplitAgent::register(&mut registry);
+    let split = split::agent::SplitAgent::register(&mut registry, config.backend_deadline);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
     let gw = Arc::new(Gateway {
@@ -97,7 +97,11 @@ pub async fn run(
         // After a restart everything is published again: the backend keeps each once.
         to_publish: Mutex::new(recovered.issued.iter().map(|r| r.issued()).collect()),
         split,
-        reserve: batcher::Batcher::new(reserve::BATCH, reserve::RESERVE_TIMEOUT),
+        reserve: batcher::Batcher::new(
+            reserve::BATCH,
+            reserve::RESERVE_TIMEOUT,
+            reserve::RESERVE_TIMEOUT,
+        ),
         strict_limits: config.strict_limits,
         client_rates: ClientRates::new(config.limits.frames_per_second, config.limits.frame_burst),
         limits: config.limits.clone(),
@@ -127,9 +131,11 @@ async fn serve(
     let load_watch = tokio::spawn(load::watch(gw.clone(), config.tiers));
     let backend = || Peer::new(&config.envelope_addr, config.rpc_key.clone());
     let limit_sync = tokio::spawn(sync::run(gw.clone(), backend(), config.sync_interval));
-    tokio::spawn(split::run(gw.clone(), backend()));
+    // Several connections each, so one slow batch does not hold the next.
+    let peers = || (0..batcher::PEERS).map(|_| backend()).collect::<Vec<_>>();
+    tokio::spawn(split::run(gw.clone(), peers()));
     if config.strict_limits {
-        tokio::spawn(reserve::run(gw.clone(), backend()));
+        tokio::spawn(reserve::run(gw.clone(), peers()));
     }
     if config.bench_opens > 0 {
         tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));

@@ -58,7 +58,7 @@ pub(super) async fn confirm(gw: &Gateway, user: u64, decision: ShakeDecision) ->
 }
 
 /// Sends the sessions' reservations to the backend in batches until shutdown.
-pub(super) async fn run(gw: Arc<Gateway>, backend: Peer) {
+pub(super) async fn run(gw: Arc<Gateway>, peers: Vec<Peer>) {
     let shutdown = gw.shutdown.clone();
-    gw.reserve.run(backend, shutdown).await;
+    gw.reserve.run(peers, shutdown).await;
 }

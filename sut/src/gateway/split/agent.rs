@@ -59,7 +59,8 @@ const GRAB_CODES: [ErrorCode; 8] = [
 ];
 
 impl SplitAgent {
-    pub fn register(registry: &mut Registry) -> SplitAgent {
+    /// `deadline`: how long a share or grab waits for the backend's answer.
+    pub fn register(registry: &mut Registry, deadline: Duration) -> SplitAgent {
         let results = Counters::default();
         for (request, codes) in [("share", &SHARE_CODES[..]), ("grab", &GRAB_CODES[..])] {
             let answered = if request == "grab" {
@@ -81,7 +82,7 @@ impl SplitAgent {
             results.clone(),
         );
         SplitAgent {
-            batcher: Batcher::new(BATCH, RPC_TIMEOUT),
+            batcher: Batcher::new(BATCH, RPC_TIMEOUT, deadline),
             results,
         }
     }

@@ -1,7 +1,8 @@
 //! The agent's part of split envelopes: a session's share or grab goes to the envelope
 //! backend, which alone may deal a pot (it serializes grabs per pot). Requests from
-//! all sessions are batched into one RPC at a time, as the forwarder batches opens, so
-//! a rush of grabs costs the backend one transaction per batch, not one per grab.
+//! all sessions are batched into RPCs (a few in flight at once, see [`super::batcher`]),
+//! so a rush of grabs costs the backend one transaction per batch, not one per grab;
+//! an answer that does not come within `--backend-deadline` is `Unavailable`.
 //!
 //! The gateway answers what it can alone (a forged token, a share to oneself or to a
 //! non-friend, a friend list out of bounds) without asking the backend: bad input
@@ -96,7 +97,7 @@ pub(super) async fn grab(gw: &Gateway, user: u64, share_id: u64) -> Frame {
 /// backend is down or busy, the batch is answered `Unavailable` (the client retries):
 /// unlike an open, a share or grab was not promised yet, so nothing is queued.
 /// Sends the sessions' shares and grabs to the backend in batches until shutdown.
-pub(super) async fn run(gw: Arc<Gateway>, backend: crate::rpc::Peer) {
+pub(super) async fn run(gw: Arc<Gateway>, peers: Vec<crate::rpc::Peer>) {
     let shutdown = gw.shutdown.clone();
-    gw.split.batcher.run(backend, shutdown).await;
+    gw.split.batcher.run(peers, shutdown).await;
 }
