@@ -15,10 +15,10 @@ use sut_wire::protocol::{ErrorCode, Frame};
 fn envelope_pid(data: &Path) -> i32 {
     let text = std::fs::read_to_string(data.join("events.jsonl")).unwrap();
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["part"] == "envelope" && v["event"] == "started")
-        .filter_map(|v| v["pid"].as_i64())
-        .last()
+        .find_map(|v| v["pid"].as_i64())
         .expect("the backend's pid in events.jsonl") as i32
 }
 
