@@ -1,19 +1,13 @@
-//! Embedded durable storage (redb) and its group committer.
-//!
-//! One committer task per database drains a channel: every operation waiting at that
-//! moment goes into one write transaction, one fsync, then each sender gets its result.
-//! Under load the fsync cost is shared by the whole batch; when idle a single operation
-//! commits at once. Idempotency checks run inside the write transaction, so a check and
-//! its insert can never be split by another writer.
+//! Embedded durable storage (redb): opening a database without ever re-creating one
+//! that existed, record encoding, and what a storage error is. Writes go through the
+//! group committer ([`crate::committer`]).
 
-use redb::{Database, WriteTransaction};
+use redb::Database;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -25,6 +19,39 @@ pub enum StoreError {
     Record(#[from] postcard::Error),
     #[error("the committer has stopped")]
     Closed,
+    #[error("{path} cannot be written since a storage failure; it is reopened as soon as the disk allows")]
+    Unwritable { path: String },
+}
+
+impl StoreError {
+    /// The I/O error underneath, if the storage itself failed (rather than a record).
+    fn io(&self) -> Option<&std::io::Error> {
+        match self {
+            StoreError::Redb(e) => match e.as_ref() {
+                redb::Error::Io(io) => Some(io),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// Whether the disk under the database failed: the database must be reopened
+    /// before it takes writes again (redb refuses every write after one that failed).
+    pub fn is_storage_fault(&self) -> bool {
+        self.io().is_some()
+            || matches!(self, StoreError::Redb(e) if matches!(e.as_ref(), redb::Error::PreviousIo))
+    }
+
+    /// A short name for metrics: `no_space`, `io` or `other`.
+    pub fn kind(&self) -> &'static str {
+        match self.io() {
+            Some(io) if io.kind() == std::io::ErrorKind::StorageFull => "no_space",
+            Some(io) if io.raw_os_error() == Some(28) => "no_space",
+            Some(_) => "io",
+            None if self.is_storage_fault() => "io",
+            None => "other",
+        }
+    }
 }
 
 macro_rules! redb_from {
@@ -165,175 +192,9 @@ pub fn fsync() -> bool {
     FSYNC.load(Ordering::Relaxed)
 }
 
-/// Batch figures, for metrics and benchmarks.
-#[derive(Debug, Default)]
-pub struct CommitStats {
-    pub batches: AtomicU64,
-    pub ops: AtomicU64,
-    pub largest_batch: AtomicU64,
-}
-
-type Job<Op, R> = (Op, oneshot::Sender<Result<R, Arc<StoreError>>>);
-
-/// Submits operations to one database's committer task.
-pub struct GroupCommitter<Op, R> {
-    tx: mpsc::Sender<Job<Op, R>>,
-    pub stats: Arc<CommitStats>,
-}
-
-impl<Op, R> Clone for GroupCommitter<Op, R> {
-    fn clone(&self) -> Self {
-        GroupCommitter {
-            tx: self.tx.clone(),
-            stats: self.stats.clone(),
-        }
-    }
-}
-
-impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
-    /// Starts the committer. `apply` runs each operation inside the batch's transaction;
-    /// it returns an error only for storage failures (which abort the whole batch).
-    pub fn spawn<F>(db: Arc<Database>, max_batch: usize, apply: F) -> Self
-    where
-        F: Fn(&WriteTransaction, Op) -> Result<R, StoreError> + Send + Sync + 'static,
-    {
-        Self::spawn_batched(db, max_batch, move |txn, ops| {
-            ops.into_iter().map(|op| apply(txn, op)).collect()
-        })
-    }
-
-    /// Like [`GroupCommitter::spawn`], with `apply` given the whole batch at once (one
-    /// result per operation, in order), so it can open its tables once per transaction.
-    pub fn spawn_batched<F>(db: Arc<Database>, max_batch: usize, apply: F) -> Self
-    where
-        F: Fn(&WriteTransaction, Vec<Op>) -> Result<Vec<R>, StoreError> + Send + Sync + 'static,
-    {
-        let (tx, mut rx) = mpsc::channel::<Job<Op, R>>(max_batch * 4);
-        let stats = Arc::new(CommitStats::default());
-        let task_stats = stats.clone();
-        let apply = Arc::new(apply);
-        tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut jobs = vec![first];
-                while jobs.len() < max_batch {
-                    match rx.try_recv() {
-                        Ok(job) => jobs.push(job),
-                        Err(_) => break,
-                    }
-                }
-                let (ops, senders): (Vec<Op>, Vec<_>) = jobs.into_iter().unzip();
-                let n = ops.len() as u64;
-                let db = db.clone();
-                let apply = apply.clone();
-                // The fsync blocks: keep it off the event loop.
-                let result = tokio::task::spawn_blocking(move || -> Result<Vec<R>, StoreError> {
-                    let mut txn = db.begin_write()?;
-                    if !fsync() {
-                        txn.set_durability(redb::Durability::None);
-                    }
-                    let out = apply(&txn, ops)?;
-                    txn.commit()?;
-                    Ok(out)
-                })
-                .await
-                .unwrap_or(Err(StoreError::Closed));
-                task_stats.batches.fetch_add(1, Ordering::Relaxed);
-                task_stats.ops.fetch_add(n, Ordering::Relaxed);
-                task_stats.largest_batch.fetch_max(n, Ordering::Relaxed);
-                match result {
-                    Ok(outs) => {
-                        for (s, r) in senders.into_iter().zip(outs) {
-                            let _ = s.send(Ok(r));
-                        }
-                    }
-                    Err(e) => {
-                        let e = Arc::new(e);
-                        for s in senders {
-                            let _ = s.send(Err(e.clone()));
-                        }
-                    }
-                }
-            }
-        });
-        GroupCommitter { tx, stats }
-    }
-
-    /// Commits one operation durably and returns its result.
-    pub async fn submit(&self, op: Op) -> Result<R, Arc<StoreError>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send((op, tx))
-            .await
-            .map_err(|_| Arc::new(StoreError::Closed))?;
-        rx.await.map_err(|_| Arc::new(StoreError::Closed))?
-    }
-}
-
-/// `sut_store_batches_total` and `sut_store_operations_total` for one database, read at
-/// scrape time: operations over batches is the group commit's batch size.
-#[derive(Debug)]
-pub struct CommitMetrics {
-    pub db: &'static str,
-    pub stats: Arc<CommitStats>,
-}
-
-impl prometheus_client::collector::Collector for CommitMetrics {
-    fn encode(
-        &self,
-        mut encoder: prometheus_client::encoding::DescriptorEncoder,
-    ) -> Result<(), std::fmt::Error> {
-        use prometheus_client::encoding::EncodeMetric;
-        use prometheus_client::metrics::counter::ConstCounter;
-        use prometheus_client::metrics::MetricType;
-        let labels = [("db", self.db)];
-        for (name, help, value) in [
-            (
-                "sut_store_batches",
-                "Write transactions committed (each one fsync when durable)",
-                self.stats.batches.load(Ordering::Relaxed),
-            ),
-            (
-                "sut_store_operations",
-                "Operations committed; divided by batches, the group commit's batch size",
-                self.stats.ops.load(Ordering::Relaxed),
-            ),
-        ] {
-            let mut e = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-            ConstCounter::new(value).encode(e.encode_family(&labels)?)?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use redb::{ReadableTable, ReadableTableMetadata, TableDefinition};
-
-    const T: TableDefinition<u64, u64> = TableDefinition::new("t");
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn concurrent_submits_share_batches_and_all_land() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Arc::new(open_db(&dir.path().join("x.redb")).unwrap());
-        let c: GroupCommitter<u64, bool> = GroupCommitter::spawn(db.clone(), 64, |txn, k| {
-            let mut t = txn.open_table(T)?;
-            let fresh = t.get(k)?.is_none();
-            if fresh {
-                t.insert(k, k * 2)?;
-            }
-            Ok(fresh)
-        });
-        let futs: Vec<_> = (0..200u64).map(|k| c.submit(k % 150)).collect();
-        let results = futures_util::future::join_all(futs).await;
-        let fresh = results.iter().filter(|r| *r.as_ref().unwrap()).count();
-        assert_eq!(fresh, 150, "check-then-insert is idempotent");
-        let r = db.begin_read().unwrap();
-        assert_eq!(r.open_table(T).unwrap().len().unwrap(), 150);
-        assert_eq!(c.stats.ops.load(Ordering::Relaxed), 200);
-        assert!(c.stats.batches.load(Ordering::Relaxed) < 200);
-    }
-
     #[test]
     fn corrupt_database_is_refused_with_its_name() {
         let dir = tempfile::tempdir().unwrap();

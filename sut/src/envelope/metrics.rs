@@ -37,7 +37,7 @@ pub(super) fn register(backend: &Backend, registry: &mut Registry) {
         "Cents of expired pots returned to their sponsors",
         backend.recycled_cents.clone(),
     );
-    registry.register_collector(Box::new(crate::store::CommitMetrics {
+    registry.register_collector(Box::new(crate::committer::CommitMetrics {
         db: "envelope",
         stats: backend.committer.stats.clone(),
     }));

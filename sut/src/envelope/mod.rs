@@ -22,8 +22,8 @@ mod tables;
 pub use config::{EnvelopeConfig, EnvelopeError};
 pub use store::{db_path, read_opens, read_outbox, OpenRecord};
 
+use crate::committer::GroupCommitter;
 use crate::rpc;
-use crate::store::GroupCommitter;
 use prometheus_client::registry::Registry;
 use split_store::ExpiryQueue;
 use state::Backend;
@@ -35,12 +35,13 @@ pub async fn run(
     config: EnvelopeConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), EnvelopeError> {
-    let (db, outbox, issuance) = store::open(&db_path(&config.data))?;
+    let path = db_path(&config.data);
+    let (db, outbox, issuance) = store::open(&path)?;
     let split_ttl_ms = config.split_ttl.as_millis().min(i64::MAX as u128) as i64;
     let expiry = ExpiryQueue::load(&db, split_ttl_ms)?;
     let mut registry = Registry::default();
     let backend = Arc::new(Backend {
-        committer: GroupCommitter::spawn(Arc::new(db), 4096, store::apply),
+        committer: GroupCommitter::spawn(db, path, 4096, store::apply),
         split_ttl_ms,
         show_start_ms: config.show_start_ms,
         expiry: Mutex::new(expiry),

@@ -2,8 +2,8 @@
 
 use super::split_store::ExpiryQueue;
 use super::store::{Applied, EnvelopeOp};
+use crate::committer::GroupCommitter;
 use crate::metrics::Counters;
-use crate::store::GroupCommitter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::collections::BTreeMap;

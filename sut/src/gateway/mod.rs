@@ -27,9 +27,9 @@ mod sync;
 
 pub use config::{GatewayConfig, GatewayError, SessionLimits};
 
+use crate::committer::GroupCommitter;
 use crate::metrics::labels;
 use crate::rpc::Peer;
-use crate::store::GroupCommitter;
 use metrics::{GatewayMetrics, QueueAge};
 use prometheus_client::registry::Registry;
 use state::Gateway;
@@ -46,7 +46,8 @@ pub async fn run(
     config: GatewayConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), GatewayError> {
-    let (db, recovered) = store::open(&store::db_path(&config.data, config.id))?;
+    let db_path = store::db_path(&config.data, config.id);
+    let (db, recovered) = store::open(&db_path)?;
     let recovery::Restored {
         core,
         queue,
@@ -66,8 +67,8 @@ pub async fn run(
         queue: queue.clone(),
         show_start_ms: config.show_start_ms,
     }));
-    let committer = GroupCommitter::spawn_batched(Arc::new(db), 1024, store::apply);
-    registry.register_collector(Box::new(crate::store::CommitMetrics {
+    let committer = GroupCommitter::spawn_batched(db, db_path, 1024, store::apply);
+    registry.register_collector(Box::new(crate::committer::CommitMetrics {
         db: "queue",
         stats: committer.stats.clone(),
     }));

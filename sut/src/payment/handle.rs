@@ -2,9 +2,9 @@
 //! bound (the back rejects the front early and cheaply), then the ledger.
 
 use super::store::Applied;
+use crate::committer::GroupCommitter;
 use crate::metrics::{labels, Counters};
 use crate::rpc::Rpc;
-use crate::store::GroupCommitter;
 use prometheus_client::metrics::gauge::Gauge;
 use sut_core::payment_faults::{PaymentFaults, Verdict};
 use sut_wire::open::Credit;

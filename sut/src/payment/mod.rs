@@ -10,9 +10,9 @@ pub mod store;
 pub use config::{PaymentConfig, PaymentError};
 pub use store::{db_path, read_ledger};
 
+use crate::committer::GroupCommitter;
 use crate::metrics::{prefill, Counters};
 use crate::rpc;
-use crate::store::GroupCommitter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
@@ -24,9 +24,10 @@ pub async fn run(
     config: PaymentConfig,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), PaymentError> {
-    let db = store::open(&db_path(&config.data))?;
+    let path = db_path(&config.data);
+    let db = store::open(&path)?;
     let committer: GroupCommitter<Vec<Credit>, Vec<Applied>> =
-        GroupCommitter::spawn(Arc::new(db), 256, store::apply);
+        GroupCommitter::spawn(db, path, 256, store::apply);
     let credits = Counters::default();
     let mut registry = Registry::default();
     prefill(
@@ -39,7 +40,7 @@ pub async fn run(
         "Credits received, by result",
         credits.clone(),
     );
-    registry.register_collector(Box::new(crate::store::CommitMetrics {
+    registry.register_collector(Box::new(crate::committer::CommitMetrics {
         db: "payment",
         stats: committer.stats.clone(),
     }));
