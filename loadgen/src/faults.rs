@@ -1,13 +1,18 @@
 //! Faults as part of a profile: parts of a spawned system under test killed (SIGKILL, a
-//! crash) or restarted (SIGTERM, a clean stop) at given or seeded random times while the
-//! load runs. This is the plan, with no I/O: the run sends each step to `sut up`'s
-//! control input at its time, and the audit then says whether anything was lost.
+//! crash), restarted (SIGTERM, a clean stop), hung (SIGSTOP, then SIGCONT) or crashed
+//! from outside the supervisor, and the data directory's disk filled for a while, at
+//! given or seeded random times while the load runs. This is the plan, with no I/O: the
+//! run carries out each step at its time (most as a line on `sut up`'s control input),
+//! and the audit then says whether anything was lost.
 //!
 //! ```yaml
 //! faults:
 //!   - { kill: gateway-0, at: 15s, down_for: 3s }     # crash, back 3 s later
 //!   - { kill: gateway, between: { from: 10s, to: 40s } }   # a seeded random gateway and time
 //!   - { restart: envelope, at: 30s }                 # clean stop, then start
+//!   - { hang: envelope, at: 20s, down_for: 5s }      # SIGSTOP, SIGCONT 5 s later
+//!   - { crash: gateway-1, at: 25s }                  # SIGKILL from outside: sut up restarts it
+//!   - { disk_full: true, at: 12s, down_for: 4s }     # the data directory's disk full for 4 s
 //! ```
 
 use rand::{Rng, SeedableRng};
@@ -28,6 +33,19 @@ pub struct Fault {
     /// again at once. Same names as `kill`.
     #[serde(default)]
     pub restart: Option<String>,
+    /// Hang this part (SIGSTOP: it holds its connections and answers nothing) for
+    /// `down_for`, then let it run again (SIGCONT). Same names as `kill`.
+    #[serde(default)]
+    pub hang: Option<String>,
+    /// Crash this part from outside the supervisor (the load generator SIGKILLs its
+    /// process): `sut up` must notice and start it again by itself. Same names.
+    #[serde(default)]
+    pub crash: Option<String>,
+    /// Fill the disk of the run's data directory (every part's) for `down_for`, then
+    /// free it. Needs `target.spawn.data_size`: the data directory is then a tmpfs of
+    /// that size (mounting it needs root).
+    #[serde(default)]
+    pub disk_full: bool,
     /// When, counted from the run's start.
     #[serde(default, with = "humantime_serde::option")]
     #[schemars(with = "Option<String>")]
@@ -35,7 +53,8 @@ pub struct Fault {
     /// Or a seeded random time inside this window.
     #[serde(default)]
     pub between: Option<Window>,
-    /// How long a killed part stays down before it is started again.
+    /// How long a killed part stays down before it is started again (a hung part stays
+    /// hung, a full disk stays full).
     #[serde(default = "default_down_for", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub down_for: Duration,
@@ -57,26 +76,76 @@ pub struct Window {
     pub to: Duration,
 }
 
-/// One control line for `sut up`, and when to send it.
+/// What one step of the plan does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A control line for `sut up` (`kill gateway-0`, `pause envelope`...).
+    Control(String),
+    /// SIGKILL this part's process from outside `sut up`.
+    Crash(String),
+    /// Fill the data directory's disk.
+    FillDisk,
+    /// Free what [`Action::FillDisk`] took.
+    FreeDisk,
+}
+
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Action::Control(line) => f.write_str(line),
+            Action::Crash(part) => write!(f, "crash {part} (SIGKILL from outside sut up)"),
+            Action::FillDisk => f.write_str("fill the data directory's disk"),
+            Action::FreeDisk => f.write_str("free the data directory's disk"),
+        }
+    }
+}
+
+/// One step, and when to take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub at: Duration,
-    pub command: String,
+    pub action: Action,
+}
+
+impl Step {
+    fn control(at: Duration, line: String) -> Step {
+        Step {
+            at,
+            action: Action::Control(line),
+        }
+    }
+}
+
+/// The part a fault names, and what it does to it: (verb, part name).
+fn action_of(f: &Fault) -> Option<(&'static str, &str)> {
+    let named = [
+        ("kill", &f.kill),
+        ("restart", &f.restart),
+        ("hang", &f.hang),
+        ("crash", &f.crash),
+    ];
+    let mut given = named
+        .iter()
+        .filter_map(|(verb, name)| name.as_deref().map(|n| (*verb, n)));
+    match (given.next(), given.next(), f.disk_full) {
+        (Some(a), None, false) => Some(a),
+        (None, None, true) => Some(("disk_full", "")),
+        _ => None,
+    }
 }
 
 /// Checks what can be checked without knowing the fleet: one action, one time, a
 /// known part name. `i` is the fault's place in the list, for messages.
 pub fn check(i: usize, f: &Fault) -> Result<(), String> {
     let at = format!("faults[{i}]");
-    let name = match (&f.kill, &f.restart) {
-        (Some(n), None) | (None, Some(n)) => n,
-        _ => {
-            return Err(format!(
-                "{at}: give exactly one of `kill: PART` or `restart: PART` (PART: payment, envelope, gateway-N or gateway)"
-            ))
-        }
+    let Some((verb, name)) = action_of(f) else {
+        return Err(format!(
+            "{at}: give exactly one of `kill: PART`, `restart: PART`, `hang: PART`, `crash: PART` (PART: payment, envelope, gateway-N or gateway) or `disk_full: true`"
+        ));
     };
-    part_name(name).map_err(|e| format!("{at}: {e}"))?;
+    if verb != "disk_full" {
+        part_name(name).map_err(|e| format!("{at}: {e}"))?;
+    }
     match (f.at, f.between) {
         (Some(_), None) => Ok(()),
         (None, Some(w)) if w.from < w.to => Ok(()),
@@ -138,11 +207,20 @@ pub fn plan(faults: &[Fault], gateways: u16, seed: u64) -> Result<Vec<Step>, Str
             }
             (None, None) => unreachable!("check() requires a time"),
         };
-        let (kill, name) = match (&f.kill, &f.restart) {
-            (Some(n), _) => (true, n),
-            (_, Some(n)) => (false, n),
-            _ => unreachable!("check() requires an action"),
+        let Some((verb, name)) = action_of(f) else {
+            unreachable!("check() requires one action")
         };
+        if verb == "disk_full" {
+            steps.push(Step {
+                at,
+                action: Action::FillDisk,
+            });
+            steps.push(Step {
+                at: at + f.down_for,
+                action: Action::FreeDisk,
+            });
+            continue;
+        }
         let part = match part_name(name)? {
             Some(PartName::Gateway(n)) if n >= gateways => {
                 return Err(format!(
@@ -153,20 +231,21 @@ pub fn plan(faults: &[Fault], gateways: u16, seed: u64) -> Result<Vec<Step>, Str
             Some(p) => p,
             None => PartName::Gateway(rng.random_range(0..gateways.max(1))),
         };
-        if kill {
-            steps.push(Step {
+        let p = part.name();
+        match verb {
+            "kill" => {
+                steps.push(Step::control(at, format!("kill {p}")));
+                steps.push(Step::control(at + f.down_for, format!("start {p}")));
+            }
+            "hang" => {
+                steps.push(Step::control(at, format!("pause {p}")));
+                steps.push(Step::control(at + f.down_for, format!("resume {p}")));
+            }
+            "crash" => steps.push(Step {
                 at,
-                command: format!("kill {}", part.name()),
-            });
-            steps.push(Step {
-                at: at + f.down_for,
-                command: format!("start {}", part.name()),
-            });
-        } else {
-            steps.push(Step {
-                at,
-                command: format!("restart {}", part.name()),
-            });
+                action: Action::Crash(p),
+            }),
+            _ => steps.push(Step::control(at, format!("restart {p}"))),
         }
     }
     steps.sort_by_key(|s| s.at);
@@ -180,7 +259,8 @@ pub struct FaultEvent {
     #[serde(default)]
     pub at_s: f64,
     pub part: String,
-    /// `killed`, `stopped` or `started`.
+    /// `killed`, `stopped`, `crashed`, `paused`, `resumed` or `started`; `disk_full` and
+    /// `disk_freed` for the data directory (part `data`).
     pub event: String,
     pub pid: Option<u32>,
     #[serde(default, skip_serializing)]
@@ -200,18 +280,34 @@ pub fn events(jsonl: &str, run_start_unix_ms: i64) -> Vec<FaultEvent> {
         .collect()
 }
 
-/// Whether every part that went down came back: each `killed` or `stopped` is
-/// followed by a `started` of the same part.
+/// Whether every part that went down came back: each `killed`, `stopped`, `crashed`
+/// or `paused` is followed by a `started` (or `resumed`) of the same part, and a full
+/// disk by its freeing.
 pub fn all_came_back(events: &[FaultEvent]) -> bool {
     let mut down = std::collections::BTreeSet::new();
     for e in events {
-        if e.event == "started" {
-            down.remove(&e.part);
-        } else {
-            down.insert(e.part.clone());
+        match e.event.as_str() {
+            "started" | "resumed" | "disk_freed" => {
+                down.remove(&e.part);
+            }
+            _ => {
+                down.insert(e.part.clone());
+            }
         }
     }
     down.is_empty()
+}
+
+/// An event the load generator itself records (the disk's, which `sut up` cannot write
+/// down while the disk is full).
+pub fn own_event(part: &str, event: &str, at: Duration) -> FaultEvent {
+    FaultEvent {
+        at_s: at.as_secs_f64(),
+        part: part.to_string(),
+        event: event.to_string(),
+        pid: None,
+        unix_ms: 0,
+    }
 }
 
 #[cfg(test)]
@@ -228,10 +324,11 @@ mod tests {
             "- { kill: gateway-1, at: 20s, down_for: 5s }\n- { restart: envelope, at: 10s }\n- { kill: payment, at: 22s }\n",
         );
         let steps = plan(&f, 2, 1).unwrap();
-        let lines: Vec<(u64, &str)> = steps
+        let lines: Vec<(u64, String)> = steps
             .iter()
-            .map(|s| (s.at.as_secs(), s.command.as_str()))
+            .map(|s| (s.at.as_secs(), s.action.to_string()))
             .collect();
+        let lines: Vec<(u64, &str)> = lines.iter().map(|(t, l)| (*t, l.as_str())).collect();
         assert_eq!(
             lines,
             [
@@ -245,6 +342,45 @@ mod tests {
     }
 
     #[test]
+    fn hangs_crashes_and_full_disks_are_planned_with_their_ends() {
+        let f = faults(
+            "- { hang: envelope, at: 20s, down_for: 5s }\n- { crash: gateway-0, at: 12s }\n- { disk_full: true, at: 10s, down_for: 4s }\n",
+        );
+        let steps = plan(&f, 2, 1).unwrap();
+        let want = [
+            (10, Action::FillDisk),
+            (12, Action::Crash("gateway-0".into())),
+            (14, Action::FreeDisk),
+            (20, Action::Control("pause envelope".into())),
+            (25, Action::Control("resume envelope".into())),
+        ];
+        let got: Vec<(u64, Action)> = steps
+            .into_iter()
+            .map(|s| (s.at.as_secs(), s.action))
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn paused_crashed_and_full_disks_must_come_back() {
+        let e = |part: &str, event: &str| own_event(part, event, Duration::ZERO);
+        assert!(all_came_back(&[
+            e("envelope", "paused"),
+            e("envelope", "resumed")
+        ]));
+        assert!(!all_came_back(&[e("envelope", "paused")]));
+        assert!(all_came_back(&[
+            e("gateway-0", "crashed"),
+            e("gateway-0", "started")
+        ]));
+        assert!(!all_came_back(&[e("data", "disk_full")]));
+        assert!(all_came_back(&[
+            e("data", "disk_full"),
+            e("data", "disk_freed")
+        ]));
+    }
+
+    #[test]
     fn random_times_and_gateways_are_seeded_and_inside_their_window() {
         let f = faults("- { kill: gateway, between: { from: 10s, to: 40s } }\n");
         for seed in 0..50 {
@@ -252,12 +388,13 @@ mod tests {
             assert_eq!(a, plan(&f, 5, seed).unwrap(), "same seed, same plan");
             assert!(a[0].at >= Duration::from_secs(10) && a[0].at <= Duration::from_secs(40));
             let n: u16 = a[0]
-                .command
+                .action
+                .to_string()
                 .trim_start_matches("kill gateway-")
                 .parse()
                 .unwrap();
             assert!(n < 5);
-            assert_eq!(a[1].command, format!("start gateway-{n}"));
+            assert_eq!(a[1].action.to_string(), format!("start gateway-{n}"));
         }
     }
 
@@ -285,6 +422,11 @@ mod tests {
                 "- { kill: payment, restart: payment, at: 1s }",
                 "exactly one of `kill: PART`",
             ),
+            (
+                "- { hang: payment, disk_full: true, at: 1s }",
+                "exactly one of `kill: PART`",
+            ),
+            ("- { hang: disk, at: 1s }", "`disk` is not a part"),
             ("- { kill: database, at: 1s }", "`database` is not a part"),
             ("- { kill: payment }", "exactly one of `at: 15s`"),
             (

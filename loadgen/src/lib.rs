@@ -2,6 +2,7 @@
 //! measured from intended send times into HDR histograms.
 
 pub mod dashboard;
+pub mod disk;
 pub mod faults;
 pub mod fleet;
 pub mod hlog;

@@ -58,7 +58,7 @@ pub struct TargetSpec {
 
 #[derive(Debug, Clone)]
 pub enum Target {
-    Spawn(SpawnTarget),
+    Spawn(Box<SpawnTarget>),
     Addresses(AddressTarget),
 }
 
@@ -66,7 +66,7 @@ impl<'de> Deserialize<'de> for Target {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let spec = TargetSpec::deserialize(d)?;
         match (spec.spawn, spec.addresses) {
-            (Some(s), None) => Ok(Target::Spawn(s)),
+            (Some(s), None) => Ok(Target::Spawn(Box::new(s))),
             (None, Some(a)) => Ok(Target::Addresses(a)),
             _ => Err(serde::de::Error::custom(
                 "give exactly one of `spawn:` (start the system under test) or `addresses:` (drive a running one)",
@@ -140,6 +140,27 @@ pub struct SpawnTarget {
     #[serde(default = "default_deadline", with = "humantime_serde")]
     #[schemars(with = "String")]
     pub write_timeout: Duration,
+    /// Make the data directory a tmpfs of this size (`64MiB`; mounting needs root), so
+    /// that a `disk_full` fault can fill it. It stays mounted after the run, like any
+    /// data directory, for inspection; the next run unmounts it first.
+    #[serde(default)]
+    pub data_size: Option<String>,
+}
+
+impl SpawnTarget {
+    /// `data_size` in bytes, if given.
+    pub fn data_bytes(&self) -> Result<Option<u64>, String> {
+        self.data_size
+            .as_deref()
+            .map(|s| {
+                s.parse::<bytesize::ByteSize>()
+                    .map(|b| b.as_u64())
+                    .map_err(|e| {
+                        format!("target.spawn.data_size: `{s}` is not a size like 64MiB: {e}")
+                    })
+            })
+            .transpose()
+    }
 }
 
 fn default_split_ttl() -> Duration {
@@ -428,6 +449,15 @@ impl Profile {
         }
         for (i, f) in self.faults.iter().enumerate() {
             crate::faults::check(i, f)?;
+            let sized = matches!(&self.target, Target::Spawn(s) if s.data_size.is_some());
+            if f.disk_full && !sized {
+                return Err(format!(
+                    "faults[{i}]: disk_full needs a size-limited data directory: add `data_size: 64MiB` to target.spawn"
+                ));
+            }
+        }
+        if let Target::Spawn(s) = &self.target {
+            s.data_bytes()?;
         }
         if !self.faults.is_empty() {
             match &self.target {

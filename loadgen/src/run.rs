@@ -156,6 +156,8 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         None => Vec::new(),
     };
     let mut steps = steps.into_iter().peekable();
+    // Fault events the load generator records itself (the disk's).
+    let mut own_events = Vec::new();
     // Workers report on each whole second of the run; ticking half a second later means
     // every tick has seen exactly the reports up to its second, so per-second figures do
     // not alias (a second with two reports and the next with none).
@@ -205,8 +207,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             }
             _ = tokio::time::sleep_until(start + steps.peek().map_or(Duration::ZERO, |s| s.at)), if steps.peek().is_some() => {
                 if let (Some(step), Some(sut)) = (steps.next(), spawned.as_mut()) {
-                    eprintln!("fault: {} at {:.1} s", step.command, step.at.as_secs_f64());
-                    sut.control(&step.command).await?;
+                    eprintln!("fault: {} at {:.1} s", step.action, step.at.as_secs_f64());
+                    if let Some(event) = sut.fault(&step.action).await? {
+                        own_events.push(crate::faults::own_event("data", event, start.elapsed()));
+                    }
                 }
             }
             _ = &mut ctrl_c, if !interrupted => {
@@ -241,6 +245,8 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             if !profile.faults.is_empty() {
                 let text = std::fs::read_to_string(data.join("events.jsonl")).unwrap_or_default();
                 fault_events = crate::faults::events(&text, start_at);
+                fault_events.extend(own_events);
+                fault_events.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
             }
             Some(s.stop_and_audit().await?)
         }

@@ -37,8 +37,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 drain_timeout: args.drain_timeout,
                 split_ttl: args.split.split_ttl,
             };
-            sut::envelope::run(config, shutdown).await?;
-            Ok(ExitCode::SUCCESS)
+            let left = sut::envelope::run(config, shutdown).await?;
+            Ok(left_queued(left, "credits", "the backend's outbox"))
         }),
         Command::Payment(args) => rt.block_on(async {
             let shutdown = shutdown_signal()?;
@@ -167,8 +167,23 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
             config.gateways.saturating_sub(1)
         );
     }
-    sut::gateway::run(config, shutdown).await?;
-    Ok(ExitCode::SUCCESS)
+    let left = sut::gateway::run(config, shutdown).await?;
+    Ok(left_queued(left, "opens", "the gateway's durable queue"))
+}
+
+/// A part's exit code when it stopped with work still queued: kept durably and sent on
+/// at its next start, yet not done, so the stop is not a clean one.
+pub(crate) const LEFT_QUEUED: u8 = 3;
+
+/// The exit code of a clean stop that left `left` items in `place`.
+fn left_queued(left: usize, what: &str, place: &str) -> ExitCode {
+    if left == 0 {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!(
+        "stopped with {left} {what} still in {place}: kept durably and sent on at the next start, but not done (exit code {LEFT_QUEUED})"
+    );
+    ExitCode::from(LEFT_QUEUED)
 }
 
 fn show_start(flag: Option<i64>, data: &std::path::Path) -> i64 {

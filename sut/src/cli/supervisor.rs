@@ -9,6 +9,8 @@
 //! - `stop NAME`: SIGTERM and wait (a clean stop: a gateway drains its queue first)
 //! - `start NAME`: start a part that is down, with its original command line
 //! - `restart NAME`: `stop`, then `start`
+//! - `pause NAME`: SIGSTOP (a hung part: it holds its connections and answers nothing)
+//! - `resume NAME`: SIGCONT
 //!
 //! NAME is `payment`, `envelope` or `gateway-N`. Every change is appended to
 //! `DATA/events.jsonl` (`{"unix_ms", "part", "event", "pid"}`) so that a run can prove
@@ -35,6 +37,8 @@ pub enum Action {
     Stop,
     Start,
     Restart,
+    Pause,
+    Resume,
 }
 
 /// Parses one control line: `ACTION NAME`.
@@ -42,7 +46,7 @@ pub fn parse_command(line: &str) -> Result<(Action, String), String> {
     let mut words = line.split_whitespace();
     let (Some(action), Some(name), None) = (words.next(), words.next(), words.next()) else {
         return Err(format!(
-            "`{}`: write ACTION NAME, e.g. `kill gateway-0` (actions: kill, stop, start, restart)",
+            "`{}`: write ACTION NAME, e.g. `kill gateway-0` (actions: kill, stop, start, restart, pause, resume)",
             line.trim()
         ));
     };
@@ -51,9 +55,11 @@ pub fn parse_command(line: &str) -> Result<(Action, String), String> {
         "stop" => Action::Stop,
         "start" => Action::Start,
         "restart" => Action::Restart,
+        "pause" => Action::Pause,
+        "resume" => Action::Resume,
         other => {
             return Err(format!(
-                "unknown action `{other}`; use kill, stop, start or restart"
+                "unknown action `{other}`; use kill, stop, start, restart, pause or resume"
             ))
         }
     };
@@ -65,6 +71,8 @@ pub struct Part {
     args: Vec<String>,
     listen: String,
     child: Option<Child>,
+    /// The pid it was last started with (an exited child no longer says).
+    pid: Option<u32>,
     crashes: Crashes,
 }
 
@@ -119,6 +127,7 @@ impl Supervisor {
             args,
             listen: listen.to_string(),
             child: None,
+            pid: None,
             crashes: Crashes::default(),
         });
         let i = self.parts.len() - 1;
@@ -129,6 +138,7 @@ impl Supervisor {
         let child = spawn(&self.exe, &self.parts[i].name, &self.parts[i].args)?;
         let pid = child.id();
         self.parts[i].child = Some(child);
+        self.parts[i].pid = pid;
         self.wait_listening(i).await?;
         self.event(&self.parts[i].name, "started", pid);
         Ok(())
@@ -165,20 +175,28 @@ impl Supervisor {
         };
         let up = self.parts[i].child.is_some();
         let result = match action {
-            Action::Kill | Action::Stop if !up => Err(anyhow::anyhow!("{name} is already down")),
+            Action::Kill | Action::Stop | Action::Pause | Action::Resume if !up => {
+                Err(anyhow::anyhow!("{name} is down"))
+            }
+            Action::Pause => Ok(self.signal(i, Signal::SIGSTOP, "paused")),
+            Action::Resume => Ok(self.signal(i, Signal::SIGCONT, "resumed")),
             Action::Start if up => Err(anyhow::anyhow!("{name} is already running")),
             Action::Kill => {
                 self.kill(i).await;
                 Ok("killed")
             }
             Action::Stop => {
-                self.stop(i).await;
-                Ok("stopped")
+                let left = self.stop(i).await;
+                Ok(if left {
+                    "stopped (work left queued)"
+                } else {
+                    "stopped"
+                })
             }
             Action::Start => self.start(i).await.map(|_| "started"),
             Action::Restart => {
                 if up {
-                    self.stop(i).await;
+                    let _ = self.stop(i).await;
                 }
                 self.start(i).await.map(|_| "restarted")
             }
@@ -197,12 +215,25 @@ impl Supervisor {
         }
     }
 
-    async fn stop(&mut self, i: usize) {
-        if let Some(mut child) = self.parts[i].child.take() {
-            let pid = child.id();
-            stop_child(&self.parts[i].name, &mut child).await;
-            self.event(&self.parts[i].name, "stopped", pid);
+    /// Sends a running part `signal` and records `event`.
+    fn signal(&self, i: usize, signal: Signal, event: &'static str) -> &'static str {
+        let pid = self.parts[i].child.as_ref().and_then(|c| c.id());
+        if let Some(pid) = pid {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
         }
+        self.event(&self.parts[i].name, event, pid);
+        event
+    }
+
+    /// Stops a part cleanly; whether it left work queued (its exit code says so).
+    async fn stop(&mut self, i: usize) -> bool {
+        let Some(mut child) = self.parts[i].child.take() else {
+            return false;
+        };
+        let pid = child.id();
+        let status = stop_child(&self.parts[i].name, &mut child).await;
+        self.event(&self.parts[i].name, "stopped", pid);
+        status.and_then(|s| s.code()) == Some(i32::from(super::LEFT_QUEUED))
     }
 
     /// The first running part that exited without being told to, recorded as crashed
@@ -214,7 +245,8 @@ impl Supervisor {
                     Some(Ok(Some(status))) => status,
                     _ => continue,
                 };
-                let pid = self.parts[i].child.take().and_then(|c| c.id());
+                self.parts[i].child = None;
+                let pid = self.parts[i].pid;
                 let name = self.parts[i].name.clone();
                 eprintln!("{name} exited unexpectedly ({exited})");
                 self.event(&name, "crashed", pid);
@@ -260,12 +292,13 @@ impl Supervisor {
     }
 
     /// Stops gateways first (their queues drain into a backend that is still up), then
-    /// the backend, then payment.
-    pub async fn stop_all(&mut self) {
+    /// the backend, then payment. The parts that stopped with work still queued.
+    pub async fn stop_all(&mut self) -> Vec<String> {
         let is_gateway = |p: &Part| p.name.starts_with("gateway");
         // Every gateway starts draining at once; then each is waited for in turn.
         for p in self.parts.iter().filter(|p| is_gateway(p)) {
             if let Some(pid) = p.child.as_ref().and_then(|c| c.id()) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
                 let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
             }
         }
@@ -274,23 +307,31 @@ impl Supervisor {
             .rev()
             .filter(|i| !is_gateway(&self.parts[*i]));
         let order: Vec<usize> = gateways.chain(rest).collect();
+        let mut left = Vec::new();
         for i in order {
-            self.stop(i).await;
+            if self.stop(i).await {
+                left.push(self.parts[i].name.clone());
+            }
         }
+        left
     }
 }
 
-/// SIGTERM, then up to 40 s for the part to finish draining, then SIGKILL.
-async fn stop_child(name: &str, child: &mut Child) {
+/// SIGTERM, then up to 40 s for the part to finish draining, then SIGKILL; how it
+/// exited, if it did by itself.
+async fn stop_child(name: &str, child: &mut Child) -> Option<std::process::ExitStatus> {
     if let Some(pid) = child.id() {
+        // A paused part must run to stop.
+        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
         let _ = kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
     }
-    if tokio::time::timeout(Duration::from_secs(40), child.wait())
-        .await
-        .is_err()
-    {
-        eprintln!("{name} did not stop within 40 s; killing it");
-        let _ = child.kill().await;
+    match tokio::time::timeout(Duration::from_secs(40), child.wait()).await {
+        Ok(status) => status.ok(),
+        Err(_) => {
+            eprintln!("{name} did not stop within 40 s; killing it");
+            let _ = child.kill().await;
+            None
+        }
     }
 }
 
@@ -317,6 +358,8 @@ mod tests {
             parse_command("kill gateway-0\n").unwrap(),
             (Action::Kill, "gateway-0".to_string())
         );
+        assert_eq!(parse_command("pause envelope").unwrap().0, Action::Pause);
+        assert_eq!(parse_command("resume envelope").unwrap().0, Action::Resume);
         assert_eq!(
             parse_command(" restart payment ").unwrap().0,
             Action::Restart

@@ -50,6 +50,10 @@ pub struct UpArgs {
     max_crashes: u32,
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     crash_window: Duration,
+    /// On a stop, gateways and the backend keep forwarding what they queued for at
+    /// most this long; what is left stays durable, and `sut up` exits with code 3.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
     #[command(flatten)]
     gateway: super::GatewayTuning,
     #[command(flatten)]
@@ -84,6 +88,8 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     let plan = Plan::new(&args, gateways);
     plan.check_free()?;
     let exe = std::env::current_exe().context("cannot find the sut executable")?;
+    // Watched from here on: a stop asked for while the parts start is a clean stop too.
+    let mut shutdown = super::shutdown_signal()?;
     let mut sup = Supervisor::new(exe, data);
     if let Err(e) = launch(&mut sup, &plan, &args, show_start_ms).await {
         sup.stop_all().await;
@@ -103,7 +109,6 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     sut::files::save_manifest(&manifest, data)?;
     plan.announce(data, show_start_ms);
 
-    let mut shutdown = super::shutdown_signal()?;
     let mut control = control_lines();
     let policy = RestartPolicy {
         max_crashes: args.max_crashes,
@@ -122,11 +127,19 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
             Some(line) = control.recv() => println!("{}", sup.command(&line).await),
         }
     };
-    sup.stop_all().await;
+    let left = sup.stop_all().await;
     match failed {
-        None => {
+        None if left.is_empty() => {
             println!("system under test stopped cleanly");
             Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            println!(
+                "system under test stopped with work still queued in {}: kept durably and sent on at the next `sut up` on this data directory, but not done (exit code {})",
+                left.join(", "),
+                super::LEFT_QUEUED
+            );
+            Ok(ExitCode::from(super::LEFT_QUEUED))
         }
         Some(e) => Err(e),
     }
@@ -266,8 +279,10 @@ async fn launch(
     payment.extend(args.payment.to_flags());
     sup.launch("payment", &plan.payment, payment).await?;
     let more = ["--payment", plan.payment.as_str()];
+    let drain = humantime::format_duration(args.drain_timeout).to_string();
     let mut envelope = part("envelope", &plan.envelope, &plan.metrics[1].1, &more);
     envelope.extend(args.split.to_flags());
+    envelope.extend(["--drain-timeout".to_string(), drain.clone()]);
     sup.launch("envelope", &plan.envelope, envelope).await?;
     let count = plan.gateways.len().to_string();
     let tuning = args.gateway.to_flags();
@@ -283,6 +298,7 @@ async fn launch(
         ];
         let mut gateway = part("gateway", listen, &plan.metrics[2 + i].1, &more);
         gateway.extend(tuning.iter().cloned());
+        gateway.extend(["--drain-timeout".to_string(), drain.clone()]);
         sup.launch(&format!("gateway-{i}"), listen, gateway).await?;
     }
     Ok(())

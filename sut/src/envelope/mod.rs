@@ -30,11 +30,12 @@ use state::Backend;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{watch, Notify};
 
-/// Runs the backend until `shutdown`, then drains the outbox to payment (bounded).
+/// Runs the backend until `shutdown`, then drains the outbox to payment (bounded);
+/// returns the credits still in the outbox (durable, sent at the next start).
 pub async fn run(
     config: EnvelopeConfig,
     shutdown: watch::Receiver<bool>,
-) -> Result<(), EnvelopeError> {
+) -> Result<usize, EnvelopeError> {
     let path = db_path(&config.data);
     let (db, outbox, issuance) = store::open(&path)?;
     let split_ttl_ms = config.split_ttl.as_millis().min(i64::MAX as u128) as i64;
@@ -88,7 +89,7 @@ pub async fn run(
     let _ = forwarder.await;
     let left = backend.outbox.lock().map(|o| o.len()).unwrap_or(0);
     crate::log_line!("envelope backend stopped ({left} credits left in its outbox)");
-    Ok(())
+    Ok(left)
 }
 
 #[cfg(test)]

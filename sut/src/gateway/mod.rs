@@ -41,11 +41,12 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 
 /// Runs a gateway until `shutdown` turns true, then drains its queue (bounded by the
-/// drain timeout) and returns.
+/// drain timeout) and returns the opens still queued (durable, forwarded at the next
+/// start).
 pub async fn run(
     config: GatewayConfig,
     shutdown: watch::Receiver<bool>,
-) -> Result<(), GatewayError> {
+) -> Result<usize, GatewayError> {
     let db_path = store::db_path(&config.data, config.id);
     let (db, recovered) = store::open(&db_path)?;
     let recovery::Restored {
@@ -116,8 +117,7 @@ pub async fn run(
         recovered.issued.len(),
         recovered.queue.len()
     );
-    serve(gw, &config, listener, shutdown).await;
-    Ok(())
+    Ok(serve(gw, &config, listener, shutdown).await)
 }
 
 /// Starts the lease keeper, load watcher and agent tasks, accepts connections until
@@ -127,7 +127,7 @@ async fn serve(
     config: &GatewayConfig,
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
-) {
+) -> usize {
     let leases = tokio::spawn(leases::keep_leases(gw.clone()));
     let load_watch = tokio::spawn(load::watch(gw.clone(), config.tiers));
     let backend = || Peer::new(&config.envelope_addr, config.rpc_key.clone());
@@ -174,6 +174,7 @@ async fn serve(
         "gateway {} stopped ({left} opens left in its durable queue)",
         config.id
     );
+    left
 }
 
 /// Drops the frame allowances of users that have used none lately, every 10 s.
