@@ -5,6 +5,9 @@
 /// Every family each part exposes (component, name as queried, type): dashboards are
 /// checked against it, and the dashboard proof test checks it against real scrapes.
 pub const CATALOG: &[(&str, &str, &str)] = &[
+    ("supervisor", "sut_supervisor_crashes_total", "counter"),
+    ("supervisor", "sut_supervisor_restarts_total", "counter"),
+    ("supervisor", "sut_supervisor_part_up", "gauge"),
     ("payment", "sut_payment_credits_total", "counter"),
     ("payment", "sut_payment_in_flight", "gauge"),
     ("payment", "sut_rpc_refused_total", "counter"),

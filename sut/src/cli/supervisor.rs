@@ -22,10 +22,12 @@
 use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use sut::metrics::{labels, Counters};
 use sut_core::restart::{AfterCrash, Crashes, RestartPolicy};
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
@@ -88,6 +90,39 @@ pub struct Supervisor {
     exe: PathBuf,
     events: PathBuf,
     pub parts: Vec<Part>,
+    pub metrics: SupervisorMetrics,
+}
+
+/// `sut up`'s own metrics: each part's crashes, restarts and whether it runs.
+#[derive(Clone, Default)]
+pub struct SupervisorMetrics {
+    crashes: Counters,
+    restarts: Counters,
+    up: prometheus_client::metrics::family::Family<Vec<(&'static str, String)>, Gauge>,
+}
+
+impl SupervisorMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "sut_supervisor_crashes",
+            "Times a part exited without being told to",
+            self.crashes.clone(),
+        );
+        registry.register(
+            "sut_supervisor_restarts",
+            "Times a crashed part was started again by the supervisor",
+            self.restarts.clone(),
+        );
+        registry.register(
+            "sut_supervisor_part_up",
+            "1 while the part runs (paused included), 0 while it is down",
+            self.up.clone(),
+        );
+    }
+
+    fn part(&self, name: &str) -> Vec<(&'static str, String)> {
+        labels(&[("part", name)])
+    }
 }
 
 impl Supervisor {
@@ -96,10 +131,20 @@ impl Supervisor {
             exe,
             events: data.join("events.jsonl"),
             parts: Vec::new(),
+            metrics: SupervisorMetrics::default(),
         }
     }
 
     fn event(&self, part: &str, event: &str, pid: Option<u32>) {
+        let m = &self.metrics;
+        match event {
+            "started" => m.up.get_or_create(&m.part(part)).set(1),
+            "killed" | "stopped" | "crashed" => m.up.get_or_create(&m.part(part)).set(0),
+            _ => 0,
+        };
+        if event == "crashed" {
+            m.crashes.get_or_create(&m.part(part)).inc();
+        }
         let line = serde_json::to_string(&Event {
             unix_ms: shellkit::clock::unix_ms(),
             part,
@@ -122,6 +167,9 @@ impl Supervisor {
 
     /// Starts a new part and waits until it listens on `listen`.
     pub async fn launch(&mut self, name: &str, listen: &str, args: Vec<String>) -> Result<()> {
+        let m = &self.metrics;
+        let _ = m.crashes.get_or_create(&m.part(name));
+        let _ = m.restarts.get_or_create(&m.part(name));
         self.parts.push(Part {
             name: name.to_string(),
             args,
@@ -275,6 +323,8 @@ impl Supervisor {
                     tokio::time::sleep(after).await;
                     match self.start(i).await {
                         Ok(()) => {
+                            let m = &self.metrics;
+                            m.restarts.get_or_create(&m.part(&name)).inc();
                             eprintln!("{name} restarted");
                             return Ok(());
                         }

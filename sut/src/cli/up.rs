@@ -91,6 +91,10 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     // Watched from here on: a stop asked for while the parts start is a clean stop too.
     let mut shutdown = super::shutdown_signal()?;
     let mut sup = Supervisor::new(exe, data);
+    let mut registry = prometheus_client::registry::Registry::default();
+    sup.metrics.register(&mut registry);
+    let supervisor_metrics = plan.metrics.last().map(|(_, a)| a.as_str());
+    sut::listen::serve_metrics(supervisor_metrics, registry).await?;
     if let Err(e) = launch(&mut sup, &plan, &args, show_start_ms).await {
         sup.stop_all().await;
         return Err(e);
@@ -188,7 +192,8 @@ struct Plan {
     payment: String,
     envelope: String,
     gateways: Vec<String>,
-    /// `/metrics` address of every part, by name: payment, envelope, then the gateways.
+    /// `/metrics` address of every part, by name: payment, envelope, the gateways, then
+    /// `sut up` itself (`supervisor`).
     metrics: Vec<(String, String)>,
 }
 
@@ -204,6 +209,8 @@ impl Plan {
         for i in 0..gateways {
             metrics.push((format!("gateway-{i}"), addr(base + 1010 + i)));
         }
+        // `sut up` itself, last: the supervisor's crashes and restarts.
+        metrics.push(("supervisor".to_string(), addr(base + 1002)));
         Plan {
             payment: addr(base),
             envelope: addr(base + 1),
