@@ -304,39 +304,41 @@ impl Supervisor {
         }
     }
 
-    /// Starts a crashed part again, after its backoff, for as long as it keeps failing
-    /// to start; an error once `policy` calls it a crash loop.
-    pub async fn recover(
-        &mut self,
-        i: usize,
-        policy: &RestartPolicy,
-        since: Instant,
-    ) -> Result<()> {
-        loop {
-            let name = self.parts[i].name.clone();
-            match self.parts[i].crashes.crashed(since.elapsed(), policy) {
-                AfterCrash::GiveUp { crashes } => bail!(
-                    "{name} crashed {crashes} times within {:?}: a crash loop (see its log); stopped everything",
-                    policy.window
-                ),
-                AfterCrash::Restart { after } => {
-                    tokio::time::sleep(after).await;
-                    match self.start(i).await {
-                        Ok(()) => {
-                            let m = &self.metrics;
-                            m.restarts.get_or_create(&m.part(&name)).inc();
-                            eprintln!("{name} restarted");
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            eprintln!("{name} did not come back: {e:#}");
-                            if let Some(mut child) = self.parts[i].child.take() {
-                                let _ = child.kill().await;
-                            }
-                            self.event(&name, "crashed", None);
-                        }
-                    }
+    /// A part crashed (it is down now): when to start it again, after its backoff; an
+    /// error once `policy` calls it a crash loop. The caller keeps serving control
+    /// lines and signals meanwhile.
+    pub fn crashed(&mut self, i: usize, policy: &RestartPolicy, since: Instant) -> Result<Instant> {
+        let name = self.parts[i].name.clone();
+        match self.parts[i].crashes.crashed(since.elapsed(), policy) {
+            AfterCrash::GiveUp { crashes } => bail!(
+                "{name} crashed {crashes} times within {:?}: a crash loop (see its log); stopped everything",
+                policy.window
+            ),
+            AfterCrash::Restart { after } => Ok(Instant::now() + after),
+        }
+    }
+
+    /// Starts a crashed part again; false if it did not come back (a crash again).
+    pub async fn restart(&mut self, i: usize) -> bool {
+        if self.parts[i].child.is_some() {
+            // Started meanwhile by a control line.
+            return true;
+        }
+        let name = self.parts[i].name.clone();
+        match self.start(i).await {
+            Ok(()) => {
+                let m = &self.metrics;
+                m.restarts.get_or_create(&m.part(&name)).inc();
+                eprintln!("{name} restarted");
+                true
+            }
+            Err(e) => {
+                eprintln!("{name} did not come back: {e:#}");
+                if let Some(mut child) = self.parts[i].child.take() {
+                    let _ = child.kill().await;
                 }
+                self.event(&name, "crashed", None);
+                false
             }
         }
     }

@@ -120,12 +120,28 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         ..RestartPolicy::default()
     };
     let since = tokio::time::Instant::now();
+    // Crashed parts waiting for their backoff: (when to start, part).
+    let mut due: Vec<(tokio::time::Instant, usize)> = Vec::new();
     let failed = loop {
+        let next = due
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, (at, _))| *at)
+            .map(|(k, (at, _))| (k, *at));
         tokio::select! {
             _ = shutdown.changed() => break None,
-            i = sup.any_exit() => {
-                if let Err(e) = sup.recover(i, &policy, since).await {
-                    break Some(e);
+            i = sup.any_exit() => match sup.crashed(i, &policy, since) {
+                Ok(at) => due.push((at, i)),
+                Err(e) => break Some(e),
+            },
+            _ = tokio::time::sleep_until(next.map_or_else(tokio::time::Instant::now, |n| n.1)), if next.is_some() => {
+                let Some((k, _)) = next else { continue };
+                let (_, i) = due.swap_remove(k);
+                if !sup.restart(i).await {
+                    match sup.crashed(i, &policy, since) {
+                        Ok(at) => due.push((at, i)),
+                        Err(e) => break Some(e),
+                    }
                 }
             }
             Some(line) = control.recv() => println!("{}", sup.command(&line).await),
