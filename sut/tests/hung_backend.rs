@@ -63,11 +63,7 @@ async fn a_hung_backend_costs_a_retry_within_the_deadline_not_a_timeout() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !data.join("manifest.json").exists() {
-        assert!(Instant::now() < deadline, "sut up did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_manifest(&data);
     let gw = "127.0.0.1:18310";
     let auth = sut::keys::load(&data.join("auth.key")).unwrap();
     let mut users = Vec::new();

@@ -34,11 +34,7 @@ fn up(data: &Path, timeline: &Path, drain: &str) -> Proc {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !data.join("manifest.json").exists() {
-        assert!(Instant::now() < deadline, "sut up did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_manifest(&data);
     wait_port("127.0.0.1:18410");
     p
 }

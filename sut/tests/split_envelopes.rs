@@ -63,11 +63,7 @@ async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
         "4s",
     ]);
     let up = Proc(up.spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !data.join("manifest.json").exists() {
-        assert!(Instant::now() < deadline, "sut up did not come up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_manifest(&data);
     let gws = ["127.0.0.1:17610", "127.0.0.1:17611"];
     let auth = sut::keys::load(&data.join("auth.key")).unwrap();
 

@@ -17,6 +17,24 @@ fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
 
+/// Logs `u` in, has its first shake win a 50-cent envelope (token `tok`) at 5 ms, and
+/// checks the open goes out next: the open it sent.
+fn wins_and_opens(u: &mut UserCore, s: &mut Summary) -> Action {
+    hello(u, s);
+    u.poll(ms(1));
+    let env = Outcome::Envelope {
+        token: Bytes::from_static(b"tok"),
+        sponsor: 1,
+        amount_cents: 50,
+    };
+    u.on_frame(reply(0, env), ms(5), 0.5, s);
+    let open = Action::Send(Frame::Open {
+        token: Bytes::from_static(b"tok"),
+    });
+    assert_eq!(u.poll(ms(5)), open);
+    open
+}
+
 /// A reply at `tier`, whose interval is 2 s at tier 0 and 10 s above.
 fn reply(tier: u8, outcome: Outcome) -> Frame {
     Frame::ShakeReply {
@@ -158,18 +176,7 @@ fn a_won_envelope_is_opened_next() {
 fn an_open_whose_reply_was_lost_is_sent_again_and_promised_once() {
     let mut s = Summary::default();
     let mut u = UserCore::new(1, [0; MAC_LEN], &behaviour(), 0.0, false);
-    hello(&mut u, &mut s);
-    u.poll(ms(1));
-    let env = Outcome::Envelope {
-        token: Bytes::from_static(b"tok"),
-        sponsor: 1,
-        amount_cents: 50,
-    };
-    u.on_frame(reply(0, env), ms(5), 0.5, &mut s);
-    let open = Action::Send(Frame::Open {
-        token: Bytes::from_static(b"tok"),
-    });
-    assert_eq!(u.poll(ms(5)), open);
+    let open = wins_and_opens(&mut u, &mut s);
     // The reply never comes: the connection is lost.
     u.failed("timeout", &mut s);
     u.disconnected(&mut s);
@@ -454,18 +461,7 @@ fn cheaters_replay_or_drop_cookies_and_grab_where_they_may_not() {
 fn a_cheater_opens_again_on_the_next_gateway_and_must_be_told_the_same() {
     let mut s = Summary::default();
     let mut u = UserCore::new(7, [0; MAC_LEN], &behaviour(), 0.0, true);
-    hello(&mut u, &mut s);
-    u.poll(ms(1));
-    let env = Outcome::Envelope {
-        token: Bytes::from_static(b"tok"),
-        sponsor: 1,
-        amount_cents: 50,
-    };
-    u.on_frame(reply(0, env), ms(5), 0.5, &mut s);
-    let open = Action::Send(Frame::Open {
-        token: Bytes::from_static(b"tok"),
-    });
-    assert_eq!(u.poll(ms(5)), open);
+    let open = wins_and_opens(&mut u, &mut s);
     let told = Frame::OpenReply {
         code: 0,
         amount_cents: 50,

@@ -59,6 +59,15 @@ pub fn spawn(args: &[&str]) -> Proc {
     Proc(sut_cmd().args(args).spawn().expect("start sut"))
 }
 
+/// Waits until `sut up` wrote its manifest into `data` (bounded).
+pub fn wait_manifest(data: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.join("manifest.json").exists() {
+        assert!(Instant::now() < deadline, "sut up did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until something accepts on `addr` (bounded: a broken start fails the test).
 pub fn wait_port(addr: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
