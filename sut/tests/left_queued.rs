@@ -34,7 +34,7 @@ fn up(data: &Path, timeline: &Path, drain: &str) -> Proc {
             .spawn()
             .unwrap(),
     );
-    wait_manifest(&data);
+    wait_manifest(data);
     wait_port("127.0.0.1:18410");
     p
 }
