@@ -369,3 +369,59 @@ async fn a_connection_flood_is_turned_away_as_gateway_full_and_others_are_served
         }
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn while_the_gateway_sheds_a_forged_cookie_is_refused_never_echoed() {
+    // Each decision burns 20 ms of CPU: fifty busy users overload the gateway, whose
+    // tier climbs until it sheds shakes ("come back later", no decision).
+    let gw = gateway(17594, &["--shake-cost", "20ms"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for user in 1000..1050 {
+        let (addr, auth, stop) = (gw.addr.clone(), gw.auth.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let mut c = Client::hello(&addr, user, &auth).await;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let cookie = Bytes::new();
+                if c.req(Frame::Shake { cookie }).await.is_none() {
+                    break;
+                }
+            }
+        }));
+    }
+    let mut c = Client::hello(&gw.addr, 7, &gw.auth).await;
+    let forged = Bytes::from(vec![7u8; 40]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut shed_then_forged = 0;
+    while shed_then_forged < 5 {
+        assert!(Instant::now() < deadline, "the gateway never shed a shake");
+        let reply = c
+            .req(Frame::Shake {
+                cookie: Bytes::new(),
+            })
+            .await;
+        if let Some(Frame::ShakeReply {
+            outcome: sut_wire::protocol::Outcome::ComeBackLater,
+            ..
+        }) = reply
+        {
+            // Shedding now: a forged cookie must be refused, not echoed back.
+            let reply = c
+                .req(Frame::Shake {
+                    cookie: forged.clone(),
+                })
+                .await;
+            assert_eq!(
+                error_code(&reply),
+                Some(ErrorCode::CookieInvalid as u16),
+                "{reply:?}"
+            );
+            shed_then_forged += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in load {
+        let _ = l.await;
+    }
+}
