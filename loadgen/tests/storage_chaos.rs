@@ -34,6 +34,9 @@ fn storage_chaos_profile_loses_nothing_and_recovers_from_a_full_disk() {
             stage["target"] = 400.into();
         }
     }
+    // A longer full disk than the shipped profile's: with fewer users, fewer writes
+    // arrive while it lasts.
+    p["faults"][0]["down_for"] = "7s".into();
     let data = dir.join("data");
     let _unmount = Mounted(data.clone());
     let spawn = &mut p["target"]["spawn"];
