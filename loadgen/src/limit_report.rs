@@ -43,11 +43,17 @@ impl LimitReport {
         over_limit: &[u64],
         received_over_limit: &[u64],
         hops: u64,
+        hostile: &crate::hostile::HostileBehaviour,
     ) -> LimitReport {
+        // A hostile user is counted as hostile alone, never as adversarial or honest.
+        let is_hostile = |u: u64| hostile.attack_of(u, seed).is_some();
         let adversarial = |u: u64| crate::profile::is_adversarial(u, seed, share);
         let received: std::collections::BTreeSet<u64> =
             received_over_limit.iter().copied().collect();
-        let cheats = over_limit.iter().filter(|u| adversarial(**u)).count() as u64;
+        let cheats = over_limit
+            .iter()
+            .filter(|u| !is_hostile(**u) && adversarial(**u))
+            .count() as u64;
         LimitReport {
             adversarial_share: share,
             adversarial_users: (0..users).filter(|u| adversarial(*u)).count() as u64,
@@ -56,32 +62,14 @@ impl LimitReport {
             honest_issued_undelivered: over_limit
                 .iter()
                 .copied()
-                .filter(|u| !adversarial(*u) && !received.contains(u))
+                .filter(|u| !is_hostile(*u) && !adversarial(*u) && !received.contains(u))
                 .collect(),
             hops,
-            hostile_over_limit: 0,
-            hostile: crate::hostile::HostileBehaviour::default(),
+            hostile_over_limit: over_limit.iter().filter(|u| is_hostile(**u)).count() as u64,
+            hostile: hostile.clone(),
             seed,
             received_over_limit: received,
         }
-    }
-
-    /// Sets the hostile users apart: counted by themselves, never as honest or
-    /// adversarial. `over_limit` is the audit's list.
-    pub fn with_hostile(
-        mut self,
-        hostile: &crate::hostile::HostileBehaviour,
-        over_limit: &[u64],
-    ) -> Self {
-        self.hostile = hostile.clone();
-        let is_hostile = |u: &u64| hostile.attack_of(*u, self.seed).is_some();
-        self.hostile_over_limit = over_limit.iter().filter(|u| is_hostile(u)).count() as u64;
-        self.adversarial_over_limit = over_limit
-            .iter()
-            .filter(|u| !is_hostile(u) && self.is_adversarial(**u))
-            .count() as u64;
-        self.honest_issued_undelivered.retain(|u| !is_hostile(u));
-        self
     }
 
     pub fn is_adversarial(&self, user: u64) -> bool {
@@ -111,12 +99,12 @@ mod tests {
         // Seed 7 at 5 %: user 200 cheats, 720 is honest (see profile::is_adversarial).
         assert!(crate::profile::is_adversarial(200, 7, 0.05));
         assert!(!crate::profile::is_adversarial(720, 7, 0.05));
-        let l = LimitReport::new(7, 0.05, 2000, &[200, 720], &[200], 0);
+        let l = LimitReport::new(7, 0.05, 2000, &[200, 720], &[200], 0, &Default::default());
         assert_eq!(l.adversarial_over_limit, 1);
         assert_eq!(l.honest_over_limit, 0);
         assert_eq!(l.honest_issued_undelivered, vec![720]);
         assert!(l.excuses(200) && l.excuses(720));
-        let l = LimitReport::new(7, 0.05, 2000, &[720], &[720], 0);
+        let l = LimitReport::new(7, 0.05, 2000, &[720], &[720], 0, &Default::default());
         assert_eq!(l.honest_over_limit, 1, "the client received it: a failure");
         assert!(!l.excuses(720));
     }

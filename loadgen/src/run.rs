@@ -281,13 +281,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 .unwrap_or(&[]),
             &summary.received_over_limit,
             summary.hops,
-        )
-        .with_hostile(
             &profile.behaviour.hostile,
-            audit
-                .as_ref()
-                .map(|a| a.over_limit.as_slice())
-                .unwrap_or(&[]),
         )
     });
     let cost = RunCost {

@@ -168,11 +168,11 @@ const DISK_FILLER: &str = "disk-full.filler";
 /// The pid `sut up` last started `part` with, from its `events.jsonl`.
 fn part_pid(data: &Path, part: &str) -> Option<i32> {
     let text = std::fs::read_to_string(data.join("events.jsonl")).ok()?;
-    text.lines()
+    crate::faults::events(&text, 0)
+        .into_iter()
         .rev()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["part"] == part && v["event"] == "started")
-        .find_map(|v| v["pid"].as_i64())
+        .filter(|e| e.part == part && e.event == "started")
+        .find_map(|e| e.pid)
         .map(|p| p as i32)
 }
 

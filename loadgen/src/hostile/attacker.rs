@@ -189,7 +189,9 @@ async fn attack_once(run: &UserRun, stream: TcpStream, epoch: Instant) -> String
     let writing = async {
         // Racers' connections write at the same instants: the period's ticks from the
         // window's start, shared by all of the user's connections.
-        let period = tactic.period(run.shake_every);
+        let mut ticks = tokio::time::interval_at(epoch, tactic.period(run.shake_every));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        ticks.tick().await;
         let mut k = 0u64;
         while let Some((bytes, frames)) = tactic.write(k) {
             if write.write_all(&bytes).await.is_err() {
@@ -200,10 +202,7 @@ async fn attack_once(run: &UserRun, stream: TcpStream, epoch: Instant) -> String
                 a.bytes_sent += bytes.len() as u64;
             });
             k += 1;
-            let next = epoch
-                + period
-                    .mul_f64((epoch.elapsed().as_secs_f64() / period.as_secs_f64()).floor() + 1.0);
-            sleep_until(next).await;
+            ticks.tick().await;
         }
         std::future::pending::<String>().await
     };

@@ -137,11 +137,14 @@ impl Supervisor {
 
     fn event(&self, part: &str, event: &str, pid: Option<u32>) {
         let m = &self.metrics;
-        match event {
-            "started" => m.up.get_or_create(&m.part(part)).set(1),
-            "killed" | "stopped" | "crashed" => m.up.get_or_create(&m.part(part)).set(0),
-            _ => 0,
+        let up = match event {
+            "started" => Some(1),
+            "killed" | "stopped" | "crashed" => Some(0),
+            _ => None,
         };
+        if let Some(up) = up {
+            m.up.get_or_create(&m.part(part)).set(up);
+        }
         if event == "crashed" {
             m.crashes.get_or_create(&m.part(part)).inc();
         }
