@@ -14,13 +14,13 @@ SUT = ROOT / "target" / "release" / "sut"
 
 
 @contextlib.contextmanager
-def sut_up(data, gateways, base_port, *flags):
-    """Yields (manifest, auth key) of a running `sut up --gateways N` on
-    profiles/timeline.yaml, its show starting at once."""
+def sut_up(data, gateways, base_port, *flags, timeline=None):
+    """Yields (manifest, auth key) of a running `sut up --gateways N` on `timeline`
+    (profiles/timeline.yaml by default), its show starting at once."""
     if not SUT.exists():
         sys.exit("build first: cargo build --release --workspace")
     args = [str(SUT), "up", "--gateways", str(gateways), "--data", str(data), "--timeline",
-            str(ROOT / "profiles" / "timeline.yaml"), "--countdown", "0s", "--base-port",
+            str(timeline or ROOT / "profiles" / "timeline.yaml"), "--countdown", "0s", "--base-port",
             str(base_port), *flags]
     sut = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)

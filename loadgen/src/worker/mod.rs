@@ -193,7 +193,7 @@ pub fn run(
             .into_iter()
             .flatten()
             .fold(next_report, Duration::min);
-        alarm.arm(&clock, wake)?;
+        alarm.arm(&clock, clock::coalesce(wake, now))?;
         poll.poll(&mut events, None)
             .or_else(interrupted)
             .map_err(WorkerError::Poll)?;

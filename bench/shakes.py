@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Shakes through the gateways against a bare echo over the same connections, in one run.
+
+For each of --runs rounds, on this machine, one after the other:
+
+1. echo, saturated: 2 echo servers (one single-threaded process each, as the gateways),
+   one echo client process (as one load generator worker) keeping one shake-sized
+   request in flight on each of --users connections: requests/s and the client's CPU
+   per request.
+2. shakes, saturated: `sut up` with 2 gateways (tiers off, a 5 ms tier-0 interval, no
+   per-user frame cap) and the load generator with --users users in one worker, each
+   wanting 200 shakes/s: decided shakes/s and the worker's CPU per request.
+3. shakes at half of that capacity (the same users wanting half as many shakes): shake
+   p50/p99/p99.9 (from intended send times, as always), the generator's send lag, the
+   worker's CPU per request.
+4. echo at that same request rate per connection: its CPU per request and latency.
+
+Printed per round and as min / median / max over the rounds: shakes / echo (goal at
+least 0.8), the generator's CPU per request / the echo client's at saturation and at
+half (goal at most 1), and the half-capacity latencies (goal p99 <= 1 ms, p99.9 <= 5 ms).
+Every durable step stays on: a win is recorded (fsync) before its reply.
+
+    bench/shakes.py [--runs 3] [--users 2000] [--seconds 10]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from system import ROOT, sut_up  # noqa: E402
+
+LOADGEN = ROOT / "target" / "release" / "loadgen"
+ECHO = ROOT / "target" / "release" / "echo-reference"
+TICK = os.sysconf("SC_CLK_TCK")
+WARMUP = 4  # seconds before measuring: connections up, rates steady
+
+TIMELINE = """version: 1
+tiers: [5ms, 1s]
+rounds:
+  - id: 1
+    start: 0s
+    duration: 1h
+    envelopes: 1000000
+    rate: 200
+    amount_cents: [1, 2000]
+    sponsors: [1, 2, 3, 4]
+    resources: [100]
+"""
+
+
+def cpu_of(pids):
+    """CPU seconds used so far by these processes."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError):
+            pass
+    return total / TICK
+
+
+def pids_of(exe, *words):
+    """Processes running `exe` whose arguments include every one of `words`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [c.decode(errors="replace") for c in cmd if c]
+        if args and os.path.basename(args[0]) == exe and all(w in args for w in words):
+            found.append(int(pid))
+    return found
+
+
+def echo(users, rate, seconds, port):
+    addrs = [f"127.0.0.1:{port + i}" for i in range(2)]
+    servers = [subprocess.Popen([str(ECHO), "serve", "--listen", a]) for a in addrs]
+    try:
+        time.sleep(0.3)
+        out = subprocess.run(
+            [str(ECHO), "drive", "--connect", ",".join(addrs), "--connections", str(users),
+             "--rate", str(rate), "--warmup", f"{WARMUP}s", "--measure", f"{seconds}s"],
+            check=True, stdout=subprocess.PIPE, text=True)
+        return json.loads(out.stdout)
+    finally:
+        for s in servers:
+            s.terminate()
+            s.wait()
+
+
+def shakes(users, rate, seconds, port, name):
+    data = ROOT / "data" / f"bench-shakes-{name}"
+    shutil.rmtree(data, ignore_errors=True)  # sut_up waits for a fresh manifest
+    data.mkdir(parents=True)
+    timeline = data.parent / f"bench-shakes-{name}-timeline.yaml"
+    timeline.write_text(TIMELINE)
+    flags = ["--no-tiers", "--frames-per-second", "100000"]
+    with sut_up(data, 2, port, *flags, timeline=timeline) as (manifest, _key):
+        gateways = manifest["gateway_addrs"]
+        profile = data.parent / f"bench-shakes-{name}.yaml"
+        summary = data.parent / f"bench-shakes-{name}.json"
+        profile.write_text(f"""name: shakes-{name}
+target:
+  addresses:
+    gateways: {json.dumps(gateways)}
+    auth_key_file: {data / "auth.key"}
+users: {users}
+stages:
+  - {{ duration: 1s, target: {users} }}
+  - {{ duration: {WARMUP + seconds + 1}s, target: {users} }}
+behaviour:
+  shake_rate: {rate}
+  open_probability: 0.9
+  heartbeat_interval: 60s
+  request_timeout: 30s
+""")
+        run = subprocess.Popen([str(LOADGEN), "run", str(profile), "--workers", "1",
+                                "--summary-json", str(summary)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        workers = []
+        while not workers and run.poll() is None:
+            time.sleep(0.05)
+            workers = pids_of("loadgen", "--worker")
+        gws = pids_of("sut", "gateway")
+        time.sleep(WARMUP + 1)
+        w0, g0, t0 = cpu_of(workers), cpu_of(gws), time.monotonic()
+        time.sleep(seconds)
+        w1, g1, t1 = cpu_of(workers), cpu_of(gws), time.monotonic()
+        out, _ = run.communicate()
+        if run.returncode not in (0, 1) or not summary.exists():
+            sys.exit(f"loadgen run failed:\n{out}")
+    report = json.loads(summary.read_text())
+    steady = [s for s in report["series"] if WARMUP + 1 <= s["t_s"] < WARMUP + 1 + seconds]
+    decided = sum(s["shakes"] for s in steady) / max(1, len(steady))
+    replies = sum(s["shakes"] + s["come_back_later"] + s["opens"] for s in steady)
+    replies /= max(1, len(steady))
+    shake = report["ops"]["shake"]
+    return {
+        "decided_per_s": decided,
+        "replies_per_s": replies,
+        "worker_cpu": (w1 - w0) / (t1 - t0),
+        "gateways_cpu": (g1 - g0) / (t1 - t0),
+        "cpu_us_per_request": (w1 - w0) / (t1 - t0) * 1e6 / max(1.0, replies),
+        "p50_ms": shake["p50_ms"],
+        "p99_ms": shake["p99_ms"],
+        "p999_ms": shake["p999_ms"],
+        "send_lag_p99_ms": report["send_lag_p99_ms"],
+        "errors": sum(report["errors_by_kind"].values()),
+    }
+
+
+def one_round(a, k):
+    port = a.port
+    echo_sat = echo(a.users, 0, a.seconds, port)
+    sat = shakes(a.users, 200, a.seconds, port + 100, f"sat{k}")
+    half_rate = sat["decided_per_s"] / 2 / a.users
+    half = shakes(a.users, round(half_rate, 3), a.seconds, port + 100, f"half{k}")
+    echo_half = echo(a.users, half_rate, a.seconds, port)
+    return {
+        "echo requests/s": echo_sat["requests_per_s"],
+        "decided shakes/s": sat["decided_per_s"],
+        "shakes / echo": sat["decided_per_s"] / echo_sat["requests_per_s"],
+        "gen CPU us/request, saturated": sat["cpu_us_per_request"],
+        "echo CPU us/request, saturated": echo_sat["cpu_us_per_request"],
+        "gen / echo CPU per request, saturated":
+            sat["cpu_us_per_request"] / echo_sat["cpu_us_per_request"],
+        "worker / gateways CPU, saturated (cores)": f"{sat['worker_cpu']:.2f} / {sat['gateways_cpu']:.2f}",
+        "half: offered shakes/s": half_rate * a.users,
+        "half: decided shakes/s": half["decided_per_s"],
+        "half: shake p50 ms": half["p50_ms"],
+        "half: shake p99 ms": half["p99_ms"],
+        "half: shake p99.9 ms": half["p999_ms"],
+        "half: send lag p99 ms": half["send_lag_p99_ms"],
+        "half: gen CPU us/request": half["cpu_us_per_request"],
+        "half: echo CPU us/request": echo_half["cpu_us_per_request"],
+        "half: gen / echo CPU per request":
+            half["cpu_us_per_request"] / echo_half["cpu_us_per_request"],
+        "half: echo p99 / p99.9 ms": f"{echo_half['p99_ms']:.2f} / {echo_half['p999_ms']:.2f}",
+        "errors (sat, half)": f"{sat['errors']}, {half['errors']}",
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--seconds", type=int, default=10, help="measured seconds per step")
+    ap.add_argument("--port", type=int, default=19000)
+    a = ap.parse_args()
+    if a.runs < 1 or a.users < 1 or a.seconds < 1:
+        sys.exit("--runs, --users and --seconds must each be at least 1")
+    rounds = []
+    for k in range(a.runs):
+        r = one_round(a, k)
+        rounds.append(r)
+        print(f"run {k + 1} of {a.runs}:")
+        for key, v in r.items():
+            print(f"  {key:44} {v:.3f}" if isinstance(v, float) else f"  {key:44} {v}")
+        sys.stdout.flush()
+    print(f"\nover {a.runs} runs: min / median / max")
+    for key, v in rounds[0].items():
+        if not isinstance(v, float):
+            continue
+        vals = [r[key] for r in rounds]
+        print(f"  {key:44} {min(vals):10.3f} {statistics.median(vals):10.3f} {max(vals):10.3f}")
+
+
+if __name__ == "__main__":
+    main()
