@@ -7,7 +7,7 @@ use crate::metrics::labels;
 use bytes::Bytes;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use sut_core::passthrough::OpenEntry;
 use sut_core::shake::Reason;
 use sut_wire::cookie::{Cookie, MAX_COOKIE_LEN};
@@ -44,6 +44,8 @@ struct Conn {
     /// When this connection last started holding bytes of a frame it has not finished:
     /// the frame deadline counts from here.
     frame_started: Option<Instant>,
+    /// When the last whole frame arrived: the heartbeat deadline counts from here.
+    last_heard: Instant,
 }
 
 /// Why a connection stops being read: a frame that broke the stream, or a bound.
@@ -86,6 +88,7 @@ impl Conn {
             gw,
             held: 0,
             frame_started: None,
+            last_heard: Instant::now(),
         }
     }
 
@@ -111,6 +114,7 @@ impl Conn {
         };
         if matches!(next, Next::Frame(_)) {
             self.frame_started = None;
+            self.last_heard = Instant::now();
         }
         self.account()?;
         Ok(next)
@@ -145,41 +149,51 @@ impl Conn {
         Ok(())
     }
 
-    /// How long the session may wait for the client now: for the rest of an unfinished
-    /// frame, until the frame deadline; otherwise until the heartbeat timeout.
-    fn patience(&self) -> (Duration, ErrorCode) {
+    /// Until when the session may wait for the client now: for the rest of an unfinished
+    /// frame, the frame deadline; otherwise the heartbeat timeout since the last frame.
+    fn deadline(&self) -> (Instant, ErrorCode) {
         match self.frame_started {
-            Some(t) => (
-                self.gw.limits.frame_timeout.saturating_sub(t.elapsed()),
-                ErrorCode::FrameTimeout,
+            Some(t) => (t + self.gw.limits.frame_timeout, ErrorCode::FrameTimeout),
+            None => (
+                self.last_heard + self.gw.heartbeat_timeout,
+                ErrorCode::HeartbeatTimeout,
             ),
-            None => (self.gw.heartbeat_timeout, ErrorCode::HeartbeatTimeout),
         }
     }
 
     /// Writes a reply; what the socket does not take at once gets the write timeout,
-    /// and a client that does not read within it is closed. A reply that cannot be
-    /// encoded goes out as an error in its place, never silently.
+    /// and a client that does not read within it is closed.
     async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
-        let rest = match write_frame(frame, |b| self.stream.try_write(b)) {
+        let rest = self.write_now(frame)?;
+        self.finish(rest).await
+    }
+
+    /// Writes what the socket takes of a reply now, and returns the rest. A reply that
+    /// cannot be encoded goes out as an error in its place, never silently.
+    fn write_now(&mut self, frame: Frame) -> Result<Box<[u8]>, CodecError> {
+        match write_frame(frame, |b| self.stream.try_write(b)) {
             Err(CodecError::TooLarge) => {
                 self.gw.limit_hit("reply_unencodable");
                 let error = Frame::error(ErrorCode::Unavailable, "the reply could not be encoded");
-                write_frame(error, |b| self.stream.try_write(b))?
+                write_frame(error, |b| self.stream.try_write(b))
             }
-            other => other?,
-        };
-        if !rest.is_empty() {
-            let timeout = self.gw.limits.write_timeout;
-            match tokio::time::timeout(timeout, self.stream.write_all(&rest)).await {
-                Ok(written) => written?,
-                Err(_) => {
-                    self.gw.limit_hit("write_timeout");
-                    return Err(CodecError::Io(std::io::ErrorKind::TimedOut.into()));
-                }
+            other => other,
+        }
+    }
+
+    /// Writes the rest of a reply within the write timeout.
+    async fn finish(&mut self, rest: Box<[u8]>) -> Result<(), CodecError> {
+        if rest.is_empty() {
+            return Ok(());
+        }
+        let timeout = self.gw.limits.write_timeout;
+        match tokio::time::timeout(timeout, self.stream.write_all(&rest)).await {
+            Ok(written) => Ok(written?),
+            Err(_) => {
+                self.gw.limit_hit("write_timeout");
+                Err(CodecError::Io(std::io::ErrorKind::TimedOut.into()))
             }
         }
-        Ok(())
     }
 }
 
@@ -227,6 +241,14 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
         return;
     };
     let mut shutdown = gw.shutdown.clone();
+    // Made once and kept across frames: a busy session's wait for its next frame then
+    // costs no timer or signal registration of its own. The alarm stays at the deadline
+    // it was set for; when it goes off early (frames came meanwhile), it is set again.
+    let mut stop_signal = gw.shutdown.clone();
+    let stopping = stop_signal.wait_for(|s| *s);
+    tokio::pin!(stopping);
+    let alarm = tokio::time::sleep_until(conn.deadline().0.into());
+    tokio::pin!(alarm);
     // When this client's last shake got a decision: at a raised tier, one that comes
     // sooner than the tier's interval is answered "come back later" without any work.
     let mut last_decided: Option<Instant> = None;
@@ -244,20 +266,25 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             }
             Ok(Next::Wait) => {
                 turn = 0;
-                let (patience, code) = conn.patience();
-                let idle = tokio::select! {
-                    ready = tokio::time::timeout(patience, conn.stream.readable()) => Some(ready),
-                    _ = async { let _ = shutdown.wait_for(|s| *s).await; } => None,
+                let (deadline, code) = conn.deadline();
+                if deadline < alarm.deadline().into_std() {
+                    alarm.as_mut().reset(deadline.into());
+                }
+                let woke = tokio::select! {
+                    biased;
+                    ready = conn.stream.readable() => Woke::Ready(ready.is_ok()),
+                    _ = &mut alarm => Woke::Alarm,
+                    _ = &mut stopping => Woke::Stop,
                 };
-                let Some(idle) = idle else {
-                    let msg = "gateway shutting down; reconnect".to_string();
-                    Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
-                    return;
-                };
-                match idle {
-                    Ok(Ok(())) => continue,
-                    Ok(Err(_)) => return,
-                    Err(_) => {
+                match woke {
+                    Woke::Ready(true) => continue,
+                    Woke::Ready(false) => return,
+                    Woke::Alarm => {
+                        let (deadline, _) = conn.deadline();
+                        if deadline > Instant::now() {
+                            alarm.as_mut().reset(deadline.into());
+                            continue;
+                        }
                         let msg = if code == ErrorCode::FrameTimeout {
                             gw.limit_hit("frame_timeout");
                             format!("a frame unfinished for {:?}", gw.limits.frame_timeout)
@@ -267,10 +294,18 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                         Box::pin(refuse(&gw, &mut conn, code, msg)).await;
                         return;
                     }
+                    Woke::Stop => {
+                        let msg = "gateway shutting down; reconnect".to_string();
+                        Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
+                        return;
+                    }
                 }
             }
         };
-        if !Box::pin(allowance(&gw, user, &mut shutdown)).await {
+        // The allowance is taken at once unless the user is over it: only then a wait.
+        let allowed = gw.client_rates.take(user, gw.started.elapsed()).is_ok()
+            || Box::pin(allowance(&gw, user, &mut shutdown)).await;
+        if !allowed {
             let msg = "gateway shutting down; reconnect".to_string();
             Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
             return;
@@ -283,7 +318,12 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                     server_time_ms: shellkit::clock::unix_ms().max(0) as u64,
                 }
             }
-            Frame::Shake { cookie } => Box::pin(shake(&gw, user, cookie, &mut last_decided)).await,
+            // Most shakes are decided without waiting; a win waits for its reservation
+            // and its durable record.
+            Frame::Shake { cookie } => match shake_now(&gw, user, cookie, &mut last_decided) {
+                Shook::Reply(reply) => reply,
+                Shook::Won(decided) => Box::pin(issue(&gw, user, decided)).await,
+            },
             Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
             Frame::Share { token, friends } => {
                 Box::pin(super::split::share(&gw, user, token, friends)).await
@@ -295,7 +335,12 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                 return;
             }
         };
-        if Box::pin(conn.send(reply)).await.is_err() {
+        let sent = match conn.write_now(reply) {
+            Ok(rest) if rest.is_empty() => Ok(()),
+            Ok(rest) => Box::pin(conn.finish(rest)).await,
+            Err(e) => Err(e),
+        };
+        if sent.is_err() {
             return;
         }
         turn += 1;
@@ -304,6 +349,14 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             tokio::task::yield_now().await;
         }
     }
+}
+
+/// What woke a session waiting for its next frame.
+enum Woke {
+    /// The socket is readable (true), or failed (false).
+    Ready(bool),
+    Alarm,
+    Stop,
 }
 
 /// Takes one frame of `user`'s allowance, waiting (without reading) until there is one;
@@ -411,38 +464,48 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
     Some(user)
 }
 
+/// A shake's outcome as far as it goes without waiting.
+enum Shook {
+    Reply(Frame),
+    /// A win: it waits for its reservation and its durable record before its reply.
+    Won(Decided),
+}
+
+/// A decided shake on its way to its reply, with the tier its reply carries.
+struct Decided {
+    decision: sut_core::shake::ShakeDecision,
+    tier: u8,
+    shake_interval_ms: u32,
+}
+
 /// Decides one shake, unless the gateway's throttle sheds it
 /// ([`sut_core::shedding`]): then it is answered "come back later" without any work.
-async fn shake(
-    gw: &Gateway,
-    user: u64,
-    cookie: Bytes,
-    last_decided: &mut Option<Instant>,
-) -> Frame {
+fn shake_now(gw: &Gateway, user: u64, cookie: Bytes, last_decided: &mut Option<Instant>) -> Shook {
     if cookie.len() > MAX_COOKIE_LEN {
         gw.error(ErrorCode::FieldTooLarge);
         let msg = format!(
             "a cookie is at most {MAX_COOKIE_LEN} bytes; send back the last one the gateway gave"
         );
-        return Frame::error(ErrorCode::FieldTooLarge, msg);
+        return Shook::Reply(Frame::error(ErrorCode::FieldTooLarge, msg));
     }
     let throttle = gw.throttle();
     let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
     let since_decided = last_decided.map(|t| t.elapsed());
-    if throttle.shed(user, gw.show_ms(), since_decided).is_some() {
+    let show_ms = gw.show_ms();
+    if throttle.shed(user, show_ms, since_decided).is_some() {
         // No decision, no lock, no write. Nothing unchecked is echoed: the cookie goes
         // back only if its signature holds (a decided shake has the core check it).
-        if let Err(e) = Cookie::open(&cookie, user, gw.show_ms(), &gw.key) {
+        if let Err(e) = Cookie::open(&cookie, user, show_ms, &gw.key) {
             gw.error(ErrorCode::CookieInvalid);
-            return Frame::error(ErrorCode::CookieInvalid, e.to_string());
+            return Shook::Reply(Frame::error(ErrorCode::CookieInvalid, e.to_string()));
         }
         gw.metrics.throttled.inc();
-        return Frame::ShakeReply {
+        return Shook::Reply(Frame::ShakeReply {
             outcome: sut_wire::protocol::Outcome::ComeBackLater,
             tier,
             shake_interval_ms,
             cookie,
-        };
+        });
     }
     *last_decided = Some(Instant::now());
     if !gw.shake_cost.is_zero() {
@@ -454,22 +517,39 @@ async fn shake(
     let decided = gw
         .core
         .lock()
-        .map(|mut core| core.shake(gw.show_ms(), user, &cookie))
+        .map(|mut core| core.shake(show_ms, user, &cookie))
         .map_err(|_| ());
     let decision = match decided {
-        Ok(Ok(d)) => Box::pin(super::reserve::confirm(gw, user, d)).await,
+        Ok(Ok(d)) => d,
         Ok(Err(e)) => {
             gw.error(ErrorCode::CookieInvalid);
-            return Frame::error(ErrorCode::CookieInvalid, e.to_string());
+            return Shook::Reply(Frame::error(ErrorCode::CookieInvalid, e.to_string()));
         }
         Err(_) => {
             gw.error(ErrorCode::Unavailable);
-            return Frame::error(ErrorCode::Unavailable, "gateway state poisoned");
+            return Shook::Reply(Frame::error(
+                ErrorCode::Unavailable,
+                "gateway state poisoned",
+            ));
         }
     };
+    let decided = Decided {
+        decision,
+        tier,
+        shake_interval_ms,
+    };
+    if decided.decision.issued.is_some() {
+        Shook::Won(decided)
+    } else {
+        Shook::Reply(decided_reply(gw, decided))
+    }
+}
+
+/// A win's reply: reserved at the user's owner (strict limits) and recorded durably
+/// first, so that the audit can see every envelope any user holds.
+async fn issue(gw: &Gateway, user: u64, won: Decided) -> Frame {
+    let decision = super::reserve::confirm(gw, user, won.decision).await;
     if let Some(record) = decision.issued {
-        // The issue record is durable before the envelope leaves: the audit can see
-        // every envelope any user holds.
         if gw.committer.submit(GatewayOp::Issue(record)).await.is_err() {
             gw.error(ErrorCode::Unavailable);
             return Frame::error(
@@ -484,6 +564,16 @@ async fn shake(
             p.push(record.issued());
         }
     }
+    decided_reply(gw, Decided { decision, ..won })
+}
+
+/// The reply to a decided shake, counted by its reason.
+fn decided_reply(gw: &Gateway, decided: Decided) -> Frame {
+    let Decided {
+        decision,
+        tier,
+        shake_interval_ms,
+    } = decided;
     if let Some(i) = Reason::ALL.iter().position(|r| *r == decision.reason) {
         gw.metrics.shakes_by_reason[i].inc();
     }
