@@ -88,11 +88,21 @@ def echo(users, rate, seconds, port):
     servers = [subprocess.Popen([str(ECHO), "serve", "--listen", a]) for a in addrs]
     try:
         time.sleep(0.3)
-        out = subprocess.run(
+        client = subprocess.Popen(
             [str(ECHO), "drive", "--connect", ",".join(addrs), "--connections", str(users),
              "--rate", str(rate), "--warmup", f"{WARMUP}s", "--measure", f"{seconds}s"],
-            check=True, stdout=subprocess.PIPE, text=True)
-        return json.loads(out.stdout)
+            stdout=subprocess.PIPE, text=True)
+        time.sleep(WARMUP + 0.5)
+        pids = [s.pid for s in servers]
+        c0, t0 = cpu_of(pids), time.monotonic()
+        time.sleep(seconds - 1)
+        c1, t1 = cpu_of(pids), time.monotonic()
+        out, _ = client.communicate()
+        if client.returncode != 0:
+            sys.exit("the echo client failed")
+        figures = json.loads(out)
+        figures["servers_cpu"] = (c1 - c0) / (t1 - t0)
+        return figures
     finally:
         for s in servers:
             s.terminate()
@@ -132,11 +142,13 @@ behaviour:
         while not workers and run.poll() is None:
             time.sleep(0.05)
             workers = pids_of("loadgen", "--worker")
-        gws = pids_of("sut", "gateway")
+        parts = {"worker": workers, "gateways": pids_of("sut", "gateway"),
+                 "backend": pids_of("sut", "envelope"), "payment": pids_of("sut", "payment")}
         time.sleep(WARMUP + 1)
-        w0, g0, t0 = cpu_of(workers), cpu_of(gws), time.monotonic()
+        c0, t0 = {k: cpu_of(v) for k, v in parts.items()}, time.monotonic()
         time.sleep(seconds)
-        w1, g1, t1 = cpu_of(workers), cpu_of(gws), time.monotonic()
+        c1, t1 = {k: cpu_of(v) for k, v in parts.items()}, time.monotonic()
+        cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in parts}
         out, _ = run.communicate()
         if run.returncode not in (0, 1) or not summary.exists():
             sys.exit(f"loadgen run failed:\n{out}")
@@ -149,9 +161,8 @@ behaviour:
     return {
         "decided_per_s": decided,
         "replies_per_s": replies,
-        "worker_cpu": (w1 - w0) / (t1 - t0),
-        "gateways_cpu": (g1 - g0) / (t1 - t0),
-        "cpu_us_per_request": (w1 - w0) / (t1 - t0) * 1e6 / max(1.0, replies),
+        "cores": cores,
+        "cpu_us_per_request": cores["worker"] * 1e6 / max(1.0, replies),
         "p50_ms": shake["p50_ms"],
         "p99_ms": shake["p99_ms"],
         "p999_ms": shake["p999_ms"],
@@ -175,7 +186,11 @@ def one_round(a, k):
         "echo CPU us/request, saturated": echo_sat["cpu_us_per_request"],
         "gen / echo CPU per request, saturated":
             sat["cpu_us_per_request"] / echo_sat["cpu_us_per_request"],
-        "worker / gateways CPU, saturated (cores)": f"{sat['worker_cpu']:.2f} / {sat['gateways_cpu']:.2f}",
+        "CPU us per decided shake, saturated": " ".join(
+            f"{k} {v * 1e6 / max(1.0, sat['decided_per_s']):.1f}" for k, v in sat["cores"].items()),
+        "CPU us per echo request, saturated":
+            f"servers {echo_sat['servers_cpu'] * 1e6 / echo_sat['requests_per_s']:.1f}"
+            f" client {echo_sat['cpu_us_per_request']:.1f}",
         "half: offered shakes/s": half_rate * a.users,
         "half: decided shakes/s": half["decided_per_s"],
         "half: shake p50 ms": half["p50_ms"],

@@ -8,9 +8,18 @@
 //! so its lateness is what a frame arriving then waits before its handling begins.
 //! Probing costs a wake-up per probe, so a gateway handling little probes rarely: one of
 //! dozens of idle gateways on a machine should stay asleep.
+//!
+//! A probe is also late when the gateway's thread was ready but waited for a core that
+//! other processes held: the machine was busy, not this gateway's loop (dozens of
+//! gateways and the load generator share two cores here; a ramp of connections fills
+//! them). That wait is the kernel's to report (`/proc/thread-self/schedstat`), and it is
+//! taken out of the lateness: the tier answers this gateway's own queueing, which
+//! shedding shakes can relieve.
 
 use super::state::Gateway;
 use nix::sys::resource::{getrusage, UsageWho};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +44,39 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Time this thread has spent ready to run but waiting for a core, as the kernel counts
+/// it; `None` where the kernel does not say (then no probe's lateness is excused).
+struct CoreWait {
+    file: Option<File>,
+}
+
+impl CoreWait {
+    /// Opened from the thread it measures: the runtime's, where the watcher runs.
+    fn open() -> CoreWait {
+        CoreWait {
+            file: File::open("/proc/thread-self/schedstat").ok(),
+        }
+    }
+
+    fn total(&self) -> Option<Duration> {
+        let mut buf = [0u8; 96];
+        let n = self.file.as_ref()?.read_at(&mut buf, 0).ok()?;
+        waited(std::str::from_utf8(&buf[..n]).ok()?)
+    }
+}
+
+/// The wait on the run queue in a schedstat line: `run_ns wait_ns timeslices`.
+fn waited(schedstat: &str) -> Option<Duration> {
+    let ns = schedstat.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// How late a probe was through this gateway's own work: its lateness less the time
+/// its thread waited for a core meanwhile.
+fn own_lateness(lateness: Duration, core_wait: Option<Duration>) -> Duration {
+    lateness.saturating_sub(core_wait.unwrap_or(Duration::ZERO))
+}
+
 /// Measures each window, decides the tier and publishes it (and the measurements as
 /// metrics). With tiers switched off the measurements still go out and the tier stays 0.
 pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
@@ -42,6 +84,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
     let mut last_cpu = cpu_seconds();
     let mut last_frames = gw.frames.load(Ordering::Relaxed);
     let mut probe = PROBE_IDLE;
+    let core_wait = CoreWait::open();
     loop {
         let start = Instant::now();
         let window = if probe == PROBE_IDLE {
@@ -49,12 +92,18 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         } else {
             WINDOW
         };
-        let (mut late, mut probes) = (Duration::ZERO, 0u32);
+        let (mut late_sum, mut probes) = (Duration::ZERO, 0u32);
         while start.elapsed() < window {
             let due = Instant::now() + probe;
+            let waited_before = core_wait.total();
             tokio::time::sleep_until(due).await;
-            let lateness = Instant::now().saturating_duration_since(due);
-            late += lateness;
+            let late = Instant::now().saturating_duration_since(due);
+            let waited = core_wait
+                .total()
+                .zip(waited_before)
+                .map(|(after, before)| after.saturating_sub(before));
+            let lateness = own_lateness(late, waited);
+            late_sum += lateness;
             probes += 1;
             if enabled {
                 controller.late_probe(lateness);
@@ -65,7 +114,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         let elapsed = start.elapsed().as_secs_f64();
         let cpu_now = cpu_seconds();
         let sample = LoadSample {
-            queue_delay: late / probes.max(1),
+            queue_delay: late_sum / probes.max(1),
             cpu: (cpu_now - last_cpu) / elapsed.max(1e-6),
         };
         last_cpu = cpu_now;
@@ -100,5 +149,38 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         gw.metrics.tier.set(tier as i64);
         gw.metrics.queue_delay.set(sample.queue_delay.as_secs_f64());
         gw.metrics.cpu.set(controller.cpu());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_for_a_core_is_read_from_schedstat() {
+        assert_eq!(
+            waited("78035579 281699 22\n"),
+            Some(Duration::from_nanos(281699))
+        );
+        assert_eq!(waited("78035579"), None);
+        assert_eq!(waited(""), None);
+        assert_eq!(waited("1 x 2"), None);
+    }
+
+    #[test]
+    fn lateness_spent_waiting_for_a_core_is_not_the_gateways() {
+        let ms = Duration::from_millis;
+        assert_eq!(own_lateness(ms(30), Some(ms(25))), ms(5));
+        assert_eq!(own_lateness(ms(30), Some(ms(40))), Duration::ZERO);
+        // Where the kernel does not say, all of it counts.
+        assert_eq!(own_lateness(ms(30), None), ms(30));
+    }
+
+    #[test]
+    fn this_kernel_reports_the_wait() {
+        // Read from a test thread: present on Linux with scheduler statistics.
+        if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+            assert!(CoreWait::open().total().is_some());
+        }
     }
 }
