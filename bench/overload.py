@@ -16,11 +16,15 @@ The gateways get a known, small capacity (--shake-cost of CPU per decision, 1 ms
 default) so that this machine can offer them four times what they can take while the
 load generator runs beside them.
 
-    bench/overload.py [--shake-cost 1ms] [--bound-ms 50]
+With --runs N the whole (sweep included) is done N times and each figure is printed as
+min / median / max over the runs, each run judged against its own sweep's capacity.
+
+    bench/overload.py [--shake-cost 1ms] [--bound-ms 50] [--runs 1] [--tiers-only]
 """
 
 import argparse
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -194,29 +198,51 @@ def overload(capacity, tiers, shake_cost):
     }
 
 
+def one_run(a):
+    capacity = a.capacity or capacity_sweep(a.shake_cost, a.bound_ms)
+    if capacity <= 0:
+        sys.exit("no step kept its p99 under the bound; raise --bound-ms")
+    print(f"capacity: {capacity:.0f} decided shakes/s with every second's p99 < {a.bound_ms} ms")
+    modes = (True,) if a.tiers_only else (True, False)
+    results = {t: overload(capacity, t, a.shake_cost) for t in modes}
+    print("\noverload at 4x capacity: normal, surge for 27 s, normal")
+    print(f"  {'':34} " + " ".join(f"{'tiers on' if t else 'tiers off':>14}" for t in modes))
+    fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+    for key in results[True]:
+        if key == "peak RSS MiB":
+            continue
+        print(f"  {key:34} " + " ".join(f"{fmt(results[t][key]):>14}" for t in modes))
+    for tiers in modes:
+        label = "tiers on " if tiers else "tiers off"
+        print(f"  peak RSS MiB, {label}: {results[tiers]['peak RSS MiB']}")
+    sys.stdout.flush()
+    return capacity, results[True]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shake-cost", default="1ms")
     ap.add_argument("--bound-ms", type=float, default=50.0)
     ap.add_argument("--capacity", type=float, help="skip the sweep and use this capacity")
+    ap.add_argument("--runs", type=int, default=1)
+    ap.add_argument("--tiers-only", action="store_true", help="skip the run without tiers")
     a = ap.parse_args()
+    if a.runs < 1:
+        sys.exit("--runs must be at least 1")
     subprocess.run(["cargo", "build", "--release", "--workspace"], cwd=ROOT, check=True)
-    capacity = a.capacity or capacity_sweep(a.shake_cost, a.bound_ms)
-    if capacity <= 0:
-        sys.exit("no step kept its p99 under the bound; raise --bound-ms")
-    print(f"capacity: {capacity:.0f} decided shakes/s with every second's p99 < {a.bound_ms} ms")
-    results = {t: overload(capacity, t, a.shake_cost) for t in (True, False)}
-    print("\noverload at 4x capacity: normal, surge for 27 s, normal")
-    print(f"  {'':34} {'tiers on':>14} {'tiers off':>14}")
-    for key in results[True]:
-        if key == "peak RSS MiB":
-            continue
-        on, off = results[True][key], results[False][key]
-        fmt = lambda v: "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-        print(f"  {key:34} {fmt(on):>14} {fmt(off):>14}")
-    for tiers in (True, False):
-        label = "tiers on " if tiers else "tiers off"
-        print(f"  peak RSS MiB, {label}: {results[tiers]['peak RSS MiB']}")
+    runs = []
+    for k in range(a.runs):
+        print(f"\n== run {k + 1} of {a.runs}")
+        runs.append(one_run(a))
+    if a.runs > 1:
+        print(f"\ntiers on, over {a.runs} runs: min / median / max")
+        caps = [c for c, _ in runs]
+        print(f"  {'capacity':34} {min(caps):10.0f} {statistics.median(caps):10.0f} {max(caps):10.0f}")
+        for key, v in runs[0][1].items():
+            vals = [r[key] for _, r in runs if isinstance(r[key], (int, float))]
+            if len(vals) != len(runs) or isinstance(v, bool):
+                continue
+            print(f"  {key:34} {min(vals):10.3f} {statistics.median(vals):10.3f} {max(vals):10.3f}")
 
 
 if __name__ == "__main__":
