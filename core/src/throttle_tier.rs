@@ -117,6 +117,20 @@ impl TierController {
         }
     }
 
+    /// How much of a probe's `lateness` is this gateway's own queueing, given the time
+    /// its thread waited meanwhile for a core that other processes held (`None`: not
+    /// known, all of it counts). The wait counts in proportion to how busy the gateway
+    /// itself is (its smoothed CPU share): one using most of a core that still waits for
+    /// one is overloaded, and shedding its shakes frees the core; one using a few
+    /// percent was crowded out by other work (a ramp of connections, the load
+    /// generator beside it), which shedding shakes would not relieve.
+    pub fn own_lateness(&self, lateness: Duration, core_wait: Option<Duration>) -> Duration {
+        let Some(wait) = core_wait else {
+            return lateness;
+        };
+        lateness.saturating_sub(wait.mul_f64(1.0 - self.cpu.clamp(0.0, 1.0)))
+    }
+
     /// The smoothed CPU share the last decision used.
     pub fn cpu(&self) -> f64 {
         self.cpu
@@ -303,6 +317,28 @@ mod tests {
                 assert!(y <= x, "seed {seed} step {i}: admits {x} then {y}");
             }
         }
+    }
+
+    #[test]
+    fn waiting_for_a_core_counts_as_much_as_the_gateway_is_busy() {
+        let mut c = TierController::new(TierPolicy::standard(3));
+        // Idle: a probe 30 ms late after 25 ms waiting for a core was 5 ms late by
+        // the gateway's own work; more wait than lateness leaves nothing.
+        assert_eq!(c.own_lateness(ms(30), Some(ms(25))), ms(5));
+        assert_eq!(c.own_lateness(ms(30), Some(ms(40))), ms(0));
+        assert_eq!(c.own_lateness(ms(30), None), ms(30));
+        // Using a whole core (smoothed: 0.5, 0.75, 0.875, ...): the wait is its own.
+        for _ in 0..20 {
+            c.observe(sample(0, 1.0));
+        }
+        assert!(c.own_lateness(ms(30), Some(ms(25))) > ms(29));
+        // Half a core: half the wait is excused.
+        let mut half = TierController::new(TierPolicy::standard(3));
+        for _ in 0..20 {
+            half.observe(sample(0, 0.5));
+        }
+        let own = half.own_lateness(ms(30), Some(ms(20)));
+        assert!(own > ms(19) && own < ms(21), "{own:?}");
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //! A probe is also late when the gateway's thread was ready but waited for a core that
 //! other processes held: the machine was busy, not this gateway's loop (dozens of
 //! gateways and the load generator share two cores here; a ramp of connections fills
-//! them). That wait is the kernel's to report (`/proc/thread-self/schedstat`), and it is
-//! taken out of the lateness: the tier answers this gateway's own queueing, which
-//! shedding shakes can relieve.
+//! them). That wait is the kernel's to report (`/proc/thread-self/schedstat`), and it
+//! counts only as much as the gateway itself is busy
+//! ([`TierController::own_lateness`]): the tier answers this gateway's own queueing,
+//! which shedding shakes can relieve.
 
 use super::state::Gateway;
 use nix::sys::resource::{getrusage, UsageWho};
@@ -71,12 +72,6 @@ fn waited(schedstat: &str) -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
-/// How late a probe was through this gateway's own work: its lateness less the time
-/// its thread waited for a core meanwhile.
-fn own_lateness(lateness: Duration, core_wait: Option<Duration>) -> Duration {
-    lateness.saturating_sub(core_wait.unwrap_or(Duration::ZERO))
-}
-
 /// Measures each window, decides the tier and publishes it (and the measurements as
 /// metrics). With tiers switched off the measurements still go out and the tier stays 0.
 pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
@@ -102,7 +97,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
                 .total()
                 .zip(waited_before)
                 .map(|(after, before)| after.saturating_sub(before));
-            let lateness = own_lateness(late, waited);
+            let lateness = controller.own_lateness(late, waited);
             late_sum += lateness;
             probes += 1;
             if enabled {
@@ -165,15 +160,6 @@ mod tests {
         assert_eq!(waited("78035579"), None);
         assert_eq!(waited(""), None);
         assert_eq!(waited("1 x 2"), None);
-    }
-
-    #[test]
-    fn lateness_spent_waiting_for_a_core_is_not_the_gateways() {
-        let ms = Duration::from_millis;
-        assert_eq!(own_lateness(ms(30), Some(ms(25))), ms(5));
-        assert_eq!(own_lateness(ms(30), Some(ms(40))), Duration::ZERO);
-        // Where the kernel does not say, all of it counts.
-        assert_eq!(own_lateness(ms(30), None), ms(30));
     }
 
     #[test]
