@@ -9,6 +9,11 @@
 //! - While the gateway's loop is overloaded, all but the admitted share (permille, from
 //!   [`crate::throttle_tier::TierController::admit_permille`]). Which users are shed
 //!   rotates every 5 s, so none is shed for long.
+//! - While the loop is more than [`STALE_AFTER`] behind (its load probe overdue by that
+//!   much), every shake: each has waited about that long already, and deciding it now
+//!   would only add to its lateness and to the wait of all behind it. As DAGOR sheds
+//!   requests by their queueing time, this drains a backlog at once, before the
+//!   admission share (measured when the probe finally runs) has caught up.
 
 use crate::spread::spread;
 use crate::throttle_tier::ADMIT_ALL;
@@ -16,6 +21,8 @@ use std::time::Duration;
 
 /// How long one admission rotation lasts: the shed users change after it.
 const ROTATION_MS: i64 = 5_000;
+/// How far behind the gateway's loop may run before shakes waiting in it are shed.
+pub const STALE_AFTER: Duration = Duration::from_millis(25);
 
 /// The gateway's throttle as a shake sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +33,9 @@ pub struct Throttle {
     pub shake_interval_ms: u32,
     /// Of every 1000 shakes, how many get a decision.
     pub admit_permille: u32,
+    /// How far the gateway's loop is behind now (zero when it is on time, or when the
+    /// gateway keeps tier 0 whatever the load).
+    pub behind: Duration,
 }
 
 /// Why a shake gets no decision.
@@ -34,6 +44,8 @@ pub enum Shed {
     TopTier,
     Early,
     Admission,
+    /// The loop is behind: the shake waited too long already.
+    Stale,
 }
 
 impl Throttle {
@@ -46,7 +58,13 @@ impl Throttle {
             top_tier,
             shake_interval_ms: intervals_ms.get(i).copied().unwrap_or(2_000),
             admit_permille,
+            behind: Duration::ZERO,
         }
+    }
+
+    /// The same throttle with the loop `behind` by this much.
+    pub fn behind(self, behind: Duration) -> Throttle {
+        Throttle { behind, ..self }
     }
 
     /// Whether (and why) a shake of `user` at `show_ms` is shed; `since_decided` is how
@@ -54,6 +72,9 @@ impl Throttle {
     pub fn shed(&self, user: u64, show_ms: i64, since_decided: Option<Duration>) -> Option<Shed> {
         if self.tier > 0 && self.tier >= self.top_tier {
             return Some(Shed::TopTier);
+        }
+        if self.behind >= STALE_AFTER {
+            return Some(Shed::Stale);
         }
         let min_gap = Duration::from_millis(u64::from(self.shake_interval_ms) * 9 / 10);
         if self.tier > 0 && since_decided.is_some_and(|d| d < min_gap) {
@@ -102,6 +123,19 @@ mod tests {
         assert_eq!(t.shed(1, 0, early), Some(Shed::Early));
         assert_eq!(t.shed(1, 0, on_time), None);
         assert_eq!(t.shed(1, 0, None), None, "a first shake is decided");
+    }
+
+    #[test]
+    fn a_loop_running_behind_sheds_every_shake_until_it_catches_up() {
+        let t = Throttle::at(0, 3, &INTERVALS, ADMIT_ALL);
+        let ms = Duration::from_millis;
+        assert_eq!(t.behind(ms(24)).shed(1, 0, None), None);
+        for user in 0..100 {
+            assert_eq!(t.behind(STALE_AFTER).shed(user, 0, None), Some(Shed::Stale));
+        }
+        // The top tier still says what it is.
+        let top = Throttle::at(3, 3, &INTERVALS, ADMIT_ALL).behind(ms(100));
+        assert_eq!(top.shed(1, 0, None), Some(Shed::TopTier));
     }
 
     #[test]

@@ -80,6 +80,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
     let mut last_frames = gw.frames.load(Ordering::Relaxed);
     let mut probe = PROBE_IDLE;
     let core_wait = CoreWait::open();
+    let mut last_stale = gw.stale.load(Ordering::Relaxed);
     loop {
         let start = Instant::now();
         let window = if probe == PROBE_IDLE {
@@ -90,6 +91,12 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         let (mut late_sum, mut probes) = (Duration::ZERO, 0u32);
         while start.elapsed() < window {
             let due = Instant::now() + probe;
+            if enabled {
+                // Sessions read this to tell how far behind the loop is (see
+                // `sut_core::shedding::STALE_AFTER`).
+                let due_us = (gw.started.elapsed() + probe).as_micros() as u64;
+                gw.probe_due_us.store(due_us, Ordering::Release);
+            }
             let waited_before = core_wait.total();
             tokio::time::sleep_until(due).await;
             let late = Instant::now().saturating_duration_since(due);
@@ -108,10 +115,21 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         }
         let elapsed = start.elapsed().as_secs_f64();
         let cpu_now = cpu_seconds();
+        // Shakes shed as stale waited at least that long in the loop: shedding them
+        // drains the backlog before the probes see it. When they are a fifth of the
+        // window's frames or more, the window counts as queueing that long.
+        let stale = gw.stale.load(Ordering::Relaxed);
+        let window_frames = gw.frames.load(Ordering::Relaxed) - last_frames;
+        let queue_delay = late_sum / probes.max(1);
         let sample = LoadSample {
-            queue_delay: late_sum / probes.max(1),
+            queue_delay: if (stale - last_stale) * 5 >= window_frames.max(1) {
+                queue_delay.max(sut_core::shedding::STALE_AFTER)
+            } else {
+                queue_delay
+            },
             cpu: (cpu_now - last_cpu) / elapsed.max(1e-6),
         };
+        last_stale = stale;
         last_cpu = cpu_now;
         let frames = gw.frames.load(Ordering::Relaxed);
         let settled = controller.tier() == 0

@@ -93,6 +93,8 @@ pub async fn run(
         frames: AtomicU64::new(0),
         tier: AtomicU8::new(0),
         admit: AtomicU32::new(sut_core::throttle_tier::ADMIT_ALL),
+        probe_due_us: AtomicU64::new(u64::MAX),
+        stale: AtomicU64::new(0),
         top_tier: config.timeline.top_tier(),
         tier_intervals_ms: recovery::tier_intervals_ms(&config.timeline),
         shake_cost: config.shake_cost,

@@ -492,7 +492,10 @@ fn shake_now(gw: &Gateway, user: u64, cookie: Bytes, last_decided: &mut Option<I
     let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
     let since_decided = last_decided.map(|t| t.elapsed());
     let show_ms = gw.show_ms();
-    if throttle.shed(user, show_ms, since_decided).is_some() {
+    if let Some(why) = throttle.shed(user, show_ms, since_decided) {
+        if why == sut_core::shedding::Shed::Stale {
+            gw.stale.fetch_add(1, Ordering::Relaxed);
+        }
         // No decision, no lock, no write. Nothing unchecked is echoed: the cookie goes
         // back only if its signature holds (a decided shake has the core check it).
         if let Err(e) = Cookie::open(&cookie, user, show_ms, &gw.key) {

@@ -44,6 +44,13 @@ pub(crate) struct Gateway {
     pub tier: AtomicU8,
     /// Of every 1000 shakes, how many get a decision (the load watcher's admission).
     pub admit: AtomicU32,
+    /// When the load watcher's next probe is due, in µs on the gateway's own clock
+    /// ([`Gateway::started`]); `u64::MAX` while it is not probing (tiers off). A probe
+    /// overdue means the loop is behind by that much.
+    pub probe_due_us: AtomicU64,
+    /// Shakes shed because the loop was behind (each waited at least
+    /// `sut_core::shedding::STALE_AFTER`): the load watcher counts them as queueing.
+    pub stale: AtomicU64,
     pub top_tier: u8,
     /// Shake interval per tier, in ms, as told to clients.
     pub tier_intervals_ms: Vec<u32>,
@@ -65,8 +72,8 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    /// The throttle now: the tier to tell clients, the shake interval it asks for, and
-    /// the admitted share.
+    /// The throttle now: the tier to tell clients, the shake interval it asks for, the
+    /// admitted share and how far the loop is behind.
     pub fn throttle(&self) -> Throttle {
         Throttle::at(
             self.tier.load(Ordering::Acquire),
@@ -74,6 +81,14 @@ impl Gateway {
             &self.tier_intervals_ms,
             self.admit.load(Ordering::Acquire),
         )
+        .behind(self.behind())
+    }
+
+    /// How far the loop is behind now: how overdue the load watcher's probe is.
+    pub fn behind(&self) -> Duration {
+        let due = self.probe_due_us.load(Ordering::Acquire);
+        let now = self.started.elapsed().as_micros() as u64;
+        Duration::from_micros(now.saturating_sub(due))
     }
 
     /// Milliseconds since the show's start (negative before it).
