@@ -33,6 +33,9 @@ const WINDOW: Duration = Duration::from_millis(250);
 /// one probe a second.
 const PROBE_BUSY: Duration = Duration::from_millis(5);
 const PROBE_IDLE: Duration = Duration::from_secs(1);
+/// The gateway's own CPU share (of one core) from which shakes shed as stale count as
+/// its queueing for the tier.
+const STALE_COUNTS_FROM_CPU: f64 = 0.5;
 /// Frames a second above which the gateway counts as busy.
 const BUSY_FRAMES_PER_S: f64 = 200.0;
 
@@ -117,12 +120,16 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         let cpu_now = cpu_seconds();
         // Shakes shed as stale waited at least that long in the loop: shedding them
         // drains the backlog before the probes see it. When they are a fifth of the
-        // window's frames or more, the window counts as queueing that long.
+        // window's frames or more and the gateway itself is busy (as with the wait for a
+        // core: a gateway using little CPU was crowded out, see `own_lateness`), the
+        // window counts as queueing that long.
         let stale = gw.stale.load(Ordering::Relaxed);
         let window_frames = gw.frames.load(Ordering::Relaxed) - last_frames;
         let queue_delay = late_sum / probes.max(1);
+        let stale_share = (stale - last_stale) * 5 >= window_frames.max(1);
+        let busy_self = controller.cpu() >= STALE_COUNTS_FROM_CPU;
         let sample = LoadSample {
-            queue_delay: if (stale - last_stale) * 5 >= window_frames.max(1) {
+            queue_delay: if stale_share && busy_self {
                 queue_delay.max(sut_core::shedding::STALE_AFTER)
             } else {
                 queue_delay
