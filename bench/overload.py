@@ -19,7 +19,11 @@ load generator runs beside them.
 With --runs N the whole (sweep included) is done N times and each figure is printed as
 min / median / max over the runs, each run judged against its own sweep's capacity.
 
+With --timeline FILE (relative to profiles/) the show runs on another timeline, e.g.
+one whose rounds start after the run, to see the shake path without wins.
+
     bench/overload.py [--shake-cost 1ms] [--bound-ms 50] [--runs 1] [--tiers-only]
+                      [--timeline timeline.yaml]
 """
 
 import argparse
@@ -39,6 +43,9 @@ TIER0_INTERVAL = 2.0  # seconds, tier 0 of profiles/timeline.yaml
 PER_USER = min(SHAKE_RATE, 1 / TIER0_INTERVAL)  # requests/s one user offers at tier 0
 
 
+TIMELINE = "timeline.yaml"
+
+
 def profile(name, users_steps, tiers, shake_cost, data):
     stages = "\n".join(
         f"  - {{ duration: {d}s, target: {u} }}" for d, u in users_steps
@@ -48,7 +55,7 @@ def profile(name, users_steps, tiers, shake_cost, data):
 target:
   spawn:
     gateways: 2
-    timeline: timeline.yaml
+    timeline: {TIMELINE}
     data: {data}
     countdown: 2s
     settle: 2s
@@ -226,7 +233,12 @@ def main():
     ap.add_argument("--capacity", type=float, help="skip the sweep and use this capacity")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--tiers-only", action="store_true", help="skip the run without tiers")
+    ap.add_argument("--timeline", default="timeline.yaml", help="relative to profiles/")
     a = ap.parse_args()
+    global TIMELINE
+    TIMELINE = a.timeline
+    if not (ROOT / "profiles" / a.timeline).is_file():
+        sys.exit(f"--timeline: profiles/{a.timeline} is not a file")
     if a.runs < 1:
         sys.exit("--runs must be at least 1")
     subprocess.run(["cargo", "build", "--release", "--workspace"], cwd=ROOT, check=True)
