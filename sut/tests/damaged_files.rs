@@ -59,10 +59,7 @@ fn refuses(cmd: Command, file: &str, hint: &str) {
 
 #[test]
 fn emptied_truncated_or_removed_databases_are_refused_by_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let timeline = dir.path().join("timeline.yaml");
-    std::fs::write(&timeline, TIMELINE).unwrap();
+    let (_dir, data, timeline) = common::show_dir(TIMELINE);
     // A run that creates every database, stopped cleanly.
     let first = Proc(up(&data, &timeline).spawn().unwrap());
     wait_port("127.0.0.1:18610");

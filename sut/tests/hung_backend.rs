@@ -40,10 +40,7 @@ impl Drop for Stopped {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_hung_backend_costs_a_retry_within_the_deadline_not_a_timeout() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let timeline = dir.path().join("timeline.yaml");
-    std::fs::write(&timeline, TIMELINE).unwrap();
+    let (_dir, data, timeline) = common::show_dir(TIMELINE);
     let up = Proc(
         sut_cmd()
             .args([

@@ -61,10 +61,7 @@ fn stop(p: Proc) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_stop_with_opens_still_queued_says_so_and_the_next_start_delivers_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let timeline = dir.path().join("timeline.yaml");
-    std::fs::write(&timeline, TIMELINE).unwrap();
+    let (_dir, data, timeline) = common::show_dir(TIMELINE);
     let mut sut = up(&data, &timeline, "1s");
     let auth = sut::keys::load(&data.join("auth.key")).unwrap();
     let mut c = Client::hello("127.0.0.1:18410", 42, &auth).await;

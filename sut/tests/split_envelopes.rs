@@ -41,11 +41,8 @@ fn sample(scrape: &str, prefix: &str) -> Option<f64> {
 
 #[tokio::test(flavor = "current_thread")]
 async fn shares_and_grabs_move_money_once_and_bad_ones_move_none() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let (dir, data, timeline) = common::show_dir(TIMELINE);
     let d = data.to_str().unwrap();
-    let timeline = dir.path().join("timeline.yaml");
-    std::fs::write(&timeline, TIMELINE).unwrap();
     let mut up = sut_cmd();
     up.args([
         "up",

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use sut_wire::protocol::{Frame, FrameCodec};
@@ -23,6 +23,16 @@ pub fn scrape(addr: &str) -> String {
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
     body
+}
+
+/// A temporary directory holding `timeline` as `timeline.yaml`, with the path of a data
+/// directory beside it (made by `sut up`): the directory, the data path, the timeline's.
+pub fn show_dir(timeline: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let path = dir.path().join("timeline.yaml");
+    std::fs::write(&path, timeline).unwrap();
+    (dir, data, path)
 }
 
 /// A child process killed when the test ends, however it ends.
