@@ -87,16 +87,6 @@ fn shake_frame_bytes() -> usize {
     n
 }
 
-fn cpu_seconds() -> f64 {
-    use nix::sys::resource::{getrusage, UsageWho};
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map(|u| {
-            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-            t(u.user_time()) + t(u.system_time())
-        })
-        .unwrap_or(0.0)
-}
-
 pub fn drive(args: &DriveArgs) -> Result<Figures> {
     let frame_bytes = args.frame_bytes.unwrap_or_else(shake_frame_bytes).max(1);
     let frame = vec![0x5au8; frame_bytes];
@@ -122,7 +112,7 @@ pub fn drive(args: &DriveArgs) -> Result<Figures> {
             in_flight: false,
         });
     }
-    let clock = RunClock::starting_at(unix_ms());
+    let clock = RunClock::starting_at(shellkit::clock::unix_ms());
     let period = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
     let mut deadlines = Deadlines::default();
     for (i, c) in conns.iter_mut().enumerate() {
@@ -137,7 +127,7 @@ pub fn drive(args: &DriveArgs) -> Result<Figures> {
     loop {
         let now = clock.now();
         if window.is_none() && now >= args.warmup {
-            window = Some((now, cpu_seconds(), requests));
+            window = Some((now, shellkit::cpu::process_seconds(), requests));
             hist.reset();
         }
         if now >= end {
@@ -190,10 +180,11 @@ pub fn drive(args: &DriveArgs) -> Result<Figures> {
             }
         }
     }
-    let (start, cpu0, requests0) = window.unwrap_or((Duration::ZERO, cpu_seconds(), 0));
+    let (start, cpu0, requests0) =
+        window.unwrap_or((Duration::ZERO, shellkit::cpu::process_seconds(), 0));
     let seconds = clock.now().saturating_sub(start).as_secs_f64().max(1e-9);
     let done = requests - requests0;
-    let cpu_s = cpu_seconds() - cpu0;
+    let cpu_s = shellkit::cpu::process_seconds() - cpu0;
     let ms = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
     Ok(Figures {
         connections: args.connections,
@@ -223,11 +214,4 @@ fn send(conn: &mut Conn, frame: &[u8], now: Duration) -> Result<()> {
     conn.sent_at = now;
     conn.in_flight = true;
     Ok(())
-}
-
-fn unix_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

@@ -1,7 +1,9 @@
 //! The I/O that the shells of both programs (the services and the load generator)
-//! share: the wall clock, the open-file limit, and `/metrics` over HTTP. Decisions
+//! share: the wall clock, the process's CPU time, the open-file limit, and `/metrics`
+//! over HTTP. Decisions
 //! never live here; they take what these return as arguments.
 
 pub mod clock;
+pub mod cpu;
 pub mod metrics_http;
 pub mod open_files;
