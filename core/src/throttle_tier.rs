@@ -19,6 +19,9 @@ use std::time::Duration;
 pub const ADMIT_ALL: u32 = 1000;
 /// The least admitted while overloaded, so that some shakes always get decided.
 const ADMIT_FLOOR: u32 = 50;
+/// The gateway's own CPU share (of one core) from which shakes shed as stale count as
+/// its queueing (see [`TierController::window_delay`]).
+const STALE_COUNTS_FROM_CPU: f64 = 0.5;
 
 /// When a window counts as overloaded or calm.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +132,22 @@ impl TierController {
             return lateness;
         };
         lateness.saturating_sub(wait.mul_f64(1.0 - self.cpu.clamp(0.0, 1.0)))
+    }
+
+    /// A window's queueing delay from its probes' mean lateness, `probes_mean`, and the
+    /// shakes shed in it because the loop ran behind ([`crate::shedding::Shed::Stale`]):
+    /// each of those waited at least [`crate::shedding::STALE_AFTER`], and shedding them
+    /// drains the backlog before the probes see it. When they are a fifth of the
+    /// window's `frames` or more and the gateway itself is busy (at least half a core:
+    /// as with the wait for a core, one using little CPU was crowded out, see
+    /// [`TierController::own_lateness`]), the window counts as queueing that long.
+    pub fn window_delay(&self, probes_mean: Duration, stale: u64, frames: u64) -> Duration {
+        let stale_share = stale.saturating_mul(5) >= frames.max(1);
+        if stale_share && self.cpu >= STALE_COUNTS_FROM_CPU {
+            probes_mean.max(crate::shedding::STALE_AFTER)
+        } else {
+            probes_mean
+        }
     }
 
     /// The smoothed CPU share the last decision used.
@@ -339,6 +358,21 @@ mod tests {
         }
         let own = half.own_lateness(ms(30), Some(ms(20)));
         assert!(own > ms(19) && own < ms(21), "{own:?}");
+    }
+
+    #[test]
+    fn stale_shakes_count_as_queueing_when_many_and_the_gateway_is_busy() {
+        let stale_after = crate::shedding::STALE_AFTER;
+        let mut c = TierController::new(TierPolicy::standard(3));
+        // Idle gateway (crowded out): the probes' own figure stands.
+        assert_eq!(c.window_delay(ms(2), 50, 100), ms(2));
+        for _ in 0..20 {
+            c.observe(sample(0, 0.8));
+        }
+        assert_eq!(c.window_delay(ms(2), 20, 100), stale_after);
+        assert_eq!(c.window_delay(ms(2), 19, 100), ms(2), "under a fifth");
+        assert_eq!(c.window_delay(ms(40), 50, 100), ms(40), "never lowered");
+        assert_eq!(c.window_delay(ms(2), 0, 0), ms(2), "an empty window");
     }
 
     #[test]

@@ -18,7 +18,6 @@
 //! which shedding shakes can relieve.
 
 use super::state::Gateway;
-use nix::sys::resource::{getrusage, UsageWho};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
@@ -33,20 +32,8 @@ const WINDOW: Duration = Duration::from_millis(250);
 /// one probe a second.
 const PROBE_BUSY: Duration = Duration::from_millis(5);
 const PROBE_IDLE: Duration = Duration::from_secs(1);
-/// The gateway's own CPU share (of one core) from which shakes shed as stale count as
-/// its queueing for the tier.
-const STALE_COUNTS_FROM_CPU: f64 = 0.5;
 /// Frames a second above which the gateway counts as busy.
 const BUSY_FRAMES_PER_S: f64 = 200.0;
-
-fn cpu_seconds() -> f64 {
-    getrusage(UsageWho::RUSAGE_SELF)
-        .map(|u| {
-            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
-            t(u.user_time()) + t(u.system_time())
-        })
-        .unwrap_or(0.0)
-}
 
 /// Time this thread has spent ready to run but waiting for a core, as the kernel counts
 /// it; `None` where the kernel does not say (then no probe's lateness is excused).
@@ -79,7 +66,7 @@ fn waited(schedstat: &str) -> Option<Duration> {
 /// metrics). With tiers switched off the measurements still go out and the tier stays 0.
 pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
     let mut controller = TierController::new(TierPolicy::standard(gw.top_tier));
-    let mut last_cpu = cpu_seconds();
+    let mut last_cpu = shellkit::cpu::process_seconds();
     let mut last_frames = gw.frames.load(Ordering::Relaxed);
     let mut probe = PROBE_IDLE;
     let core_wait = CoreWait::open();
@@ -117,28 +104,19 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
-        let cpu_now = cpu_seconds();
-        // Shakes shed as stale waited at least that long in the loop: shedding them
-        // drains the backlog before the probes see it. When they are a fifth of the
-        // window's frames or more and the gateway itself is busy (as with the wait for a
-        // core: a gateway using little CPU was crowded out, see `own_lateness`), the
-        // window counts as queueing that long.
+        let cpu_now = shellkit::cpu::process_seconds();
         let stale = gw.stale.load(Ordering::Relaxed);
-        let window_frames = gw.frames.load(Ordering::Relaxed) - last_frames;
-        let queue_delay = late_sum / probes.max(1);
-        let stale_share = (stale - last_stale) * 5 >= window_frames.max(1);
-        let busy_self = controller.cpu() >= STALE_COUNTS_FROM_CPU;
+        let frames = gw.frames.load(Ordering::Relaxed);
         let sample = LoadSample {
-            queue_delay: if stale_share && busy_self {
-                queue_delay.max(sut_core::shedding::STALE_AFTER)
-            } else {
-                queue_delay
-            },
+            queue_delay: controller.window_delay(
+                late_sum / probes.max(1),
+                stale - last_stale,
+                frames - last_frames,
+            ),
             cpu: (cpu_now - last_cpu) / elapsed.max(1e-6),
         };
         last_stale = stale;
         last_cpu = cpu_now;
-        let frames = gw.frames.load(Ordering::Relaxed);
         let settled = controller.tier() == 0
             && controller.admit_permille() == sut_core::throttle_tier::ADMIT_ALL;
         let busy = (frames - last_frames) as f64 / elapsed.max(1e-6) > BUSY_FRAMES_PER_S;
