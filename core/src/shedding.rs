@@ -16,13 +16,11 @@
 //!   admission share (measured when the probe finally runs) has caught up.
 
 use crate::spread::spread;
-use crate::throttle_tier::ADMIT_ALL;
+use crate::throttle_tier::{ADMIT_ALL, STALE_AFTER};
 use std::time::Duration;
 
 /// How long one admission rotation lasts: the shed users change after it.
 const ROTATION_MS: i64 = 5_000;
-/// How far behind the gateway's loop may run before shakes waiting in it are shed.
-pub const STALE_AFTER: Duration = Duration::from_millis(25);
 
 /// The gateway's throttle as a shake sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,6 +19,9 @@ use std::time::Duration;
 pub const ADMIT_ALL: u32 = 1000;
 /// The least admitted while overloaded, so that some shakes always get decided.
 const ADMIT_FLOOR: u32 = 50;
+/// How far behind the gateway's loop may run before shakes waiting in it are shed
+/// ([`crate::shedding`]); beside admission, as both answer the loop's queueing.
+pub const STALE_AFTER: Duration = Duration::from_millis(25);
 /// The gateway's own CPU share (of one core) from which shakes shed as stale count as
 /// its queueing (see [`TierController::window_delay`]).
 const STALE_COUNTS_FROM_CPU: f64 = 0.5;
@@ -135,8 +138,8 @@ impl TierController {
     }
 
     /// A window's queueing delay from its probes' mean lateness, `probes_mean`, and the
-    /// shakes shed in it because the loop ran behind ([`crate::shedding::Shed::Stale`]):
-    /// each of those waited at least [`crate::shedding::STALE_AFTER`], and shedding them
+    /// shakes shed in it because the loop ran behind (`Shed::Stale` in [`crate::shedding`]):
+    /// each of those waited at least [`STALE_AFTER`], and shedding them
     /// drains the backlog before the probes see it. When they are a fifth of the
     /// window's `frames` or more and the gateway itself is busy (at least half a core:
     /// as with the wait for a core, one using little CPU was crowded out, see
@@ -144,7 +147,7 @@ impl TierController {
     pub fn window_delay(&self, probes_mean: Duration, stale: u64, frames: u64) -> Duration {
         let stale_share = stale.saturating_mul(5) >= frames.max(1);
         if stale_share && self.cpu >= STALE_COUNTS_FROM_CPU {
-            probes_mean.max(crate::shedding::STALE_AFTER)
+            probes_mean.max(STALE_AFTER)
         } else {
             probes_mean
         }
@@ -362,7 +365,7 @@ mod tests {
 
     #[test]
     fn stale_shakes_count_as_queueing_when_many_and_the_gateway_is_busy() {
-        let stale_after = crate::shedding::STALE_AFTER;
+        let stale_after = STALE_AFTER;
         let mut c = TierController::new(TierPolicy::standard(3));
         // Idle gateway (crowded out): the probes' own figure stands.
         assert_eq!(c.window_delay(ms(2), 50, 100), ms(2));

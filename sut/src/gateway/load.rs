@@ -83,7 +83,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
             let due = Instant::now() + probe;
             if enabled {
                 // Sessions read this to tell how far behind the loop is (see
-                // `sut_core::shedding::STALE_AFTER`).
+                // `sut_core::throttle_tier::STALE_AFTER`).
                 let due_us = (gw.started.elapsed() + probe).as_micros() as u64;
                 gw.probe_due_us.store(due_us, Ordering::Release);
             }

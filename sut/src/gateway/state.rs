@@ -49,7 +49,7 @@ pub(crate) struct Gateway {
     /// overdue means the loop is behind by that much.
     pub probe_due_us: AtomicU64,
     /// Shakes shed because the loop was behind (each waited at least
-    /// `sut_core::shedding::STALE_AFTER`): the load watcher counts them as queueing.
+    /// `sut_core::throttle_tier::STALE_AFTER`): the load watcher counts them as queueing.
     pub stale: AtomicU64,
     pub top_tier: u8,
     /// Shake interval per tier, in ms, as told to clients.
