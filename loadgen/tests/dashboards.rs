@@ -4,7 +4,8 @@
 //! evaluated through Prometheus's HTTP API over the run, and each must succeed and
 //! return series. Each process's `/metrics` also passes `promtool check metrics`, and
 //! exposes exactly the families its catalog lists (the catalogs the dashboards are
-//! checked against). The test installs nothing: `.ci/run` installs Debian's `prometheus`.
+//! checked against). The test installs nothing: `scripts/test.sh` (the README's test
+//! command) installs Debian's `prometheus`.
 
 mod common;
 
@@ -25,7 +26,7 @@ fn tool(name: &str) -> PathBuf {
             .find(|p| p.is_file())
     });
     found.unwrap_or_else(|| {
-        panic!("`{name}` is not on PATH: install the Debian package `prometheus` (apt-get install -y prometheus), as .ci/run does")
+        panic!("`{name}` is not on PATH: install the Debian package `prometheus` (apt-get install -y prometheus), as scripts/test.sh does")
     })
 }
 
