@@ -1,9 +1,10 @@
 //! The I/O that the shells of both programs (the services and the load generator)
-//! share: the wall clock, the process's CPU time, the open-file limit, and `/metrics`
-//! over HTTP. Decisions
+//! share: the wall clock, the process's CPU time, the open-file limit, `/metrics`
+//! over HTTP, and QUIC's configuration. Decisions
 //! never live here; they take what these return as arguments.
 
 pub mod clock;
 pub mod cpu;
 pub mod metrics_http;
 pub mod open_files;
+pub mod quic;

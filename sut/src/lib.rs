@@ -15,6 +15,7 @@
 //! The `sut` binary's subcommands and the `sut up` supervisor live beside `main.rs`.
 
 pub mod audit;
+pub mod certs;
 pub mod committer;
 pub mod envelope;
 pub mod files;

@@ -188,6 +188,7 @@ fn prepare_data(args: &UpArgs, gateways: u16) -> Result<(Timeline, i64)> {
         }
     }
     super::keys(data)?;
+    sut::certs::ensure(data, std::slice::from_ref(&args.host))?;
     std::fs::write(data.join("timeline.yaml"), timeline.to_yaml())
         .context("cannot write the timeline copy")?;
     let seeds = data.join("seeds");
@@ -263,6 +264,10 @@ impl Plan {
         for ((name, metrics), addr) in self.metrics.iter().zip(listens) {
             println!("  {name:<12} {addr:<22} {metrics}");
         }
+        println!(
+            "  gateways take QUIC on the same port numbers (UDP); clients trust {}",
+            data.join(shellkit::quic::CERT_FILE).display()
+        );
         println!(
             "  prometheus file_sd targets: {}",
             data.join("prometheus-targets.json").display()

@@ -13,7 +13,10 @@ use thiserror::Error;
 pub struct GatewayConfig {
     pub id: u16,
     pub gateways: u16,
+    /// TCP address; QUIC listens on the UDP port of the same number.
     pub listen: String,
+    /// The QUIC identity (key and certificate, PEM; see [`crate::certs`]).
+    pub quic_identity: PathBuf,
     pub metrics: Option<String>,
     pub data: PathBuf,
     pub seeds: PathBuf,

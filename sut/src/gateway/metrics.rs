@@ -2,6 +2,7 @@
 //! resolved once so that a shake costs one atomic add; and the pass-through queue's
 //! age, read at scrape time.
 
+use super::link::Transport;
 use crate::metrics::{labels, prefill, Counters};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -20,7 +21,8 @@ use sut_wire::protocol::ErrorCode;
 use sut_wire::timeline::Timeline;
 
 pub(crate) struct GatewayMetrics {
-    pub connections: Gauge,
+    /// Open client connections, by transport (in [`Transport::ALL`] order).
+    pub connections: [Gauge; 2],
     /// Sessions that passed Hello, and connections turned away because the gateway was full.
     pub sessions: Counters,
     pub shakes: Counters,
@@ -53,8 +55,9 @@ pub(crate) struct GatewayMetrics {
 
 /// The bounds a session may hit, as counted in `sut_gateway_connection_limits_total`
 /// (see `SessionLimits`).
-const LIMITS: [&str; 6] = [
+const LIMITS: [&str; 7] = [
     "hello_timeout",
+    "quic_handshake",
     "frame_timeout",
     "write_timeout",
     "partial_budget",
@@ -100,8 +103,13 @@ impl GatewayMetrics {
                 .get_or_create(&labels(&[("round", &r.id.to_string())]))
                 .set(r.rate / f64::from(gateways.max(1)));
         }
+        let connections = Family::<Vec<(&'static str, String)>, Gauge>::default();
         let m = GatewayMetrics {
-            connections: Gauge::default(),
+            connections: Transport::ALL.map(|t| {
+                connections
+                    .get_or_create(&labels(&[("transport", t.name())]))
+                    .clone()
+            }),
             sessions,
             shakes_by_reason: Reason::ALL
                 .iter()
@@ -133,15 +141,15 @@ impl GatewayMetrics {
         };
         registry.register(
             "sut_gateway_connection_limits",
-            "Connection bounds hit, by limit: hello, frame and write deadlines, the partial-frame budget, waits for a user's frame allowance, replies that could not be encoded",
+            "Connection bounds hit, by limit: hello, frame and write deadlines, QUIC handshakes failed or not done within the hello deadline, the partial-frame budget, waits for a user's frame allowance, replies that could not be encoded",
             m.limits.clone(),
         );
         let version: Gauge = Gauge::default();
         version.set(config_version as i64);
         registry.register(
             "sut_gateway_connections",
-            "Open client connections",
-            m.connections.clone(),
+            "Open client connections, by transport (tcp, quic)",
+            connections,
         );
         registry.register(
             "sut_gateway_sessions",

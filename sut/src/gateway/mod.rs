@@ -15,8 +15,10 @@ mod bench;
 mod config;
 mod forwarder;
 mod leases;
+mod link;
 mod load;
 mod metrics;
+mod quic;
 mod recovery;
 mod reserve;
 mod session;
@@ -76,6 +78,13 @@ pub async fn run(
     let split = split::agent::SplitAgent::register(&mut registry, config.backend_deadline);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
+    // QUIC on the UDP port of the same number (the TCP port may have been chosen by
+    // the kernel).
+    let quic_addr = listener.local_addr().map_err(|source| crate::listen::ListenError {
+        addr: config.listen.clone(),
+        source,
+    })?;
+    let quic = quic::bind(quic_addr, &config.quic_identity, quic_idle(&config))?;
     let gw = Arc::new(Gateway {
         id: config.id,
         core: Mutex::new(core),
@@ -119,7 +128,13 @@ pub async fn run(
         recovered.issued.len(),
         recovered.queue.len()
     );
-    Ok(serve(gw, &config, listener, shutdown).await)
+    Ok(serve(gw, &config, listener, quic, shutdown).await)
+}
+
+/// QUIC's idle timeout: past the heartbeat timeout, so that the session's own deadline
+/// (which answers the client with a reason) comes first.
+fn quic_idle(config: &GatewayConfig) -> Duration {
+    config.heartbeat_timeout + Duration::from_secs(10)
 }
 
 /// Starts the lease keeper, load watcher and agent tasks, accepts connections until
@@ -128,6 +143,7 @@ async fn serve(
     gw: Arc<Gateway>,
     config: &GatewayConfig,
     listener: TcpListener,
+    quic: quinn::Endpoint,
     mut shutdown: watch::Receiver<bool>,
 ) -> usize {
     let leases = tokio::spawn(leases::keep_leases(gw.clone()));
@@ -145,11 +161,18 @@ async fn serve(
     }
     let forget = tokio::spawn(forget_idle_users(gw.clone()));
     let forwarder = tokio::spawn(forwarder::run(gw.clone(), backend(), config.drain_timeout));
+    let quic_accept = tokio::spawn(quic::accept(
+        gw.clone(),
+        quic.clone(),
+        config.max_connections,
+        shutdown.clone(),
+    ));
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 match accepted {
                     Ok((stream, _)) => {
+                        let stream = link::tcp(stream, config.limits.send_buffer);
                         if gw.sessions.load(Ordering::Acquire) >= config.max_connections {
                             tokio::spawn(session::refuse_full(gw.clone(), stream));
                         } else {
@@ -171,6 +194,8 @@ async fn serve(
     forget.abort();
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
+    let _ = quic_accept.await;
+    quic::close(quic, config.limits.write_timeout.min(Duration::from_secs(2))).await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);
     crate::log_line!(
         "gateway {} stopped ({left} opens left in its durable queue)",

@@ -13,30 +13,30 @@ use sut_core::shake::Reason;
 use sut_wire::cookie::{Cookie, MAX_COOKIE_LEN};
 use sut_wire::protocol::{write_frame, CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
 use sut_wire::token::{EnvelopeToken, TokenError};
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
+use super::link::Link;
 use tokio::sync::watch;
 
-/// Counts the session in while it runs, however it ends.
-struct Connected(Arc<Gateway>);
+/// Counts the session in while it runs, however it ends (by transport: 0 TCP, 1 QUIC).
+struct Connected(Arc<Gateway>, usize);
 impl Connected {
-    fn new(gw: Arc<Gateway>) -> Self {
-        gw.metrics.connections.inc();
+    fn new<L: Link>(gw: Arc<Gateway>) -> Self {
+        let transport = L::TRANSPORT as usize;
+        gw.metrics.connections[transport].inc();
         gw.sessions.fetch_add(1, Ordering::AcqRel);
-        Connected(gw)
+        Connected(gw, transport)
     }
 }
 impl Drop for Connected {
     fn drop(&mut self) {
-        self.0.metrics.connections.dec();
+        self.0.metrics.connections[self.1].dec();
         self.0.sessions.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// A client connection with no buffers of its own while idle (see [`FrameReader`]),
 /// and what it holds of the gateway-wide budget for unfinished frames.
-struct Conn {
-    stream: TcpStream,
+struct Conn<L> {
+    link: L,
     reader: FrameReader,
     gw: Arc<Gateway>,
     /// Bytes of unfinished frames counted in `Gateway::partial_bytes`.
@@ -72,18 +72,10 @@ enum Next {
     Wait,
 }
 
-impl Conn {
-    fn new(gw: Arc<Gateway>, stream: TcpStream) -> Conn {
-        let _ = stream.set_nodelay(true);
-        if gw.limits.send_buffer > 0 {
-            let _ = nix::sys::socket::setsockopt(
-                &stream,
-                nix::sys::socket::sockopt::SndBuf,
-                &gw.limits.send_buffer,
-            );
-        }
+impl<L: Link> Conn<L> {
+    fn new(gw: Arc<Gateway>, link: L) -> Conn<L> {
         Conn {
-            stream,
+            link,
             reader: FrameReader::default(),
             gw,
             held: 0,
@@ -93,24 +85,11 @@ impl Conn {
     }
 
     fn try_next(&mut self) -> Result<Next, Stop> {
-        let Conn { stream, reader, .. } = self;
-        let mut found = None;
-        // Through `try_io` so that when the reader knows the socket is empty (its last
-        // read came up short) the runtime forgets the readiness without one more read.
-        let tried = stream.try_io(Interest::READABLE, || {
-            match reader.next_frame(|buf| stream.try_read(buf)) {
-                Ok(ReadStatus::WouldBlock) => Err(std::io::ErrorKind::WouldBlock.into()),
-                other => {
-                    found = Some(other);
-                    Ok(())
-                }
-            }
-        });
-        let next = match (found, tried) {
-            (Some(Ok(ReadStatus::Frame(frame))), _) => Next::Frame(frame),
-            (Some(Ok(ReadStatus::Closed)), _) => Next::Closed,
-            (Some(Err(e)), _) => return Err(Stop::Codec(e)),
-            (Some(Ok(ReadStatus::WouldBlock)), _) | (None, _) => Next::Wait,
+        let next = match self.link.next_frame(&mut self.reader) {
+            Ok(ReadStatus::Frame(frame)) => Next::Frame(frame),
+            Ok(ReadStatus::Closed) => Next::Closed,
+            Err(e) => return Err(Stop::Codec(e)),
+            Ok(ReadStatus::WouldBlock) => Next::Wait,
         };
         if matches!(next, Next::Frame(_)) {
             self.frame_started = None;
@@ -171,11 +150,11 @@ impl Conn {
     /// Writes what the socket takes of a reply now, and returns the rest. A reply that
     /// cannot be encoded goes out as an error in its place, never silently.
     fn write_now(&mut self, frame: Frame) -> Result<Box<[u8]>, CodecError> {
-        match write_frame(frame, |b| self.stream.try_write(b)) {
+        match write_frame(frame, |b| self.link.try_write(b)) {
             Err(CodecError::TooLarge) => {
                 self.gw.limit_hit("reply_unencodable");
                 let error = Frame::error(ErrorCode::Unavailable, "the reply could not be encoded");
-                write_frame(error, |b| self.stream.try_write(b))
+                write_frame(error, |b| self.link.try_write(b))
             }
             other => other,
         }
@@ -187,7 +166,7 @@ impl Conn {
             return Ok(());
         }
         let timeout = self.gw.limits.write_timeout;
-        match tokio::time::timeout(timeout, self.stream.write_all(&rest)).await {
+        match tokio::time::timeout(timeout, self.link.write_all(&rest)).await {
             Ok(written) => Ok(written?),
             Err(_) => {
                 self.gw.limit_hit("write_timeout");
@@ -197,27 +176,28 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
+impl<L> Drop for Conn<L> {
     fn drop(&mut self) {
         self.gw.partial_bytes.fetch_sub(self.held, Ordering::AcqRel);
     }
 }
 
-async fn refuse(gw: &Gateway, conn: &mut Conn, code: ErrorCode, message: String) {
+async fn refuse<L: Link>(gw: &Gateway, conn: &mut Conn<L>, code: ErrorCode, message: String) {
     gw.error(code);
     let _ = conn.send(Frame::error(code, message)).await;
 }
 
 /// Turns a connection away because the gateway is at its connection limit: the client
 /// falls back to another gateway, as the seed's clients fall back to another cluster.
-pub(super) async fn refuse_full(gw: Arc<Gateway>, stream: TcpStream) {
+pub(super) async fn refuse_full<L: Link>(gw: Arc<Gateway>, link: L) {
     gw.metrics
         .sessions
         .get_or_create(&labels(&[("result", "full")]))
         .inc();
-    let mut conn = Conn::new(gw.clone(), stream);
+    let mut conn = Conn::new(gw.clone(), link);
     let msg = "this gateway is full; connect to another".to_string();
     refuse(&gw, &mut conn, ErrorCode::GatewayFull, msg).await;
+    conn.link.close(gw.limits.write_timeout).await;
 }
 
 /// Frames one session handles in a row before it lets the rest of the gateway run.
@@ -234,10 +214,16 @@ const FRAMES_PER_TURN: u32 = 8;
 /// No client holds the gateway: a session yields after [`FRAMES_PER_TURN`] frames, and
 /// a user past their frame allowance ([`sut_core::client_rate`]) is not read until
 /// their next frame is due.
-pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
-    let _guard = Connected::new(gw.clone());
-    let mut conn = Conn::new(gw.clone(), stream);
-    let Some(user) = Box::pin(hello(&gw, &mut conn)).await else {
+pub(super) async fn serve<L: Link>(gw: Arc<Gateway>, link: L) {
+    let _guard = Connected::new::<L>(gw.clone());
+    let mut conn = Conn::new(gw.clone(), link);
+    session(&gw, &mut conn).await;
+    conn.link.close(gw.limits.write_timeout).await;
+}
+
+/// The session's frames, from the Hello to whatever ends it.
+async fn session<L: Link>(gw: &Arc<Gateway>, conn: &mut Conn<L>) {
+    let Some(user) = Box::pin(hello(gw, conn)).await else {
         return;
     };
     let mut shutdown = gw.shutdown.clone();
@@ -260,7 +246,7 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             Err(stop) => {
                 // A malformed or oversized frame leaves the stream unsynchronised: close.
                 if let Some((code, message)) = stop.code() {
-                    Box::pin(refuse(&gw, &mut conn, code, message)).await;
+                    Box::pin(refuse(gw, conn, code, message)).await;
                 }
                 return;
             }
@@ -272,7 +258,7 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                 }
                 let woke = tokio::select! {
                     biased;
-                    ready = conn.stream.readable() => Woke::Ready(ready.is_ok()),
+                    ready = conn.link.readable() => Woke::Ready(ready.is_ok()),
                     _ = &mut alarm => Woke::Alarm,
                     _ = &mut stopping => Woke::Stop,
                 };
@@ -291,12 +277,12 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
                         } else {
                             format!("silent for {:?}", gw.heartbeat_timeout)
                         };
-                        Box::pin(refuse(&gw, &mut conn, code, msg)).await;
+                        Box::pin(refuse(gw, conn, code, msg)).await;
                         return;
                     }
                     Woke::Stop => {
                         let msg = "gateway shutting down; reconnect".to_string();
-                        Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
+                        Box::pin(refuse(gw, conn, ErrorCode::ShuttingDown, msg)).await;
                         return;
                     }
                 }
@@ -304,10 +290,10 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
         };
         // The allowance is taken at once unless the user is over it: only then a wait.
         let allowed = gw.client_rates.take(user, gw.started.elapsed()).is_ok()
-            || Box::pin(allowance(&gw, user, &mut shutdown)).await;
+            || Box::pin(allowance(gw, user, &mut shutdown)).await;
         if !allowed {
             let msg = "gateway shutting down; reconnect".to_string();
-            Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
+            Box::pin(refuse(gw, conn, ErrorCode::ShuttingDown, msg)).await;
             return;
         }
         gw.frames.fetch_add(1, Ordering::Relaxed);
@@ -320,18 +306,18 @@ pub(super) async fn serve(gw: Arc<Gateway>, stream: TcpStream) {
             }
             // Most shakes are decided without waiting; a win waits for its reservation
             // and its durable record.
-            Frame::Shake { cookie } => match shake_now(&gw, user, cookie, &mut last_decided) {
+            Frame::Shake { cookie } => match shake_now(gw, user, cookie, &mut last_decided) {
                 Shook::Reply(reply) => reply,
-                Shook::Won(decided) => Box::pin(issue(&gw, user, decided)).await,
+                Shook::Won(decided) => Box::pin(issue(gw, user, decided)).await,
             },
-            Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
+            Frame::Open { token } => Box::pin(open(gw, user, token)).await,
             Frame::Share { token, friends } => {
-                Box::pin(super::split::share(&gw, user, token, friends)).await
+                Box::pin(super::split::share(gw, user, token, friends)).await
             }
-            Frame::Grab { share_id } => Box::pin(super::split::grab(&gw, user, share_id)).await,
+            Frame::Grab { share_id } => Box::pin(super::split::grab(gw, user, share_id)).await,
             other => {
                 let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
-                Box::pin(refuse(&gw, &mut conn, ErrorCode::Unexpected, msg)).await;
+                Box::pin(refuse(gw, conn, ErrorCode::Unexpected, msg)).await;
                 return;
             }
         };
@@ -387,7 +373,7 @@ enum HelloWait {
 /// Reads the Hello (within the hello deadline) and checks it; the user id, or `None`
 /// after refusing the connection. A connection that has not logged in does not hold up
 /// a stop.
-async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
+async fn hello<L: Link>(gw: &Gateway, conn: &mut Conn<L>) -> Option<u64> {
     let mut shutdown = gw.shutdown.clone();
     let waited = {
         let read = async {
@@ -396,7 +382,7 @@ async fn hello(gw: &Gateway, conn: &mut Conn) -> Option<u64> {
                     Next::Frame(frame) => return Ok(Some(frame)),
                     Next::Closed => return Ok(None),
                     Next::Wait => conn
-                        .stream
+                        .link
                         .readable()
                         .await
                         .map_err(|e| Stop::Codec(e.into()))?,
@@ -660,7 +646,9 @@ mod tests {
     #[test]
     #[allow(unreachable_code)]
     fn an_idle_session_fits_its_memory_budget() {
-        let size = size_of_output(&|| serve(unreachable!(), unreachable!()));
+        let size = size_of_output(&|| {
+            serve::<tokio::net::TcpStream>(unreachable!(), unreachable!())
+        });
         assert!(size <= 1024, "the session future grew to {size} bytes");
     }
 }
