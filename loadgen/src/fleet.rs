@@ -37,7 +37,7 @@ impl Fleet {
         count: u64,
         start_at: i64,
         gateways: &[String],
-        auth_key: &Path,
+        (auth_key, quic_cert): (&Path, Option<&Path>),
     ) -> Result<Fleet> {
         let exe = std::env::current_exe().context("cannot find the loadgen executable")?;
         let (tx, rx) = mpsc::channel(1024);
@@ -57,6 +57,7 @@ impl Fleet {
                 .arg(gateways.join(","))
                 .arg("--auth-key-file")
                 .arg(auth_key)
+                .args(quic_cert.iter().flat_map(|c| [Path::new("--quic-cert"), c]))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::inherit())

@@ -20,5 +20,6 @@ pub mod spawn;
 pub mod stages;
 pub mod stats;
 pub mod threshold;
+pub mod transport;
 pub mod user;
 pub mod worker;

@@ -59,6 +59,9 @@ enum Command {
         /// Internal (workers): the account key file.
         #[arg(long, hide = true)]
         auth_key_file: Option<PathBuf>,
+        /// Internal (workers): the gateways' QUIC certificate, for QUIC users.
+        #[arg(long, hide = true)]
+        quic_cert: Option<PathBuf>,
     },
     /// Check a profile (YAML) or a Grafana dashboard (JSON) without running anything:
     /// errors name the line and column, the field and what it allows; a dashboard query
@@ -106,8 +109,15 @@ fn main() -> ExitCode {
                 start_at,
                 gateways,
                 auth_key_file,
+                quic_cert,
                 ..
-            } => run_worker(profile, segment, start_at, gateways, auth_key_file),
+            } => run_worker(
+                profile,
+                segment,
+                start_at,
+                (gateways, auth_key_file),
+                quic_cert,
+            ),
             Command::Run {
                 profile,
                 metrics,
@@ -150,8 +160,8 @@ fn run_worker(
     profile: PathBuf,
     segment: Segment,
     start_at: Option<i64>,
-    gateways: Vec<String>,
-    auth_key_file: Option<PathBuf>,
+    (gateways, auth_key_file): (Vec<String>, Option<PathBuf>),
+    quic_cert: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     shellkit::open_files::raise_to_hard_limit();
     let profile = loadgen::profile::Profile::load(&profile)?;
@@ -168,7 +178,16 @@ fn run_worker(
         anyhow::bail!("a worker needs --gateways");
     }
     let key = auth_key_file.context("a worker needs --auth-key-file")?;
+    let quic = match (&quic_cert, profile.behaviour.transport.any_quic()) {
+        (Some(cert), true) => Some(shellkit::quic::client_config(
+            cert,
+            loadgen::worker::quic_idle(&profile),
+        )?),
+        (None, true) => anyhow::bail!("a worker with QUIC users needs --quic-cert"),
+        (_, false) => None,
+    };
     let config = loadgen::worker::WorkerConfig {
+        quic,
         profile,
         segment,
         gateways,

@@ -209,6 +209,10 @@ pub struct AddressTarget {
     pub gateways: Vec<String>,
     /// The account system's key file (`auth.key` in the system's data directory).
     pub auth_key_file: PathBuf,
+    /// The gateways' QUIC certificate (`quic-cert.pem` in the system's data
+    /// directory), needed when any user goes over QUIC.
+    #[serde(default)]
+    pub quic_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -256,6 +260,13 @@ pub struct Behaviour {
     /// the honest users', whose latency and errors the thresholds judge.
     #[serde(default)]
     pub hostile: crate::hostile::HostileBehaviour,
+    /// What users connect over: `tcp` (the default), `quic`, or shares of users such as
+    /// `{ tcp: 0.7, quic: 0.3 }` (seeded). QUIC users reach each gateway on the UDP
+    /// port of its TCP port's number and trust the gateways' certificate
+    /// (`quic-cert.pem` in the system's data directory; `target.addresses.quic_cert`
+    /// for a running system).
+    #[serde(default)]
+    pub transport: crate::transport::TransportMix,
 }
 
 /// What users do with split envelopes. Each user has a seeded friend list: `friends`

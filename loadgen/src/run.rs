@@ -18,7 +18,7 @@ use crate::stats::{Op, Summary, OPS};
 use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -74,6 +74,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         }
         Target::Addresses(a) => (None, a.gateways.clone(), a.auth_key_file.clone()),
     };
+    let quic_cert = quic_certificate(&profile, &auth_key)?;
     let workers = opts
         .workers
         .unwrap_or_else(|| shellkit::open_files::processes_for(peak, fd_limit, 0.95));
@@ -111,7 +112,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         workers,
         start_at,
         &gateways,
-        &auth_key,
+        (&auth_key, quic_cert.as_deref()),
     )?;
     let mut sampler = Sampler::new(fleet.pids(), spawned.as_ref().and_then(|s| s.pid()));
     let mut tracker = Tracker::default();
@@ -441,4 +442,25 @@ impl Progress {
         );
         line
     }
+}
+
+/// The certificate QUIC users trust: `target.addresses.quic_cert`, or the one beside the
+/// auth key in a spawned system's data directory. `None` when no user goes over QUIC.
+fn quic_certificate(profile: &Profile, auth_key: &Path) -> Result<Option<PathBuf>> {
+    if !profile.behaviour.transport.any_quic() {
+        return Ok(None);
+    }
+    let cert = match &profile.target {
+        Target::Addresses(a) => a.quic_cert.clone().with_context(|| {
+            format!(
+                "behaviour.transport sends users over QUIC: give target.addresses.quic_cert, the gateways' {} from the system's data directory",
+                shellkit::quic::CERT_FILE
+            )
+        })?,
+        Target::Spawn(_) => auth_key.with_file_name(shellkit::quic::CERT_FILE),
+    };
+    // Checked here, so that a wrong file stops the run before any worker starts.
+    shellkit::quic::client_config(&cert, Duration::from_secs(30))
+        .with_context(|| format!("QUIC users cannot trust {}", cert.display()))?;
+    Ok(Some(cert))
 }

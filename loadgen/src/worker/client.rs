@@ -4,9 +4,11 @@
 //! reply means) is the core's.
 
 use super::clock::{Deadlines, Timeouts};
+use super::quic::{Quic, QuicEvent};
 use crate::profile::Profile;
 use crate::stages::user_windows;
 use crate::stats::{Op, Summary};
+use crate::transport::Transport;
 use crate::user::{Action, UserCore};
 use mio::event::Event;
 use mio::net::TcpStream;
@@ -32,6 +34,8 @@ pub struct Shared<'a> {
     pub finished: usize,
     /// Friend lists, and shares on their way to friends.
     pub friends: &'a mut super::friends::Friends,
+    /// The worker's QUIC endpoint, when any of its users goes over QUIC.
+    pub quic: &'a mut Option<Quic>,
 }
 
 impl Shared<'_> {
@@ -47,10 +51,35 @@ pub fn home_gateway(user: u64, gateways: usize) -> usize {
     (mix(user) % gateways.max(1) as u64) as usize
 }
 
+/// What a client's connection runs over.
+enum Wire {
+    Tcp(TcpStream),
+    /// A connection of the worker's QUIC endpoint, by handle.
+    Quic(usize),
+}
+
 enum Socket {
     Offline,
-    Connecting(TcpStream),
-    Online(TcpStream),
+    Connecting(Wire),
+    Online(Wire),
+}
+
+impl Wire {
+    fn read(&mut self, quic: &mut Option<Quic>, buf: &mut [u8]) -> std::io::Result<usize> {
+        match (self, quic) {
+            (Wire::Tcp(s), _) => s.read(buf),
+            (Wire::Quic(h), Some(q)) => q.read(*h, buf),
+            (Wire::Quic(_), None) => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    fn write(&mut self, quic: &mut Option<Quic>, buf: &[u8]) -> std::io::Result<usize> {
+        match (self, quic) {
+            (Wire::Tcp(s), _) => s.write(buf),
+            (Wire::Quic(h), Some(q)) => q.write(*h, buf),
+            (Wire::Quic(_), None) => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
 }
 
 /// No wake-up pending.
@@ -76,6 +105,8 @@ pub struct Client {
     attempt: u16,
     gateway: u16,
     ever_connected: bool,
+    /// Connects over QUIC (the worker's endpoint) rather than TCP.
+    quic: bool,
 }
 
 impl Client {
@@ -117,6 +148,8 @@ impl Client {
             attempt: 0,
             gateway: 0,
             ever_connected: false,
+            quic: sh.quic.is_some()
+                && sh.profile.behaviour.transport.of(user, sh.profile.seed) == Transport::Quic,
         };
         client.schedule(start, slot, sh);
         Some(client)
@@ -143,7 +176,7 @@ impl Client {
         match &self.socket {
             Socket::Connecting(_) => {
                 sh.stats.error(Op::Connect, "timeout");
-                self.socket = Socket::Offline;
+                self.hang_up(sh);
                 self.attempt = self.attempt.wrapping_add(1);
                 self.retry(slot, now, sh);
             }
@@ -189,14 +222,19 @@ impl Client {
         let n = sh.gateways.len();
         let index = (home_gateway(self.core.user(), n) + self.attempt as usize) % n;
         self.gateway = index as u16;
-        let connected = dial(sh.gateways[index], self.core.user()).and_then(|mut s| {
-            sh.registry.register(
-                &mut s,
-                Token(slot as usize),
-                Interest::READABLE | Interest::WRITABLE,
-            )?;
-            Ok(s)
-        });
+        let connected = match sh.quic.as_mut().filter(|_| self.quic) {
+            Some(q) => q
+                .connect(sh.gateways[index], slot, std::time::Instant::now())
+                .map(Wire::Quic),
+            None => dial(sh.gateways[index], self.core.user()).and_then(|mut s| {
+                sh.registry.register(
+                    &mut s,
+                    Token(slot as usize),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
+                Ok(Wire::Tcp(s))
+            }),
+        };
         match connected {
             Ok(s) => {
                 self.socket = Socket::Connecting(s);
@@ -220,8 +258,8 @@ impl Client {
     /// The socket is ready for something.
     pub fn on_ready(&mut self, slot: u32, event: &Event, now: Duration, sh: &mut Shared) {
         match &mut self.socket {
-            Socket::Offline => {}
-            Socket::Connecting(s) => {
+            Socket::Offline | Socket::Connecting(Wire::Quic(_)) | Socket::Online(Wire::Quic(_)) => {}
+            Socket::Connecting(Wire::Tcp(s)) => {
                 let failed = match s.take_error() {
                     Ok(Some(_)) | Err(_) => true,
                     Ok(None) => match s.peer_addr() {
@@ -232,35 +270,14 @@ impl Client {
                     },
                 };
                 if failed {
-                    self.timeout_at = NEVER;
-                    sh.stats.error(Op::Connect, "refused");
-                    self.socket = Socket::Offline;
-                    self.attempt = self.attempt.wrapping_add(1);
-                    return self.retry(slot, now, sh);
+                    return self.connect_failed("refused", slot, now, sh);
                 }
                 let _ = s.set_nodelay(true);
-                self.timeout_at = NEVER;
-                let latency = sh.now_since(self.connect_started, now);
-                sh.stats.record(Op::Connect, latency);
-                sh.stats.connected += 1;
-                self.backoff.reset();
-                let Socket::Connecting(s) = std::mem::replace(&mut self.socket, Socket::Offline)
-                else {
-                    return;
-                };
-                self.socket = Socket::Online(s);
-                self.core.connected(now, self.window_end);
-                self.drive(slot, now, sh);
+                self.connected(slot, now, sh);
             }
-            Socket::Online(s) => {
-                if event.is_writable() && !self.unsent.is_empty() {
-                    match flush_rest(&self.unsent, |b| s.write(b)) {
-                        Ok(rest) => self.unsent = rest,
-                        Err(_) => {
-                            self.core.failed("send_failed", sh.stats);
-                            return self.lose(slot, now, sh, true);
-                        }
-                    }
+            Socket::Online(Wire::Tcp(_)) => {
+                if event.is_writable() {
+                    self.flush(slot, now, sh);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     self.read(slot, now, sh);
@@ -269,12 +286,81 @@ impl Client {
         }
     }
 
+    /// What the worker's QUIC endpoint has for this client's connection.
+    pub fn on_quic(&mut self, slot: u32, event: QuicEvent, now: Duration, sh: &mut Shared) {
+        match (&self.socket, event) {
+            (Socket::Connecting(Wire::Quic(_)), QuicEvent::Connected) => {
+                self.connected(slot, now, sh)
+            }
+            (Socket::Connecting(Wire::Quic(_)), QuicEvent::Lost(kind)) => {
+                self.connect_failed(kind, slot, now, sh)
+            }
+            (Socket::Online(Wire::Quic(_)), QuicEvent::Readable) => self.read(slot, now, sh),
+            (Socket::Online(Wire::Quic(_)), QuicEvent::Writable) => self.flush(slot, now, sh),
+            (Socket::Online(Wire::Quic(_)), QuicEvent::Lost(kind)) => {
+                self.core.failed(kind, sh.stats);
+                self.lose(slot, now, sh, true);
+            }
+            _ => {}
+        }
+    }
+
+    fn connect_failed(&mut self, kind: &'static str, slot: u32, now: Duration, sh: &mut Shared) {
+        self.timeout_at = NEVER;
+        sh.stats.error(Op::Connect, kind);
+        self.hang_up(sh);
+        self.attempt = self.attempt.wrapping_add(1);
+        self.retry(slot, now, sh);
+    }
+
+    /// The connection is up: the session starts with the Hello.
+    fn connected(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        self.timeout_at = NEVER;
+        let latency = sh.now_since(self.connect_started, now);
+        sh.stats.record(Op::Connect, latency);
+        sh.stats.connected += 1;
+        self.backoff.reset();
+        let Socket::Connecting(wire) = std::mem::replace(&mut self.socket, Socket::Offline) else {
+            return;
+        };
+        self.socket = Socket::Online(wire);
+        self.core.connected(now, self.window_end);
+        self.drive(slot, now, sh);
+    }
+
+    /// Writes what the connection did not take of the last request.
+    fn flush(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        let Socket::Online(wire) = &mut self.socket else {
+            return;
+        };
+        if self.unsent.is_empty() {
+            return;
+        }
+        match flush_rest(&self.unsent, |b| wire.write(sh.quic, b)) {
+            Ok(rest) => self.unsent = rest,
+            Err(_) => {
+                self.core.failed("send_failed", sh.stats);
+                self.lose(slot, now, sh, true);
+            }
+        }
+    }
+
+    /// Lets go of the connection, whatever it runs over.
+    fn hang_up(&mut self, sh: &mut Shared) {
+        let socket = std::mem::replace(&mut self.socket, Socket::Offline);
+        if let Socket::Connecting(Wire::Quic(h)) | Socket::Online(Wire::Quic(h)) = socket {
+            if let Some(q) = sh.quic.as_mut() {
+                q.close(h, std::time::Instant::now());
+            }
+        }
+    }
+
     fn read(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
         loop {
-            let Socket::Online(s) = &mut self.socket else {
+            let Socket::Online(wire) = &mut self.socket else {
                 return;
             };
-            let status = self.reader.next_frame(|b| s.read(b));
+            let status = self.reader.next_frame(|b| wire.read(sh.quic, b));
             match status {
                 Ok(ReadStatus::Frame(frame)) => {
                     let had_hello = self.core.hello_done();
@@ -324,13 +410,13 @@ impl Client {
             return;
         }
         self.timeout_at = NEVER;
-        let Socket::Online(s) = &mut self.socket else {
+        if !matches!(self.socket, Socket::Online(_)) {
             return;
-        };
+        }
         match self.core.poll(now) {
             Action::Leave => {
                 self.core.disconnected(sh.stats);
-                self.socket = Socket::Offline;
+                self.hang_up(sh);
                 self.reader = FrameReader::default();
                 self.unsent = Box::default();
                 sh.stats.connected -= 1;
@@ -349,7 +435,10 @@ impl Client {
                     let lag = sh.now_since(intended, now);
                     sh.stats.record_send_lag(lag);
                 }
-                match write_frame(frame, |b| s.write(b)) {
+                let Socket::Online(wire) = &mut self.socket else {
+                    return;
+                };
+                match write_frame(frame, |b| wire.write(sh.quic, b)) {
                     Ok(rest) => {
                         self.unsent = rest;
                         self.time_out_after(now, slot, sh);
@@ -379,7 +468,7 @@ impl Client {
                 sh.stats.drops += 1;
             }
         }
-        self.socket = Socket::Offline;
+        self.hang_up(sh);
         self.reader = FrameReader::default();
         self.unsent = Box::default();
         self.timeout_at = NEVER;
@@ -411,7 +500,7 @@ impl Client {
         if matches!(self.socket, Socket::Online(_)) {
             sh.stats.connected -= 1;
         }
-        self.socket = Socket::Offline;
+        self.hang_up(sh);
         self.wake_at = NEVER;
         self.timeout_at = NEVER;
     }

@@ -13,6 +13,7 @@
 mod client;
 pub mod clock;
 mod friends;
+mod quic;
 
 pub use client::{home_gateway, mix};
 
@@ -20,6 +21,7 @@ use crate::profile::Profile;
 use crate::segment::Segment;
 use crate::stats::{Summary, WireError, WireSummary};
 use client::{Client, Shared};
+use quic::Quic;
 use clock::{Alarm, Deadlines, RunClock, Timeouts};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
@@ -53,6 +55,8 @@ pub enum WorkerError {
 }
 
 pub struct WorkerConfig {
+    /// How QUIC users connect (trusting the gateways' certificate), when there are any.
+    pub quic: Option<quinn_proto::ClientConfig>,
     pub profile: Profile,
     pub segment: Segment,
     pub gateways: Vec<SocketAddr>,
@@ -64,7 +68,56 @@ pub struct WorkerConfig {
 
 const ALARM: Token = Token(usize::MAX - 1);
 const STOP: Token = Token(usize::MAX - 2);
+const QUIC: Token = Token(usize::MAX - 3);
 
+/// QUIC's idle timeout for a profile's users: past the gateway's own heartbeat timeout
+/// for them (three heartbeat intervals, at least 30 s), so that the session's deadline,
+/// which answers with a reason, comes first.
+pub fn quic_idle(profile: &Profile) -> Duration {
+    (profile.behaviour.heartbeat_interval * 3).max(Duration::from_secs(30)) + Duration::from_secs(10)
+}
+
+/// The worker's QUIC endpoint, registered with its poll, when it has QUIC users.
+fn quic_endpoint(
+    config: &WorkerConfig,
+    registry: &mio::Registry,
+) -> Result<Option<Quic>, WorkerError> {
+    let Some(client) = config.quic.clone() else {
+        return Ok(None);
+    };
+    let any = match config.gateways.first() {
+        Some(SocketAddr::V6(_)) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
+        _ => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
+    };
+    let mut quic = Quic::new(any, client).map_err(WorkerError::Poll)?;
+    registry
+        .register(quic.socket(), QUIC, Interest::READABLE)
+        .map_err(WorkerError::Poll)?;
+    Ok(Some(quic))
+}
+
+/// Hands the QUIC endpoint's news to the clients, and sends what they wrote in turn.
+fn pump_quic(clients: &mut [Client], now: Duration, sh: &mut Shared) {
+    for _ in 0..4 {
+        let Some(q) = sh.quic.as_mut() else { return };
+        q.flush(std::time::Instant::now());
+        let events = std::mem::take(&mut q.events);
+        if events.is_empty() {
+            return;
+        }
+        for (slot, event) in events {
+            if let Some(client) = clients.get_mut(slot as usize) {
+                client.on_quic(slot, event, now, sh);
+            }
+        }
+    }
+}
+
+/// The next QUIC timer on the run's clock.
+fn quic_wake(quic: &mut Option<Quic>, now: Duration) -> Option<Duration> {
+    let at = quic.as_mut()?.next_timer()?;
+    Some(now + at.saturating_duration_since(std::time::Instant::now()))
+}
 /// Writes one report to `out` as `u32 big-endian length` + postcard bytes.
 pub fn write_report(
     out: &mut impl Write,
@@ -111,7 +164,9 @@ pub fn run(
     };
     let auth = config.auth.clone();
     let mut friends = friends::Friends::new(&config.profile, config.segment);
+    let mut quic = quic_endpoint(&config, &registry)?;
     let mut sh = Shared {
+        quic: &mut quic,
         friends: &mut friends,
         registry: &registry,
         deadlines: &mut deadlines,
@@ -163,6 +218,10 @@ pub fn run(
                 client.on_wake(slot, clock.now(), &mut sh);
             }
         }
+        if let Some(q) = sh.quic.as_mut() {
+            q.on_timers(std::time::Instant::now());
+        }
+        pump_quic(&mut clients, now, &mut sh);
         if now >= next_report {
             sh.stats.accrue_tier_time(now - last_report);
             last_report = now;
@@ -189,8 +248,12 @@ pub fn run(
             }
             sh.timeouts.pop();
         }
-        let wake = [sh.deadlines.next(), sh.timeouts.peek().map(|(at, _)| at)]
-            .into_iter()
+        let wake = [
+            sh.deadlines.next(),
+            sh.timeouts.peek().map(|(at, _)| at),
+            quic_wake(sh.quic, now),
+        ]
+        .into_iter()
             .flatten()
             .fold(next_report, Duration::min);
         alarm.arm(&clock, clock::coalesce(wake, now))?;
@@ -201,6 +264,11 @@ pub fn run(
             match event.token() {
                 ALARM => alarm.fired(),
                 STOP => stopping |= stopped_now(stop),
+                QUIC => {
+                    if let Some(q) = sh.quic.as_mut() {
+                        q.receive(std::time::Instant::now());
+                    }
+                }
                 Token(slot) => {
                     if let Some(client) = clients.get_mut(slot) {
                         client.on_ready(slot as u32, event, clock.now(), &mut sh);
@@ -208,6 +276,7 @@ pub fn run(
                 }
             }
         }
+        pump_quic(&mut clients, clock.now(), &mut sh);
         for (slot, share_id, due) in std::mem::take(&mut sh.friends.mail) {
             if let Some(client) = clients.get_mut(slot as usize) {
                 client.invite(slot, share_id, due, &mut sh);
@@ -219,6 +288,9 @@ pub fn run(
     for client in &mut clients {
         client.stop(&mut sh);
     }
+    // The closes go out before the worker exits, so the gateways end those sessions now
+    // rather than at their idle timeout.
+    pump_quic(&mut clients, now, &mut sh);
     report(sh.stats, true)
 }
 

@@ -1,0 +1,346 @@
+//! The worker's QUIC connections: one UDP socket and one QUIC endpoint (quinn-proto,
+//! which does no I/O of its own) for all of them, driven by the worker's event loop.
+//!
+//! So a worker's QUIC users cost no file descriptor each: the open-file limit does not
+//! bound them. Each connection carries one bidirectional stream, the session's frames,
+//! read and written by the client exactly as its TCP socket would be
+//! ([`Quic::read`], [`Quic::write`]); what happens underneath (handshakes, losses,
+//! acknowledgements, timers) comes back to the clients as [`QuicEvent`]s.
+
+use bytes::{Bytes, BytesMut};
+use mio::net::UdpSocket;
+use quinn_proto::{
+    ClientConfig, Connection, ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig,
+    Event, ReadError, StreamEvent, StreamId, VarInt, WriteError,
+};
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What a connection's client learns from the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuicEvent {
+    /// The handshake is done and the session's stream is open: send the Hello.
+    Connected,
+    /// The stream has bytes (or its end) to read.
+    Readable,
+    /// The stream takes bytes again.
+    Writable,
+    /// The connection is gone; the reason, as counted in errors.
+    Lost(&'static str),
+}
+
+struct Entry {
+    conn: Connection,
+    /// The client's slot; `None` once the client let go of it (closing, draining).
+    slot: Option<u32>,
+    stream: Option<StreamId>,
+    /// The timer armed in the heap for this connection; heap entries for other times
+    /// are stale.
+    timer: Option<Instant>,
+}
+
+/// A worker's QUIC endpoint and its connections.
+pub struct Quic {
+    socket: UdpSocket,
+    endpoint: Endpoint,
+    config: ClientConfig,
+    /// Connections by handle (the endpoint's slab index).
+    conns: Vec<Option<Entry>>,
+    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    /// Connections with something new to send or report.
+    touched: Vec<usize>,
+    /// What the clients have to hear: (slot, event).
+    pub events: Vec<(u32, QuicEvent)>,
+    recv_buf: Vec<u8>,
+    send_buf: Vec<u8>,
+    /// Datagrams the socket refused to take (queue full): QUIC resends them as losses.
+    pub send_dropped: u64,
+}
+
+/// The kernel buffers of the worker's one UDP socket, which all its connections share.
+const SOCKET_BUFFER: usize = 8 << 20;
+
+impl Quic {
+    /// A QUIC endpoint on an ephemeral UDP port of `bind` that trusts what `config` does.
+    pub fn new(bind: SocketAddr, config: ClientConfig) -> io::Result<Quic> {
+        let socket = UdpSocket::bind(bind)?;
+        use nix::sys::socket::{setsockopt, sockopt};
+        // Best effort: the kernel caps both at its own maximum.
+        let _ = setsockopt(&socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+        let _ = setsockopt(&socket, sockopt::SndBuf, &SOCKET_BUFFER);
+        Ok(Quic {
+            socket,
+            endpoint: Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None),
+            config,
+            conns: Vec::new(),
+            timers: BinaryHeap::new(),
+            touched: Vec::new(),
+            events: Vec::new(),
+            recv_buf: vec![0; 64 * 1024],
+            send_buf: Vec::with_capacity(1500),
+            send_dropped: 0,
+        })
+    }
+
+    /// The socket, to register with the worker's poll.
+    pub fn socket(&mut self) -> &mut UdpSocket {
+        &mut self.socket
+    }
+
+    /// Starts a connection to `gateway` for the client in `slot`.
+    pub fn connect(&mut self, gateway: SocketAddr, slot: u32, now: Instant) -> io::Result<usize> {
+        let name = shellkit::quic::server_name(&gateway);
+        let (ch, conn) = self
+            .endpoint
+            .connect(now, self.config.clone(), gateway, &name)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let h = ch.0;
+        if self.conns.len() <= h {
+            self.conns.resize_with(h + 1, || None);
+        }
+        self.conns[h] = Some(Entry {
+            conn,
+            slot: Some(slot),
+            stream: None,
+            timer: None,
+        });
+        self.touched.push(h);
+        Ok(h)
+    }
+
+    fn entry(&mut self, h: usize) -> Option<&mut Entry> {
+        self.conns.get_mut(h).and_then(Option::as_mut)
+    }
+
+    /// Reads from the session's stream like a non-blocking socket: `WouldBlock` when
+    /// nothing is there, 0 at its end.
+    pub fn read(&mut self, h: usize, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(e) = self.entry(h) else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let Some(id) = e.stream else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
+        let mut stream = e.conn.recv_stream(id);
+        let mut chunks = match stream.read(true) {
+            Ok(c) => c,
+            Err(_) => return Err(io::ErrorKind::ConnectionReset.into()),
+        };
+        let got = match chunks.next(buf.len()) {
+            Ok(Some(chunk)) => {
+                buf[..chunk.bytes.len()].copy_from_slice(&chunk.bytes);
+                Ok(chunk.bytes.len())
+            }
+            Ok(None) => Ok(0),
+            Err(ReadError::Blocked) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(ReadError::Reset(_)) => Err(io::ErrorKind::ConnectionReset.into()),
+        };
+        // Reading may open the peer's window: the acknowledgement goes out on the
+        // next flush.
+        let _ = chunks.finalize();
+        self.touched.push(h);
+        got
+    }
+
+    /// Writes to the session's stream like a non-blocking socket.
+    pub fn write(&mut self, h: usize, buf: &[u8]) -> io::Result<usize> {
+        let Some(e) = self.entry(h) else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let Some(id) = e.stream else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let wrote = match e.conn.send_stream(id).write(buf) {
+            Ok(n) => Ok(n),
+            Err(WriteError::Blocked) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(_) => Err(io::ErrorKind::ConnectionReset.into()),
+        };
+        self.touched.push(h);
+        wrote
+    }
+
+    /// The client lets go of the connection: it is closed, and drains on its own.
+    pub fn close(&mut self, h: usize, now: Instant) {
+        if let Some(e) = self.entry(h) {
+            e.slot = None;
+            e.conn.close(now, VarInt::from_u32(0), Bytes::new());
+            self.touched.push(h);
+        }
+    }
+
+    /// Reads every datagram waiting on the socket into its connection.
+    pub fn receive(&mut self, now: Instant) {
+        loop {
+            let (n, from) = match self.socket.recv_from(&mut self.recv_buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let data = BytesMut::from(&self.recv_buf[..n]);
+            let mut response = Vec::new();
+            match self
+                .endpoint
+                .handle(now, from, None, None, data, &mut response)
+            {
+                Some(DatagramEvent::ConnectionEvent(ch, event)) => {
+                    if let Some(e) = self.entry(ch.0) {
+                        e.conn.handle_event(event);
+                        self.touched.push(ch.0);
+                    }
+                }
+                Some(DatagramEvent::Response(t)) => {
+                    self.send(&response[..t.size], t.destination);
+                }
+                // A client endpoint takes no connections.
+                Some(DatagramEvent::NewConnection(incoming)) => {
+                    let mut buf = Vec::new();
+                    let t = self.endpoint.refuse(incoming, &mut buf);
+                    self.send(&buf[..t.size], t.destination);
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Runs the timers that are due.
+    pub fn on_timers(&mut self, now: Instant) {
+        while let Some(Reverse((at, h))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(e) = self.entry(h) {
+                if e.timer == Some(at) {
+                    e.timer = None;
+                    e.conn.handle_timeout(now);
+                    self.touched.push(h);
+                }
+            }
+        }
+    }
+
+    /// When the next connection timer is due.
+    pub fn next_timer(&mut self) -> Option<Instant> {
+        while let Some(Reverse((at, h))) = self.timers.peek().copied() {
+            match self.conns.get(h).and_then(Option::as_ref) {
+                Some(e) if e.timer == Some(at) => return Some(at),
+                _ => {
+                    self.timers.pop();
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends what the touched connections have to send, hands their endpoint events
+    /// over, collects what their clients must hear into `events`, and re-arms their
+    /// timers. Connections that finished draining are forgotten.
+    pub fn flush(&mut self, now: Instant) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable();
+        touched.dedup();
+        for &h in &touched {
+            self.drive(h, now);
+        }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    fn drive(&mut self, h: usize, now: Instant) {
+        let Some(mut e) = self.conns.get_mut(h).and_then(Option::take) else {
+            return;
+        };
+        let mut drained = false;
+        while let Some(ev) = e.conn.poll_endpoint_events() {
+            drained |= ev.is_drained();
+            if let Some(back) = self.endpoint.handle_event(ConnectionHandle(h), ev) {
+                e.conn.handle_event(back);
+            }
+        }
+        while let Some(ev) = e.conn.poll() {
+            self.on_event(&mut e, ev);
+        }
+        loop {
+            self.send_buf.clear();
+            let Some(t) = e.conn.poll_transmit(now, 1, &mut self.send_buf) else {
+                break;
+            };
+            let buf = std::mem::take(&mut self.send_buf);
+            self.send(&buf[..t.size], t.destination);
+            self.send_buf = buf;
+        }
+        if drained {
+            if let Some(slot) = e.slot {
+                self.events.push((slot, QuicEvent::Lost("closed")));
+            }
+            return;
+        }
+        let timer = e.conn.poll_timeout();
+        if timer != e.timer {
+            e.timer = timer;
+            if let Some(at) = timer {
+                self.timers.push(Reverse((at, h)));
+            }
+        }
+        self.conns[h] = Some(e);
+    }
+
+    fn on_event(&mut self, e: &mut Entry, ev: Event) {
+        let told = match ev {
+            Event::Connected => {
+                e.stream = e.conn.streams().open(Dir::Bi);
+                Some(if e.stream.is_some() {
+                    QuicEvent::Connected
+                } else {
+                    QuicEvent::Lost("no_stream")
+                })
+            }
+            Event::ConnectionLost { reason } => Some(QuicEvent::Lost(lost_kind(&reason))),
+            Event::Stream(StreamEvent::Readable { .. }) => Some(QuicEvent::Readable),
+            Event::Stream(StreamEvent::Writable { .. }) => Some(QuicEvent::Writable),
+            // The gateway finished or stopped its side: reading finds the end.
+            Event::Stream(StreamEvent::Finished { .. } | StreamEvent::Stopped { .. }) => {
+                Some(QuicEvent::Readable)
+            }
+            _ => None,
+        };
+        if let (Some(slot), Some(event)) = (e.slot, told) {
+            if matches!(event, QuicEvent::Lost(_)) {
+                e.slot = None;
+            }
+            self.events.push((slot, event));
+        }
+    }
+
+    fn send(&mut self, datagram: &[u8], to: SocketAddr) {
+        loop {
+            match self.socket.send_to(datagram, to) {
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.send_dropped += 1;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The error kind a lost connection is counted under.
+fn lost_kind(reason: &quinn_proto::ConnectionError) -> &'static str {
+    use quinn_proto::ConnectionError as E;
+    match reason {
+        E::TimedOut => "timeout",
+        E::ConnectionClosed(_) | E::ApplicationClosed(_) | E::Reset => "closed",
+        // A failed handshake (an untrusted certificate, say) is a TLS alert.
+        E::TransportError(t) if (0x100..0x200).contains(&u64::from(t.code)) => "quic_tls",
+        E::TransportError(_) => "quic_transport",
+        E::VersionMismatch => "quic_version",
+        E::LocallyClosed => "closed",
+        E::CidsExhausted => "quic_cids",
+    }
+}
