@@ -22,6 +22,8 @@ pub struct Fleet {
     rx: mpsc::Receiver<Message>,
     connected: Vec<u64>,
     clients_by_tier: Vec<std::collections::BTreeMap<u8, u64>>,
+    /// Each worker's connected users by transport (levels, like `connected`).
+    transport_connected: Vec<Vec<u64>>,
     /// Requests (answered or failed) each worker reported, summed over its reports.
     requests: Vec<u64>,
     finished: Vec<bool>,
@@ -95,6 +97,7 @@ impl Fleet {
             rx,
             connected: vec![0; n],
             clients_by_tier: vec![Default::default(); n],
+            transport_connected: vec![Vec::new(); n],
             requests: vec![0; n],
             finished: vec![false; n],
             open: n,
@@ -119,9 +122,21 @@ impl Fleet {
                 self.clients_by_tier[j] = std::mem::take(&mut delta.clients_by_tier);
                 self.requests[j] += delta.requests();
                 delta.connected = 0;
+                self.transport_connected[j] = delta
+                    .by_transport
+                    .iter_mut()
+                    .map(|t| std::mem::take(&mut t.connected))
+                    .collect();
                 let mut total = total.lock().unwrap_or_else(|p| p.into_inner());
                 total.merge(&delta);
                 total.connected = self.connected.iter().sum();
+                for (k, part) in total.by_transport.iter_mut().enumerate() {
+                    part.connected = self
+                        .transport_connected
+                        .iter()
+                        .filter_map(|levels| levels.get(k))
+                        .sum();
+                }
                 total.clients_by_tier.clear();
                 for levels in &self.clients_by_tier {
                     for (tier, n) in levels {

@@ -21,5 +21,6 @@ pub mod stages;
 pub mod stats;
 pub mod threshold;
 pub mod transport;
+pub mod transport_stats;
 pub mod user;
 pub mod worker;

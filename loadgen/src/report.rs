@@ -58,6 +58,9 @@ pub struct RunReport {
     /// (in the order of the gateway list): with no drops, each user's one session.
     pub users_connected: u64,
     pub sessions_by_gateway: Vec<u64>,
+    /// The honest users' figures by transport, when the run's users use QUIC (empty
+    /// otherwise).
+    pub transports: BTreeMap<&'static str, crate::transport_stats::TransportReport>,
     /// Requests (answered or failed) by worker; they sum to `requests`.
     pub requests_by_worker: Vec<u64>,
     pub requests: u64,
@@ -131,6 +134,31 @@ pub struct RunCost {
     pub resources: Option<ResourceReport>,
 }
 
+impl OpReport {
+    /// One operation's figures over a run of `duration_s`.
+    pub fn of(s: &crate::stats::OpStats, duration_s: f64) -> OpReport {
+        let h = &s.latency;
+        let q = |p: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                ms(h.value_at_quantile(p))
+            }
+        };
+        OpReport {
+            count: h.len(),
+            errors: s.errors,
+            rate_per_s: h.len() as f64 / duration_s.max(1e-9),
+            p50_ms: q(0.5),
+            p90_ms: q(0.9),
+            p99_ms: q(0.99),
+            p999_ms: q(0.999),
+            max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+        }
+    }
+}
+
 fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
@@ -147,31 +175,7 @@ impl RunReport {
     ) -> RunReport {
         let ops = OPS
             .iter()
-            .map(|op| {
-                let s = &summary.ops[*op as usize];
-                let h = &s.latency;
-                let q = |p: f64| {
-                    if h.is_empty() {
-                        0.0
-                    } else {
-                        ms(h.value_at_quantile(p))
-                    }
-                };
-                (
-                    op.name(),
-                    OpReport {
-                        count: h.len(),
-                        errors: s.errors,
-                        rate_per_s: h.len() as f64 / duration_s.max(1e-9),
-                        p50_ms: q(0.5),
-                        p90_ms: q(0.9),
-                        p99_ms: q(0.99),
-                        p999_ms: q(0.999),
-                        max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
-                        mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-                    },
-                )
-            })
+            .map(|op| (op.name(), OpReport::of(&summary.ops[*op as usize], duration_s)))
             .collect();
         let thresholds: Vec<ThresholdResult> = thresholds
             .iter()
@@ -231,6 +235,7 @@ impl RunReport {
             send_lag_p99_ms: ms(summary.send_lag.latency.value_at_quantile(0.99)),
             users_connected: summary.users_connected,
             sessions_by_gateway: summary.hellos_by_gateway.clone(),
+            transports: crate::transport_stats::TransportReport::of_run(summary, duration_s),
             requests_by_worker: cost.requests_by_worker,
             requests: summary.requests(),
             resources: cost.resources,
@@ -354,6 +359,7 @@ impl RunReport {
             self.sessions_by_gateway.iter().max().unwrap_or(&0),
             self.requests_by_worker.len()
         );
+        crate::transport_stats::TransportReport::lines(&self.transports, &mut out);
         if let Some(r) = &self.resources {
             let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
             let _ = writeln!(

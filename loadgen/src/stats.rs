@@ -7,6 +7,8 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
+use crate::transport::Transport;
+use crate::transport_stats::{TransportStats, WireTransportStats};
 
 /// Highest latency kept exactly, in µs (60 s); slower samples saturate here.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
@@ -124,6 +126,12 @@ pub struct Summary {
     pub clients_by_tier: BTreeMap<u8, u64>,
     /// User-seconds spent at each tier.
     pub tier_seconds: BTreeMap<u8, f64>,
+    /// The same figures by transport, when the run's users mix them (empty otherwise;
+    /// see [`crate::transport_stats`]).
+    pub by_transport: Vec<TransportStats>,
+    /// The transport of the user recording now: set by the worker before it hands the
+    /// user's events to its core, so that `record` and `error` land in its part too.
+    pub recording: Transport,
 }
 
 /// A [`Summary`] as it travels from a worker to its parent: histograms in HdrHistogram's
@@ -151,6 +159,7 @@ pub struct WireSummary {
     received_over_limit: Vec<u64>,
     clients_by_tier: Vec<(u8, u64)>,
     tier_seconds: Vec<(u8, f64)>,
+    by_transport: Vec<WireTransportStats>,
 }
 
 #[derive(Debug, Error)]
@@ -163,7 +172,7 @@ pub enum WireError {
     Ops(usize),
 }
 
-fn hist_to_wire(h: &Histogram<u64>) -> Result<Vec<u8>, WireError> {
+pub(crate) fn hist_to_wire(h: &Histogram<u64>) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::new();
     V2Serializer::new()
         .serialize(h, &mut out)
@@ -171,7 +180,7 @@ fn hist_to_wire(h: &Histogram<u64>) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
-fn hist_from_wire(bytes: &[u8]) -> Result<Histogram<u64>, WireError> {
+pub(crate) fn hist_from_wire(bytes: &[u8]) -> Result<Histogram<u64>, WireError> {
     let h: Histogram<u64> = Deserializer::new()
         .deserialize(&mut std::io::Cursor::new(bytes))
         .map_err(|e| WireError::Deserialize(format!("{e:?}")))?;
@@ -197,10 +206,21 @@ impl Summary {
         let _ = self.ops[op as usize]
             .latency
             .record(latency_us.clamp(1, MAX_LATENCY_US));
+        if let Some(part) = self.by_transport.get_mut(self.recording as usize) {
+            part.record(op, latency_us);
+        }
+    }
+
+    /// The part of the transport recording now, when the run splits them.
+    pub fn transport_part(&mut self) -> Option<&mut TransportStats> {
+        self.by_transport.get_mut(self.recording as usize)
     }
 
     pub fn error(&mut self, op: Op, kind: &str) {
         self.ops[op as usize].errors += 1;
+        if let Some(part) = self.by_transport.get_mut(self.recording as usize) {
+            part.ops[op as usize].errors += 1;
+        }
         *self
             .errors_by_kind
             .entry(format!("{}/{kind}", op.name()))
@@ -303,6 +323,12 @@ impl Summary {
         for (k, v) in &other.tier_seconds {
             *self.tier_seconds.entry(*k).or_default() += v;
         }
+        if self.by_transport.len() < other.by_transport.len() {
+            self.by_transport.resize_with(other.by_transport.len(), Default::default);
+        }
+        for (a, b) in self.by_transport.iter_mut().zip(&other.by_transport) {
+            a.merge(b);
+        }
     }
 
     /// A connected user joined `tier` (its session began).
@@ -365,6 +391,9 @@ impl Summary {
         self.hops = 0;
         self.received_over_limit.clear();
         self.tier_seconds.clear();
+        self.by_transport
+            .iter_mut()
+            .for_each(TransportStats::clear_interval);
     }
 
     pub fn to_wire(&self) -> Result<WireSummary, WireError> {
@@ -402,6 +431,11 @@ impl Summary {
             received_over_limit: self.received_over_limit.clone(),
             clients_by_tier: self.clients_by_tier.iter().map(|(k, v)| (*k, *v)).collect(),
             tier_seconds: self.tier_seconds.iter().map(|(k, v)| (*k, *v)).collect(),
+            by_transport: self
+                .by_transport
+                .iter()
+                .map(TransportStats::to_wire)
+                .collect::<Result<_, _>>()?,
         })
     }
 
@@ -434,6 +468,11 @@ impl Summary {
         s.received_over_limit = w.received_over_limit;
         s.clients_by_tier = w.clients_by_tier.into_iter().collect();
         s.tier_seconds = w.tier_seconds.into_iter().collect();
+        s.by_transport = w
+            .by_transport
+            .into_iter()
+            .map(TransportStats::from_wire)
+            .collect::<Result<_, _>>()?;
         Ok(s)
     }
 }

@@ -3,11 +3,12 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 
-/// A connection's transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A connection's transport (its index in [`Transport::ALL`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Transport {
-    Tcp,
-    Quic,
+    #[default]
+    Tcp = 0,
+    Quic = 1,
 }
 
 impl Transport {

@@ -172,6 +172,7 @@ impl Client {
 
     /// The connect or request in progress ran out of time.
     pub fn on_timeout(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        sh.stats.recording = self.transport();
         self.timeout_at = NEVER;
         match &self.socket {
             Socket::Connecting(_) => {
@@ -194,6 +195,7 @@ impl Client {
 
     /// A friend's share reached this user (by chat): it grabs at `due`.
     pub fn invite(&mut self, slot: u32, share_id: u64, due: Duration, sh: &mut Shared) {
+        sh.stats.recording = self.transport();
         self.core.invite(share_id, due);
         // Online and idle: wake for it. Otherwise the next poll (after the reply in
         // flight, or once connected) finds it.
@@ -204,6 +206,7 @@ impl Client {
 
     /// The client's wake-up time came.
     pub fn on_wake(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        sh.stats.recording = self.transport();
         match &self.socket {
             Socket::Offline => {
                 if now >= self.window_end {
@@ -257,6 +260,7 @@ impl Client {
 
     /// The socket is ready for something.
     pub fn on_ready(&mut self, slot: u32, event: &Event, now: Duration, sh: &mut Shared) {
+        sh.stats.recording = self.transport();
         match &mut self.socket {
             Socket::Offline | Socket::Connecting(Wire::Quic(_)) | Socket::Online(Wire::Quic(_)) => {}
             Socket::Connecting(Wire::Tcp(s)) => {
@@ -288,6 +292,7 @@ impl Client {
 
     /// What the worker's QUIC endpoint has for this client's connection.
     pub fn on_quic(&mut self, slot: u32, event: QuicEvent, now: Duration, sh: &mut Shared) {
+        sh.stats.recording = self.transport();
         match (&self.socket, event) {
             (Socket::Connecting(Wire::Quic(_)), QuicEvent::Connected) => {
                 self.connected(slot, now, sh)
@@ -319,6 +324,9 @@ impl Client {
         let latency = sh.now_since(self.connect_started, now);
         sh.stats.record(Op::Connect, latency);
         sh.stats.connected += 1;
+        if let Some(part) = sh.stats.transport_part() {
+            part.connected += 1;
+        }
         self.backoff.reset();
         let Socket::Connecting(wire) = std::mem::replace(&mut self.socket, Socket::Offline) else {
             return;
@@ -342,6 +350,14 @@ impl Client {
                 self.core.failed("send_failed", sh.stats);
                 self.lose(slot, now, sh, true);
             }
+        }
+    }
+
+    fn transport(&self) -> Transport {
+        if self.quic {
+            Transport::Quic
+        } else {
+            Transport::Tcp
         }
     }
 
@@ -375,6 +391,9 @@ impl Client {
                         if !self.ever_connected {
                             self.ever_connected = true;
                             sh.stats.users_connected += 1;
+                            if let Some(part) = sh.stats.transport_part() {
+                                part.users_connected += 1;
+                            }
                         }
                     }
                     if let Some(code) = ended {
@@ -420,6 +439,9 @@ impl Client {
                 self.reader = FrameReader::default();
                 self.unsent = Box::default();
                 sh.stats.connected -= 1;
+                if let Some(part) = sh.stats.transport_part() {
+                    part.connected -= 1;
+                }
                 self.next_window(slot, now, sh);
             }
             action @ (Action::Send(_) | Action::Share { .. }) => {
@@ -467,6 +489,10 @@ impl Client {
             if drop {
                 sh.stats.drops += 1;
             }
+            if let Some(part) = sh.stats.transport_part() {
+                part.connected -= 1;
+                part.drops += u64::from(drop);
+            }
         }
         self.hang_up(sh);
         self.reader = FrameReader::default();
@@ -496,9 +522,13 @@ impl Client {
 
     /// Closes the connection at once (the run was stopped).
     pub fn stop(&mut self, sh: &mut Shared) {
+        sh.stats.recording = self.transport();
         self.core.disconnected(sh.stats);
         if matches!(self.socket, Socket::Online(_)) {
             sh.stats.connected -= 1;
+            if let Some(part) = sh.stats.transport_part() {
+                part.connected -= 1;
+            }
         }
         self.hang_up(sh);
         self.wake_at = NEVER;

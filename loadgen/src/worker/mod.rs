@@ -162,6 +162,9 @@ pub fn run(
         hellos_by_gateway: vec![0; config.gateways.len()],
         ..Summary::default()
     };
+    if config.profile.behaviour.transport.any_quic() {
+        stats.by_transport = crate::transport_stats::split();
+    }
     let auth = config.auth.clone();
     let mut friends = friends::Friends::new(&config.profile, config.segment);
     let mut quic = quic_endpoint(&config, &registry)?;

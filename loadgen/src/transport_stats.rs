@@ -1,0 +1,172 @@
+//! A run's figures split by transport (TCP, QUIC), kept when its users mix them: each
+//! operation's latency and errors, and the connection levels, so that one summary
+//! shows what QUIC costs against TCP over the same run.
+
+use crate::report::OpReport;
+use crate::stats::{
+    hist_from_wire, hist_to_wire, Op, OpStats, Summary, WireError, MAX_LATENCY_US, OPS,
+};
+use crate::transport::Transport;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// One transport's part of a run.
+#[derive(Debug, Clone, Default)]
+pub struct TransportStats {
+    pub ops: [OpStats; 7],
+    /// Users connected now over this transport (a level).
+    pub connected: u64,
+    /// Connections lost other than by the user's own choice.
+    pub drops: u64,
+    /// Users that established a session over this transport.
+    pub users_connected: u64,
+}
+
+/// [`TransportStats`] on its way from a worker: histograms in HdrHistogram's V2 format.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireTransportStats {
+    ops: Vec<(Vec<u8>, u64)>,
+    connected: u64,
+    drops: u64,
+    users_connected: u64,
+}
+
+impl TransportStats {
+    pub fn record(&mut self, op: Op, latency_us: u64) {
+        let _ = self.ops[op as usize]
+            .latency
+            .record(latency_us.clamp(1, MAX_LATENCY_US));
+    }
+
+    pub fn count(&self, op: Op) -> u64 {
+        self.ops[op as usize].latency.len()
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.ops.iter().map(|o| o.errors).sum()
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.ops.iter().map(|o| o.latency.len() + o.errors).sum()
+    }
+
+    pub fn merge(&mut self, other: &TransportStats) {
+        for (a, b) in self.ops.iter_mut().zip(&other.ops) {
+            let _ = a.latency.add(&b.latency);
+            a.errors += b.errors;
+        }
+        self.connected += other.connected;
+        self.drops += other.drops;
+        self.users_connected += other.users_connected;
+    }
+
+    /// Starts the next interval; `connected` is a level and stays.
+    pub fn clear_interval(&mut self) {
+        for op in &mut self.ops {
+            op.latency.reset();
+            op.errors = 0;
+        }
+        self.drops = 0;
+        self.users_connected = 0;
+    }
+
+    pub fn to_wire(&self) -> Result<WireTransportStats, WireError> {
+        Ok(WireTransportStats {
+            ops: self
+                .ops
+                .iter()
+                .map(|o| Ok((hist_to_wire(&o.latency)?, o.errors)))
+                .collect::<Result<_, WireError>>()?,
+            connected: self.connected,
+            drops: self.drops,
+            users_connected: self.users_connected,
+        })
+    }
+
+    pub fn from_wire(w: WireTransportStats) -> Result<TransportStats, WireError> {
+        if w.ops.len() != OPS.len() {
+            return Err(WireError::Ops(w.ops.len()));
+        }
+        let mut s = TransportStats::default();
+        for (slot, (hist, errors)) in s.ops.iter_mut().zip(w.ops) {
+            slot.latency = hist_from_wire(&hist)?;
+            slot.errors = errors;
+        }
+        s.connected = w.connected;
+        s.drops = w.drops;
+        s.users_connected = w.users_connected;
+        Ok(s)
+    }
+}
+
+/// Every transport's figures, in [`Transport::ALL`] order; empty when a run does not
+/// split them (all its users on one transport).
+pub fn split() -> Vec<TransportStats> {
+    Transport::ALL.iter().map(|_| TransportStats::default()).collect()
+}
+
+/// One transport's figures in the summary, the JSON and the HTML report.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportReport {
+    pub users_connected: u64,
+    pub connection_drops: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    /// The operations its users made (those with any answer or error).
+    pub ops: BTreeMap<&'static str, OpReport>,
+}
+
+impl TransportReport {
+    /// Every transport of a run that split them.
+    pub fn of_run(summary: &Summary, duration_s: f64) -> BTreeMap<&'static str, TransportReport> {
+        summary
+            .by_transport
+            .iter()
+            .zip(Transport::ALL)
+            .filter(|(t, _)| t.requests() > 0 || t.users_connected > 0)
+            .map(|(t, transport)| {
+                let requests = t.requests();
+                let report = TransportReport {
+                    users_connected: t.users_connected,
+                    connection_drops: t.drops,
+                    requests,
+                    errors: t.errors(),
+                    error_rate: t.errors() as f64 / requests.max(1) as f64,
+                    ops: OPS
+                        .iter()
+                        .filter(|op| t.count(**op) + t.ops[**op as usize].errors > 0)
+                        .map(|op| (op.name(), OpReport::of(&t.ops[*op as usize], duration_s)))
+                        .collect(),
+                };
+                (transport.name(), report)
+            })
+            .collect()
+    }
+
+    /// The summary's lines for them: users, drops and errors, and the latency of the
+    /// shake and the connection's own steps.
+    pub fn lines(transports: &BTreeMap<&'static str, TransportReport>, out: &mut String) {
+        if transports.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "by transport:");
+        for (name, t) in transports {
+            let _ = write!(
+                out,
+                "  {name:<5} {} users, {} drops, {} requests, error rate {:.4}%",
+                t.users_connected,
+                t.connection_drops,
+                t.requests,
+                t.error_rate * 100.0
+            );
+            for op in ["connect", "hello", "shake", "open"] {
+                if let Some(r) = t.ops.get(op) {
+                    let _ = write!(out, "; {op} p50 {:.3} p99 {:.3} ms", r.p50_ms, r.p99_ms);
+                }
+            }
+            let _ = writeln!(out);
+        }
+    }
+}
