@@ -453,6 +453,7 @@ pub fn render(report: &RunReport) -> String {
         );
     }
     body.push_str("</table>");
+    crate::transport_stats::TransportReport::html(&report.transports, &mut body);
 
     body.push_str("<h2>Over time</h2>");
     figure(

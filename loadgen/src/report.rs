@@ -175,7 +175,12 @@ impl RunReport {
     ) -> RunReport {
         let ops = OPS
             .iter()
-            .map(|op| (op.name(), OpReport::of(&summary.ops[*op as usize], duration_s)))
+            .map(|op| {
+                (
+                    op.name(),
+                    OpReport::of(&summary.ops[*op as usize], duration_s),
+                )
+            })
             .collect();
         let thresholds: Vec<ThresholdResult> = thresholds
             .iter()

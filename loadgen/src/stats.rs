@@ -2,13 +2,13 @@
 //! two can be merged exactly) are the source of truth for latency; plain counters for
 //! the rest. Prometheus, the progress line and the summary all read from here.
 
+use crate::transport::Transport;
+use crate::transport_stats::{TransportStats, WireTransportStats};
 use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use thiserror::Error;
-use crate::transport::Transport;
-use crate::transport_stats::{TransportStats, WireTransportStats};
 
 /// Highest latency kept exactly, in µs (60 s); slower samples saturate here.
 pub const MAX_LATENCY_US: u64 = 60_000_000;
@@ -324,7 +324,8 @@ impl Summary {
             *self.tier_seconds.entry(*k).or_default() += v;
         }
         if self.by_transport.len() < other.by_transport.len() {
-            self.by_transport.resize_with(other.by_transport.len(), Default::default);
+            self.by_transport
+                .resize_with(other.by_transport.len(), Default::default);
         }
         for (a, b) in self.by_transport.iter_mut().zip(&other.by_transport) {
             a.merge(b);

@@ -118,7 +118,12 @@ mod tests {
 
     #[test]
     fn bad_transports_say_how_to_write_one() {
-        for bad in ["udp", "{ tcp: 0.7, quic: 0.7 }", "{ tcp: -1, quic: 2 }", "3"] {
+        for bad in [
+            "udp",
+            "{ tcp: 0.7, quic: 0.7 }",
+            "{ tcp: -1, quic: 2 }",
+            "3",
+        ] {
             let e = parse(bad).unwrap_err();
             assert!(e.contains("write `tcp`, `quic`"), "{bad}: {e}");
         }
@@ -127,7 +132,9 @@ mod tests {
     #[test]
     fn a_mix_splits_users_as_asked() {
         let mix = parse("{ tcp: 0.7, quic: 0.3 }").unwrap();
-        let quic = (0..10_000).filter(|u| mix.of(*u, 7) == Transport::Quic).count();
+        let quic = (0..10_000)
+            .filter(|u| mix.of(*u, 7) == Transport::Quic)
+            .count();
         assert!((2_700..3_300).contains(&quic), "{quic}");
         let all = parse("quic").unwrap();
         assert!((0..1000).all(|u| all.of(u, 7) == Transport::Quic));

@@ -103,7 +103,10 @@ impl TransportStats {
 /// Every transport's figures, in [`Transport::ALL`] order; empty when a run does not
 /// split them (all its users on one transport).
 pub fn split() -> Vec<TransportStats> {
-    Transport::ALL.iter().map(|_| TransportStats::default()).collect()
+    Transport::ALL
+        .iter()
+        .map(|_| TransportStats::default())
+        .collect()
 }
 
 /// One transport's figures in the summary, the JSON and the HTML report.
@@ -168,5 +171,33 @@ impl TransportReport {
             }
             let _ = writeln!(out);
         }
+    }
+
+    /// The HTML report's table of them: one row per transport and operation.
+    pub fn html(transports: &BTreeMap<&'static str, TransportReport>, body: &mut String) {
+        if transports.is_empty() {
+            return;
+        }
+        body.push_str("<h2>By transport</h2><table><tr><th>transport</th><th>users</th><th>drops</th><th>error rate</th><th>op</th><th>count</th><th>errors</th><th>p50 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th></tr>");
+        for (name, t) in transports {
+            for (k, (op, r)) in t.ops.iter().enumerate() {
+                let head = if k == 0 {
+                    format!(
+                        "<td>{name}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.4} %</td>",
+                        t.users_connected,
+                        t.connection_drops,
+                        t.error_rate * 100.0
+                    )
+                } else {
+                    "<td></td><td></td><td></td><td></td>".to_string()
+                };
+                let _ = write!(
+                    body,
+                    "<tr>{head}<td>{op}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td></tr>",
+                    r.count, r.errors, r.p50_ms, r.p99_ms, r.p999_ms, r.max_ms
+                );
+            }
+        }
+        body.push_str("</table>");
     }
 }

@@ -120,12 +120,10 @@ pub fn server_config(identity: &Path, idle: Duration) -> Result<ServerConfig, Qu
 pub fn client_config(cert: &Path, idle: Duration) -> Result<ClientConfig, QuicError> {
     let mut roots = rustls::RootCertStore::empty();
     for c in certificates(cert)? {
-        roots
-            .add(c)
-            .map_err(|e| QuicError::BadCertificate {
-                path: cert.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        roots.add(c).map_err(|e| QuicError::BadCertificate {
+            path: cert.to_path_buf(),
+            message: e.to_string(),
+        })?;
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])

@@ -79,11 +79,11 @@ fn write_certificate(data: &Path, identity: &Path) -> Result<(), CertError> {
         path: identity.to_path_buf(),
         source,
     })?;
-    let start = text
-        .find("-----BEGIN CERTIFICATE-----")
-        .ok_or_else(|| CertError::NoCertificate {
-            path: identity.to_path_buf(),
-        })?;
+    let start =
+        text.find("-----BEGIN CERTIFICATE-----")
+            .ok_or_else(|| CertError::NoCertificate {
+                path: identity.to_path_buf(),
+            })?;
     let cert = data.join(CERT_FILE);
     let tmp = cert.with_extension(format!("{}.tmp", std::process::id()));
     let werr = |source| CertError::Write {

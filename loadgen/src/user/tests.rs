@@ -10,6 +10,7 @@ fn behaviour() -> Behaviour {
         adversarial: 0.0,
         split: Default::default(),
         hostile: Default::default(),
+        transport: Default::default(),
     }
 }
 

@@ -262,7 +262,8 @@ impl Client {
     pub fn on_ready(&mut self, slot: u32, event: &Event, now: Duration, sh: &mut Shared) {
         sh.stats.recording = self.transport();
         match &mut self.socket {
-            Socket::Offline | Socket::Connecting(Wire::Quic(_)) | Socket::Online(Wire::Quic(_)) => {}
+            Socket::Offline | Socket::Connecting(Wire::Quic(_)) | Socket::Online(Wire::Quic(_)) => {
+            }
             Socket::Connecting(Wire::Tcp(s)) => {
                 let failed = match s.take_error() {
                     Ok(Some(_)) | Err(_) => true,

@@ -21,10 +21,10 @@ use crate::profile::Profile;
 use crate::segment::Segment;
 use crate::stats::{Summary, WireError, WireSummary};
 use client::{Client, Shared};
-use quic::Quic;
 use clock::{Alarm, Deadlines, RunClock, Timeouts};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use quic::Quic;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -74,7 +74,8 @@ const QUIC: Token = Token(usize::MAX - 3);
 /// for them (three heartbeat intervals, at least 30 s), so that the session's deadline,
 /// which answers with a reason, comes first.
 pub fn quic_idle(profile: &Profile) -> Duration {
-    (profile.behaviour.heartbeat_interval * 3).max(Duration::from_secs(30)) + Duration::from_secs(10)
+    (profile.behaviour.heartbeat_interval * 3).max(Duration::from_secs(30))
+        + Duration::from_secs(10)
 }
 
 /// The worker's QUIC endpoint, registered with its poll, when it has QUIC users.
@@ -257,8 +258,8 @@ pub fn run(
             quic_wake(sh.quic, now),
         ]
         .into_iter()
-            .flatten()
-            .fold(next_report, Duration::min);
+        .flatten()
+        .fold(next_report, Duration::min);
         alarm.arm(&clock, clock::coalesce(wake, now))?;
         poll.poll(&mut events, None)
             .or_else(interrupted)

@@ -136,7 +136,10 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| shellkit::clock::unix_ms()),
     };
     let keys = keys(&args.data)?;
-    let host = args.listen.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']));
+    let host = args
+        .listen
+        .rsplit_once(':')
+        .map(|(h, _)| h.trim_matches(['[', ']']));
     let hosts: Vec<String> = host.into_iter().map(String::from).collect();
     let config = sut::gateway::GatewayConfig {
         id: args.id,

@@ -52,11 +52,8 @@ pub(super) trait Link: Send + 'static {
 pub(super) fn tcp(stream: TcpStream, send_buffer: usize) -> TcpStream {
     let _ = stream.set_nodelay(true);
     if send_buffer > 0 {
-        let _ = nix::sys::socket::setsockopt(
-            &stream,
-            nix::sys::socket::sockopt::SndBuf,
-            &send_buffer,
-        );
+        let _ =
+            nix::sys::socket::setsockopt(&stream, nix::sys::socket::sockopt::SndBuf, &send_buffer);
     }
     stream
 }

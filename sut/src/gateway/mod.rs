@@ -80,10 +80,12 @@ pub async fn run(
     let listener = crate::listen::bind(&config.listen).await?;
     // QUIC on the UDP port of the same number (the TCP port may have been chosen by
     // the kernel).
-    let quic_addr = listener.local_addr().map_err(|source| crate::listen::ListenError {
-        addr: config.listen.clone(),
-        source,
-    })?;
+    let quic_addr = listener
+        .local_addr()
+        .map_err(|source| crate::listen::ListenError {
+            addr: config.listen.clone(),
+            source,
+        })?;
     let quic = quic::bind(quic_addr, &config.quic_identity, quic_idle(&config))?;
     let gw = Arc::new(Gateway {
         id: config.id,
@@ -195,7 +197,11 @@ async fn serve(
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
     let _ = quic_accept.await;
-    quic::close(quic, config.limits.write_timeout.min(Duration::from_secs(2))).await;
+    quic::close(
+        quic,
+        config.limits.write_timeout.min(Duration::from_secs(2)),
+    )
+    .await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);
     crate::log_line!(
         "gateway {} stopped ({left} opens left in its durable queue)",

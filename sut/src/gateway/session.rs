@@ -1,6 +1,7 @@
 //! One client's long connection: hello, then shakes, opens, shares, grabs and heartbeats
 //! in order, each connection bounded in bytes and time (see [`super::config::SessionLimits`]).
 
+use super::link::Link;
 use super::state::Gateway;
 use super::store::{GatewayOp, GatewayResult};
 use crate::metrics::labels;
@@ -13,7 +14,6 @@ use sut_core::shake::Reason;
 use sut_wire::cookie::{Cookie, MAX_COOKIE_LEN};
 use sut_wire::protocol::{write_frame, CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
 use sut_wire::token::{EnvelopeToken, TokenError};
-use super::link::Link;
 use tokio::sync::watch;
 
 /// Counts the session in while it runs, however it ends (by transport: 0 TCP, 1 QUIC).
@@ -646,9 +646,8 @@ mod tests {
     #[test]
     #[allow(unreachable_code)]
     fn an_idle_session_fits_its_memory_budget() {
-        let size = size_of_output(&|| {
-            serve::<tokio::net::TcpStream>(unreachable!(), unreachable!())
-        });
+        let size =
+            size_of_output(&|| serve::<tokio::net::TcpStream>(unreachable!(), unreachable!()));
         assert!(size <= 1024, "the session future grew to {size} bytes");
     }
 }

@@ -1,0 +1,152 @@
+//! QUIC users against real gateways on loopback: the whole flow over QUIC beside TCP
+//! users in one run, split by transport in the summary; and the certificate trust path
+//! (a running system is driven with the certificate named in `target.addresses`, and a
+//! certificate that is not the gateways' is refused).
+
+mod common;
+
+use std::process::Command;
+
+const TIMELINE: &str = "
+rounds:
+  - { id: 1, start: 1s, duration: 6s, envelopes: 400, rate: 100, amount_cents: [1, 500], sponsors: [1, 2, 3, 4] }
+";
+
+fn loadgen() -> Command {
+    let mut c = Command::new(common::bin("loadgen"));
+    c.env("SUT_BIN", common::bin("sut"));
+    c
+}
+
+#[test]
+fn quic_and_tcp_users_play_side_by_side_and_the_audit_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
+    let data = dir.path().join("data");
+    let profile = format!(
+        "
+target:
+  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: 16700, countdown: 1s, settle: 1s, split_ttl: 2s }}
+users: 300
+stages:
+  - {{ duration: 1s, target: 300 }}
+  - {{ duration: 7s, target: 300 }}
+  - {{ duration: 1s, target: 0 }}
+behaviour:
+  shake_rate: 2
+  open_probability: 0.8
+  split: {{ share_probability: 1, friends: 4, grab_delay: 200ms }}
+  transport: {{ tcp: 0.5, quic: 0.5 }}
+thresholds:
+  - 'errors: count == 0'
+",
+        data.display()
+    );
+    let (report, stdout) = common::run_loadgen(dir.path(), &profile, &[]);
+    assert!(
+        report["audit"]["violations"].as_array().unwrap().is_empty(),
+        "{}",
+        report["audit"]
+    );
+    let transports = &report["transports"];
+    let count = |t: &str, op: &str| transports[t]["ops"][op]["count"].as_u64().unwrap_or(0);
+    for t in ["tcp", "quic"] {
+        let users = transports[t]["users_connected"].as_u64().unwrap();
+        assert!((100..200).contains(&users), "{t}: {users} users\n{stdout}");
+        for op in ["connect", "hello", "shake", "open", "share", "grab"] {
+            assert!(count(t, op) > 0, "no {op} over {t}\n{stdout}");
+        }
+        assert_eq!(transports[t]["errors"], 0, "{stdout}");
+    }
+    // The split adds up to the whole.
+    let users: u64 = ["tcp", "quic"]
+        .iter()
+        .map(|t| transports[t]["users_connected"].as_u64().unwrap())
+        .sum();
+    assert_eq!(users, report["users_connected"].as_u64().unwrap());
+    assert_eq!(
+        count("tcp", "shake") + count("quic", "shake"),
+        report["ops"]["shake"]["count"].as_u64().unwrap()
+    );
+    assert!(stdout.contains("by transport:"), "{stdout}");
+}
+
+/// A self-signed certificate for 127.0.0.1 that is not the gateways'.
+fn stranger_certificate(path: &std::path::Path) {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    std::fs::write(path, made.cert.pem()).unwrap();
+}
+
+#[test]
+fn quic_users_trust_the_named_certificate_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
+    let _sut = common::Sut::start(dir.path(), 1, 16800, &[]);
+    let data = dir.path().join("data");
+    let stranger = dir.path().join("stranger.pem");
+    stranger_certificate(&stranger);
+    let run = |cert: &std::path::Path, name: &str| {
+        let profile = format!(
+            "
+target:
+  addresses:
+    gateways: ['127.0.0.1:16810']
+    auth_key_file: {}
+    quic_cert: {}
+users: 20
+stages:
+  - {{ duration: 1s, target: 20 }}
+  - {{ duration: 2s, target: 20 }}
+behaviour:
+  shake_rate: 1
+  open_probability: 0
+  request_timeout: 2s
+  transport: quic
+thresholds:
+  - 'errors: count == 0'
+",
+            data.join("auth.key").display(),
+            cert.display()
+        );
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, profile).unwrap();
+        let summary = dir.path().join(format!("{name}.json"));
+        let out = loadgen()
+            .arg("run")
+            .arg(&path)
+            .arg("--summary-json")
+            .arg(&summary)
+            .arg("--report-dir")
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+        (
+            out.status.success(),
+            report,
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (passed, report, stdout) = run(&stranger, "stranger");
+    assert!(!passed, "users trusted a stranger's certificate\n{stdout}");
+    assert_eq!(report["ops"]["hello"]["count"], 0, "{stdout}");
+    let refused = report["errors_by_kind"]["connect/quic_tls"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(
+        refused > 0,
+        "handshakes not refused as TLS failures\n{stdout}"
+    );
+
+    let (passed, report, stdout) = run(&data.join("quic-cert.pem"), "gateways");
+    assert!(passed, "{stdout}");
+    assert_eq!(
+        report["transports"]["quic"]["users_connected"], 20,
+        "{stdout}"
+    );
+    assert!(
+        report["ops"]["shake"]["count"].as_u64().unwrap() > 0,
+        "{stdout}"
+    );
+}
