@@ -6,7 +6,7 @@
 # the load generator and the gateways (PSS / connections), kernel bytes per connection
 # (slab delta / connections) and CPU while holding.
 #
-#   bench/connections.sh [TARGET] [MODE] [RAMP]
+#   bench/connections.sh [TARGET] [MODE] [RAMP] [TRANSPORT]
 #
 # MODE is `full` (default: heartbeats every 5 minutes and a shake every 10 per user),
 # `heartbeats` (heartbeats only) or `idle` (no requests at all while holding), to
@@ -17,15 +17,25 @@
 # past that falls behind, and connections that wait too long time out and retry). The
 # benchmark prints the rate reached against the planned one.
 #
+# TRANSPORT is `tcp` (default) or `quic`: every user over QUIC, each load generator
+# worker's users over its one UDP socket, the gateways' QUIC endpoints on the UDP ports
+# of their TCP ports' numbers. The same figures then say what a QUIC connection costs
+# on each side (goal: at most 20 KB of user space per connection per side).
+#
 # A million connections need ~10 GB of kernel memory for the sockets, ~57 gateway
 # processes and ~54 worker processes (20,000 open files each at most).
 set -euo pipefail
 target=${1:-1000000}
 mode=${2:-full}
 ramp=${3:-8000}
+transport=${4:-tcp}
+case $transport in
+  tcp|quic) ;;
+  *) echo "TRANSPORT must be tcp or quic, not '$transport'" >&2; exit 2 ;;
+esac
 for n in "$target" "$ramp"; do
   case $n in
-    ''|*[!0-9]*|0) echo "usage: $0 [TARGET connections] [full|heartbeats|idle] [RAMP connections/s], whole numbers" >&2; exit 2 ;;
+    ''|*[!0-9]*|0) echo "usage: $0 [TARGET connections] [full|heartbeats|idle] [RAMP connections/s] [tcp|quic], whole numbers" >&2; exit 2 ;;
   esac
 done
 ramp_s=$(( (target + ramp - 1) / ramp ))
@@ -44,19 +54,21 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}
   "somaxconn $(cat /proc/sys/net/core/somaxconn)"
 
 # The profile's timeline is relative to it, so the scaled copy lives beside it.
-profile="profiles/.connections-$target-$mode.yaml"
+profile="profiles/.connections-$target-$mode-$transport.yaml"
 trap 'rm -f "$profile"' EXIT
 sed -e "s/^users: 1000000/users: $target/" \
     -e "s/duration: 125s, target: 1000000 }/duration: ${ramp_s}s, target: $target }/" \
     -e "s/target: 1000000 }/target: $target }/" \
-    -e "s/^name: million/name: connections-$target-$mode/" \
+    -e "s/^name: million/name: connections-$target-$mode-$transport/" \
+    -e "s/^  request_timeout: 30s/  request_timeout: 30s\n  transport: $transport/" \
     -e "s/^  shake_rate: 0.0016667/  shake_rate: $shakes/" \
     -e "s/^  heartbeat_interval: 300s/  heartbeat_interval: $beats/" \
     profiles/million.yaml > "$profile"
 grep -q "shake_rate: $shakes" "$profile" && grep -q "heartbeat_interval: $beats" "$profile" \
   && grep -q "duration: ${ramp_s}s, target: $target }" "$profile" \
+  && grep -q "^  transport: $transport" "$profile" \
   || { echo "profiles/million.yaml changed shape; update this script" >&2; exit 1; }
-summary=${SUMMARY:-target/bench-connections-$target-$mode.json}
+summary=${SUMMARY:-target/bench-connections-$target-$mode-$transport.json}
 status=0
 ./target/release/loadgen run "$profile" --summary-json "$summary" || status=$?
 echo "summary as JSON: $summary (see .resources)"
