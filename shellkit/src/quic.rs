@@ -89,6 +89,9 @@ pub fn transport(idle: Duration) -> TransportConfig {
         .crypto_buffer_size(CRYPTO_BUFFER)
         .datagram_receive_buffer_size(None)
         .mtu_discovery_config(None)
+        // A session's frames are small: sending in batches (GSO) only makes each
+        // connection keep a send buffer of several datagrams.
+        .enable_segmentation_offload(false)
         .max_idle_timeout(IdleTimeout::try_from(idle).ok())
         .keep_alive_interval(Some(idle / 2));
     t

@@ -48,8 +48,9 @@ pub struct Quic {
     socket: UdpSocket,
     endpoint: Endpoint,
     config: ClientConfig,
-    /// Connections by handle (the endpoint's slab index).
-    conns: Vec<Option<Entry>>,
+    /// Connections by handle (the endpoint's slab index), boxed: a connection's state
+    /// is ~6 KB, and the vector's spare capacity should not cost that much per slot.
+    conns: Vec<Option<Box<Entry>>>,
     timers: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Connections with something new to send or report.
     touched: Vec<usize>,
@@ -102,18 +103,18 @@ impl Quic {
         if self.conns.len() <= h {
             self.conns.resize_with(h + 1, || None);
         }
-        self.conns[h] = Some(Entry {
+        self.conns[h] = Some(Box::new(Entry {
             conn,
             slot: Some(slot),
             stream: None,
             timer: None,
-        });
+        }));
         self.touched.push(h);
         Ok(h)
     }
 
     fn entry(&mut self, h: usize) -> Option<&mut Entry> {
-        self.conns.get_mut(h).and_then(Option::as_mut)
+        self.conns.get_mut(h).and_then(Option::as_deref_mut)
     }
 
     /// Reads from the session's stream like a non-blocking socket: `WouldBlock` when
@@ -344,3 +345,4 @@ fn lost_kind(reason: &quinn_proto::ConnectionError) -> &'static str {
         E::CidsExhausted => "quic_cids",
     }
 }
+
