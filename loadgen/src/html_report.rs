@@ -454,6 +454,13 @@ pub fn render(report: &RunReport) -> String {
     }
     body.push_str("</table>");
     crate::transport_stats::TransportReport::html(&report.transports, &mut body);
+    if !report.network.is_empty() {
+        body.push_str("<h2>Network</h2><ul>");
+        for line in &report.network {
+            let _ = write!(body, "<li>{}</li>", html_escape::encode_text(line));
+        }
+        body.push_str("</ul>");
+    }
 
     body.push_str("<h2>Over time</h2>");
     figure(

@@ -9,6 +9,7 @@ pub mod hlog;
 pub mod hostile;
 pub mod html_report;
 pub mod limit_report;
+pub mod network;
 pub mod profile;
 pub mod prom;
 pub mod promises;

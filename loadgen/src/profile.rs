@@ -35,6 +35,13 @@ pub struct Profile {
     /// `loadgen/src/faults.rs`): `- { kill: gateway-0, at: 15s, down_for: 3s }`.
     #[serde(default)]
     pub faults: Vec<crate::faults::Fault>,
+    /// Weak networks for shares of users (see `loadgen/src/network.rs`): loss, added
+    /// delay and jitter, a bandwidth cap, reordering and a network change mid-session,
+    /// e.g. `- { name: weak, share: 0.5, loss_percent: 2, delay: 100ms }`. Applied to
+    /// QUIC users' datagrams in the load generator; TCP users are not impaired (the
+    /// summary says so), and a network change makes a TCP user reconnect.
+    #[serde(default)]
+    pub network: Vec<crate::network::Condition>,
     /// Seed for every random choice of the run (phases, opens): same seed, same run.
     #[serde(default = "default_seed")]
     pub seed: u64,

@@ -61,6 +61,9 @@ pub struct RunReport {
     /// The honest users' figures by transport, when the run's users use QUIC (empty
     /// otherwise).
     pub transports: BTreeMap<&'static str, crate::transport_stats::TransportReport>,
+    /// The profile's network conditions and what the run could not apply (see
+    /// `crate::network::describe`).
+    pub network: Vec<String>,
     /// Requests (answered or failed) by worker; they sum to `requests`.
     pub requests_by_worker: Vec<u64>,
     pub requests: u64,
@@ -241,6 +244,7 @@ impl RunReport {
             users_connected: summary.users_connected,
             sessions_by_gateway: summary.hellos_by_gateway.clone(),
             transports: crate::transport_stats::TransportReport::of_run(summary, duration_s),
+            network: Vec::new(),
             requests_by_worker: cost.requests_by_worker,
             requests: summary.requests(),
             resources: cost.resources,
@@ -365,6 +369,9 @@ impl RunReport {
             self.requests_by_worker.len()
         );
         crate::transport_stats::TransportReport::lines(&self.transports, &mut out);
+        for line in &self.network {
+            let _ = writeln!(out, "network: {line}");
+        }
         if let Some(r) = &self.resources {
             let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
             let _ = writeln!(

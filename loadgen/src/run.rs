@@ -294,7 +294,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         requests_by_worker,
         resources: tracker.report(),
     };
-    let report = RunReport::build(
+    let mut report = RunReport::build(
         &name,
         &summary,
         duration,
@@ -303,6 +303,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         audit,
         cost,
     );
+    report.network = crate::network::describe(&profile.network, &profile.behaviour.transport);
     print!("{}", report.table());
     let json = serde_json::to_vec_pretty(&report)?;
     for path in opts

@@ -21,6 +21,13 @@ pub struct TransportStats {
     pub drops: u64,
     /// Users that established a session over this transport.
     pub users_connected: u64,
+    /// Sessions online when their user's network changed, and those of them lost
+    /// (dropped afterwards, or, over TCP, at once: the user reconnects).
+    pub network_changes: u64,
+    pub sessions_lost_to_change: u64,
+    /// Datagrams the gateways sent to a client's new address after its network
+    /// changed: the QUIC connections migrated.
+    pub datagrams_to_new_address: u64,
 }
 
 /// [`TransportStats`] on its way from a worker: histograms in HdrHistogram's V2 format.
@@ -30,6 +37,9 @@ pub struct WireTransportStats {
     connected: u64,
     drops: u64,
     users_connected: u64,
+    network_changes: u64,
+    sessions_lost_to_change: u64,
+    datagrams_to_new_address: u64,
 }
 
 impl TransportStats {
@@ -59,6 +69,9 @@ impl TransportStats {
         self.connected += other.connected;
         self.drops += other.drops;
         self.users_connected += other.users_connected;
+        self.network_changes += other.network_changes;
+        self.sessions_lost_to_change += other.sessions_lost_to_change;
+        self.datagrams_to_new_address += other.datagrams_to_new_address;
     }
 
     /// Starts the next interval; `connected` is a level and stays.
@@ -69,6 +82,9 @@ impl TransportStats {
         }
         self.drops = 0;
         self.users_connected = 0;
+        self.network_changes = 0;
+        self.sessions_lost_to_change = 0;
+        self.datagrams_to_new_address = 0;
     }
 
     pub fn to_wire(&self) -> Result<WireTransportStats, WireError> {
@@ -81,6 +97,9 @@ impl TransportStats {
             connected: self.connected,
             drops: self.drops,
             users_connected: self.users_connected,
+            network_changes: self.network_changes,
+            sessions_lost_to_change: self.sessions_lost_to_change,
+            datagrams_to_new_address: self.datagrams_to_new_address,
         })
     }
 
@@ -96,6 +115,9 @@ impl TransportStats {
         s.connected = w.connected;
         s.drops = w.drops;
         s.users_connected = w.users_connected;
+        s.network_changes = w.network_changes;
+        s.sessions_lost_to_change = w.sessions_lost_to_change;
+        s.datagrams_to_new_address = w.datagrams_to_new_address;
         Ok(s)
     }
 }
@@ -117,6 +139,11 @@ pub struct TransportReport {
     pub requests: u64,
     pub errors: u64,
     pub error_rate: f64,
+    /// Sessions online when their user's network changed, and those that survived it.
+    pub network_changes: u64,
+    pub sessions_kept_through_change: u64,
+    /// Datagrams the gateways sent to clients' new addresses (QUIC migrations).
+    pub datagrams_to_new_address: u64,
     /// The operations its users made (those with any answer or error).
     pub ops: BTreeMap<&'static str, OpReport>,
 }
@@ -137,6 +164,11 @@ impl TransportReport {
                     requests,
                     errors: t.errors(),
                     error_rate: t.errors() as f64 / requests.max(1) as f64,
+                    network_changes: t.network_changes,
+                    sessions_kept_through_change: t
+                        .network_changes
+                        .saturating_sub(t.sessions_lost_to_change),
+                    datagrams_to_new_address: t.datagrams_to_new_address,
                     ops: OPS
                         .iter()
                         .filter(|op| t.count(**op) + t.ops[**op as usize].errors > 0)
@@ -164,6 +196,13 @@ impl TransportReport {
                 t.requests,
                 t.error_rate * 100.0
             );
+            if t.network_changes > 0 {
+                let _ = write!(
+                    out,
+                    "; network changed under {} sessions, {} kept",
+                    t.network_changes, t.sessions_kept_through_change
+                );
+            }
             for op in ["connect", "hello", "shake", "open"] {
                 if let Some(r) = t.ops.get(op) {
                     let _ = write!(out, "; {op} p50 {:.3} p99 {:.3} ms", r.p50_ms, r.p99_ms);
@@ -199,5 +238,14 @@ impl TransportReport {
             }
         }
         body.push_str("</table>");
+        for (name, t) in transports {
+            if t.network_changes > 0 {
+                let _ = write!(
+                    body,
+                    "<p>{name}: the network changed under {} sessions; {} kept their session through it.</p>",
+                    t.network_changes, t.sessions_kept_through_change
+                );
+            }
+        }
     }
 }

@@ -150,3 +150,48 @@ thresholds:
         "{stdout}"
     );
 }
+
+/// Every QUIC user is on a lossy, slow link (5 % loss and 20 ms each way), and halfway
+/// through every user's network changes (a new port): each session survives both, and
+/// the gateways answered at the new addresses (the connections migrated).
+#[test]
+fn quic_sessions_survive_loss_and_a_network_change() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("timeline.yaml"), TIMELINE).unwrap();
+    let data = dir.path().join("data");
+    let profile = format!(
+        "
+target:
+  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: 16900, countdown: 1s, settle: 1s }}
+users: 40
+stages:
+  - {{ duration: 1s, target: 40 }}
+  - {{ duration: 7s, target: 40 }}
+behaviour:
+  shake_rate: 2
+  open_probability: 1
+  request_timeout: 5s
+  transport: quic
+network:
+  - {{ name: lossy, loss_percent: 5, delay: 20ms, jitter: 5ms, reorder_percent: 2, change_at: 4s }}
+thresholds:
+  - 'errors: count == 0'
+",
+        data.display()
+    );
+    let (report, stdout) = common::run_loadgen(dir.path(), &profile, &[]);
+    let quic = &report["transports"]["quic"];
+    let n = |k: &str| quic[k].as_u64().unwrap_or_else(|| panic!("{k}: {quic}"));
+    assert_eq!(n("users_connected"), 40, "{stdout}");
+    assert_eq!(n("network_changes"), 40, "{stdout}");
+    assert_eq!(n("sessions_kept_through_change"), 40, "{stdout}");
+    assert_eq!(n("connection_drops"), 0, "{stdout}");
+    assert!(n("datagrams_to_new_address") > 0, "no migration\n{stdout}");
+    // Every user shook more than once, through the loss.
+    assert!(
+        quic["ops"]["shake"]["count"].as_u64().unwrap() > 80,
+        "{stdout}"
+    );
+    assert!(report["audit"]["violations"].as_array().unwrap().is_empty());
+    assert!(stdout.contains("network: lossy"), "{stdout}");
+}

@@ -36,6 +36,8 @@ pub struct Shared<'a> {
     pub friends: &'a mut super::friends::Friends,
     /// The worker's QUIC endpoint, when any of its users goes over QUIC.
     pub quic: &'a mut Option<Quic>,
+    /// The profile's network conditions.
+    pub network: &'a crate::network::Network,
 }
 
 impl Shared<'_> {
@@ -107,6 +109,9 @@ pub struct Client {
     ever_connected: bool,
     /// Connects over QUIC (the worker's endpoint) rather than TCP.
     quic: bool,
+    /// The session was online when the user's network changed, and has not been lost
+    /// since: whether it survives the change is counted when it ends.
+    changed: bool,
 }
 
 impl Client {
@@ -150,6 +155,7 @@ impl Client {
             ever_connected: false,
             quic: sh.quic.is_some()
                 && sh.profile.behaviour.transport.of(user, sh.profile.seed) == Transport::Quic,
+            changed: false,
         };
         client.schedule(start, slot, sh);
         Some(client)
@@ -226,9 +232,16 @@ impl Client {
         let index = (home_gateway(self.core.user(), n) + self.attempt as usize) % n;
         self.gateway = index as u16;
         let connected = match sh.quic.as_mut().filter(|_| self.quic) {
-            Some(q) => q
-                .connect(sh.gateways[index], slot, std::time::Instant::now())
-                .map(Wire::Quic),
+            Some(q) => {
+                let condition = sh.network.condition_of(self.core.user(), sh.profile.seed);
+                q.connect(
+                    sh.gateways[index],
+                    slot,
+                    condition,
+                    std::time::Instant::now(),
+                )
+                .map(Wire::Quic)
+            }
             None => dial(sh.gateways[index], self.core.user()).and_then(|mut s| {
                 sh.registry.register(
                     &mut s,
@@ -362,6 +375,36 @@ impl Client {
         }
     }
 
+    /// The user's network changes now (a new address and port). A QUIC connection
+    /// migrates and keeps its session; a TCP connection cannot, so the user reconnects
+    /// (and a request in flight is lost).
+    pub fn change_network(&mut self, slot: u32, now: Duration, sh: &mut Shared) {
+        sh.stats.recording = self.transport();
+        let Socket::Online(wire) = &self.socket else {
+            return;
+        };
+        if let Some(part) = sh.stats.transport_part() {
+            part.network_changes += 1;
+        }
+        match wire {
+            Wire::Quic(h) => {
+                let h = *h;
+                if sh.quic.as_mut().is_some_and(|q| q.change_network(h)) {
+                    self.changed = true;
+                }
+            }
+            Wire::Tcp(_) => {
+                if let Some(part) = sh.stats.transport_part() {
+                    part.sessions_lost_to_change += 1;
+                }
+                if self.in_flight() {
+                    self.core.failed("network_change", sh.stats);
+                }
+                self.lose(slot, now, sh, false);
+            }
+        }
+    }
+
     /// Lets go of the connection, whatever it runs over.
     fn hang_up(&mut self, sh: &mut Shared) {
         let socket = std::mem::replace(&mut self.socket, Socket::Offline);
@@ -485,6 +528,11 @@ impl Client {
     /// The connection is gone (closed, timed out, refused): reconnect after a backoff.
     fn lose(&mut self, slot: u32, now: Duration, sh: &mut Shared, drop: bool) {
         self.core.disconnected(sh.stats);
+        if std::mem::take(&mut self.changed) && drop {
+            if let Some(part) = sh.stats.transport_part() {
+                part.sessions_lost_to_change += 1;
+            }
+        }
         if matches!(self.socket, Socket::Online(_)) {
             sh.stats.connected -= 1;
             if drop {

@@ -17,9 +17,11 @@ mod quic;
 
 pub use client::{home_gateway, mix};
 
+use crate::network::Network;
 use crate::profile::Profile;
 use crate::segment::Segment;
 use crate::stats::{Summary, WireError, WireSummary};
+use crate::transport::Transport;
 use client::{Client, Shared};
 use clock::{Alarm, Deadlines, RunClock, Timeouts};
 use mio::unix::SourceFd;
@@ -69,6 +71,8 @@ pub struct WorkerConfig {
 const ALARM: Token = Token(usize::MAX - 1);
 const STOP: Token = Token(usize::MAX - 2);
 const QUIC: Token = Token(usize::MAX - 3);
+/// The second QUIC socket, which connections whose network changed send from.
+const QUIC_MOVED: Token = Token(usize::MAX - 4);
 
 /// QUIC's idle timeout for a profile's users: past the gateway's own heartbeat timeout
 /// for them (three heartbeat intervals, at least 30 s), so that the session's deadline,
@@ -90,10 +94,23 @@ fn quic_endpoint(
         Some(SocketAddr::V6(_)) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         _ => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
     };
-    let mut quic = Quic::new(any, client).map_err(WorkerError::Poll)?;
+    let network = Network::new(config.profile.network.clone());
+    let mut quic = Quic::new(
+        any,
+        client,
+        network,
+        config.profile.seed ^ config.segment.index,
+    )
+    .map_err(WorkerError::Poll)?;
+    let (first, second) = quic.sockets();
     registry
-        .register(quic.socket(), QUIC, Interest::READABLE)
+        .register(first, QUIC, Interest::READABLE)
         .map_err(WorkerError::Poll)?;
+    if let Some(second) = second {
+        registry
+            .register(second, QUIC_MOVED, Interest::READABLE)
+            .map_err(WorkerError::Poll)?;
+    }
     Ok(Some(quic))
 }
 
@@ -110,6 +127,16 @@ fn pump_quic(clients: &mut [Client], now: Duration, sh: &mut Shared) {
             if let Some(client) = clients.get_mut(slot as usize) {
                 client.on_quic(slot, event, now, sh);
             }
+        }
+    }
+}
+
+/// Moves the count of datagrams that reached changed addresses into the QUIC figures.
+fn take_migrations(sh: &mut Shared) {
+    if let Some(q) = sh.quic.as_mut() {
+        let n = std::mem::take(&mut q.received_moved);
+        if let Some(part) = sh.stats.by_transport.get_mut(Transport::Quic as usize) {
+            part.datagrams_to_new_address += n;
         }
     }
 }
@@ -169,7 +196,9 @@ pub fn run(
     let auth = config.auth.clone();
     let mut friends = friends::Friends::new(&config.profile, config.segment);
     let mut quic = quic_endpoint(&config, &registry)?;
+    let network = Network::new(config.profile.network.clone());
     let mut sh = Shared {
+        network: &network,
         quic: &mut quic,
         friends: &mut friends,
         registry: &registry,
@@ -181,14 +210,20 @@ pub fn run(
         finished: 0,
     };
     let mut clients = Vec::with_capacity(config.segment.len(config.profile.users) as usize);
+    let mut changes: Vec<(Duration, u32)> = Vec::new();
     for user in config.segment.users(config.profile.users) {
         let slot = clients.len() as u32;
         if let Some(c) = Client::new(user, slot, &auth, &mut sh) {
             sh.friends.enroll(user, slot);
             clients.push(c);
+            if let Some(at) = network.change_of(user, config.profile.seed) {
+                changes.push((at, slot));
+            }
         }
     }
     clients.shrink_to_fit();
+    // Network changes, latest first (popped from the end as they come due).
+    changes.sort_unstable_by(|a, b| b.cmp(a));
 
     let mut events = Events::with_capacity(1024);
     let mut next_report = config.report_every;
@@ -222,11 +257,21 @@ pub fn run(
                 client.on_wake(slot, clock.now(), &mut sh);
             }
         }
+        while changes.last().is_some_and(|(at, _)| *at <= now) {
+            if let Some((_, slot)) = changes.pop() {
+                if let Some(client) = clients.get_mut(slot as usize) {
+                    client.change_network(slot, clock.now(), &mut sh);
+                }
+            }
+        }
         if let Some(q) = sh.quic.as_mut() {
             q.on_timers(std::time::Instant::now());
         }
-        pump_quic(&mut clients, now, &mut sh);
+        // The clock moves on while clients act: each later call is given a later time,
+        // as the request deadlines (one queue, in order) need.
+        pump_quic(&mut clients, clock.now(), &mut sh);
         if now >= next_report {
+            take_migrations(&mut sh);
             sh.stats.accrue_tier_time(now - last_report);
             last_report = now;
             report(sh.stats, false)?;
@@ -256,6 +301,7 @@ pub fn run(
             sh.deadlines.next(),
             sh.timeouts.peek().map(|(at, _)| at),
             quic_wake(sh.quic, now),
+            changes.last().map(|(at, _)| *at),
         ]
         .into_iter()
         .flatten()
@@ -268,7 +314,7 @@ pub fn run(
             match event.token() {
                 ALARM => alarm.fired(),
                 STOP => stopping |= stopped_now(stop),
-                QUIC => {
+                QUIC | QUIC_MOVED => {
                     if let Some(q) = sh.quic.as_mut() {
                         q.receive(std::time::Instant::now());
                     }
@@ -294,7 +340,8 @@ pub fn run(
     }
     // The closes go out before the worker exits, so the gateways end those sessions now
     // rather than at their idle timeout.
-    pump_quic(&mut clients, now, &mut sh);
+    pump_quic(&mut clients, clock.now(), &mut sh);
+    take_migrations(&mut sh);
     report(sh.stats, true)
 }
 

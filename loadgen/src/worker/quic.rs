@@ -6,13 +6,23 @@
 //! read and written by the client exactly as its TCP socket would be
 //! ([`Quic::read`], [`Quic::write`]); what happens underneath (handshakes, losses,
 //! acknowledgements, timers) comes back to the clients as [`QuicEvent`]s.
+//!
+//! Weak networks are emulated here, on the datagrams themselves: a connection whose
+//! user is on one of the profile's conditions ([`crate::network`]) has each datagram
+//! it sends and receives lost or held until its delivery time; a network change sends
+//! its datagrams from a second socket (another port) from then on, which the gateway
+//! sees as the client's address changing: the connection migrates.
 
+use crate::network::{Link, Network};
 use bytes::{Bytes, BytesMut};
 use mio::net::UdpSocket;
+use quinn_proto::ConnectionEvent;
 use quinn_proto::{
     ClientConfig, Connection, ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig,
     Event, ReadError, StreamEvent, StreamId, VarInt, WriteError,
 };
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -41,6 +51,49 @@ struct Entry {
     /// The timer armed in the heap for this connection; heap entries for other times
     /// are stale.
     timer: Option<Instant>,
+    /// The network condition its user is on (index into the profile's), and its link
+    /// each way.
+    condition: Option<u16>,
+    up: Link,
+    down: Link,
+    /// Its network changed: it sends from the second socket.
+    moved: bool,
+}
+
+/// A datagram on its way through an emulated link.
+enum Carried {
+    /// To the gateway, from the first or (after a network change) second socket.
+    Out {
+        datagram: Vec<u8>,
+        to: SocketAddr,
+        moved: bool,
+    },
+    /// From the gateway, to its connection.
+    In { h: usize, event: ConnectionEvent },
+}
+
+/// Datagrams held by emulated links, by delivery time (then order of arrival).
+struct InFlight {
+    at: Instant,
+    seq: u64,
+    carried: Carried,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// A worker's QUIC endpoint and its connections.
@@ -60,20 +113,47 @@ pub struct Quic {
     send_buf: Vec<u8>,
     /// Datagrams the socket refused to take (queue full): QUIC resends them as losses.
     pub send_dropped: u64,
+    /// The second socket, for connections whose network changed.
+    moved_socket: Option<UdpSocket>,
+    /// Datagrams the gateways sent to the second socket: they saw the new address
+    /// (the connections migrated). Taken by each report.
+    pub received_moved: u64,
+    network: Network,
+    rng: SmallRng,
+    in_flight: BinaryHeap<Reverse<InFlight>>,
+    seq: u64,
+    /// The zero of the emulated links' clocks.
+    origin: Instant,
 }
 
 /// The kernel buffers of the worker's one UDP socket, which all its connections share.
 const SOCKET_BUFFER: usize = 8 << 20;
 
 impl Quic {
-    /// A QUIC endpoint on an ephemeral UDP port of `bind` that trusts what `config` does.
-    pub fn new(bind: SocketAddr, config: ClientConfig) -> io::Result<Quic> {
-        let socket = UdpSocket::bind(bind)?;
-        use nix::sys::socket::{setsockopt, sockopt};
-        // Best effort: the kernel caps both at its own maximum.
-        let _ = setsockopt(&socket, sockopt::RcvBuf, &SOCKET_BUFFER);
-        let _ = setsockopt(&socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    /// A QUIC endpoint on an ephemeral UDP port of `bind` that trusts what `config` does,
+    /// emulating `network` for the users on its conditions (a second socket is opened
+    /// when any of them changes networks).
+    pub fn new(
+        bind: SocketAddr,
+        config: ClientConfig,
+        network: Network,
+        seed: u64,
+    ) -> io::Result<Quic> {
+        let socket = udp_socket(bind)?;
+        let changes = network.conditions.iter().any(|c| c.change_at.is_some());
+        let moved_socket = if changes {
+            Some(udp_socket(bind)?)
+        } else {
+            None
+        };
         Ok(Quic {
+            moved_socket,
+            received_moved: 0,
+            network,
+            rng: SmallRng::seed_from_u64(seed),
+            in_flight: BinaryHeap::new(),
+            seq: 0,
+            origin: Instant::now(),
             socket,
             endpoint: Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None),
             config,
@@ -87,13 +167,34 @@ impl Quic {
         })
     }
 
-    /// The socket, to register with the worker's poll.
-    pub fn socket(&mut self) -> &mut UdpSocket {
-        &mut self.socket
+    /// The sockets, to register with the worker's poll: the first, and the second when
+    /// the profile changes networks.
+    pub fn sockets(&mut self) -> (&mut UdpSocket, Option<&mut UdpSocket>) {
+        (&mut self.socket, self.moved_socket.as_mut())
     }
 
-    /// Starts a connection to `gateway` for the client in `slot`.
-    pub fn connect(&mut self, gateway: SocketAddr, slot: u32, now: Instant) -> io::Result<usize> {
+    /// The client's network changes: its connection sends from the second socket (a
+    /// new port) from now on. False when there is no second socket or no connection.
+    pub fn change_network(&mut self, h: usize) -> bool {
+        let has_socket = self.moved_socket.is_some();
+        match self.entry(h) {
+            Some(e) if has_socket => {
+                e.moved = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a connection to `gateway` for the client in `slot`, whose user is on
+    /// network condition `condition` (`None`: a clear network).
+    pub fn connect(
+        &mut self,
+        gateway: SocketAddr,
+        slot: u32,
+        condition: Option<usize>,
+        now: Instant,
+    ) -> io::Result<usize> {
         let name = shellkit::quic::server_name(&gateway);
         let (ch, conn) = self
             .endpoint
@@ -108,6 +209,10 @@ impl Quic {
             slot: Some(slot),
             stream: None,
             timer: None,
+            condition: condition.and_then(|c| u16::try_from(c).ok()),
+            up: Link::default(),
+            down: Link::default(),
+            moved: false,
         }));
         self.touched.push(h);
         Ok(h)
@@ -173,42 +278,103 @@ impl Quic {
         }
     }
 
-    /// Reads every datagram waiting on the socket into its connection.
+    /// Reads every datagram waiting on the sockets into its connection (through its
+    /// emulated link, if it has one).
     pub fn receive(&mut self, now: Instant) {
+        self.receive_from(false, now);
+        if self.moved_socket.is_some() {
+            self.receive_from(true, now);
+        }
+    }
+
+    fn receive_from(&mut self, moved: bool, now: Instant) {
         loop {
-            let (n, from) = match self.socket.recv_from(&mut self.recv_buf) {
+            let socket = match (moved, &self.moved_socket) {
+                (true, Some(s)) => s,
+                _ => &self.socket,
+            };
+            let (n, from) = match socket.recv_from(&mut self.recv_buf) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
             };
+            self.received_moved += u64::from(moved);
             let data = BytesMut::from(&self.recv_buf[..n]);
             let mut response = Vec::new();
             match self
                 .endpoint
                 .handle(now, from, None, None, data, &mut response)
             {
-                Some(DatagramEvent::ConnectionEvent(ch, event)) => {
-                    if let Some(e) = self.entry(ch.0) {
-                        e.conn.handle_event(event);
-                        self.touched.push(ch.0);
-                    }
-                }
+                Some(DatagramEvent::ConnectionEvent(ch, event)) => self.arrive(ch.0, event, n, now),
                 Some(DatagramEvent::Response(t)) => {
-                    self.send(&response[..t.size], t.destination);
+                    self.send(&response[..t.size], t.destination, moved);
                 }
                 // A client endpoint takes no connections.
                 Some(DatagramEvent::NewConnection(incoming)) => {
                     let mut buf = Vec::new();
                     let t = self.endpoint.refuse(incoming, &mut buf);
-                    self.send(&buf[..t.size], t.destination);
+                    self.send(&buf[..t.size], t.destination, moved);
                 }
                 None => {}
             }
         }
     }
 
-    /// Runs the timers that are due.
+    /// A datagram for connection `h` (of `bytes`) came in: to the connection now, or
+    /// through its emulated link.
+    fn arrive(&mut self, h: usize, event: ConnectionEvent, bytes: usize, now: Instant) {
+        let since = now.duration_since(self.origin);
+        let Some(e) = self.conns.get_mut(h).and_then(Option::as_deref_mut) else {
+            return;
+        };
+        let Some(c) = e
+            .condition
+            .and_then(|c| self.network.conditions.get(c as usize))
+        else {
+            e.conn.handle_event(event);
+            self.touched.push(h);
+            return;
+        };
+        if let Some(at) = e.down.pass(c, bytes, since, &mut self.rng) {
+            let at = self.origin + at;
+            self.hold(at, Carried::In { h, event });
+        }
+    }
+
+    fn hold(&mut self, at: Instant, carried: Carried) {
+        self.seq += 1;
+        self.in_flight.push(Reverse(InFlight {
+            at,
+            seq: self.seq,
+            carried,
+        }));
+    }
+
+    /// Delivers what the emulated links hold that is due.
+    fn deliver(&mut self, now: Instant) {
+        while self.in_flight.peek().is_some_and(|f| f.0.at <= now) {
+            let Some(Reverse(f)) = self.in_flight.pop() else {
+                break;
+            };
+            match f.carried {
+                Carried::Out {
+                    datagram,
+                    to,
+                    moved,
+                } => self.send(&datagram, to, moved),
+                Carried::In { h, event } => {
+                    if let Some(e) = self.entry(h) {
+                        e.conn.handle_event(event);
+                        self.touched.push(h);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the timers that are due, and delivers what the emulated links hold.
     pub fn on_timers(&mut self, now: Instant) {
+        self.deliver(now);
         while let Some(Reverse((at, h))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -224,17 +390,20 @@ impl Quic {
         }
     }
 
-    /// When the next connection timer is due.
+    /// When the next connection timer or emulated delivery is due.
     pub fn next_timer(&mut self) -> Option<Instant> {
+        let held = self.in_flight.peek().map(|f| f.0.at);
         while let Some(Reverse((at, h))) = self.timers.peek().copied() {
             match self.conns.get(h).and_then(Option::as_ref) {
-                Some(e) if e.timer == Some(at) => return Some(at),
+                Some(e) if e.timer == Some(at) => {
+                    return Some(held.map_or(at, |d| d.min(at)));
+                }
                 _ => {
                     self.timers.pop();
                 }
             }
         }
-        None
+        held
     }
 
     /// Sends what the touched connections have to send, hands their endpoint events
@@ -271,7 +440,7 @@ impl Quic {
                 break;
             };
             let buf = std::mem::take(&mut self.send_buf);
-            self.send(&buf[..t.size], t.destination);
+            self.emit(&mut e, &buf[..t.size], t.destination, now);
             self.send_buf = buf;
         }
         if drained {
@@ -317,9 +486,33 @@ impl Quic {
         }
     }
 
-    fn send(&mut self, datagram: &[u8], to: SocketAddr) {
+    /// A datagram a connection sends: out now, or through its emulated link.
+    fn emit(&mut self, e: &mut Entry, datagram: &[u8], to: SocketAddr, now: Instant) {
+        let moved = e.moved;
+        let Some(c) = e
+            .condition
+            .and_then(|c| self.network.conditions.get(c as usize))
+        else {
+            return self.send(datagram, to, moved);
+        };
+        let since = now.duration_since(self.origin);
+        if let Some(at) = e.up.pass(c, datagram.len(), since, &mut self.rng) {
+            let carried = Carried::Out {
+                datagram: datagram.to_vec(),
+                to,
+                moved,
+            };
+            self.hold(self.origin + at, carried);
+        }
+    }
+
+    fn send(&mut self, datagram: &[u8], to: SocketAddr, moved: bool) {
+        let socket = match (moved, &self.moved_socket) {
+            (true, Some(s)) => s,
+            _ => &self.socket,
+        };
         loop {
-            match self.socket.send_to(datagram, to) {
+            match socket.send_to(datagram, to) {
                 Ok(_) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
@@ -346,3 +539,12 @@ fn lost_kind(reason: &quinn_proto::ConnectionError) -> &'static str {
     }
 }
 
+/// A non-blocking UDP socket on `bind` with large kernel buffers (best effort: the
+/// kernel caps them at its own maximum).
+fn udp_socket(bind: SocketAddr) -> io::Result<UdpSocket> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let socket = UdpSocket::bind(bind)?;
+    let _ = setsockopt(&socket, sockopt::RcvBuf, &SOCKET_BUFFER);
+    let _ = setsockopt(&socket, sockopt::SndBuf, &SOCKET_BUFFER);
+    Ok(socket)
+}
