@@ -341,7 +341,13 @@ impl Quic {
         }
     }
 
+    /// Holds a datagram until `at`, rounded up to the next whole millisecond of the
+    /// links' clock: datagrams due close together go out in one wake-up of the worker,
+    /// and no delay is shortened.
     fn hold(&mut self, at: Instant, carried: Carried) {
+        let since = at.saturating_duration_since(self.origin).as_nanos();
+        let ms = since.div_ceil(1_000_000) as u64;
+        let at = self.origin + std::time::Duration::from_millis(ms);
         self.seq += 1;
         self.in_flight.push(Reverse(InFlight {
             at,
