@@ -14,13 +14,15 @@ For each of --runs rounds, on this machine, one after the other:
    p50/p99/p99.9 (from intended send times, as always), the generator's send lag, the
    worker's CPU per request.
 4. echo at that same request rate per connection: its CPU per request and latency.
+5. (with --quic) shakes saturated as in 2, every user over QUIC: decided shakes/s over
+   QUIC against step 2's over TCP, and the CPU per decided shake of each part.
 
 Printed per round and as min / median / max over the rounds: shakes / echo (goal at
 least 0.8), the generator's CPU per request / the echo client's at saturation and at
 half (goal at most 1), and the half-capacity latencies (goal p99 <= 1 ms, p99.9 <= 5 ms).
 Every durable step stays on: a win is recorded (fsync) before its reply.
 
-    bench/shakes.py [--runs 3] [--users 2000] [--seconds 10]
+    bench/shakes.py [--runs 3] [--users 2000] [--seconds 10] [--quic]
 """
 
 import argparse
@@ -109,7 +111,7 @@ def echo(users, rate, seconds, port):
             s.wait()
 
 
-def shakes(users, rate, seconds, port, name):
+def shakes(users, rate, seconds, port, name, transport="tcp"):
     data = ROOT / "data" / f"bench-shakes-{name}"
     shutil.rmtree(data, ignore_errors=True)  # sut_up waits for a fresh manifest
     data.mkdir(parents=True)
@@ -125,6 +127,7 @@ target:
   addresses:
     gateways: {json.dumps(gateways)}
     auth_key_file: {data / "auth.key"}
+    quic_cert: {data / "quic-cert.pem"}
 users: {users}
 stages:
   - {{ duration: 1s, target: {users} }}
@@ -134,6 +137,7 @@ behaviour:
   open_probability: 0.9
   heartbeat_interval: 60s
   request_timeout: 30s
+  transport: {transport}
 """)
         run = subprocess.Popen([str(LOADGEN), "run", str(profile), "--workers", "1",
                                 "--summary-json", str(summary)],
@@ -178,7 +182,17 @@ def one_round(a, k):
     half_rate = sat["decided_per_s"] / 2 / a.users
     half = shakes(a.users, round(half_rate, 3), a.seconds, port + 100, f"half{k}")
     echo_half = echo(a.users, half_rate, a.seconds, port)
-    return {
+    quic = {}
+    if a.quic:
+        q = shakes(a.users, 200, a.seconds, port + 100, f"quic{k}", "quic")
+        quic = {
+            "QUIC: decided shakes/s, saturated": q["decided_per_s"],
+            "QUIC / TCP decided shakes/s": q["decided_per_s"] / sat["decided_per_s"],
+            "QUIC: CPU us per decided shake": " ".join(
+                f"{k} {v * 1e6 / max(1.0, q['decided_per_s']):.1f}" for k, v in q["cores"].items()),
+            "QUIC: errors": f"{q['errors']}",
+        }
+    return quic | {
         "echo requests/s": echo_sat["requests_per_s"],
         "decided shakes/s": sat["decided_per_s"],
         "shakes / echo": sat["decided_per_s"] / echo_sat["requests_per_s"],
@@ -212,6 +226,8 @@ def main():
     ap.add_argument("--users", type=int, default=2000)
     ap.add_argument("--seconds", type=int, default=10, help="measured seconds per step")
     ap.add_argument("--port", type=int, default=19000)
+    ap.add_argument("--quic", action="store_true",
+                    help="also the saturated shake path with every user over QUIC")
     a = ap.parse_args()
     if a.runs < 1 or a.users < 1 or a.seconds < 1:
         sys.exit("--runs, --users and --seconds must each be at least 1")

@@ -38,6 +38,11 @@ pub const METRICS: &[(&str, &str)] = &[
     ("loadgen_threshold_passing", "gauge"),
     ("loadgen_latency_seconds", "histogram"),
     ("loadgen_send_lag_seconds", "histogram"),
+    ("loadgen_transport_requests_total", "counter"),
+    ("loadgen_transport_latency_seconds", "histogram"),
+    ("loadgen_transport_connected_users", "gauge"),
+    ("loadgen_transport_connection_drops_total", "counter"),
+    ("loadgen_network_changes_total", "counter"),
     ("loadgen_hostile_users", "gauge"),
     ("loadgen_hostile_connections_total", "counter"),
     ("loadgen_hostile_frames_sent_total", "counter"),
@@ -191,6 +196,8 @@ impl Collector for SummaryCollector {
         )?;
         encode_hdr(&s.send_lag.latency, e)?;
 
+        encode_transports(&s, &mut encoder)?;
+
         let e = encoder.encode_descriptor(
             "loadgen_target_users",
             "Connected users the profile's stages ask for now",
@@ -292,6 +299,79 @@ fn encode_hostile(h: &HostileFigures, encoder: &mut DescriptorEncoder) -> std::f
             ConstCounter::new(*n).encode(
                 e.encode_family(&[("attack", attack.as_str()), ("code", code.as_str())])?,
             )?;
+        }
+    }
+    Ok(())
+}
+
+/// The figures by transport (series only when the run's users use QUIC; the families
+/// are always described, so a dashboard's queries always find them).
+fn encode_transports(s: &Summary, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    use crate::transport::Transport;
+    let parts: Vec<_> = s.by_transport.iter().zip(Transport::ALL).collect();
+    let mut e = encoder.encode_descriptor(
+        "loadgen_transport_requests",
+        "Requests by transport (tcp, quic), operation and result, when the run uses QUIC",
+        None,
+        MetricType::Counter,
+    )?;
+    for (part, t) in &parts {
+        for op in OPS {
+            let o = &part.ops[op as usize];
+            for (result, n) in [("ok", o.latency.len()), ("error", o.errors)] {
+                let labels = [
+                    ("transport", t.name()),
+                    ("op", op.name()),
+                    ("result", result),
+                ];
+                ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
+            }
+        }
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_transport_latency_seconds",
+        "Latency from the intended send time, by transport and operation, when the run uses QUIC",
+        None,
+        MetricType::Histogram,
+    )?;
+    for (part, t) in &parts {
+        for op in OPS {
+            let labels = [("transport", t.name()), ("op", op.name())];
+            encode_hdr(&part.ops[op as usize].latency, e.encode_family(&labels)?)?;
+        }
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_transport_connected_users",
+        "Simulated users holding a connection, by transport, when the run uses QUIC",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (part, t) in &parts {
+        ConstGauge::new(part.connected as i64)
+            .encode(e.encode_family(&[("transport", t.name())])?)?;
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_transport_connection_drops",
+        "Connections lost other than by the user leaving, by transport, when the run uses QUIC",
+        None,
+        MetricType::Counter,
+    )?;
+    for (part, t) in &parts {
+        ConstCounter::new(part.drops).encode(e.encode_family(&[("transport", t.name())])?)?;
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_network_changes",
+        "Sessions whose user's network changed (profile `network:`), by transport and whether the session was kept",
+        None,
+        MetricType::Counter,
+    )?;
+    for (part, t) in &parts {
+        let kept = part
+            .network_changes
+            .saturating_sub(part.sessions_lost_to_change);
+        for (session, n) in [("kept", kept), ("lost", part.sessions_lost_to_change)] {
+            let labels = [("transport", t.name()), ("session", session)];
+            ConstCounter::new(n).encode(e.encode_family(&labels)?)?;
         }
     }
     Ok(())
