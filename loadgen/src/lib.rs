@@ -20,6 +20,7 @@ pub mod segment;
 pub mod spawn;
 pub mod stages;
 pub mod stats;
+pub mod tcp_loss;
 pub mod threshold;
 pub mod transport;
 pub mod transport_stats;

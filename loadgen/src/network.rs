@@ -125,9 +125,11 @@ impl Condition {
 
 /// The summary's lines about the profile's conditions: what each does, to whom, and
 /// what this run could not apply.
+/// `tcp` is what became of the loss for TCP users (see [`crate::tcp_loss`]), if anything.
 pub fn describe(
     conditions: &[Condition],
     transport: &crate::transport::TransportMix,
+    tcp: Option<&str>,
 ) -> Vec<String> {
     let mut lines: Vec<String> = conditions
         .iter()
@@ -160,7 +162,10 @@ pub fn describe(
         })
         .collect();
     if !conditions.is_empty() && transport.any_tcp() && conditions.iter().any(Condition::impairs) {
-        lines.push("TCP users' packets were NOT impaired: loss, delay, bandwidth and reordering are applied to QUIC users' datagrams only (this run sets no nftables rules); a network change makes a TCP user reconnect".to_string());
+        lines.push(match tcp {
+            Some(line) => format!("{line}; a network change makes a TCP user reconnect"),
+            None => "TCP users' packets were NOT impaired: delay, bandwidth and reordering are applied to QUIC users' datagrams only; a network change makes a TCP user reconnect".to_string(),
+        });
     }
     lines
 }

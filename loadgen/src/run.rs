@@ -75,6 +75,16 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         Target::Addresses(a) => (None, a.gateways.clone(), a.auth_key_file.clone()),
     };
     let quic_cert = quic_certificate(&profile, &auth_key)?;
+    // Loss for TCP users through nftables, where this run can (removed when the users
+    // are done, or when this function returns early).
+    let mut tcp_loss = crate::tcp_loss::apply(
+        &profile.network,
+        profile.behaviour.transport.any_tcp(),
+        &gateways,
+    );
+    if let Some(line) = tcp_loss.line() {
+        eprintln!("network: {line}");
+    }
     let workers = opts
         .workers
         .unwrap_or_else(|| shellkit::open_files::processes_for(peak, fd_limit, 0.95));
@@ -224,6 +234,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let duration = start.elapsed().as_secs_f64();
     let requests_by_worker = fleet.requests_by_worker();
     fleet.wait().await?;
+    tcp_loss.remove();
     let hostile = match hostile {
         Some(h) => Some(h.stop().await),
         None => None,
@@ -303,7 +314,11 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         audit,
         cost,
     );
-    report.network = crate::network::describe(&profile.network, &profile.behaviour.transport);
+    report.network = crate::network::describe(
+        &profile.network,
+        &profile.behaviour.transport,
+        tcp_loss.line(),
+    );
     print!("{}", report.table());
     let json = serde_json::to_vec_pretty(&report)?;
     for path in opts
