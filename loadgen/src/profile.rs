@@ -38,8 +38,9 @@ pub struct Profile {
     /// Weak networks for shares of users (see `loadgen/src/network.rs`): loss, added
     /// delay and jitter, a bandwidth cap, reordering and a network change mid-session,
     /// e.g. `- { name: weak, share: 0.5, loss_percent: 2, delay: 100ms }`. Applied to
-    /// QUIC users' datagrams in the load generator; TCP users are not impaired (the
-    /// summary says so), and a network change makes a TCP user reconnect.
+    /// QUIC users' datagrams in the load generator; for TCP users only the loss, through
+    /// nftables, when the run can (the summary says what was applied), and a network
+    /// change makes a TCP user reconnect.
     #[serde(default)]
     pub network: Vec<crate::network::Condition>,
     /// Seed for every random choice of the run (phases, opens): same seed, same run.
