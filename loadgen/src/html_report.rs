@@ -453,7 +453,7 @@ pub fn render(report: &RunReport) -> String {
         );
     }
     body.push_str("</table>");
-    crate::transport_stats::TransportReport::html(&report.transports, &mut body);
+    crate::transport_report::TransportReport::html(&report.transports, &mut body);
     if !report.network.is_empty() {
         body.push_str("<h2>Network</h2><ul>");
         for line in &report.network {

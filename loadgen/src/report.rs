@@ -1,6 +1,8 @@
 //! The end-of-run summary: a table for people, JSON for machines.
 
 pub use crate::limit_report::LimitReport;
+use crate::op_report::ms;
+pub use crate::op_report::OpReport;
 use crate::promises::PromiseReport;
 use crate::resources::ResourceReport;
 use crate::stats::{Summary, OPS};
@@ -9,19 +11,6 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use sut_core::audit::AuditReport;
-
-#[derive(Debug, Clone, Serialize)]
-pub struct OpReport {
-    pub count: u64,
-    pub errors: u64,
-    pub rate_per_s: f64,
-    pub p50_ms: f64,
-    pub p90_ms: f64,
-    pub p99_ms: f64,
-    pub p999_ms: f64,
-    pub max_ms: f64,
-    pub mean_ms: f64,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ThresholdResult {
@@ -60,7 +49,7 @@ pub struct RunReport {
     pub sessions_by_gateway: Vec<u64>,
     /// The honest users' figures by transport, when the run's users use QUIC (empty
     /// otherwise).
-    pub transports: BTreeMap<&'static str, crate::transport_stats::TransportReport>,
+    pub transports: BTreeMap<&'static str, crate::transport_report::TransportReport>,
     /// The profile's network conditions and what the run could not apply (see
     /// `crate::network::describe`).
     pub network: Vec<String>,
@@ -135,35 +124,6 @@ pub struct RunCost {
     pub series: Vec<Second>,
     pub requests_by_worker: Vec<u64>,
     pub resources: Option<ResourceReport>,
-}
-
-impl OpReport {
-    /// One operation's figures over a run of `duration_s`.
-    pub fn of(s: &crate::stats::OpStats, duration_s: f64) -> OpReport {
-        let h = &s.latency;
-        let q = |p: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                ms(h.value_at_quantile(p))
-            }
-        };
-        OpReport {
-            count: h.len(),
-            errors: s.errors,
-            rate_per_s: h.len() as f64 / duration_s.max(1e-9),
-            p50_ms: q(0.5),
-            p90_ms: q(0.9),
-            p99_ms: q(0.99),
-            p999_ms: q(0.999),
-            max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
-            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
-        }
-    }
-}
-
-fn ms(us: u64) -> f64 {
-    us as f64 / 1000.0
 }
 
 impl RunReport {
@@ -243,7 +203,7 @@ impl RunReport {
             send_lag_p99_ms: ms(summary.send_lag.latency.value_at_quantile(0.99)),
             users_connected: summary.users_connected,
             sessions_by_gateway: summary.hellos_by_gateway.clone(),
-            transports: crate::transport_stats::TransportReport::of_run(summary, duration_s),
+            transports: crate::transport_report::TransportReport::of_run(summary, duration_s),
             network: Vec::new(),
             requests_by_worker: cost.requests_by_worker,
             requests: summary.requests(),
@@ -368,7 +328,7 @@ impl RunReport {
             self.sessions_by_gateway.iter().max().unwrap_or(&0),
             self.requests_by_worker.len()
         );
-        crate::transport_stats::TransportReport::lines(&self.transports, &mut out);
+        crate::transport_report::TransportReport::lines(&self.transports, &mut out);
         for line in &self.network {
             let _ = writeln!(out, "network: {line}");
         }

@@ -5,17 +5,16 @@
 
 use super::clock::{Deadlines, Timeouts};
 use super::quic::{Quic, QuicEvent};
+use super::wire::{dial, io_kind, Wire};
 use crate::profile::Profile;
 use crate::stages::user_windows;
 use crate::stats::{Op, Summary};
 use crate::transport::Transport;
 use crate::user::{Action, UserCore};
 use mio::event::Event;
-use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 use sut_core::passthrough::Backoff;
@@ -53,35 +52,10 @@ pub fn home_gateway(user: u64, gateways: usize) -> usize {
     (mix(user) % gateways.max(1) as u64) as usize
 }
 
-/// What a client's connection runs over.
-enum Wire {
-    Tcp(TcpStream),
-    /// A connection of the worker's QUIC endpoint, by handle.
-    Quic(usize),
-}
-
 enum Socket {
     Offline,
     Connecting(Wire),
     Online(Wire),
-}
-
-impl Wire {
-    fn read(&mut self, quic: &mut Option<Quic>, buf: &mut [u8]) -> std::io::Result<usize> {
-        match (self, quic) {
-            (Wire::Tcp(s), _) => s.read(buf),
-            (Wire::Quic(h), Some(q)) => q.read(*h, buf),
-            (Wire::Quic(_), None) => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
-
-    fn write(&mut self, quic: &mut Option<Quic>, buf: &[u8]) -> std::io::Result<usize> {
-        match (self, quic) {
-            (Wire::Tcp(s), _) => s.write(buf),
-            (Wire::Quic(h), Some(q)) => q.write(*h, buf),
-            (Wire::Quic(_), None) => Err(std::io::ErrorKind::NotConnected.into()),
-        }
-    }
 }
 
 /// No wake-up pending.
@@ -582,59 +556,6 @@ impl Client {
         self.hang_up(sh);
         self.wake_at = NEVER;
         self.timeout_at = NEVER;
-    }
-}
-
-/// Source addresses spread over for loopback targets.
-const LOOPBACK_SOURCES: u64 = 4096;
-
-/// Opens a non-blocking connection to `gateway`.
-///
-/// To a loopback gateway, each user connects from one of 4,096 addresses in
-/// 127.1.0.0/20 (all of 127.0.0.0/8 is loopback): the kernel picks a source port per
-/// connect so that the address pair is unique, and with a million connections from one
-/// address to a few dozen gateway ports it scans thousands of taken ports each time,
-/// spending the machine's CPU in the kernel. With many source addresses the first port
-/// it tries is free. `IP_BIND_ADDRESS_NO_PORT` leaves the port choice to connect time.
-fn dial(gateway: SocketAddr, user: u64) -> std::io::Result<TcpStream> {
-    use nix::sys::socket::{
-        bind, connect, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
-    };
-    use std::net::{Ipv4Addr, SocketAddrV4};
-    use std::os::fd::AsRawFd;
-    let SocketAddr::V4(v4) = gateway else {
-        return TcpStream::connect(gateway);
-    };
-    if !v4.ip().is_loopback() {
-        return TcpStream::connect(gateway);
-    }
-    let i = user % LOOPBACK_SOURCES;
-    let source = Ipv4Addr::new(127, 1, (i >> 8) as u8, (i & 0xff) as u8);
-    let fd = socket(
-        AddressFamily::Inet,
-        SockType::Stream,
-        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
-        None,
-    )?;
-    setsockopt(&fd, sockopt::IpBindAddressNoPort, &true)?;
-    bind(
-        fd.as_raw_fd(),
-        &SockaddrIn::from(SocketAddrV4::new(source, 0)),
-    )?;
-    match connect(fd.as_raw_fd(), &SockaddrIn::from(v4)) {
-        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => {}
-        Err(e) => return Err(e.into()),
-    }
-    Ok(TcpStream::from_std(std::net::TcpStream::from(fd)))
-}
-
-/// The error kind a failed connect is counted under.
-fn io_kind(e: &std::io::Error) -> &'static str {
-    use nix::errno::Errno;
-    match e.raw_os_error().map(Errno::from_raw) {
-        Some(Errno::EMFILE) | Some(Errno::ENFILE) => "out_of_files",
-        Some(Errno::EADDRNOTAVAIL) => "out_of_ports",
-        _ => "failed",
     }
 }
 

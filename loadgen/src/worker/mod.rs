@@ -14,6 +14,7 @@ mod client;
 pub mod clock;
 mod friends;
 mod quic;
+mod wire;
 
 pub use client::{home_gateway, mix};
 

@@ -1,0 +1,109 @@
+//! One operation's measurements and how histograms travel: the HDR histogram every
+//! figure of latency is kept in (identical bounds everywhere, so any two merge exactly)
+//! and its V2 wire form. The run's summary ([`crate::stats`]) and its split by
+//! transport ([`crate::transport_stats`]) are both made of these.
+
+use hdrhistogram::serialization::{Deserializer, Serializer, V2Serializer};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use thiserror::Error;
+
+/// Highest latency kept exactly, in µs (60 s); slower samples saturate here.
+pub const MAX_LATENCY_US: u64 = 60_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Connect = 0,
+    Hello = 1,
+    Shake = 2,
+    Open = 3,
+    Heartbeat = 4,
+    /// Sharing an opened envelope's split pot to friends.
+    Share = 5,
+    /// A friend grabbing a part of a shared pot.
+    Grab = 6,
+}
+
+pub const OPS: [Op; 7] = [
+    Op::Connect,
+    Op::Hello,
+    Op::Shake,
+    Op::Open,
+    Op::Heartbeat,
+    Op::Share,
+    Op::Grab,
+];
+
+impl Op {
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Connect => "connect",
+            Op::Hello => "hello",
+            Op::Shake => "shake",
+            Op::Open => "open",
+            Op::Heartbeat => "heartbeat",
+            Op::Share => "share",
+            Op::Grab => "grab",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Op> {
+        OPS.into_iter().find(|op| op.name() == name)
+    }
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("static histogram bounds are valid")
+}
+
+/// One operation's figures.
+#[derive(Debug, Clone)]
+pub struct OpStats {
+    /// Latency from the intended send time to the reply, µs.
+    pub latency: Histogram<u64>,
+    pub errors: u64,
+}
+
+impl Default for OpStats {
+    fn default() -> Self {
+        OpStats {
+            latency: new_histogram(),
+            errors: 0,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum WireError {
+    #[error("a latency histogram did not serialize: {0}")]
+    Serialize(String),
+    #[error("a worker sent a latency histogram that does not decode: {0}")]
+    Deserialize(String),
+    #[error("a worker sent {0} operations, this build knows {n}", n = OPS.len())]
+    Ops(usize),
+}
+
+pub(crate) fn hist_to_wire(h: &Histogram<u64>) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    V2Serializer::new()
+        .serialize(h, &mut out)
+        .map_err(|e| WireError::Serialize(format!("{e:?}")))?;
+    Ok(out)
+}
+
+pub(crate) fn hist_from_wire(bytes: &[u8]) -> Result<Histogram<u64>, WireError> {
+    let h: Histogram<u64> = Deserializer::new()
+        .deserialize(&mut std::io::Cursor::new(bytes))
+        .map_err(|e| WireError::Deserialize(format!("{e:?}")))?;
+    // Refuse other bounds here rather than fail a merge later.
+    if h.low() != 1 || h.high() != MAX_LATENCY_US || h.sigfig() != 3 {
+        return Err(WireError::Deserialize(format!(
+            "bounds {}..{} at {} digits, expected 1..{MAX_LATENCY_US} at 3",
+            h.low(),
+            h.high(),
+            h.sigfig()
+        )));
+    }
+    Ok(h)
+}
