@@ -183,7 +183,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     )
     .unwrap();
     let profile = format!(
-        "target:\n  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: {BASE_PORT}, countdown: 1s, settle: 1s }}\nusers: 300\nstages:\n  - {{ duration: 3s, target: 300 }}\n  - {{ duration: 20s, target: 300 }}\n  - {{ duration: 2s, target: 0 }}\nbehaviour:\n  shake_rate: 1\n  open_probability: 0.9\n  heartbeat_interval: 4s\nthresholds:\n  - 'shake: p99 < 5s'\n  - 'errors: rate < 1%'\n  - 'memory: growth < 1GiB'\n",
+        "target:\n  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: {BASE_PORT}, countdown: 1s, settle: 1s }}\nusers: 300\nstages:\n  - {{ duration: 3s, target: 300 }}\n  - {{ duration: 20s, target: 300 }}\n  - {{ duration: 2s, target: 0 }}\nbehaviour:\n  shake_rate: 1\n  open_probability: 0.9\n  heartbeat_interval: 4s\n  transport: {{ tcp: 0.5, quic: 0.5 }}\nthresholds:\n  - 'shake: p99 < 5s'\n  - 'errors: rate < 1%'\n  - 'memory: growth < 1GiB'\n",
         data.display()
     );
     std::fs::write(dir.join("profile.yaml"), profile).unwrap();
