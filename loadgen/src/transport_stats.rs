@@ -125,3 +125,58 @@ pub fn split() -> Vec<TransportStats> {
         .map(|_| TransportStats::default())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::Summary;
+
+    /// What a QUIC user records lands in the QUIC part and the totals; the part goes
+    /// over the wire and merges exactly, and its connected level survives an interval.
+    #[test]
+    fn a_users_figures_land_in_its_transports_part_and_travel_exactly() {
+        let mut s = Summary {
+            by_transport: split(),
+            ..Summary::default()
+        };
+        s.recording = Transport::Quic;
+        for v in [10, 200, 3_000] {
+            s.record(Op::Shake, v);
+        }
+        s.error(Op::Shake, "timeout");
+        s.transport_part().unwrap().connected = 2;
+        s.recording = Transport::Tcp;
+        s.record(Op::Shake, 50);
+        let quic = &s.by_transport[Transport::Quic as usize];
+        assert_eq!((quic.count(Op::Shake), quic.errors()), (3, 1));
+        assert_eq!(s.by_transport[Transport::Tcp as usize].count(Op::Shake), 1);
+        assert_eq!(s.count(Op::Shake), 4);
+
+        let back = Summary::from_wire(
+            postcard::from_bytes(&postcard::to_stdvec(&s.to_wire().unwrap()).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut merged = Summary::default();
+        merged.merge(&back);
+        merged.merge(&back);
+        let q = &merged.by_transport[Transport::Quic as usize];
+        assert_eq!((q.count(Op::Shake), q.errors(), q.connected), (6, 2, 4));
+        assert_eq!(
+            q.ops[Op::Shake as usize].latency.max(),
+            quic.ops[Op::Shake as usize].latency.max()
+        );
+        s.clear_interval();
+        let quic = &s.by_transport[Transport::Quic as usize];
+        assert_eq!((quic.requests(), quic.connected), (0, 2));
+    }
+
+    /// A run on one transport keeps no split: nothing is recorded twice.
+    #[test]
+    fn without_a_split_nothing_is_recorded_twice() {
+        let mut s = Summary::default();
+        s.recording = Transport::Quic;
+        s.record(Op::Open, 5);
+        assert!(s.by_transport.is_empty());
+        assert!(s.transport_part().is_none());
+    }
+}
