@@ -173,8 +173,10 @@ mod tests {
     /// A run on one transport keeps no split: nothing is recorded twice.
     #[test]
     fn without_a_split_nothing_is_recorded_twice() {
-        let mut s = Summary::default();
-        s.recording = Transport::Quic;
+        let mut s = Summary {
+            recording: Transport::Quic,
+            ..Summary::default()
+        };
         s.record(Op::Open, 5);
         assert!(s.by_transport.is_empty());
         assert!(s.transport_part().is_none());
