@@ -58,6 +58,9 @@ struct Entry {
     down: Link,
     /// Its network changed: it sends from the second socket.
     moved: bool,
+    /// When it was made, in the endpoint's count of connections: a handle is reused
+    /// once a connection drains, and datagrams held for the old one must not reach it.
+    born: u64,
 }
 
 /// A datagram on its way through an emulated link.
@@ -69,7 +72,12 @@ enum Carried {
         moved: bool,
     },
     /// From the gateway, to its connection.
-    In { h: usize, event: ConnectionEvent },
+    /// `born` tells this connection from a later one the endpoint gives the same handle.
+    In {
+        h: usize,
+        born: u64,
+        event: ConnectionEvent,
+    },
 }
 
 /// Datagrams held by emulated links, by delivery time (then order of arrival).
@@ -122,6 +130,8 @@ pub struct Quic {
     rng: SmallRng,
     in_flight: BinaryHeap<Reverse<InFlight>>,
     seq: u64,
+    /// Connections made so far (each one's `born`).
+    made: u64,
     /// The zero of the emulated links' clocks.
     origin: Instant,
 }
@@ -153,6 +163,7 @@ impl Quic {
             rng: SmallRng::seed_from_u64(seed),
             in_flight: BinaryHeap::new(),
             seq: 0,
+            made: 0,
             origin: Instant::now(),
             socket,
             endpoint: Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None),
@@ -213,6 +224,10 @@ impl Quic {
             up: Link::default(),
             down: Link::default(),
             moved: false,
+            born: {
+                self.made += 1;
+                self.made
+            },
         }));
         self.touched.push(h);
         Ok(h)
@@ -337,7 +352,8 @@ impl Quic {
         };
         if let Some(at) = e.down.pass(c, bytes, since, &mut self.rng) {
             let at = self.origin + at;
-            self.hold(at, Carried::In { h, event });
+            let born = e.born;
+            self.hold(at, Carried::In { h, born, event });
         }
     }
 
@@ -368,8 +384,8 @@ impl Quic {
                     to,
                     moved,
                 } => self.send(&datagram, to, moved),
-                Carried::In { h, event } => {
-                    if let Some(e) = self.entry(h) {
+                Carried::In { h, born, event } => {
+                    if let Some(e) = self.entry(h).filter(|e| e.born == born) {
                         e.conn.handle_event(event);
                         self.touched.push(h);
                     }
