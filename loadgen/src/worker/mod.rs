@@ -144,7 +144,7 @@ fn take_migrations(sh: &mut Shared) {
 
 /// The next QUIC timer on the run's clock.
 fn quic_wake(quic: &mut Option<Quic>, now: Duration) -> Option<Duration> {
-    let at = quic.as_mut()?.next_timer()?;
+    let at = quic.as_mut()?.next_wake()?;
     Some(now + at.saturating_duration_since(std::time::Instant::now()))
 }
 /// Writes one report to `out` as `u32 big-endian length` + postcard bytes.

@@ -412,8 +412,18 @@ impl Quic {
         }
     }
 
+    /// When the worker should next wake for its QUIC connections: the next connection
+    /// timer or emulated delivery, rounded up to a whole millisecond of the links'
+    /// clock, so that timers due close together (acknowledgement delays, loss
+    /// detection, held datagrams) share one wake-up; none of them is needed sooner.
+    pub fn next_wake(&mut self) -> Option<Instant> {
+        let at = self.next_timer()?;
+        let since = at.saturating_duration_since(self.origin).as_nanos();
+        Some(self.origin + std::time::Duration::from_millis(since.div_ceil(1_000_000) as u64))
+    }
+
     /// When the next connection timer or emulated delivery is due.
-    pub fn next_timer(&mut self) -> Option<Instant> {
+    fn next_timer(&mut self) -> Option<Instant> {
         let held = self.in_flight.peek().map(|f| f.0.at);
         while let Some(Reverse((at, h))) = self.timers.peek().copied() {
             match self.conns.get(h).and_then(Option::as_ref) {
