@@ -74,6 +74,63 @@ impl Default for OpStats {
     }
 }
 
+/// Every operation's figures, indexed by `Op as usize`: a run's summary and each
+/// transport's part of it hold one each, and share what is done with them here.
+pub type OpsStats = [OpStats; 7];
+
+/// Records one answered `op` that took `latency_us`.
+pub fn record(ops: &mut OpsStats, op: Op, latency_us: u64) {
+    let _ = ops[op as usize]
+        .latency
+        .record(latency_us.clamp(1, MAX_LATENCY_US));
+}
+
+/// Errors over every operation.
+pub fn errors(ops: &OpsStats) -> u64 {
+    ops.iter().map(|o| o.errors).sum()
+}
+
+/// Requests made: answered ones plus failed ones.
+pub fn requests(ops: &OpsStats) -> u64 {
+    ops.iter().map(|o| o.latency.len() + o.errors).sum()
+}
+
+/// Adds `from` into `into` exactly (identical histogram bounds make this lossless).
+pub fn merge(into: &mut OpsStats, from: &OpsStats) {
+    for (a, b) in into.iter_mut().zip(from) {
+        let _ = a.latency.add(&b.latency);
+        a.errors += b.errors;
+    }
+}
+
+/// Starts the next interval.
+pub fn clear(ops: &mut OpsStats) {
+    for op in ops {
+        op.latency.reset();
+        op.errors = 0;
+    }
+}
+
+/// The wire form: each operation's histogram (V2) and its errors.
+pub fn ops_to_wire(ops: &OpsStats) -> Result<Vec<(Vec<u8>, u64)>, WireError> {
+    ops.iter()
+        .map(|o| Ok((hist_to_wire(&o.latency)?, o.errors)))
+        .collect()
+}
+
+/// Back from the wire form; a worker of another build (other operations) is refused.
+pub fn ops_from_wire(wire: Vec<(Vec<u8>, u64)>) -> Result<OpsStats, WireError> {
+    if wire.len() != OPS.len() {
+        return Err(WireError::Ops(wire.len()));
+    }
+    let mut ops = OpsStats::default();
+    for (slot, (hist, errors)) in ops.iter_mut().zip(wire) {
+        slot.latency = hist_from_wire(&hist)?;
+        slot.errors = errors;
+    }
+    Ok(ops)
+}
+
 #[derive(Debug, Error)]
 pub enum WireError {
     #[error("a latency histogram did not serialize: {0}")]

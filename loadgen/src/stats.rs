@@ -2,8 +2,8 @@
 //! two can be merged exactly) are the source of truth for latency; plain counters for
 //! the rest. Prometheus, the progress line and the summary all read from here.
 
-use crate::op_stats::{hist_from_wire, hist_to_wire};
-pub use crate::op_stats::{new_histogram, Op, OpStats, WireError, MAX_LATENCY_US, OPS};
+use crate::op_stats::{hist_from_wire, hist_to_wire, ops_from_wire, ops_to_wire};
+pub use crate::op_stats::{new_histogram, Op, OpStats, OpsStats, WireError, MAX_LATENCY_US, OPS};
 use crate::transport::Transport;
 use crate::transport_stats::{TransportStats, WireTransportStats};
 use serde::{Deserialize, Serialize};
@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 /// Everything counted in a run (or one worker's part of it).
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
-    pub ops: [OpStats; 7],
+    pub ops: OpsStats,
     /// Shake outcomes: envelope, greeting, nothing.
     pub outcomes: BTreeMap<String, u64>,
     /// Errors by `op/kind`, e.g. `open/already_opened`, `shake/timeout`.
@@ -102,11 +102,9 @@ impl Summary {
     }
 
     pub fn record(&mut self, op: Op, latency_us: u64) {
-        let _ = self.ops[op as usize]
-            .latency
-            .record(latency_us.clamp(1, MAX_LATENCY_US));
+        crate::op_stats::record(&mut self.ops, op, latency_us);
         if let Some(part) = self.by_transport.get_mut(self.recording as usize) {
-            part.record(op, latency_us);
+            crate::op_stats::record(&mut part.ops, op, latency_us);
         }
     }
 
@@ -156,12 +154,12 @@ impl Summary {
     }
 
     pub fn errors(&self) -> u64 {
-        self.ops.iter().map(|o| o.errors).sum()
+        crate::op_stats::errors(&self.ops)
     }
 
     /// Requests made: answered ones plus failed ones.
     pub fn requests(&self) -> u64 {
-        self.ops.iter().map(|o| o.latency.len() + o.errors).sum()
+        crate::op_stats::requests(&self.ops)
     }
 
     pub fn error_rate(&self) -> f64 {
@@ -175,10 +173,7 @@ impl Summary {
 
     /// Adds another part's figures exactly (identical histogram bounds make this lossless).
     pub fn merge(&mut self, other: &Summary) {
-        for (a, b) in self.ops.iter_mut().zip(&other.ops) {
-            let _ = a.latency.add(&b.latency);
-            a.errors += b.errors;
-        }
+        crate::op_stats::merge(&mut self.ops, &other.ops);
         for (k, v) in &other.outcomes {
             *self.outcomes.entry(k.clone()).or_default() += v;
         }
@@ -269,10 +264,7 @@ impl Summary {
     /// Starts the next interval: everything counted so far is dropped except the levels
     /// (`connected`, `clients_by_tier`).
     pub fn clear_interval(&mut self) {
-        for op in &mut self.ops {
-            op.latency.reset();
-            op.errors = 0;
-        }
+        crate::op_stats::clear(&mut self.ops);
         self.send_lag.latency.reset();
         self.outcomes.clear();
         self.errors_by_kind.clear();
@@ -298,11 +290,7 @@ impl Summary {
 
     pub fn to_wire(&self) -> Result<WireSummary, WireError> {
         Ok(WireSummary {
-            ops: self
-                .ops
-                .iter()
-                .map(|o| Ok((hist_to_wire(&o.latency)?, o.errors)))
-                .collect::<Result<_, WireError>>()?,
+            ops: ops_to_wire(&self.ops)?,
             send_lag: hist_to_wire(&self.send_lag.latency)?,
             outcomes: self.outcomes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             errors_by_kind: self
@@ -340,14 +328,10 @@ impl Summary {
     }
 
     pub fn from_wire(w: WireSummary) -> Result<Summary, WireError> {
-        if w.ops.len() != OPS.len() {
-            return Err(WireError::Ops(w.ops.len()));
-        }
-        let mut s = Summary::default();
-        for (slot, (hist, errors)) in s.ops.iter_mut().zip(w.ops) {
-            slot.latency = hist_from_wire(&hist)?;
-            slot.errors = errors;
-        }
+        let mut s = Summary {
+            ops: ops_from_wire(w.ops)?,
+            ..Summary::default()
+        };
         s.send_lag.latency = hist_from_wire(&w.send_lag)?;
         s.outcomes = w.outcomes.into_iter().collect();
         s.errors_by_kind = w.errors_by_kind.into_iter().collect();

@@ -2,14 +2,14 @@
 //! operation's latency and errors, and the connection levels, so that one summary
 //! shows what QUIC costs against TCP over the same run.
 
-use crate::op_stats::{hist_from_wire, hist_to_wire, Op, OpStats, WireError, MAX_LATENCY_US, OPS};
+use crate::op_stats::{self, ops_from_wire, ops_to_wire, Op, OpsStats, WireError};
 use crate::transport::Transport;
 use serde::{Deserialize, Serialize};
 
 /// One transport's part of a run.
 #[derive(Debug, Clone, Default)]
 pub struct TransportStats {
-    pub ops: [OpStats; 7],
+    pub ops: OpsStats,
     /// Users connected now over this transport (a level).
     pub connected: u64,
     /// Connections lost other than by the user's own choice.
@@ -38,29 +38,20 @@ pub struct WireTransportStats {
 }
 
 impl TransportStats {
-    pub fn record(&mut self, op: Op, latency_us: u64) {
-        let _ = self.ops[op as usize]
-            .latency
-            .record(latency_us.clamp(1, MAX_LATENCY_US));
-    }
-
     pub fn count(&self, op: Op) -> u64 {
         self.ops[op as usize].latency.len()
     }
 
     pub fn errors(&self) -> u64 {
-        self.ops.iter().map(|o| o.errors).sum()
+        op_stats::errors(&self.ops)
     }
 
     pub fn requests(&self) -> u64 {
-        self.ops.iter().map(|o| o.latency.len() + o.errors).sum()
+        op_stats::requests(&self.ops)
     }
 
     pub fn merge(&mut self, other: &TransportStats) {
-        for (a, b) in self.ops.iter_mut().zip(&other.ops) {
-            let _ = a.latency.add(&b.latency);
-            a.errors += b.errors;
-        }
+        op_stats::merge(&mut self.ops, &other.ops);
         self.connected += other.connected;
         self.drops += other.drops;
         self.users_connected += other.users_connected;
@@ -71,10 +62,7 @@ impl TransportStats {
 
     /// Starts the next interval; `connected` is a level and stays.
     pub fn clear_interval(&mut self) {
-        for op in &mut self.ops {
-            op.latency.reset();
-            op.errors = 0;
-        }
+        op_stats::clear(&mut self.ops);
         self.drops = 0;
         self.users_connected = 0;
         self.network_changes = 0;
@@ -84,11 +72,7 @@ impl TransportStats {
 
     pub fn to_wire(&self) -> Result<WireTransportStats, WireError> {
         Ok(WireTransportStats {
-            ops: self
-                .ops
-                .iter()
-                .map(|o| Ok((hist_to_wire(&o.latency)?, o.errors)))
-                .collect::<Result<_, WireError>>()?,
+            ops: ops_to_wire(&self.ops)?,
             connected: self.connected,
             drops: self.drops,
             users_connected: self.users_connected,
@@ -99,21 +83,15 @@ impl TransportStats {
     }
 
     pub fn from_wire(w: WireTransportStats) -> Result<TransportStats, WireError> {
-        if w.ops.len() != OPS.len() {
-            return Err(WireError::Ops(w.ops.len()));
-        }
-        let mut s = TransportStats::default();
-        for (slot, (hist, errors)) in s.ops.iter_mut().zip(w.ops) {
-            slot.latency = hist_from_wire(&hist)?;
-            slot.errors = errors;
-        }
-        s.connected = w.connected;
-        s.drops = w.drops;
-        s.users_connected = w.users_connected;
-        s.network_changes = w.network_changes;
-        s.sessions_lost_to_change = w.sessions_lost_to_change;
-        s.datagrams_to_new_address = w.datagrams_to_new_address;
-        Ok(s)
+        Ok(TransportStats {
+            ops: ops_from_wire(w.ops)?,
+            connected: w.connected,
+            drops: w.drops,
+            users_connected: w.users_connected,
+            network_changes: w.network_changes,
+            sessions_lost_to_change: w.sessions_lost_to_change,
+            datagrams_to_new_address: w.datagrams_to_new_address,
+        })
     }
 }
 
