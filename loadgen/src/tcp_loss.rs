@@ -13,8 +13,9 @@ use std::process::{Command, Stdio};
 /// What became of the profile's loss for TCP users.
 #[derive(Debug)]
 pub enum TcpLoss {
-    /// Applied: the table to delete at the end, and the summary's line.
-    Applied { table: String, line: String },
+    /// Applied: the table to delete at the end (taken once deleted), and the summary's
+    /// line.
+    Applied { table: Option<String>, line: String },
     /// Not applied, and why (the summary's line).
     NotApplied(String),
     /// Nothing to apply (no loss, or no TCP users).
@@ -75,7 +76,7 @@ pub fn apply(conditions: &[Condition], tcp_users: bool, gateways: &[String]) -> 
                 c.loss_percent,
                 ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
             ),
-            table,
+            table: Some(table),
         },
         Err(e) => not(&format!("nft failed: {e}")),
     }
@@ -90,10 +91,12 @@ impl TcpLoss {
         }
     }
 
-    /// Deletes the rules (at the end of the run).
+    /// Deletes the rules (at the end of the run, or when dropped before it), once.
     pub fn remove(&mut self) {
         if let TcpLoss::Applied { table, .. } = self {
-            let _ = nft(&format!("delete table inet {table}\n"));
+            if let Some(table) = table.take() {
+                let _ = nft(&format!("delete table inet {table}\n"));
+            }
         }
     }
 }

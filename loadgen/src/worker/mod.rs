@@ -86,6 +86,7 @@ pub fn quic_idle(profile: &Profile) -> Duration {
 /// The worker's QUIC endpoint, registered with its poll, when it has QUIC users.
 fn quic_endpoint(
     config: &WorkerConfig,
+    network: &Network,
     registry: &mio::Registry,
 ) -> Result<Option<Quic>, WorkerError> {
     let Some(client) = config.quic.clone() else {
@@ -95,11 +96,10 @@ fn quic_endpoint(
         Some(SocketAddr::V6(_)) => SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0)),
         _ => SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0)),
     };
-    let network = Network::new(config.profile.network.clone());
     let mut quic = Quic::new(
         any,
         client,
-        network,
+        network.clone(),
         config.profile.seed ^ config.segment.index,
     )
     .map_err(WorkerError::Poll)?;
@@ -196,8 +196,8 @@ pub fn run(
     }
     let auth = config.auth.clone();
     let mut friends = friends::Friends::new(&config.profile, config.segment);
-    let mut quic = quic_endpoint(&config, &registry)?;
     let network = Network::new(config.profile.network.clone());
+    let mut quic = quic_endpoint(&config, &network, &registry)?;
     let mut sh = Shared {
         network: &network,
         quic: &mut quic,
