@@ -5,18 +5,10 @@
 
 mod common;
 
-use std::process::Command;
-
 const TIMELINE: &str = "
 rounds:
   - { id: 1, start: 1s, duration: 6s, envelopes: 400, rate: 100, amount_cents: [1, 500], sponsors: [1, 2, 3, 4] }
 ";
-
-fn loadgen() -> Command {
-    let mut c = Command::new(common::bin("loadgen"));
-    c.env("SUT_BIN", common::bin("sut"));
-    c
-}
 
 #[test]
 fn quic_and_tcp_users_play_side_by_side_and_the_audit_passes() {
@@ -108,25 +100,7 @@ thresholds:
             data.join("auth.key").display(),
             cert.display()
         );
-        let path = dir.path().join(format!("{name}.yaml"));
-        std::fs::write(&path, profile).unwrap();
-        let summary = dir.path().join(format!("{name}.json"));
-        let out = loadgen()
-            .arg("run")
-            .arg(&path)
-            .arg("--summary-json")
-            .arg(&summary)
-            .arg("--report-dir")
-            .arg(dir.path().join(name))
-            .output()
-            .unwrap();
-        let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-        (
-            out.status.success(),
-            report,
-            String::from_utf8_lossy(&out.stdout).to_string(),
-        )
+        common::run_loadgen_named(dir.path(), name, &profile, &[])
     };
     let (passed, report, stdout) = run(&stranger, "stranger");
     assert!(!passed, "users trusted a stranger's certificate\n{stdout}");

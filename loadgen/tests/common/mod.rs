@@ -72,9 +72,23 @@ impl Drop for Sut {
 /// Runs `loadgen run` (with `args`) on a profile written to `dir`; it must succeed.
 /// Returns the summary JSON and stdout.
 pub fn run_loadgen(dir: &Path, profile: &str, args: &[&str]) -> (serde_json::Value, String) {
-    let path = dir.join("profile.yaml");
+    let (passed, report, stdout) = run_loadgen_named(dir, "profile", profile, args);
+    assert!(passed, "loadgen failed\n{stdout}");
+    (report, stdout)
+}
+
+/// Runs `loadgen run` (with `args`) on a profile written to `dir/NAME.yaml`, its summary
+/// in `dir/NAME.json` and its report in `dir/NAME/`, whether it passes or not: whether
+/// it exited 0, the summary JSON, and stdout followed by stderr.
+pub fn run_loadgen_named(
+    dir: &Path,
+    name: &str,
+    profile: &str,
+    args: &[&str],
+) -> (bool, serde_json::Value, String) {
+    let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, profile).unwrap();
-    let summary = dir.join("summary.json");
+    let summary = dir.join(format!("{name}.json"));
     let out = Command::new(bin("loadgen"))
         .arg("run")
         .arg(&path)
@@ -82,14 +96,19 @@ pub fn run_loadgen(dir: &Path, profile: &str, args: &[&str]) -> (serde_json::Val
         .arg("--summary-json")
         .arg(&summary)
         .arg("--report-dir")
-        .arg(dir.join("report"))
+        .arg(dir.join(name))
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "loadgen failed\n{stdout}\n{stderr}");
-    let report = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
-    (report, stdout)
+    let output = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = std::fs::read(&summary)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_else(|| panic!("loadgen left no summary\n{output}"));
+    (out.status.success(), report, output)
 }
 
 /// One process's `/metrics`, as (series with labels, value) pairs.
