@@ -59,8 +59,12 @@ fn read(path: &Path) -> Result<Vec<u8>, QuicError> {
 
 /// The certificates in a PEM file.
 pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, QuicError> {
-    let pem = read(path)?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+    certificates_in(&read(path)?, path)
+}
+
+/// The certificates in PEM text read from `path`.
+fn certificates_in(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, QuicError> {
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
         .filter_map(Result::ok)
         .collect();
     if certs.is_empty() {
@@ -99,9 +103,9 @@ pub fn transport(idle: Duration) -> TransportConfig {
 
 /// The gateway's server configuration from its identity file (key and certificate).
 pub fn server_config(identity: &Path, idle: Duration) -> Result<ServerConfig, QuicError> {
-    let chain = certificates(identity)?;
-    let key_pem = read(identity)?;
-    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| QuicError::NoKey {
+    let pem = read(identity)?;
+    let chain = certificates_in(&pem, identity)?;
+    let key_der = PrivateKeyDer::from_pem_slice(&pem).map_err(|_| QuicError::NoKey {
         path: identity.to_path_buf(),
     })?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
