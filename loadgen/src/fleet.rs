@@ -1,6 +1,7 @@
 //! The parent's side of the workers: start one process per segment part, read their
 //! reports off their stdout, merge them exactly, stop them by closing their stdin.
 
+use crate::merge::Merge;
 use crate::segment::Segment;
 use crate::stats::Summary;
 use crate::worker::WorkerReport;
@@ -20,15 +21,16 @@ pub struct Fleet {
     children: Vec<Child>,
     stdins: Vec<Option<ChildStdin>>,
     rx: mpsc::Receiver<Message>,
-    connected: Vec<u64>,
-    clients_by_tier: Vec<std::collections::BTreeMap<u8, u64>>,
-    /// Each worker's connected users by transport (levels, like `connected`).
-    transport_connected: Vec<Vec<u64>>,
-    /// Requests (answered or failed) each worker reported, summed over its reports.
-    requests: Vec<u64>,
     finished: Vec<bool>,
     open: usize,
     failures: Vec<String>,
+}
+
+/// What came from the workers.
+pub enum Event {
+    Report(u64, Box<WorkerReport>),
+    /// Every worker's stdout has closed.
+    Done,
 }
 
 impl Fleet {
@@ -95,73 +97,56 @@ impl Fleet {
             children,
             stdins,
             rx,
-            connected: vec![0; n],
-            clients_by_tier: vec![Default::default(); n],
-            transport_connected: vec![Vec::new(); n],
-            requests: vec![0; n],
             finished: vec![false; n],
             open: n,
             failures: Vec::new(),
         })
     }
 
-    /// Waits for the next report and merges it into `total`; `false` once every worker
-    /// has finished.
-    pub async fn next_report(&mut self, total: &Mutex<Summary>) -> Result<bool> {
-        if self.open == 0 {
-            return Ok(false);
-        }
-        let Some((j, message)) = self.rx.recv().await else {
-            return Ok(false);
-        };
-        match message {
-            Some(Ok(report)) => {
-                let mut delta = Summary::from_wire(report.summary)?;
-                // Levels are replaced, counts added.
-                self.connected[j] = delta.connected;
-                self.clients_by_tier[j] = std::mem::take(&mut delta.clients_by_tier);
-                self.requests[j] += delta.requests();
-                delta.connected = 0;
-                self.transport_connected[j] = delta
-                    .by_transport
-                    .iter_mut()
-                    .map(|t| std::mem::take(&mut t.connected))
-                    .collect();
-                let mut total = total.lock().unwrap_or_else(|p| p.into_inner());
-                total.merge(&delta);
-                total.connected = self.connected.iter().sum();
-                for (k, part) in total.by_transport.iter_mut().enumerate() {
-                    part.connected = self
-                        .transport_connected
-                        .iter()
-                        .filter_map(|levels| levels.get(k))
-                        .sum();
-                }
-                total.clients_by_tier.clear();
-                for levels in &self.clients_by_tier {
-                    for (tier, n) in levels {
-                        *total.clients_by_tier.entry(*tier).or_default() += n;
+    /// The next report from any worker, or [`Event::Done`] once every worker's output
+    /// has closed. A report that does not decode, or a worker that ends without its
+    /// final report, is kept as a failure for [`Fleet::wait`].
+    pub async fn next(&mut self) -> Event {
+        while self.open > 0 {
+            let Some((j, message)) = self.rx.recv().await else {
+                break;
+            };
+            match message {
+                Some(Ok(report)) => {
+                    if report.last {
+                        self.finished[j] = true;
                     }
+                    return Event::Report(j as u64, Box::new(report));
                 }
-                if report.last && !self.finished[j] {
-                    self.finished[j] = true;
+                Some(Err(e)) => self.failures.push(format!("worker {j}: {e:#}")),
+                None => {
+                    if !self.finished[j] {
+                        self.failures
+                            .push(format!("worker {j} ended without its final report"));
+                    }
+                    self.open -= 1;
                 }
-            }
-            Some(Err(e)) => self.failures.push(format!("worker {j}: {e:#}")),
-            None => {
-                if !self.finished[j] {
-                    self.failures
-                        .push(format!("worker {j} ended without its final report"));
-                }
-                self.open -= 1;
             }
         }
-        Ok(true)
+        Event::Done
     }
 
-    /// Requests each worker made, for checking that the merge lost nothing.
-    pub fn requests_by_worker(&self) -> Vec<u64> {
-        self.requests.clone()
+    /// Waits for the next report and merges it into `total`; `false` once every worker
+    /// has finished.
+    pub async fn next_report(&mut self, merge: &mut Merge, total: &Mutex<Summary>) -> Result<bool> {
+        match self.next().await {
+            Event::Report(j, report) => merge.add((0, j), *report, total).map(|_| true),
+            Event::Done => Ok(false),
+        }
+    }
+
+    /// How many workers run.
+    pub fn len(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.children.is_empty()
     }
 
     /// The workers' process ids.
@@ -176,7 +161,19 @@ impl Fleet {
 
     /// Waits for the workers to exit; fails if any failed or lost its reports, since the
     /// merged figures would then be incomplete.
-    pub async fn wait(mut self) -> Result<()> {
+    pub async fn wait(self) -> Result<()> {
+        let failures = self.wait_failures().await?;
+        if !failures.is_empty() {
+            bail!(
+                "the run's figures are incomplete:\n  {}",
+                failures.join("\n  ")
+            );
+        }
+        Ok(())
+    }
+
+    /// Waits for the workers to exit and returns what went wrong.
+    pub async fn wait_failures(mut self) -> Result<Vec<String>> {
         self.stop();
         for (j, child) in self.children.iter_mut().enumerate() {
             let status = child.wait().await?;
@@ -185,12 +182,6 @@ impl Fleet {
                     .push(format!("worker {j} exited with {status}"));
             }
         }
-        if !self.failures.is_empty() {
-            bail!(
-                "the run's figures are incomplete:\n  {}",
-                self.failures.join("\n  ")
-            );
-        }
-        Ok(())
+        Ok(self.failures)
     }
 }

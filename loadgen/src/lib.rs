@@ -1,18 +1,22 @@
 //! The load generator: simulated users on long connections, driven from YAML profiles,
 //! measured from intended send times into HDR histograms.
 
+pub mod cluster;
 pub mod dashboard;
 pub mod disk;
 pub mod faults;
 pub mod fleet;
+pub mod generators;
 pub mod hlog;
 pub mod hostile;
 pub mod html_report;
 pub mod limit_report;
+pub mod merge;
 pub mod network;
 pub mod op_report;
 pub mod op_stats;
 pub mod profile;
+pub mod progress;
 pub mod prom;
 pub mod promises;
 pub mod report;

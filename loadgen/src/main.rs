@@ -65,6 +65,66 @@ enum Command {
         #[arg(long, hide = true)]
         quic_cert: Option<PathBuf>,
     },
+    /// Run a profile over agents on several machines: wait for `--agents` of them to
+    /// join, give each a segment of the users, start all at one moment, and merge their
+    /// figures into one summary, JSON, HTML report, interval log and /metrics, as
+    /// `loadgen run` does with its local workers.
+    Coordinator {
+        /// The profile (YAML); the agents are sent it.
+        profile: PathBuf,
+        /// How many agents to wait for; agent i runs segment i/N.
+        #[arg(long)]
+        agents: u64,
+        /// Where agents join.
+        #[arg(long, default_value = "0.0.0.0:7700")]
+        listen: String,
+        /// The shared secret agents must hold [default: $LOADGEN_TOKEN].
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// How long to wait for every agent to join.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        join_timeout: std::time::Duration,
+        /// An agent silent this long is lost.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        agent_silence: std::time::Duration,
+        /// Worker processes per agent [default: each agent sizes its own from its
+        /// open-file limit].
+        #[arg(long)]
+        workers_per_agent: Option<u64>,
+        /// Serve Prometheus metrics here during the run, e.g. 127.0.0.1:9464.
+        #[arg(long)]
+        metrics: Option<String>,
+        /// Also write the summary as JSON to this file.
+        #[arg(long)]
+        summary_json: Option<PathBuf>,
+        /// Where report.html, latency.hlog and summary.json go [default:
+        /// reports/PROFILE-NAME].
+        #[arg(long)]
+        report_dir: Option<PathBuf>,
+        /// The `sut` binary for spawned targets [default: beside loadgen, then PATH].
+        #[arg(long)]
+        sut_bin: Option<PathBuf>,
+    },
+    /// Join a coordinator and run the share of the users it assigns (one per machine
+    /// or pod); stops its users and exits if the coordinator goes away.
+    Agent {
+        /// The coordinator's address, HOST:PORT.
+        #[arg(long)]
+        coordinator: String,
+        /// The shared secret [default: $LOADGEN_TOKEN].
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// This agent's name in figures and failures [default: the host name].
+        #[arg(long)]
+        name: Option<String>,
+        /// Local worker processes [default: the coordinator's --workers-per-agent,
+        /// else sized from the open-file limit].
+        #[arg(long)]
+        workers: Option<u64>,
+        /// How long to keep trying to reach the coordinator.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        join_timeout: std::time::Duration,
+    },
     /// Check a profile (YAML) or a Grafana dashboard (JSON) without running anything:
     /// errors name the line and column, the field and what it allows; a dashboard query
     /// naming a metric or operation that does not exist is an error.
@@ -104,6 +164,60 @@ fn main() -> ExitCode {
                 print!("{}", loadgen::profile::Profile::json_schema());
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Coordinator {
+                profile,
+                agents,
+                listen,
+                token_file,
+                join_timeout,
+                agent_silence,
+                workers_per_agent,
+                metrics,
+                summary_json,
+                report_dir,
+                sut_bin,
+            } => {
+                if agents == 0 {
+                    anyhow::bail!("--agents must be at least 1");
+                }
+                let cluster = loadgen::cluster::coordinator::ClusterOptions {
+                    listen,
+                    agents,
+                    token: loadgen::cluster::coordinator::read_token(token_file.as_ref())?,
+                    join_timeout,
+                    silence: agent_silence,
+                    workers_per_agent,
+                };
+                runtime()?.block_on(loadgen::run::run(loadgen::run::RunOptions {
+                    profile,
+                    metrics,
+                    summary_json,
+                    report_dir,
+                    sut_bin,
+                    workers: None,
+                    segment: Segment::ALL,
+                    start_at: None,
+                    cluster: Some(cluster),
+                }))
+            }
+            Command::Agent {
+                coordinator,
+                token_file,
+                name,
+                workers,
+                join_timeout,
+            } => {
+                let token = loadgen::cluster::coordinator::read_token(token_file.as_ref())?;
+                runtime()?.block_on(loadgen::cluster::agent::run(
+                    loadgen::cluster::agent::AgentOptions {
+                        coordinator,
+                        token,
+                        name,
+                        workers,
+                        join_timeout,
+                    },
+                ))
+            }
             Command::Run {
                 profile,
                 worker: true,
@@ -130,22 +244,17 @@ fn main() -> ExitCode {
                 segment,
                 start_at,
                 ..
-            } => {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .context("cannot start the runtime")?;
-                rt.block_on(loadgen::run::run(loadgen::run::RunOptions {
-                    profile,
-                    metrics,
-                    summary_json,
-                    report_dir,
-                    sut_bin,
-                    workers,
-                    segment,
-                    start_at,
-                }))
-            }
+            } => runtime()?.block_on(loadgen::run::run(loadgen::run::RunOptions {
+                profile,
+                metrics,
+                summary_json,
+                report_dir,
+                sut_bin,
+                workers,
+                segment,
+                start_at,
+                cluster: None,
+            })),
         }
     })();
     match result {
@@ -155,6 +264,13 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
 }
 
 /// One worker: its segment of the users, reports on stdout, stop when stdin closes.

@@ -46,6 +46,17 @@ pub struct Profile {
     /// Seed for every random choice of the run (phases, opens): same seed, same run.
     #[serde(default = "default_seed")]
     pub seed: u64,
+    /// For a distributed run (`loadgen coordinator`): how many agents must finish for
+    /// the run to count, e.g. `{ min: 3 }` [default: every agent].
+    #[serde(default)]
+    pub agents: Option<AgentsSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsSpec {
+    /// Agents that must finish; losing more fails the run (and stops it at once).
+    pub min: u64,
 }
 
 fn default_seed() -> u64 {
@@ -492,6 +503,9 @@ impl Profile {
                     )
                 }
             }
+        }
+        if self.agents.as_ref().is_some_and(|a| a.min == 0) {
+            return Err("agents.min: at least 1 agent must finish for a run to count".into());
         }
         if self.behaviour.request_timeout.is_zero() {
             return Err("behaviour.request_timeout: must be longer than zero".into());

@@ -68,6 +68,10 @@ pub struct RunReport {
     pub promises: Option<PromiseReport>,
     /// Hostile users' figures, apart from everything above (which is the honest users').
     pub hostile: Option<crate::hostile::HostileFigures>,
+    /// Which users this process's figures cover, and when they started.
+    pub origin: Origin,
+    /// A distributed run's agents.
+    pub cluster: Option<crate::cluster::report::ClusterReport>,
     pub passed: bool,
     /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
     /// whole distribution, which the HTML report plots.
@@ -215,9 +219,23 @@ impl RunReport {
             limits: cost.limits,
             promises: cost.promises,
             hostile: cost.hostile,
+            origin: Origin::default(),
+            cluster: None,
             passed,
             latency_distribution,
         }
+    }
+
+    /// Records where the figures come from; a late start or a failed cluster fails the
+    /// run.
+    pub fn set_origin(
+        &mut self,
+        origin: Origin,
+        cluster: Option<crate::cluster::report::ClusterReport>,
+    ) {
+        self.passed &= !origin.late() && cluster.as_ref().is_none_or(|c| c.passed);
+        self.origin = origin;
+        self.cluster = cluster;
     }
 
     pub fn breached(&self) -> Vec<&ThresholdResult> {
@@ -346,30 +364,64 @@ impl RunReport {
                 mib(r.peak.loadgen.rss_bytes),
                 r.loadgen_bytes_per_connection
             );
-            let _ = writeln!(
-                out,
-                "  gateways  {:>3} processes, PSS {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB idle)",
-                r.peak.gateways.processes,
-                mib(r.peak.gateways.rss_bytes),
-                r.gateway_bytes_per_connection,
-                mib(r.before.gateways.rss_bytes)
-            );
-            let _ = writeln!(
-                out,
-                "  kernel    slab {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB before)",
-                mib(r.peak.slab_bytes),
-                r.kernel_bytes_per_connection,
-                mib(r.before.slab_bytes)
-            );
-            let _ = writeln!(
-                out,
-                "  CPU while holding ({:.0} s to {:.0} s): loadgen {:.1} %, gateways {:.1} %, backend {:.1} % of one core",
-                r.hold_from.at_s,
-                r.hold_to.at_s,
-                r.loadgen_cpu_cores * 100.0,
-                r.gateway_cpu_cores * 100.0,
-                r.backend_cpu_cores * 100.0
-            );
+            let hosts = r.hosts.join(", ");
+            match r.gateway_cpu_cores {
+                Some(cpu) => {
+                    let _ = writeln!(
+                        out,
+                        "  gateways  {:>3} processes, PSS {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB idle)",
+                        r.peak.gateways.processes,
+                        mib(r.peak.gateways.rss_bytes),
+                        r.gateway_bytes_per_connection.unwrap_or_default(),
+                        mib(r.before.gateways.rss_bytes)
+                    );
+                    let _ = writeln!(
+                        out,
+                        "  CPU while holding ({:.0} s to {:.0} s): loadgen {:.1} %, gateways {:.1} %, backend {:.1} % of one core",
+                        r.hold_from.at_s,
+                        r.hold_to.at_s,
+                        r.loadgen_cpu_cores * 100.0,
+                        cpu * 100.0,
+                        r.backend_cpu_cores.unwrap_or_default() * 100.0
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  gateways, backend: not measured (the system under test runs elsewhere; see its own /metrics)"
+                    );
+                    let _ = writeln!(
+                        out,
+                        "  CPU while holding ({:.0} s to {:.0} s): loadgen {:.1} % of one core",
+                        r.hold_from.at_s,
+                        r.hold_to.at_s,
+                        r.loadgen_cpu_cores * 100.0
+                    );
+                }
+            }
+            match r.kernel_bytes_per_connection {
+                Some(per) => {
+                    let _ = writeln!(
+                        out,
+                        "  kernel    slab {:>9.1} MiB = {:>6.0} B/connection (over {:.1} MiB before; hosts: {hosts})",
+                        mib(r.peak.slab_bytes),
+                        per,
+                        mib(r.before.slab_bytes)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "  kernel    slab: not measurable (it shrank from {:.1} to {:.1} MiB: other work on hosts {hosts})",
+                        mib(r.before.slab_bytes),
+                        mib(r.peak.slab_bytes)
+                    );
+                }
+            }
+        }
+        self.origin.lines(&mut out);
+        if let Some(c) = &self.cluster {
+            c.lines(&mut out);
         }
         if !self.errors_by_kind.is_empty() {
             let errs: Vec<String> = self
@@ -479,6 +531,58 @@ impl RunReport {
             }
         }
         out
+    }
+}
+
+/// Which users a summary covers and when they started: a machine running one segment
+/// of a run says so, and says when it started against the common start.
+#[derive(Debug, Clone, Serialize)]
+pub struct Origin {
+    /// `i/n`: the users whose id is i modulo n (`0/1`: all of them).
+    pub segment: String,
+    /// The common start, Unix ms.
+    pub start_at_unix_ms: i64,
+    /// How long after the common start this process started its users, when the start
+    /// was given (`--start-at`): past [`Origin::LATE_AFTER_MS`] its users joined
+    /// mid-ramp and the run fails.
+    pub started_after_ms: Option<i64>,
+}
+
+impl Default for Origin {
+    fn default() -> Origin {
+        Origin {
+            segment: "0/1".into(),
+            start_at_unix_ms: 0,
+            started_after_ms: None,
+        }
+    }
+}
+
+impl Origin {
+    pub const LATE_AFTER_MS: i64 = crate::cluster::agents::LATE_AFTER_MS;
+
+    pub fn late(&self) -> bool {
+        self.started_after_ms
+            .is_some_and(|ms| ms > Self::LATE_AFTER_MS)
+    }
+
+    fn lines(&self, out: &mut String) {
+        if self.segment != "0/1" || self.started_after_ms.is_some() {
+            let _ = writeln!(
+                out,
+                "segment {} of the users, common start {} (Unix ms){}",
+                self.segment,
+                self.start_at_unix_ms,
+                match self.started_after_ms {
+                    Some(ms) if self.late() => format!(
+                        "; FAIL: started {:.1} s after it, so its users joined mid-ramp",
+                        ms as f64 / 1000.0
+                    ),
+                    Some(ms) => format!("; started {ms:+} ms from it"),
+                    None => String::new(),
+                }
+            );
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// Memory and CPU of a group of processes at one moment.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize)]
 pub struct Usage {
     pub processes: u32,
     /// Proportional set size (see [`read_stat`]), read every few samples.
@@ -20,6 +20,13 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Adds another group's figures (an agent's processes, say).
+    pub fn add(&mut self, other: &Usage) {
+        self.processes += other.processes;
+        self.rss_bytes += other.rss_bytes;
+        self.cpu_s += other.cpu_s;
+    }
+
     fn add_process(&mut self, pid: u32, with_pss: bool) {
         let read = if with_pss {
             read_stat(pid)
@@ -44,7 +51,11 @@ pub struct Sample {
     pub gateways: Usage,
     /// The envelope backend and payment.
     pub backend: Usage,
+    /// The slab of every host whose figures this sample has (see [`ResourceReport::hosts`]).
     pub slab_bytes: u64,
+    /// Whether the system under test's processes were read (it runs here, started by
+    /// this run); when not, its figures are unknown, not zero.
+    pub system_seen: bool,
 }
 
 /// Memory (bytes) and CPU (seconds) of one process. Memory is the proportional set
@@ -123,6 +134,13 @@ fn children(parent: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// This machine's host name.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "this host".into())
+}
+
 /// Which processes to read.
 pub struct Sampler {
     workers: Vec<u32>,
@@ -153,6 +171,7 @@ impl Sampler {
             at_s: at.as_secs_f64(),
             connected,
             slab_bytes: slab_bytes(),
+            system_seen: self.sut.is_some(),
             ..Sample::default()
         };
         s.loadgen.add_process(std::process::id(), with_pss);
@@ -199,12 +218,17 @@ pub struct ResourceReport {
     /// Connections per second from the start until the peak was first held.
     pub ramp_connections_per_s: f64,
     pub loadgen_bytes_per_connection: f64,
-    pub gateway_bytes_per_connection: f64,
-    pub kernel_bytes_per_connection: f64,
+    /// The system's figures: `None` when its processes were not seen (it runs on
+    /// another host), never a zero standing in for "unknown".
+    pub gateway_bytes_per_connection: Option<f64>,
+    /// `None` when the slab shrank over the run (other work on the hosts): unmeasurable.
+    pub kernel_bytes_per_connection: Option<f64>,
     /// CPU while holding, in cores (1.0 = one core busy).
     pub loadgen_cpu_cores: f64,
-    pub gateway_cpu_cores: f64,
-    pub backend_cpu_cores: f64,
+    pub gateway_cpu_cores: Option<f64>,
+    pub backend_cpu_cores: Option<f64>,
+    /// The hosts whose load generator processes and kernel these figures cover.
+    pub hosts: Vec<String>,
 }
 
 /// Keeps the samples the report needs.
@@ -215,6 +239,8 @@ pub struct Tracker {
     hold_from: Option<Sample>,
     hold_to: Option<Sample>,
     pub peak_rss: Usage,
+    /// The hosts the samples cover [default: this one].
+    pub hosts: Vec<String>,
 }
 
 impl Tracker {
@@ -258,6 +284,7 @@ impl Tracker {
                 0.0
             }
         };
+        let seen = |v: f64| peak.system_seen.then_some(v);
         Some(ResourceReport {
             before,
             peak,
@@ -267,11 +294,20 @@ impl Tracker {
             // All of the load generator's memory, fixed costs included: its per-user
             // state exists before the user connects, so a delta would hide it.
             loadgen_bytes_per_connection: per(peak.loadgen.rss_bytes, 0),
-            gateway_bytes_per_connection: per(peak.gateways.rss_bytes, before.gateways.rss_bytes),
-            kernel_bytes_per_connection: per(peak.slab_bytes, before.slab_bytes),
+            gateway_bytes_per_connection: seen(per(
+                peak.gateways.rss_bytes,
+                before.gateways.rss_bytes,
+            )),
+            kernel_bytes_per_connection: (peak.slab_bytes >= before.slab_bytes)
+                .then(|| per(peak.slab_bytes, before.slab_bytes)),
             loadgen_cpu_cores: cores(hold_from.loadgen, hold_to.loadgen),
-            gateway_cpu_cores: cores(hold_from.gateways, hold_to.gateways),
-            backend_cpu_cores: cores(hold_from.backend, hold_to.backend),
+            gateway_cpu_cores: seen(cores(hold_from.gateways, hold_to.gateways)),
+            backend_cpu_cores: seen(cores(hold_from.backend, hold_to.backend)),
+            hosts: if self.hosts.is_empty() {
+                vec![this_host()]
+            } else {
+                self.hosts.clone()
+            },
         })
     }
 }
@@ -307,8 +343,28 @@ mod tests {
                 rss_bytes: gw_rss,
                 cpu_s: gw_cpu,
             },
+            system_seen: true,
             ..Sample::default()
         }
+    }
+
+    #[test]
+    fn what_was_not_seen_is_unknown_not_zero() {
+        let unseen = |at, connected, slab| Sample {
+            at_s: at,
+            connected,
+            slab_bytes: slab,
+            ..Sample::default()
+        };
+        let mut t = Tracker::default();
+        t.before(unseen(0.0, 0, 10_000_000));
+        t.add(unseen(2.0, 100, 9_000_000), 100, 100, 100);
+        let r = t.report().unwrap();
+        assert_eq!(r.gateway_bytes_per_connection, None);
+        assert_eq!(r.gateway_cpu_cores, None);
+        assert_eq!(r.backend_cpu_cores, None);
+        // The slab shrank: not a negative figure, no figure.
+        assert_eq!(r.kernel_bytes_per_connection, None);
     }
 
     #[test]
@@ -320,8 +376,8 @@ mod tests {
         t.add(sample(4.0, 100, 101_000, 2.5), 100, 100, 100);
         t.add(sample(5.0, 40, 50_000, 3.0), 40, 100, 100);
         let r = t.report().unwrap();
-        assert_eq!(r.gateway_bytes_per_connection, 1_000.0);
-        assert!((r.gateway_cpu_cores - 0.25).abs() < 1e-9);
+        assert_eq!(r.gateway_bytes_per_connection, Some(1_000.0));
+        assert!((r.gateway_cpu_cores.unwrap() - 0.25).abs() < 1e-9);
         assert_eq!(r.peak.at_s, 4.0);
     }
 }

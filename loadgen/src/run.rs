@@ -5,19 +5,22 @@
 //! reports exactly, and alone serves `/metrics`, prints the progress line, stops the
 //! system, audits it and prints the summary.
 
+use crate::cluster::coordinator::Shipment;
 use crate::fleet::Fleet;
+use crate::generators::Generators;
 use crate::hlog::HlogWriter;
+use crate::merge::Merge;
 use crate::profile::{Profile, Target};
+use crate::progress::Progress;
 use crate::prom::{Live, SummaryCollector};
-use crate::report::{LimitReport, RunCost, RunReport, Second};
+use crate::report::{LimitReport, Origin, RunCost, RunReport};
 use crate::resources::{Sampler, Tracker};
 use crate::segment::Segment;
 use crate::spawn;
 use crate::stages::target_at;
-use crate::stats::{Op, Summary, OPS};
+use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
@@ -37,6 +40,9 @@ pub struct RunOptions {
     pub segment: Segment,
     /// The common start, Unix ms [default: shortly after the workers are up].
     pub start_at: Option<i64>,
+    /// Run as the coordinator of agents on other machines instead of with local
+    /// workers (`loadgen coordinator`).
+    pub cluster: Option<crate::cluster::coordinator::ClusterOptions>,
 }
 
 /// How long after each whole second of the run the parent reads the workers' reports
@@ -85,22 +91,6 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     if let Some(line) = tcp_loss.line() {
         eprintln!("network: {line}");
     }
-    let workers = opts
-        .workers
-        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, fd_limit, 0.95));
-    if workers == 0 {
-        bail!("--workers must be at least 1");
-    }
-    let start_at = opts
-        .start_at
-        .unwrap_or_else(|| shellkit::clock::unix_ms() + 500 + 30 * workers as i64);
-    eprintln!(
-        "running {name}: {peak} users (segment {}) over {} gateways in {workers} workers for {:.0} s",
-        opts.segment,
-        gateways.len(),
-        profile.duration().as_secs_f64()
-    );
-
     let stats = Arc::new(Mutex::new(Summary::default()));
     let live = Arc::new(Live::default());
     if let Some(addr) = &opts.metrics {
@@ -116,17 +106,21 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         eprintln!("metrics on http://{bound}/metrics");
     }
 
-    let mut fleet = Fleet::start(
-        &opts.profile,
-        opts.segment,
-        workers,
-        start_at,
-        &gateways,
-        (&auth_key, quic_cert.as_deref()),
-    )?;
+    let (mut fleet, start_at, origin) = launch(
+        &opts,
+        &profile,
+        peak,
+        fd_limit,
+        (&gateways, &auth_key, quic_cert.as_deref()),
+    )
+    .await?;
     let mut sampler = Sampler::new(fleet.pids(), spawned.as_ref().and_then(|s| s.pid()));
     let mut tracker = Tracker::default();
-    tracker.before(sampler.sample(Duration::ZERO, 0));
+    tracker.before({
+        let mut s = sampler.sample(Duration::ZERO, 0);
+        fleet.add_usage(&mut s);
+        s
+    });
     let peak_target = opts.segment.len(profile.peak_users());
     let hostile_users = opts
         .segment
@@ -194,10 +188,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         run_epoch,
         &format!("loadgen run {name}: one interval per operation per second, tagged by operation"),
     )?;
-    let mut progress = Progress {
-        hlog: Some(hlog),
-        ..Progress::default()
-    };
+    let mut progress = Progress::new(hlog);
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -207,8 +198,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 let elapsed = start.elapsed().saturating_sub(TICK_LAG);
                 let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let target = opts.segment.len(target_at(&profile.stages, elapsed));
-                eprintln!("{}", progress.line(&snapshot, elapsed, target));
-                tracker.add(sampler.sample(elapsed, snapshot.connected), target, peak_target, reach);
+                eprintln!("{}{}", progress.line(&snapshot, elapsed, target), fleet.progress());
+                let mut sample = sampler.sample(elapsed, snapshot.connected);
+                tracker.hosts = fleet.add_usage(&mut sample);
+                tracker.add(sample, target, peak_target, reach);
                 live.target_users.store(target, std::sync::atomic::Ordering::Relaxed);
                 *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = tracker.report();
                 if let Some(h) = &hostile {
@@ -233,7 +226,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     }
     let duration = start.elapsed().as_secs_f64();
     let requests_by_worker = fleet.requests_by_worker();
-    fleet.wait().await?;
+    let cluster = fleet.finish().await?;
     tcp_loss.remove();
     let hostile = match hostile {
         Some(h) => Some(h.stop().await),
@@ -319,6 +312,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         &profile.behaviour.transport,
         tcp_loss.line(),
     );
+    report.set_origin(origin, cluster);
     print!("{}", report.table());
     let json = serde_json::to_vec_pretty(&report)?;
     for path in opts
@@ -357,107 +351,83 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     })
 }
 
-/// The live progress line, and the same figures kept second by second for the report
-/// and the interval log: rates are per second since the previous line.
-#[derive(Default)]
-struct Progress {
-    last_shakes: u64,
-    last_opens: u64,
-    last_errors: u64,
-    last_outcomes: BTreeMap<String, u64>,
-    last_tiers: BTreeMap<u8, u64>,
-    /// Each operation's cumulative histogram at the previous line.
-    last_hists: Option<Vec<hdrhistogram::Histogram<u64>>>,
-    last_at: Duration,
-    series: Vec<Second>,
-    hlog: Option<HlogWriter>,
-}
-
-impl Progress {
-    fn line(&mut self, s: &Summary, elapsed: Duration, target: u64) -> String {
-        let shakes = s.count(Op::Shake);
-        let opens = s.count(Op::Open);
-        // This second's histogram of every operation: the cumulative one less the last.
-        let windows: Vec<hdrhistogram::Histogram<u64>> = OPS
-            .iter()
-            .map(|op| {
-                let mut w = s.ops[*op as usize].latency.clone();
-                if let Some(prev) = self.last_hists.as_ref().and_then(|h| h.get(*op as usize)) {
-                    let _ = w.subtract(prev);
-                }
-                w
-            })
-            .collect();
-        let q = |op: Op, p: f64| {
-            let w = &windows[op as usize];
-            if w.is_empty() {
-                0.0
-            } else {
-                w.value_at_quantile(p) as f64 / 1000.0
-            }
-        };
-        let p99 = q(Op::Shake, 0.99);
-        let delta = |now: &BTreeMap<u8, u64>, before: &BTreeMap<u8, u64>| -> BTreeMap<u8, u64> {
-            now.iter()
-                .map(|(k, v)| (*k, v - before.get(k).copied().unwrap_or(0)))
-                .filter(|(_, v)| *v > 0)
-                .collect()
-        };
-        let outcome_delta = |k: &str| {
-            s.outcomes.get(k).copied().unwrap_or(0)
-                - self.last_outcomes.get(k).copied().unwrap_or(0)
-        };
-        self.series.push(Second {
-            t_s: elapsed.as_secs_f64(),
-            connected: s.connected,
-            target,
-            shakes: shakes - self.last_shakes,
-            come_back_later: outcome_delta("come_back_later"),
-            shake_p50_ms: q(Op::Shake, 0.5),
-            shake_p99_ms: p99,
-            shake_p999_ms: q(Op::Shake, 0.999),
-            opens: opens - self.last_opens,
-            open_p50_ms: q(Op::Open, 0.5),
-            open_p99_ms: q(Op::Open, 0.99),
-            errors: s.errors() - self.last_errors,
-            replies_by_tier: delta(&s.tiers, &self.last_tiers),
-            clients_by_tier: s.clients_by_tier.clone(),
-        });
-        self.last_errors = s.errors();
-        self.last_outcomes = s.outcomes.clone();
-        self.last_tiers = s.tiers.clone();
-        let outcome = |k: &str| s.outcomes.get(k).copied().unwrap_or(0);
-        let line = format!(
-            "[{:>4.0}s] users {}/{} | shakes {}/s (envelope {} greeting {} nothing {}) | shake p99 {:.2}ms | opens {}/s | errors {} | drops {} | tiers {:?}",
-            elapsed.as_secs_f64(),
-            s.connected,
-            target,
-            shakes - self.last_shakes,
-            outcome("envelope"),
-            outcome("greeting"),
-            outcome("nothing"),
-            p99,
-            opens - self.last_opens,
-            s.errors(),
-            s.drops,
-            s.tiers,
+/// Starts the users: local workers, or (coordinating) the agents once all joined.
+/// Returns them with the common start (Unix ms) and where the figures come from.
+async fn launch(
+    opts: &RunOptions,
+    profile: &Profile,
+    peak: u64,
+    fd_limit: u64,
+    (gateways, auth_key, quic_cert): (&[String], &Path, Option<&Path>),
+) -> Result<(Generators, i64, Origin)> {
+    let name = profile.name.as_deref().unwrap_or("run");
+    let duration = profile.duration().as_secs_f64();
+    if let Some(c) = &opts.cluster {
+        eprintln!(
+            "running {name}: {peak} users over {} gateways on {} agents for {duration:.0} s",
+            gateways.len(),
+            c.agents
         );
-        self.last_shakes = shakes;
-        self.last_opens = opens;
-        if let Some(hlog) = &self.hlog {
-            let length = elapsed.saturating_sub(self.last_at);
-            for (op, w) in OPS.iter().zip(windows) {
-                hlog.interval(op.name(), self.last_at, length, w);
-            }
-        }
-        self.last_at = elapsed;
-        self.last_hists = Some(
-            OPS.iter()
-                .map(|op| s.ops[*op as usize].latency.clone())
-                .collect(),
-        );
-        line
+        let shipment = Shipment {
+            profile_path: &opts.profile,
+            profile,
+            gateways,
+            auth_key,
+            quic_cert,
+        };
+        let (agents, start_at) = crate::cluster::coordinator::gather(c, shipment).await?;
+        let origin = Origin {
+            segment: Segment::ALL.to_string(),
+            start_at_unix_ms: start_at,
+            started_after_ms: None,
+        };
+        return Ok((Generators::Agents(agents), start_at, origin));
     }
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, fd_limit, 0.95));
+    if workers == 0 {
+        bail!("--workers must be at least 1");
+    }
+    let start_at = opts
+        .start_at
+        .unwrap_or_else(|| shellkit::clock::unix_ms() + 500 + 30 * workers as i64);
+    // A machine given the common start that reaches it late has users joining
+    // mid-ramp: named here and in the summary, which then fails.
+    let started_after_ms = opts.start_at.map(|at| shellkit::clock::unix_ms() - at);
+    if let Some(ms) = started_after_ms.filter(|ms| *ms > Origin::LATE_AFTER_MS) {
+        eprintln!(
+            "segment {} starts {:.1} s after --start-at {start_at}: its users join mid-ramp; the run will fail",
+            opts.segment,
+            ms as f64 / 1000.0
+        );
+    }
+    eprintln!(
+        "running {name}: {peak} users (segment {}) over {} gateways in {workers} workers for {duration:.0} s",
+        opts.segment,
+        gateways.len(),
+    );
+    let fleet = Fleet::start(
+        &opts.profile,
+        opts.segment,
+        workers,
+        start_at,
+        gateways,
+        (auth_key, quic_cert),
+    )?;
+    let origin = Origin {
+        segment: opts.segment.to_string(),
+        start_at_unix_ms: start_at,
+        started_after_ms,
+    };
+    Ok((
+        Generators::Local {
+            fleet,
+            merge: Merge::default(),
+        },
+        start_at,
+        origin,
+    ))
 }
 
 /// The certificate QUIC users trust: `target.addresses.quic_cert`, or the one beside the

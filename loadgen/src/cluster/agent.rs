@@ -1,0 +1,348 @@
+//! `loadgen agent`: one machine's (or pod's) share of a distributed run.
+//!
+//! The agent joins the coordinator, says what it can hold, receives its segment, the
+//! profile and the keys, answers clock probes, and at the common start runs its users
+//! in local worker processes exactly as `loadgen run` would. It forwards every worker
+//! report untouched (the coordinator merges them) and its own CPU and memory each
+//! second. When the coordinator goes away the agent stops its users and exits: it
+//! never runs on headless.
+
+use super::channel::{self, ChannelError, Receiver, Sender, Token};
+use super::messages::{Assignment, Capacity, HostUsage, ToAgent, ToCoordinator};
+use crate::fleet::{Event, Fleet};
+use crate::profile::Profile;
+use crate::resources::Sampler;
+use crate::segment::Segment;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub coordinator: String,
+    pub token: Token,
+    /// How this agent is named in figures [default: the host name].
+    pub name: Option<String>,
+    /// Local worker processes [default: sized from the open-file limit].
+    pub workers: Option<u64>,
+    /// How long to keep trying to reach the coordinator.
+    pub join_timeout: Duration,
+}
+
+/// The files an assignment brings, in a directory of their own removed at the end.
+struct WorkDir {
+    dir: PathBuf,
+    profile: PathBuf,
+    auth_key: PathBuf,
+    quic_cert: Option<PathBuf>,
+}
+
+impl WorkDir {
+    fn write(a: &Assignment) -> Result<WorkDir> {
+        let dir = std::env::temp_dir().join(format!("loadgen-agent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        // Owner-only: the account key signs every user's token.
+        let write = |name: &str, bytes: &[u8]| -> Result<PathBuf> {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let path = dir.join(name);
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&path)
+                .and_then(|mut f| f.write_all(bytes))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(path)
+        };
+        let profile = write(
+            &format!("{}.yaml", safe_name(&a.profile_name)),
+            a.profile.as_bytes(),
+        )?;
+        let auth_key = write("auth.key", &a.auth_key)?;
+        let quic_cert = a
+            .quic_cert
+            .as_ref()
+            .map(|c| write(shellkit::quic::CERT_FILE, c))
+            .transpose()?;
+        Ok(WorkDir {
+            dir,
+            profile,
+            auth_key,
+            quic_cert,
+        })
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A profile name as a file name: letters, digits, `-` and `_` only.
+fn safe_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if s.is_empty() {
+        "profile".into()
+    } else {
+        s
+    }
+}
+
+pub async fn run(opts: AgentOptions) -> Result<ExitCode> {
+    let open_files = shellkit::open_files::raise_to_hard_limit();
+    let stream = reach(&opts.coordinator, opts.join_timeout).await?;
+    let (mut tx, rx) = channel::connect(stream, &opts.token)
+        .await
+        .with_context(|| format!("cannot join the coordinator at {}", opts.coordinator))?;
+    let capacity = capacity(opts.name.clone(), open_files);
+    eprintln!(
+        "agent {}: joined the coordinator at {} ({} cores, {:.1} GiB, {} open files)",
+        capacity.name,
+        opts.coordinator,
+        capacity.cores,
+        capacity.memory_bytes as f64 / (1u64 << 30) as f64,
+        capacity.open_files
+    );
+    tx.send(&ToCoordinator::Register(capacity)).await?;
+    let mut inbox = listen(rx);
+    let Some((assignment, files, start_at)) = prepare(&mut tx, &mut inbox).await? else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let profile = Profile::load(&files.profile)?;
+    let segment = Segment {
+        index: assignment.index,
+        count: assignment.agents,
+    };
+    let peak = segment.len(profile.peak_users());
+    let workers = assignment
+        .workers
+        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, open_files, 0.95))
+        .max(1);
+    let late = shellkit::clock::unix_ms() - start_at;
+    if late > 0 {
+        eprintln!("agent: starting {late} ms after the common start (the coordinator names this)");
+    }
+    eprintln!(
+        "agent: segment {segment}, {peak} users in {workers} workers, start at {start_at} (Unix ms)"
+    );
+    let fleet = Fleet::start(
+        &files.profile,
+        segment,
+        workers,
+        start_at,
+        &assignment.gateways,
+        (&files.auth_key, files.quic_cert.as_deref()),
+    );
+    let mut fleet = match fleet {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = tx
+                .send(&ToCoordinator::Failed {
+                    reason: format!("cannot start its workers: {e:#}"),
+                })
+                .await;
+            return Err(e);
+        }
+    };
+    tx.send(&ToCoordinator::Started {
+        workers,
+        at_ms: shellkit::clock::unix_ms(),
+    })
+    .await?;
+    let gone = relay(&mut fleet, &mut tx, &mut inbox).await;
+    let failures = fleet.wait_failures().await?;
+    for f in &failures {
+        eprintln!("agent: {f}");
+    }
+    if let Some(reason) = gone {
+        eprintln!("agent: the coordinator is gone ({reason}): stopped the users; exiting");
+        return Ok(ExitCode::FAILURE);
+    }
+    let ok = failures.is_empty();
+    tx.send(&ToCoordinator::Finished { failures }).await?;
+    // The coordinator closes once it has everyone's last word; not waiting forever.
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while inbox.recv().await.is_some_and(|m| m.is_ok()) {}
+    })
+    .await;
+    tx.close().await;
+    drop(files);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Connects to the coordinator, trying again until `timeout` (it may start later).
+async fn reach(addr: &str, timeout: Duration) -> Result<TcpStream> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                bail!("cannot reach the coordinator at {addr} within {timeout:?}: {e}; is `loadgen coordinator` running and listening there?")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+}
+
+/// The coordinator's messages, read by a task of their own (reading is not safe to
+/// cancel halfway, and the relay waits on several things at once).
+fn listen(mut rx: Receiver) -> mpsc::Receiver<Result<ToAgent, ChannelError>> {
+    let (tx, inbox) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let message = rx.recv::<ToAgent>().await;
+            let end = message.is_err();
+            if tx.send(message).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    inbox
+}
+
+/// Before the start: the assignment, clock probes, then the start time. `None` when
+/// the coordinator called the run off.
+async fn prepare(
+    tx: &mut Sender,
+    inbox: &mut mpsc::Receiver<Result<ToAgent, ChannelError>>,
+) -> Result<Option<(Assignment, WorkDir, i64)>> {
+    let mut assigned: Option<(Assignment, WorkDir)> = None;
+    loop {
+        let message = inbox
+            .recv()
+            .await
+            .unwrap_or(Err(ChannelError::Closed))
+            .context("the coordinator went away before the start")?;
+        match message {
+            ToAgent::Assign(a) => match WorkDir::write(&a) {
+                Ok(files) => {
+                    tx.send(&ToCoordinator::Prepared).await?;
+                    assigned = Some((a, files));
+                }
+                Err(e) => {
+                    let reason = format!("{e:#}");
+                    tx.send(&ToCoordinator::Failed {
+                        reason: reason.clone(),
+                    })
+                    .await?;
+                    bail!("cannot take the assignment: {reason}");
+                }
+            },
+            ToAgent::Ping { coordinator_ms } => {
+                tx.send(&ToCoordinator::Pong {
+                    coordinator_ms,
+                    agent_ms: shellkit::clock::unix_ms(),
+                })
+                .await?
+            }
+            ToAgent::Start { at_ms } => {
+                let (a, files) =
+                    assigned.context("the coordinator sent a start before an assignment")?;
+                return Ok(Some((a, files, at_ms)));
+            }
+            ToAgent::Abort { reason } => {
+                eprintln!("agent: the coordinator called the run off: {reason}");
+                return Ok(None);
+            }
+            ToAgent::Stop => {
+                eprintln!("agent: the coordinator stopped the run before it started");
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Forwards the workers' reports and the agent's usage until the workers are done;
+/// stops them when the coordinator says so or goes away (then returns why).
+async fn relay(
+    fleet: &mut Fleet,
+    tx: &mut Sender,
+    inbox: &mut mpsc::Receiver<Result<ToAgent, ChannelError>>,
+) -> Option<String> {
+    let mut sampler = Sampler::new(fleet.pids(), None);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut gone: Option<String> = None;
+    let mut listening = true;
+    loop {
+        let sent = tokio::select! {
+            event = fleet.next() => match event {
+                Event::Report(worker, report) if gone.is_none() => {
+                    tx.send(&ToCoordinator::Report { worker, report }).await
+                }
+                Event::Report(..) => Ok(()),
+                Event::Done => return gone,
+            },
+            _ = tick.tick(), if gone.is_none() => {
+                let s = sampler.sample(Duration::ZERO, 0);
+                tx.send(&ToCoordinator::Usage(HostUsage { loadgen: s.loadgen, slab_bytes: s.slab_bytes })).await
+            }
+            message = inbox.recv(), if listening => match message {
+                Some(Ok(ToAgent::Stop)) => {
+                    eprintln!("agent: the coordinator stopped the run");
+                    fleet.stop();
+                    Ok(())
+                }
+                Some(Ok(ToAgent::Ping { coordinator_ms })) => {
+                    tx.send(&ToCoordinator::Pong { coordinator_ms, agent_ms: shellkit::clock::unix_ms() }).await
+                }
+                Some(Ok(_)) => Ok(()),
+                Some(Err(e)) => Err(e),
+                None => Err(ChannelError::Closed),
+            },
+        };
+        if let Err(e) = sent {
+            listening = false;
+            if gone.is_none() {
+                fleet.stop();
+                gone = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// What this machine can hold.
+fn capacity(name: Option<String>, open_files: u64) -> Capacity {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into());
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0);
+    Capacity {
+        name: name.unwrap_or_else(|| hostname.clone()),
+        hostname,
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+        memory_bytes,
+        open_files,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
