@@ -1,25 +1,30 @@
 //! The parent's side of the workers: start one process per segment part, read their
-//! reports off their stdout, merge them exactly, stop them by closing their stdin.
+//! reports (and mail for friends in other workers) off their stdout, hand each worker
+//! the mail for its users on its stdin, stop them by closing their stdin.
 
 use crate::merge::Merge;
 use crate::segment::Segment;
 use crate::stats::Summary;
-use crate::worker::WorkerReport;
+use crate::worker::{Mail, WorkerMessage, WorkerReport};
 use anyhow::{bail, Context, Result};
 use futures_util::StreamExt;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
 
 /// One worker's message, or `None` when its stdout closed.
-type Message = (usize, Option<Result<WorkerReport>>);
+type Message = (usize, Option<Result<WorkerMessage>>);
 
 pub struct Fleet {
     children: Vec<Child>,
-    stdins: Vec<Option<ChildStdin>>,
+    /// Each worker's stdin, written by a task of its own (a worker busy for a moment
+    /// holds up no one); dropping the queue closes the stdin, which stops the worker.
+    stdins: Vec<Option<mpsc::UnboundedSender<Vec<u8>>>>,
+    segment: Segment,
     rx: mpsc::Receiver<Message>,
     finished: Vec<bool>,
     open: usize,
@@ -29,15 +34,30 @@ pub struct Fleet {
 /// What came from the workers.
 pub enum Event {
     Report(u64, Box<WorkerReport>),
+    /// Shares for friends in other workers: [`Fleet::deliver`] them.
+    Mail(Vec<Mail>),
     /// Every worker's stdout has closed.
     Done,
+}
+
+/// Writes frames to a worker's stdin until the queue closes, then closes the stdin.
+fn stdin_writer(mut stdin: ChildStdin) -> mpsc::UnboundedSender<Vec<u8>> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            if stdin.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    tx
 }
 
 impl Fleet {
     /// Starts `count` workers, worker `j` on part `j` of `segment`.
     pub fn start(
         profile: &Path,
-        segment: Segment,
+        (segment, reach): (Segment, Segment),
         count: u64,
         start_at: i64,
         gateways: &[String],
@@ -55,6 +75,8 @@ impl Fleet {
                 .arg("--worker")
                 .arg("--segment")
                 .arg(part.to_string())
+                .arg("--reach")
+                .arg(reach.to_string())
                 .arg("--start-at")
                 .arg(start_at.to_string())
                 .arg("--gateways")
@@ -72,7 +94,7 @@ impl Fleet {
                 .spawn()
                 .with_context(|| format!("cannot start worker {j} ({})", exe.display()))?;
             let stdout = child.stdout.take().context("worker stdout")?;
-            stdins.push(child.stdin.take());
+            stdins.push(child.stdin.take().map(stdin_writer));
             children.push(child);
             let tx = tx.clone();
             let index = j as usize;
@@ -82,9 +104,9 @@ impl Fleet {
                     .new_codec();
                 let mut frames = FramedRead::new(stdout, codec);
                 while let Some(frame) = frames.next().await {
-                    let report = frame
-                        .context("reading a worker report")
-                        .and_then(|b| postcard::from_bytes(&b).context("decoding a worker report"));
+                    let report = frame.context("reading a worker's message").and_then(|b| {
+                        postcard::from_bytes(&b).context("decoding a worker's message")
+                    });
                     if tx.send((index, Some(report))).await.is_err() {
                         return;
                     }
@@ -96,6 +118,7 @@ impl Fleet {
         Ok(Fleet {
             children,
             stdins,
+            segment,
             rx,
             finished: vec![false; n],
             open: n,
@@ -112,12 +135,13 @@ impl Fleet {
                 break;
             };
             match message {
-                Some(Ok(report)) => {
+                Some(Ok(WorkerMessage::Report(report))) => {
                     if report.last {
                         self.finished[j] = true;
                     }
-                    return Event::Report(j as u64, Box::new(report));
+                    return Event::Report(j as u64, report);
                 }
+                Some(Ok(WorkerMessage::Mail(mail))) => return Event::Mail(mail),
                 Some(Err(e)) => self.failures.push(format!("worker {j}: {e:#}")),
                 None => {
                     if !self.finished[j] {
@@ -131,13 +155,43 @@ impl Fleet {
         Event::Done
     }
 
-    /// Waits for the next report and merges it into `total`; `false` once every worker
-    /// has finished.
+    /// Waits for the next report and merges it into `total`, delivering mail on the
+    /// way; `false` once every worker has finished.
     pub async fn next_report(&mut self, merge: &mut Merge, total: &Mutex<Summary>) -> Result<bool> {
-        match self.next().await {
-            Event::Report(j, report) => merge.add((0, j), *report, total).map(|_| true),
-            Event::Done => Ok(false),
+        loop {
+            match self.next().await {
+                Event::Report(j, report) => return merge.add((0, j), *report, total).map(|_| true),
+                // Friends are chosen within this machine's segment: none is elsewhere.
+                Event::Mail(mail) => drop(self.deliver(mail)),
+                Event::Done => return Ok(false),
+            }
         }
+    }
+
+    /// Hands each mail to the worker simulating its friend; returns the mail for users
+    /// outside this machine's segment (for the coordinator to route).
+    pub fn deliver(&mut self, mail: Vec<Mail>) -> Vec<Mail> {
+        let workers = self.children.len() as u64;
+        let mut by_worker: Vec<Vec<Mail>> = vec![Vec::new(); workers as usize];
+        let mut elsewhere = Vec::new();
+        for m in mail {
+            match self.segment.worker_of(m.friend, workers) {
+                Some(j) => by_worker[j as usize].push(m),
+                None => elsewhere.push(m),
+            }
+        }
+        for (j, batch) in by_worker.into_iter().enumerate() {
+            if batch.is_empty() {
+                continue;
+            }
+            if let (Some(Some(stdin)), Ok(body)) = (self.stdins.get(j), postcard::to_stdvec(&batch))
+            {
+                let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+                frame.extend_from_slice(&body);
+                let _ = stdin.send(frame);
+            }
+        }
+        elsewhere
     }
 
     /// How many workers run.

@@ -55,6 +55,9 @@ enum Command {
         /// Internal: run as one worker of a parent `loadgen run`.
         #[arg(long, hide = true)]
         worker: bool,
+        /// Internal (workers): the users a share's notice can reach.
+        #[arg(long, hide = true, default_value = "0/1")]
+        reach: Segment,
         /// Internal (workers): the gateway addresses, comma-separated.
         #[arg(long, hide = true, value_delimiter = ',')]
         gateways: Vec<String>,
@@ -222,6 +225,7 @@ fn main() -> ExitCode {
                 profile,
                 worker: true,
                 segment,
+                reach,
                 start_at,
                 gateways,
                 auth_key_file,
@@ -229,7 +233,7 @@ fn main() -> ExitCode {
                 ..
             } => run_worker(
                 profile,
-                segment,
+                (segment, reach),
                 start_at,
                 (gateways, auth_key_file),
                 quic_cert,
@@ -276,7 +280,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// One worker: its segment of the users, reports on stdout, stop when stdin closes.
 fn run_worker(
     profile: PathBuf,
-    segment: Segment,
+    (segment, reach): (Segment, Segment),
     start_at: Option<i64>,
     (gateways, auth_key_file): (Vec<String>, Option<PathBuf>),
     quic_cert: Option<PathBuf>,
@@ -308,6 +312,7 @@ fn run_worker(
         quic,
         profile,
         segment,
+        reach,
         gateways,
         auth: {
             let bytes = std::fs::read(&key)
@@ -320,8 +325,8 @@ fn run_worker(
     let stdin = std::io::stdin();
     let stop = std::os::fd::AsFd::as_fd(&stdin);
     let mut out = std::io::stdout().lock();
-    loadgen::worker::run(config, Some(&stop), |summary, last| {
-        loadgen::worker::write_report(&mut out, summary, last)
+    loadgen::worker::run(config, Some(&stop), |message| {
+        loadgen::worker::write_message(&mut out, message)
     })?;
     Ok(ExitCode::SUCCESS)
 }

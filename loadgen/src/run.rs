@@ -409,7 +409,7 @@ async fn launch(
     );
     let fleet = Fleet::start(
         &opts.profile,
-        opts.segment,
+        (opts.segment, opts.segment),
         workers,
         start_at,
         gateways,

@@ -56,6 +56,17 @@ impl Segment {
     }
 }
 
+impl Segment {
+    /// Which of `k` parts of this segment (see [`Segment::part`]) holds `user`, if the
+    /// segment holds it at all.
+    pub fn worker_of(&self, user: u64, k: u64) -> Option<u64> {
+        if !self.contains(user) || k == 0 {
+            return None;
+        }
+        Some((user % (self.count * k) - self.index) / self.count)
+    }
+}
+
 impl FromStr for Segment {
     type Err = SegmentError;
     fn from_str(s: &str) -> Result<Self, SegmentError> {
@@ -109,6 +120,20 @@ mod tests {
             from_parts.sort_unstable();
             let whole: Vec<u64> = seg.users(users).collect();
             prop_assert_eq!(from_parts, whole);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn worker_of_finds_the_part_that_holds_the_user(user in 0u64..100_000, n in 1u64..8, k in 1u64..8, i in 0u64..8) {
+            let seg = Segment { index: i % n, count: n };
+            match seg.worker_of(user, k) {
+                Some(j) => {
+                    prop_assert!(j < k);
+                    prop_assert!(seg.part(j, k).contains(user));
+                }
+                None => prop_assert!(!seg.contains(user)),
+            }
         }
     }
 

@@ -142,9 +142,10 @@ pub async fn run(opts: AgentOptions) -> Result<ExitCode> {
     eprintln!(
         "agent: segment {segment}, {peak} users in {workers} workers, start at {start_at} (Unix ms)"
     );
+    // Friends anywhere in the run: mail for users elsewhere goes by the coordinator.
     let fleet = Fleet::start(
         &files.profile,
-        segment,
+        (segment, Segment::ALL),
         workers,
         start_at,
         &assignment.gateways,
@@ -265,6 +266,8 @@ async fn prepare(
                 eprintln!("agent: the coordinator called the run off: {reason}");
                 return Ok(None);
             }
+            // No share exists before the start.
+            ToAgent::Mail(_) => {}
             ToAgent::Stop => {
                 eprintln!("agent: the coordinator stopped the run before it started");
                 return Ok(None);
@@ -291,6 +294,14 @@ async fn relay(
                     tx.send(&ToCoordinator::Report { worker, report }).await
                 }
                 Event::Report(..) => Ok(()),
+                Event::Mail(mail) => {
+                    let elsewhere = fleet.deliver(mail);
+                    if elsewhere.is_empty() || gone.is_some() {
+                        Ok(())
+                    } else {
+                        tx.send(&ToCoordinator::Mail(elsewhere)).await
+                    }
+                }
                 Event::Done => return gone,
             },
             _ = tick.tick(), if gone.is_none() => {
@@ -305,6 +316,11 @@ async fn relay(
                 }
                 Some(Ok(ToAgent::Ping { coordinator_ms })) => {
                     tx.send(&ToCoordinator::Pong { coordinator_ms, agent_ms: shellkit::clock::unix_ms() }).await
+                }
+                Some(Ok(ToAgent::Mail(mail))) => {
+                    // The coordinator routes by segment: all of it is for users here.
+                    drop(fleet.deliver(mail));
+                    Ok(())
                 }
                 Some(Ok(_)) => Ok(()),
                 Some(Err(e)) => Err(e),

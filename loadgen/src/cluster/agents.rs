@@ -126,6 +126,8 @@ pub struct Agents {
     check: tokio::time::Interval,
     /// Why the run was stopped early, when it was.
     stopped_because: Option<String>,
+    /// Share notices passed from one agent to another.
+    relayed: u64,
 }
 
 impl Agents {
@@ -179,6 +181,7 @@ impl Agents {
             started: Instant::now() + wait,
             check: tokio::time::interval(Duration::from_secs(1)),
             stopped_because: None,
+            relayed: 0,
         }
     }
 
@@ -220,6 +223,7 @@ impl Agents {
                 return Ok(Some(true));
             }
             Ok(ToCoordinator::Usage(u)) => a.usage = Some(u),
+            Ok(ToCoordinator::Mail(mail)) => self.route(mail),
             Ok(ToCoordinator::Started { workers, at_ms }) => {
                 a.workers = workers;
                 let after = at_ms - a.offset_ms - self.start_at;
@@ -245,6 +249,22 @@ impl Agents {
             Err(e) => self.lose(i, format!("its connection failed: {e}"), total),
         }
         Ok(None)
+    }
+
+    /// Sends each share's notice to the agent whose segment holds the friend; mail
+    /// for a lost agent's users is dropped (nobody simulates them any more).
+    fn route(&mut self, mail: Vec<crate::worker::Mail>) {
+        let n = self.agents.len() as u64;
+        let mut by_agent: Vec<Vec<crate::worker::Mail>> = vec![Vec::new(); n as usize];
+        for m in mail {
+            by_agent[(m.friend % n) as usize].push(m);
+            self.relayed += 1;
+        }
+        for (a, batch) in self.agents.iter().zip(by_agent) {
+            if !batch.is_empty() && a.state == AgentState::Running {
+                a.tell(ToAgent::Mail(batch));
+            }
+        }
     }
 
     fn find_silent(&mut self, total: &Mutex<Summary>) {
@@ -393,6 +413,7 @@ impl Agents {
             start_at_unix_ms: self.start_at,
             min_agents: self.min,
             lost,
+            relayed_mail: self.relayed,
             passed: problems.is_empty(),
             problems,
             agents,

@@ -1,7 +1,7 @@
 //! What the coordinator and its agents say to each other (see [`super::channel`]).
 
 use crate::resources::Usage;
-use crate::worker::WorkerReport;
+use crate::worker::{Mail, WorkerReport};
 use serde::{Deserialize, Serialize};
 
 /// What an agent can hold, sent when it joins.
@@ -50,6 +50,8 @@ pub enum ToAgent {
     },
     /// Stop the users now; each worker still sends its last report.
     Stop,
+    /// Shares for friends among this agent's users.
+    Mail(Vec<Mail>),
     /// The run is off before it started (another agent failed to join, say).
     Abort {
         reason: String,
@@ -75,6 +77,8 @@ pub enum ToCoordinator {
         worker: u64,
         report: Box<WorkerReport>,
     },
+    /// Shares for friends on other agents, for the coordinator to route.
+    Mail(Vec<Mail>),
     /// The agent's own processes, each second.
     Usage(HostUsage),
     /// Every worker has exited; what went wrong, if anything.

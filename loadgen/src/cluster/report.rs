@@ -35,6 +35,8 @@ pub struct ClusterReport {
     /// Agents that must finish (`agents: { min: N }`; default: all).
     pub min_agents: u64,
     pub lost: u64,
+    /// Share notices relayed from an agent to the agent simulating the friend.
+    pub relayed_mail: u64,
     pub agents: Vec<AgentReport>,
     /// What makes the run fail: lost agents past the allowance, late starts, workers
     /// that failed on an agent.
@@ -46,11 +48,12 @@ impl ClusterReport {
     pub fn lines(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "agents: {} ({} lost, at least {} needed), common start {} (Unix ms)",
+            "agents: {} ({} lost, at least {} needed), common start {} (Unix ms), {} shares relayed to friends on other agents",
             self.agents.len(),
             self.lost,
             self.min_agents,
-            self.start_at_unix_ms
+            self.start_at_unix_ms,
+            self.relayed_mail
         );
         for a in &self.agents {
             let _ = writeln!(

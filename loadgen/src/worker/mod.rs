@@ -17,6 +17,7 @@ mod quic;
 mod wire;
 
 pub use client::{home_gateway, mix};
+pub use friends::Mail;
 
 use crate::network::Network;
 use crate::profile::Profile;
@@ -45,6 +46,23 @@ pub struct WorkerReport {
     pub summary: WireSummary,
 }
 
+/// Everything a worker writes to its parent.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WorkerMessage {
+    Report(Box<WorkerReport>),
+    /// Shares for friends simulated in other workers (see [`friends`]).
+    Mail(Vec<Mail>),
+}
+
+/// What the worker hands its writer: a report, or mail for the parent to route.
+pub enum Out<'a> {
+    Report { summary: &'a Summary, last: bool },
+    Mail(&'a [Mail]),
+}
+
+/// The largest frame of mail a worker accepts on its stdin.
+const MAX_INBOX_FRAME: usize = 1 << 20;
+
 #[derive(Debug, Error)]
 pub enum WorkerError {
     #[error("event loop: {0}")]
@@ -55,6 +73,8 @@ pub enum WorkerError {
     Report(#[source] io::Error),
     #[error(transparent)]
     Wire(#[from] WireError),
+    #[error("the parent sent a mail frame that does not decode ({0})")]
+    Inbox(String),
 }
 
 pub struct WorkerConfig {
@@ -62,6 +82,8 @@ pub struct WorkerConfig {
     pub quic: Option<quinn_proto::ClientConfig>,
     pub profile: Profile,
     pub segment: Segment,
+    /// The users a share's notice can reach (the run's, or this machine's segment).
+    pub reach: Segment,
     pub gateways: Vec<SocketAddr>,
     pub auth: SigningKey,
     /// The common start, Unix ms: stages count from here in every worker.
@@ -148,16 +170,15 @@ fn quic_wake(quic: &mut Option<Quic>, now: Duration) -> Option<Duration> {
     Some(now + at.saturating_duration_since(std::time::Instant::now()))
 }
 /// Writes one report to `out` as `u32 big-endian length` + postcard bytes.
-pub fn write_report(
-    out: &mut impl Write,
-    summary: &Summary,
-    last: bool,
-) -> Result<(), WorkerError> {
-    let report = WorkerReport {
-        last,
-        summary: summary.to_wire()?,
+pub fn write_message(out: &mut impl Write, message: Out<'_>) -> Result<(), WorkerError> {
+    let message = match message {
+        Out::Report { summary, last } => WorkerMessage::Report(Box::new(WorkerReport {
+            last,
+            summary: summary.to_wire()?,
+        })),
+        Out::Mail(mail) => WorkerMessage::Mail(mail.to_vec()),
     };
-    let bytes = postcard::to_stdvec(&report)
+    let bytes = postcard::to_stdvec(&message)
         .map_err(|e| WorkerError::Report(io::Error::other(e.to_string())))?;
     out.write_all(&(bytes.len() as u32).to_be_bytes())
         .and_then(|_| out.write_all(&bytes))
@@ -165,12 +186,54 @@ pub fn write_report(
         .map_err(WorkerError::Report)
 }
 
+/// The parent's end of the worker's stdin: mail frames (a 4-byte length, then a
+/// postcard list of [`Mail`]) until it closes, which means stop.
+#[derive(Default)]
+struct Inbox {
+    buf: Vec<u8>,
+}
+
+impl Inbox {
+    /// Reads what is there; `true` once the parent closed it.
+    fn read(
+        &mut self,
+        fd: &std::os::fd::BorrowedFd,
+        friends: &mut friends::Friends,
+    ) -> Result<bool, WorkerError> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            match nix::unistd::read(fd, &mut chunk) {
+                Ok(0) => return Ok(true),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return Ok(true),
+            }
+        }
+        while self.buf.len() >= 4 {
+            let len =
+                u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+            if len > MAX_INBOX_FRAME {
+                return Err(WorkerError::Inbox(format!("a frame of {len} bytes")));
+            }
+            if self.buf.len() < 4 + len {
+                break;
+            }
+            let mail: Vec<Mail> = postcard::from_bytes(&self.buf[4..4 + len])
+                .map_err(|e| WorkerError::Inbox(e.to_string()))?;
+            friends.receive(&mail);
+            self.buf.drain(..4 + len);
+        }
+        Ok(false)
+    }
+}
+
 /// Runs the segment to its end (or until `stop` — the parent's end of a pipe — closes),
 /// sending reports through `report`.
 pub fn run(
     config: WorkerConfig,
     stop: Option<&std::os::fd::BorrowedFd>,
-    mut report: impl FnMut(&Summary, bool) -> Result<(), WorkerError>,
+    mut report: impl FnMut(Out<'_>) -> Result<(), WorkerError>,
 ) -> Result<(), WorkerError> {
     let mut poll = Poll::new().map_err(WorkerError::Poll)?;
     let mut alarm = Alarm::new()?;
@@ -179,6 +242,10 @@ pub fn run(
         .register(&mut SourceFd(&alarm.raw_fd()), ALARM, Interest::READABLE)
         .map_err(WorkerError::Poll)?;
     if let Some(fd) = stop {
+        // Edge-triggered: the inbox reads until the pipe is empty, so it must not block.
+        let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
         registry
             .register(&mut SourceFd(&fd.as_raw_fd()), STOP, Interest::READABLE)
             .map_err(WorkerError::Poll)?;
@@ -195,7 +262,8 @@ pub fn run(
         stats.by_transport = crate::transport_stats::split();
     }
     let auth = config.auth.clone();
-    let mut friends = friends::Friends::new(&config.profile, config.segment);
+    let mut friends = friends::Friends::new(&config.profile, config.reach);
+    let mut inbox = Inbox::default();
     let network = Network::new(config.profile.network.clone());
     let mut quic = quic_endpoint(&config, &network, &registry)?;
     let mut sh = Shared {
@@ -238,9 +306,11 @@ pub fn run(
             .or_else(interrupted)
             .map_err(WorkerError::Poll)?;
         alarm.fired();
-        if stopped(&events, stop) {
-            stopping = true;
-            break;
+        if let Some(fd) = stop.filter(|_| events.iter().any(|e| e.token() == STOP)) {
+            if inbox.read(fd, sh.friends)? {
+                stopping = true;
+                break;
+            }
         }
     }
     while !stopping {
@@ -275,7 +345,10 @@ pub fn run(
             take_migrations(&mut sh);
             sh.stats.accrue_tier_time(now - last_report);
             last_report = now;
-            report(sh.stats, false)?;
+            report(Out::Report {
+                summary: sh.stats,
+                last: false,
+            })?;
             sh.stats.clear_interval();
             while next_report <= now {
                 next_report += config.report_every;
@@ -314,7 +387,11 @@ pub fn run(
         for event in events.iter() {
             match event.token() {
                 ALARM => alarm.fired(),
-                STOP => stopping |= stopped_now(stop),
+                STOP => {
+                    if let Some(fd) = stop {
+                        stopping |= inbox.read(fd, sh.friends)?;
+                    }
+                }
                 QUIC | QUIC_MOVED => {
                     if let Some(q) = sh.quic.as_mut() {
                         q.receive(std::time::Instant::now());
@@ -333,6 +410,10 @@ pub fn run(
                 client.invite(slot, share_id, due, &mut sh);
             }
         }
+        if !sh.friends.outbox.is_empty() {
+            report(Out::Mail(&sh.friends.outbox))?;
+            sh.friends.outbox.clear();
+        }
     }
     let now = clock.now();
     sh.stats.accrue_tier_time(now.saturating_sub(last_report));
@@ -343,7 +424,10 @@ pub fn run(
     // rather than at their idle timeout.
     pump_quic(&mut clients, clock.now(), &mut sh);
     take_migrations(&mut sh);
-    report(sh.stats, true)
+    report(Out::Report {
+        summary: sh.stats,
+        last: true,
+    })
 }
 
 fn interrupted(e: io::Error) -> io::Result<()> {
@@ -352,18 +436,4 @@ fn interrupted(e: io::Error) -> io::Result<()> {
     } else {
         Err(e)
     }
-}
-
-fn stopped(events: &Events, stop: Option<&std::os::fd::BorrowedFd>) -> bool {
-    events.iter().any(|e| e.token() == STOP) && stopped_now(stop)
-}
-
-/// The parent closed our stdin or wrote to it: either way, stop.
-fn stopped_now(stop: Option<&std::os::fd::BorrowedFd>) -> bool {
-    let Some(fd) = stop else { return false };
-    let mut buf = [0u8; 64];
-    !matches!(
-        nix::unistd::read(fd, &mut buf),
-        Err(nix::errno::Errno::EAGAIN) | Err(nix::errno::Errno::EINTR)
-    )
 }
