@@ -119,7 +119,11 @@ pub async fn connect(stream: TcpStream, token: &Token) -> Result<(Sender, Receiv
             .write_message(&[], &mut buf)
             .map_err(|_| ChannelError::Token)?;
         write_piece(&mut stream, &buf[..n]).await?;
-        let reply = read_piece(&mut stream).await?;
+        // A coordinator that cannot read our first message (another token) hangs up.
+        let reply = read_piece(&mut stream).await.map_err(|e| match e {
+            ChannelError::Closed => ChannelError::Token,
+            e => e,
+        })?;
         noise
             .read_message(&reply, &mut buf)
             .map_err(|_| ChannelError::Token)?;
