@@ -4,7 +4,9 @@
 # The tests need, beyond a Rust toolchain:
 #   - `prometheus` and `promtool` (Debian's `prometheus` package): the dashboards are
 #     proven against a real Prometheus and every /metrics passes `promtool check metrics`;
-#   - root: the storage-fault tests mount a size-limited tmpfs.
+#   - root: the storage-fault tests mount a size-limited tmpfs, and the several-hosts
+#     test makes network namespaces;
+#   - python3 with venv: scripts/k8s-check.sh checks deploy/k8s with kubernetes-validate.
 # Installing uses apt-get when a binary is missing (root on Debian or Ubuntu); on any
 # other system install them yourself and this script only checks they are there.
 set -euo pipefail
@@ -30,4 +32,5 @@ if [[ $(id -u) != 0 ]]; then
   exit 2
 fi
 
+scripts/k8s-check.sh
 exec cargo test --workspace "$@"

@@ -134,6 +134,11 @@ fn children(parent: u32) -> Vec<(u32, String)> {
         .collect()
 }
 
+/// CPU time (user + system, seconds) this process has used so far.
+pub fn own_cpu_s() -> f64 {
+    read_proc_stat(std::process::id()).map_or(0.0, |(_, cpu)| cpu)
+}
+
 /// This machine's host name.
 pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

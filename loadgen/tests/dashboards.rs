@@ -302,8 +302,6 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
 /// The run's report directory: a self-contained HTML page with its plots, and an
 /// interval log whose intervals add up, per operation, to the summary's counts.
 fn check_report(dir: &Path) {
-    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-    use hdrhistogram::serialization::Deserializer;
     use std::collections::BTreeMap;
 
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
@@ -320,22 +318,10 @@ fn check_report(dir: &Path) {
     }
     let summary: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
-    let log = std::fs::read(dir.join("latency.hlog")).unwrap();
-    let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-    for entry in IntervalLogIterator::new(&log) {
-        if let LogEntry::Interval(i) = entry.unwrap() {
-            use base64::Engine;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(i.encoded_histogram())
-                .unwrap();
-            let h: hdrhistogram::Histogram<u64> = Deserializer::new()
-                .deserialize(&mut std::io::Cursor::new(bytes))
-                .unwrap();
-            *counts
-                .entry(i.tag().unwrap().as_str().to_string())
-                .or_default() += h.len();
-        }
-    }
+    let counts: BTreeMap<String, u64> = common::hlog_totals(&dir.join("latency.hlog"))
+        .into_iter()
+        .map(|(op, h)| (op, h.len()))
+        .collect();
     for (op, figures) in summary["ops"].as_object().unwrap() {
         let expected = figures["count"].as_u64().unwrap();
         assert_eq!(

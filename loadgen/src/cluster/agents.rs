@@ -52,6 +52,8 @@ pub struct Agent {
     failures: Vec<String>,
     last_heard: Instant,
     pub usage: Option<HostUsage>,
+    /// Bytes received from it since the start.
+    bytes: u64,
 }
 
 impl Agent {
@@ -80,6 +82,7 @@ impl Agent {
             failures: Vec::new(),
             last_heard: Instant::now(),
             usage: None,
+            bytes: 0,
         }
     }
 
@@ -112,7 +115,8 @@ impl Agent {
     }
 }
 
-type Inbox = mpsc::Receiver<(u64, Result<ToCoordinator, ChannelError>)>;
+/// (agent, message, bytes read from it so far).
+type Inbox = mpsc::Receiver<(u64, Result<ToCoordinator, ChannelError>, u64)>;
 
 pub struct Agents {
     agents: Vec<Agent>,
@@ -128,6 +132,8 @@ pub struct Agents {
     stopped_because: Option<String>,
     /// Share notices passed from one agent to another.
     relayed: u64,
+    /// This process's CPU time when the agents started.
+    cpu_at_start: f64,
 }
 
 impl Agents {
@@ -156,7 +162,7 @@ impl Agents {
                 loop {
                     let m = rx.recv::<ToCoordinator>().await;
                     let end = m.is_err();
-                    if tx.send((index, m)).await.is_err() || end {
+                    if tx.send((index, m, rx.bytes)).await.is_err() || end {
                         return;
                     }
                 }
@@ -182,6 +188,7 @@ impl Agents {
             check: tokio::time::interval(Duration::from_secs(1)),
             stopped_because: None,
             relayed: 0,
+            cpu_at_start: crate::resources::own_cpu_s(),
         }
     }
 
@@ -193,7 +200,10 @@ impl Agents {
                 return Ok(false);
             }
             tokio::select! {
-                Some((i, message)) = self.inbox.recv() => {
+                Some((i, message, bytes)) = self.inbox.recv() => {
+                    if let Some(a) = self.agents.get_mut(i as usize) {
+                        a.bytes = bytes;
+                    }
                     if let Some(true) = self.take(i, message, total)? {
                         return Ok(true);
                     }
@@ -395,6 +405,7 @@ impl Agents {
                 started_after_ms: a.started_after_ms,
                 reports,
                 requests,
+                bytes: a.bytes,
                 state,
             });
         }
@@ -414,6 +425,8 @@ impl Agents {
             min_agents: self.min,
             lost,
             relayed_mail: self.relayed,
+            coordinator_cpu_s: crate::resources::own_cpu_s() - self.cpu_at_start,
+            seconds: self.started.elapsed().as_secs_f64(),
             passed: problems.is_empty(),
             problems,
             agents,

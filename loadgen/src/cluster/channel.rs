@@ -95,6 +95,8 @@ pub struct Receiver {
     noise: Arc<StatelessTransportState>,
     nonce: u64,
     plain: Vec<u8>,
+    /// Bytes read off the connection since the handshake.
+    pub bytes: u64,
 }
 
 /// The agent's side: greet, shake hands, and return the two halves.
@@ -192,6 +194,7 @@ fn halves(stream: TcpStream, noise: StatelessTransportState) -> (Sender, Receive
             noise,
             nonce: 0,
             plain: Vec::new(),
+            bytes: 0,
         },
     )
 }
@@ -284,6 +287,7 @@ impl Receiver {
                 }
             }
             let piece = read_piece(&mut self.read).await?;
+            self.bytes += 2 + piece.len() as u64;
             let at = self.plain.len();
             self.plain.resize(at + piece.len(), 0);
             let n = self

@@ -24,6 +24,8 @@ pub struct AgentReport {
     /// Worker reports and requests it sent, all merged.
     pub reports: u64,
     pub requests: u64,
+    /// Bytes it sent the coordinator (reports, usage, mail), encrypted and framed.
+    pub bytes: u64,
     /// `finished`, or `lost at T s: why`.
     pub state: String,
 }
@@ -37,6 +39,11 @@ pub struct ClusterReport {
     pub lost: u64,
     /// Share notices relayed from an agent to the agent simulating the friend.
     pub relayed_mail: u64,
+    /// The coordinator's CPU from the start to the end: merging, the progress line,
+    /// /metrics, the interval log (an upper bound on what merging costs).
+    pub coordinator_cpu_s: f64,
+    /// From the common start to the end.
+    pub seconds: f64,
     pub agents: Vec<AgentReport>,
     /// What makes the run fail: lost agents past the allowance, late starts, workers
     /// that failed on an agent.
@@ -72,6 +79,17 @@ impl ClusterReport {
                 a.state
             );
         }
+        let reports: u64 = self.agents.iter().map(|a| a.reports).sum();
+        let bytes: u64 = self.agents.iter().map(|a| a.bytes).sum();
+        let agent_seconds = self.seconds.max(1e-9) * self.agents.len().max(1) as f64;
+        let _ = writeln!(
+            out,
+            "  coordinator: {reports} reports, {:.1} KiB/s per agent; {:.2} CPU-s in all = {:.1} ms of CPU per agent per second ({:.0} µs per report)",
+            bytes as f64 / 1024.0 / agent_seconds,
+            self.coordinator_cpu_s,
+            self.coordinator_cpu_s * 1000.0 / agent_seconds,
+            self.coordinator_cpu_s * 1e6 / reports.max(1) as f64
+        );
         for p in &self.problems {
             let _ = writeln!(out, "  FAIL: {p}");
         }

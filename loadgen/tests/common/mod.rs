@@ -155,3 +155,33 @@ pub fn http(addr: &str, request_head: &str, body: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_string())
 }
+
+/// Every interval of an `.hlog` file added up per operation (its tag).
+pub fn hlog_totals(
+    path: &Path,
+) -> std::collections::BTreeMap<String, hdrhistogram::Histogram<u64>> {
+    use base64::Engine;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    use hdrhistogram::serialization::Deserializer;
+    let log = std::fs::read(path).unwrap();
+    let mut totals: std::collections::BTreeMap<String, hdrhistogram::Histogram<u64>> =
+        std::collections::BTreeMap::new();
+    for entry in IntervalLogIterator::new(&log) {
+        if let LogEntry::Interval(i) = entry.unwrap() {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(i.encoded_histogram())
+                .unwrap();
+            let h: hdrhistogram::Histogram<u64> = Deserializer::new()
+                .deserialize(&mut std::io::Cursor::new(bytes))
+                .unwrap();
+            let tag = i.tag().unwrap().as_str().to_string();
+            match totals.get_mut(&tag) {
+                Some(t) => t.add(&h).unwrap(),
+                None => {
+                    totals.insert(tag, h);
+                }
+            }
+        }
+    }
+    totals
+}

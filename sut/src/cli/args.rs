@@ -35,6 +35,15 @@ pub(crate) enum Command {
     Seed(SeedArgs),
     /// Check a finished run's durable records against the invariants.
     Audit(AuditArgs),
+    /// Make the keys every part shares (secret.key, auth.key, rpc.key) in a directory,
+    /// keeping any already there: for parts started one by one (deploy/k8s).
+    Keys(KeysArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct KeysArgs {
+    #[arg(long, default_value = "data")]
+    pub(crate) data: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -64,6 +64,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("wrote {n} shards under {}", args.out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys(args) => {
+            keys(&args.data)?;
+            println!(
+                "keys in {}: secret.key, auth.key, rpc.key",
+                args.data.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit(args) => {
             let records = sut::audit::read(&args.data)?;
             let report = sut::audit::check(&records);
