@@ -30,7 +30,7 @@ BIN = ROOT / "target" / "release"
 TOKEN = "bench hosts: a token shared by the coordinator and its agents"
 TIMELINE = """
 rounds:
-  - { id: 1, start: 2s, duration: 20s, envelopes: 20000, rate: 1000, amount_cents: [1, 500], sponsors: [1, 2, 3, 4] }
+  - { id: 1, start: 2s, duration: 30s, envelopes: 20000, rate: 1000, amount_cents: [1, 500], sponsors: [1, 2, 3, 4] }
 """
 
 
@@ -76,7 +76,7 @@ def start_system(hosts, work, name):
     shutil.rmtree(data, ignore_errors=True)
     log = open(work / f"{name}.log", "w")
     p = subprocess.Popen(hosts.cmd(0, BIN / "sut", "up", "--gateways", 2, "--countdown", "1s",
-                                   "--base-port", 7100, "--host", hosts.ip(0), "--data", data,
+                                   "--base-port", 7100, "--no-tiers", "--host", hosts.ip(0), "--data", data,
                                    "--timeline", work / "timeline.yaml"),
                          stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     while not (data / "manifest.json").exists():
@@ -156,6 +156,8 @@ def main():
         print(f"{op:<10} {mo.get('count', 0):>11} {same} {so.get('count', 0):<10} "
               + " ".join(f"{mo.get(k, 0):>7.2f}/{so.get(k, 0):<7.2f}"
                          for k in ("p50_ms", "p99_ms", "p999_ms")))
+    print(f"shakes wanted: distributed {m['desired_shakes']}, one host {s['desired_shakes']} "
+          f"(tiers off: the schedule's alone)")
     print(f"shake outcomes: distributed {m['shake_outcomes']}, one host {s['shake_outcomes']}")
     c = m["cluster"]
     for ag in c["agents"]:

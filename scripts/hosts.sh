@@ -7,7 +7,8 @@
 #                                         PREFIXbr at SUBNET.1
 #   scripts/hosts.sh down PREFIX N        removes them (what exists of them)
 #
-# Run a command on host i with `ip netns exec PREFIXi COMMAND`. PREFIX must be at most
+# Each namespace gets the widest ephemeral port range (1024-65535). Run a command on
+# host i with `ip netns exec PREFIXi COMMAND`. PREFIX must be at most
 # 9 characters (interface names hold 15).
 set -eu
 usage() { echo "usage: $0 up PREFIX N SUBNET | down PREFIX N" >&2; exit 2; }
@@ -31,6 +32,9 @@ up)
         ip -n "$ns" link set lo up
         ip -n "$ns" addr add "$subnet.$((i + 2))/24" dev "${prefix}p$i"
         ip -n "$ns" link set "${prefix}p$i" up
+        # A load host's connections to few gateway ports each take an ephemeral port:
+        # the widest range keeps the kernel's search for a free one short.
+        ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
         i=$((i + 1))
     done
     ;;

@@ -40,7 +40,7 @@ behaviour:
 
 fn spawn_target(dir: &Path, base_port: u16) -> String {
     format!(
-        "target:\n  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: {base_port}, countdown: 1s, settle: 1s, split_ttl: 3s }}",
+        "target:\n  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: {base_port}, countdown: 1s, settle: 1s, split_ttl: 3s, tiers: false }}",
         dir.join("data").display()
     )
 }
@@ -200,6 +200,7 @@ fn agents_merge_to_what_one_machine_measures() {
         "every envelope issued is won in both"
     );
     assert_eq!(one["users_connected"], many["users_connected"]);
+    assert_eq!(one["desired_shakes"], many["desired_shakes"]);
     // Both audits passed (the runs passed), and the merge lost nothing.
     assert_eq!(many["audit"]["lost"], 0);
     let by_worker: Vec<u64> = many["requests_by_worker"]

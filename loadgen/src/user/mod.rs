@@ -235,14 +235,20 @@ impl UserCore {
     /// A new connection is up at `now`; the user stays until `leave_at`. Shakes missed
     /// while disconnected are skipped, not fired in a burst: a phone does not queue them.
     pub fn connected(&mut self, now: Duration, leave_at: Duration) {
+        self.connected_since(now, now, leave_at)
+    }
+
+    /// As [`UserCore::connected`], owing the shakes due from `since` (the intended
+    /// time of this connection) on: they go late, their lateness counted.
+    pub fn connected_since(&mut self, now: Duration, since: Duration, leave_at: Duration) {
         self.hello_done = false;
         self.in_flight = None;
         self.leave_at = leave_at;
         self.last_sent = now;
         self.beat_early = self.heartbeat.mul_f64(1.0 - self.phase);
         let interval = self.interval();
-        if self.next_shake < now {
-            let behind = (now - self.next_shake).as_nanos() / interval.as_nanos().max(1);
+        if self.next_shake < since {
+            let behind = (since - self.next_shake).as_nanos() / interval.as_nanos().max(1);
             self.next_shake += interval * (behind as u32 + 1);
         }
     }
@@ -252,7 +258,11 @@ impl UserCore {
             // The shell waits for the reply; nothing else goes out meanwhile.
             return Action::WaitUntil(now + self.heartbeat);
         }
-        if now >= self.leave_at {
+        // A shake the schedule intended before the user leaves still goes, late, with
+        // its lateness counted: what a user sends depends on its schedule alone, not on
+        // how promptly this poll came (the same run gives the same shakes anywhere).
+        let shake_owed = self.hello_done && self.next_shake < self.leave_at;
+        if now >= self.leave_at && !shake_owed {
             return Action::Leave;
         }
         if !self.hello_done {
@@ -265,7 +275,9 @@ impl UserCore {
                 },
             );
         }
-        if let Some(e) = self.errands.as_mut() {
+        // Past the leave time only the owed shake goes; errands end with the session.
+        let leaving = now >= self.leave_at;
+        if let Some(e) = self.errands.as_mut().filter(|_| !leaving) {
             if let Some(o) = e.to_open.take() {
                 // Kept until its reply: it may become a share, or go out again.
                 let (token, intended) = (o.token.clone(), o.intended);
@@ -273,7 +285,12 @@ impl UserCore {
                 return self.send(Op::Open, intended, Frame::Open { token });
             }
         }
-        if let Some(e) = self.errands.as_mut().and_then(|e| e.start(now)) {
+        if let Some(e) = self
+            .errands
+            .as_mut()
+            .filter(|_| !leaving)
+            .and_then(|e| e.start(now))
+        {
             let (intended, due) = (e.first_due, e.due);
             let action = match e.task.clone() {
                 Task::Share(token) => {
@@ -291,7 +308,7 @@ impl UserCore {
             self.retry_shift_ms = shift.min(u32::MAX as u128) as u32;
             return action;
         }
-        if self.hop_pending {
+        if self.hop_pending && !leaving {
             self.hop_pending = false;
             return Action::Hop;
         }

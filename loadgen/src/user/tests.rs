@@ -198,7 +198,8 @@ fn an_open_whose_reply_was_lost_is_sent_again_and_promised_once() {
 #[test]
 fn heartbeats_fill_silence_and_leaving_ends() {
     let mut b = behaviour();
-    b.shake_rate = 0.01;
+    // The first shake falls after the user leaves: only heartbeats go.
+    b.shake_rate = 0.001;
     let mut s = Summary::default();
     let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
     u.connected(ms(0), ms(70_000));
@@ -232,6 +233,60 @@ fn heartbeats_fill_silence_and_leaving_ends() {
         &mut s,
     );
     assert_eq!(u.poll(ms(70_000)), Action::Leave);
+}
+
+#[test]
+fn a_slow_first_connect_owes_the_shakes_since_the_window_began() {
+    let b = behaviour(); // a shake every 2 s; phase 0.5: the first at 1 s
+    let ack = || Frame::HelloAck {
+        server_time_ms: 0,
+        tier: 0,
+        shake_interval_ms: 2_000,
+        config_version: 1,
+    };
+    let shakes_sent = |owed_from: Duration| {
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
+        u.connected_since(ms(3_500), owed_from, ms(60_000));
+        assert!(matches!(u.poll(ms(3_500)), Action::Send(Frame::Hello { .. })));
+        u.on_frame(ack(), ms(3_501), 0.0, &mut s);
+        let mut sent = 0;
+        let mut t = 3_502;
+        while let Action::Send(Frame::Shake { .. }) = u.poll(ms(t)) {
+            sent += 1;
+            u.on_frame(reply(0, Outcome::Nothing), ms(t + 1), 0.0, &mut s);
+            t += 2;
+        }
+        sent
+    };
+    // Intended at 0 s: the shakes of 1 s and 3 s go, late. Connected as a reconnect
+    // (owing nothing before 3.5 s): none until 5 s.
+    assert_eq!(shakes_sent(ms(0)), 2);
+    assert_eq!(shakes_sent(ms(3_500)), 0);
+}
+
+#[test]
+fn a_shake_intended_before_leaving_goes_even_when_polled_late() {
+    let mut b = behaviour();
+    b.shake_rate = 0.01; // one shake every 100 s, the first at 50 s (phase 0.5)
+    let mut s = Summary::default();
+    let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
+    u.connected(ms(0), ms(60_000));
+    u.poll(ms(0));
+    let ack = Frame::HelloAck {
+        server_time_ms: 0,
+        tier: 0,
+        shake_interval_ms: 2_000,
+        config_version: 1,
+    };
+    u.on_frame(ack, ms(1), 0.0, &mut s);
+    // Polled only after the leave time: the 50 s shake still goes, its lateness counted.
+    assert!(matches!(u.poll(ms(61_000)), Action::Send(Frame::Shake { .. })));
+    u.on_frame(reply(0, Outcome::Nothing), ms(61_001), 0.0, &mut s);
+    assert_eq!(s.ops[Op::Shake as usize].latency.len(), 1);
+    assert!(s.ops[Op::Shake as usize].latency.max() >= 11_000_000);
+    // The next would fall after the leave time: the user leaves.
+    assert_eq!(u.poll(ms(61_002)), Action::Leave);
 }
 
 #[test]

@@ -75,6 +75,9 @@ pub struct Client {
     /// times are stale.
     pub timeout_at: Duration,
     window: u16,
+    /// The session about to begin is the window's first: shakes count from the
+    /// window's start, not from when the connection happened to complete.
+    window_fresh: bool,
     window_end: Duration,
     connect_started: Duration,
     /// Added to the home gateway's index: each failure moves on to the next gateway.
@@ -122,6 +125,7 @@ impl Client {
             wake_at: NEVER,
             timeout_at: NEVER,
             window: 0,
+            window_fresh: true,
             window_end: end,
             connect_started: Duration::ZERO,
             attempt: 0,
@@ -320,7 +324,17 @@ impl Client {
             return;
         };
         self.socket = Socket::Online(wire);
-        self.core.connected(now, self.window_end);
+        // The window's first session owes the shakes due since the window's start (a
+        // slow connect makes them late, counted as such); after a drop, a phone skips
+        // what it missed.
+        let since = if std::mem::take(&mut self.window_fresh) {
+            user_windows(&sh.profile.stages, self.core.user())
+                .get(self.window as usize)
+                .map_or(now, |w| w.0.min(now))
+        } else {
+            now
+        };
+        self.core.connected_since(now, since, self.window_end);
         self.drive(slot, now, sh);
     }
 
@@ -534,6 +548,7 @@ impl Client {
         match windows.get(self.window as usize) {
             Some(&(start, end)) => {
                 self.window_end = end;
+                self.window_fresh = true;
                 self.schedule(start.max(now), slot, sh);
             }
             None => {
