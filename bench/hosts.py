@@ -4,7 +4,7 @@
 Network namespaces on a bridge (scripts/hosts.sh; root) stand in for machines: the
 system under test (`sut up --host`) in host 0, `loadgen coordinator` in host 1, one
 `loadgen agent` in each of hosts 2 .. N+1. The same profile and seed then runs from one
-host (`loadgen run` in host 2, as many workers as there were agents) against a fresh
+host (`loadgen run` in host 2, as many workers as the agents had in all) against a fresh
 system. Both systems are stopped and audited (`sut audit`). It prints, side by side:
 
 - requests per operation and shake outcomes (what the stages and seed decide must be
@@ -13,7 +13,7 @@ system. Both systems are stopped and audited (`sut audit`). It prints, side by s
 - each agent's segment, clock offset, start against the common start and bytes sent;
 - what the coordinator's merging cost: CPU per agent per second, and per report.
 
-    bench/hosts.py [--agents 2] [--users 20000] [--hold 30]
+    bench/hosts.py [--agents 2] [--users 20000] [--hold 30] [--workers-per-agent 1]
 """
 
 import argparse
@@ -99,6 +99,7 @@ def main():
     ap.add_argument("--agents", type=int, default=2)
     ap.add_argument("--users", type=int, default=20000)
     ap.add_argument("--hold", type=int, default=30)
+    ap.add_argument("--workers-per-agent", type=int, default=1)
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/hosts.py makes network namespaces: run it as root")
@@ -116,7 +117,7 @@ def main():
         listen = f"{hosts.ip(1)}:7700"
         coord = subprocess.Popen(
             hosts.cmd(1, BIN / "loadgen", "coordinator", work / "many.yaml", "--agents", a.agents,
-                      "--listen", listen, "--workers-per-agent", 1, "--summary-json",
+                      "--listen", listen, "--workers-per-agent", a.workers_per_agent, "--summary-json",
                       work / "many.json", "--report-dir", work / "many"),
             env=env, stdout=open(work / "coordinator.out", "w"),
             stderr=open(work / "coordinator.log", "w"))
@@ -133,7 +134,8 @@ def main():
         sut = start_system(hosts, work, "data-one")
         (work / "one.yaml").write_text(profile(hosts.ip(0), work / "data-one", a.users, a.hold))
         one = subprocess.run(
-            hosts.cmd(2, BIN / "loadgen", "run", work / "one.yaml", "--workers", a.agents,
+            hosts.cmd(2, BIN / "loadgen", "run", work / "one.yaml", "--workers",
+                      a.agents * a.workers_per_agent,
                       "--summary-json", work / "one.json", "--report-dir", work / "one"),
             stdout=open(work / "one.out", "w"), stderr=open(work / "one.log", "w"))
         audit_one = stop_and_audit(sut, work, "data-one")

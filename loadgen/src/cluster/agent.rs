@@ -7,6 +7,7 @@
 //! second. When the coordinator goes away the agent stops its users and exits: it
 //! never runs on headless.
 
+use super::batch::Batch;
 use super::channel::{self, ChannelError, Receiver, Sender, Token};
 use super::messages::{Assignment, Capacity, HostUsage, ToAgent, ToCoordinator};
 use crate::fleet::{Event, Fleet};
@@ -167,7 +168,7 @@ pub async fn run(opts: AgentOptions) -> Result<ExitCode> {
         at_ms: shellkit::clock::unix_ms(),
     })
     .await?;
-    let gone = relay(&mut fleet, &mut tx, &mut inbox).await;
+    let gone = relay(&mut fleet, &mut tx, &mut inbox, workers).await;
     let failures = fleet.wait_failures().await?;
     for f in &failures {
         eprintln!("agent: {f}");
@@ -276,56 +277,40 @@ async fn prepare(
     }
 }
 
-/// Forwards the workers' reports and the agent's usage until the workers are done;
-/// stops them when the coordinator says so or goes away (then returns why).
+/// Forwards the workers' reports (merged into one per second, see [`Batch`]) and the
+/// agent's usage until the workers are done; stops them when the coordinator says so
+/// or goes away (then returns why).
 async fn relay(
     fleet: &mut Fleet,
     tx: &mut Sender,
     inbox: &mut mpsc::Receiver<Result<ToAgent, ChannelError>>,
+    workers: u64,
 ) -> Option<String> {
     let mut sampler = Sampler::new(fleet.pids(), None);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut batch = Batch::new(workers);
     let mut gone: Option<String> = None;
     let mut listening = true;
     loop {
+        let linger = batch.due();
         let sent = tokio::select! {
             event = fleet.next() => match event {
-                Event::Report(worker, report) if gone.is_none() => {
-                    tx.send(&ToCoordinator::Report { worker, report }).await
-                }
-                Event::Report(..) => Ok(()),
-                Event::Mail(mail) => {
-                    let elsewhere = fleet.deliver(mail);
-                    if elsewhere.is_empty() || gone.is_some() {
-                        Ok(())
-                    } else {
-                        tx.send(&ToCoordinator::Mail(elsewhere)).await
+                Event::Done => {
+                    if gone.is_none() {
+                        let _ = send_batch(tx, &mut batch, true).await;
                     }
+                    return gone;
                 }
-                Event::Done => return gone,
+                event => on_event(event, fleet, tx, &mut batch, gone.is_some()).await,
             },
+            _ = tokio::time::sleep_until(linger.unwrap_or_else(tokio::time::Instant::now)), if linger.is_some() && gone.is_none() => {
+                send_batch(tx, &mut batch, false).await
+            }
             _ = tick.tick(), if gone.is_none() => {
                 let s = sampler.sample(Duration::ZERO, 0);
                 tx.send(&ToCoordinator::Usage(HostUsage { loadgen: s.loadgen, slab_bytes: s.slab_bytes })).await
             }
-            message = inbox.recv(), if listening => match message {
-                Some(Ok(ToAgent::Stop)) => {
-                    eprintln!("agent: the coordinator stopped the run");
-                    fleet.stop();
-                    Ok(())
-                }
-                Some(Ok(ToAgent::Ping { coordinator_ms })) => {
-                    tx.send(&ToCoordinator::Pong { coordinator_ms, agent_ms: shellkit::clock::unix_ms() }).await
-                }
-                Some(Ok(ToAgent::Mail(mail))) => {
-                    // The coordinator routes by segment: all of it is for users here.
-                    drop(fleet.deliver(mail));
-                    Ok(())
-                }
-                Some(Ok(_)) => Ok(()),
-                Some(Err(e)) => Err(e),
-                None => Err(ChannelError::Closed),
-            },
+            message = inbox.recv(), if listening => on_message(message, fleet, tx).await,
         };
         if let Err(e) = sent {
             listening = false;
@@ -334,6 +319,75 @@ async fn relay(
                 gone = Some(e.to_string());
             }
         }
+    }
+}
+
+/// A worker's report joins the batch (which goes once complete); its mail goes to the
+/// worker of each friend here, or to the coordinator for friends elsewhere.
+async fn on_event(
+    event: Event,
+    fleet: &mut Fleet,
+    tx: &mut Sender,
+    batch: &mut Batch,
+    gone: bool,
+) -> Result<(), ChannelError> {
+    match event {
+        Event::Report(_, _) if gone => Ok(()),
+        Event::Report(worker, report) => match batch.add(worker, *report) {
+            Ok(true) => send_batch(tx, batch, false).await,
+            Ok(false) => Ok(()),
+            Err(e) => Err(ChannelError::Decode(format!("{e:#}"))),
+        },
+        Event::Mail(mail) => {
+            let elsewhere = fleet.deliver(mail);
+            if elsewhere.is_empty() || gone {
+                Ok(())
+            } else {
+                tx.send(&ToCoordinator::Mail(elsewhere)).await
+            }
+        }
+        Event::Done => Ok(()),
+    }
+}
+
+async fn send_batch(tx: &mut Sender, batch: &mut Batch, last: bool) -> Result<(), ChannelError> {
+    let report = batch
+        .take(last)
+        .map_err(|e| ChannelError::Decode(e.to_string()))?;
+    tx.send(&ToCoordinator::Report {
+        worker: 0,
+        report: Box::new(report),
+    })
+    .await
+}
+
+/// What the coordinator says while the users run.
+async fn on_message(
+    message: Option<Result<ToAgent, ChannelError>>,
+    fleet: &mut Fleet,
+    tx: &mut Sender,
+) -> Result<(), ChannelError> {
+    match message {
+        Some(Ok(ToAgent::Stop)) => {
+            eprintln!("agent: the coordinator stopped the run");
+            fleet.stop();
+            Ok(())
+        }
+        Some(Ok(ToAgent::Ping { coordinator_ms })) => {
+            tx.send(&ToCoordinator::Pong {
+                coordinator_ms,
+                agent_ms: shellkit::clock::unix_ms(),
+            })
+            .await
+        }
+        Some(Ok(ToAgent::Mail(mail))) => {
+            // The coordinator routes by segment: all of it is for users here.
+            drop(fleet.deliver(mail));
+            Ok(())
+        }
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(e),
+        None => Err(ChannelError::Closed),
     }
 }
 

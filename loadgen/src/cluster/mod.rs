@@ -9,6 +9,7 @@
 
 pub mod agent;
 pub mod agents;
+pub mod batch;
 pub mod channel;
 pub mod coordinator;
 pub mod messages;

@@ -248,7 +248,10 @@ fn a_slow_first_connect_owes_the_shakes_since_the_window_began() {
         let mut s = Summary::default();
         let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
         u.connected_since(ms(3_500), owed_from, ms(60_000));
-        assert!(matches!(u.poll(ms(3_500)), Action::Send(Frame::Hello { .. })));
+        assert!(matches!(
+            u.poll(ms(3_500)),
+            Action::Send(Frame::Hello { .. })
+        ));
         u.on_frame(ack(), ms(3_501), 0.0, &mut s);
         let mut sent = 0;
         let mut t = 3_502;
@@ -281,7 +284,10 @@ fn a_shake_intended_before_leaving_goes_even_when_polled_late() {
     };
     u.on_frame(ack, ms(1), 0.0, &mut s);
     // Polled only after the leave time: the 50 s shake still goes, its lateness counted.
-    assert!(matches!(u.poll(ms(61_000)), Action::Send(Frame::Shake { .. })));
+    assert!(matches!(
+        u.poll(ms(61_000)),
+        Action::Send(Frame::Shake { .. })
+    ));
     u.on_frame(reply(0, Outcome::Nothing), ms(61_001), 0.0, &mut s);
     assert_eq!(s.ops[Op::Shake as usize].latency.len(), 1);
     assert!(s.ops[Op::Shake as usize].latency.max() >= 11_000_000);
