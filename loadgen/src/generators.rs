@@ -43,6 +43,14 @@ impl Generators {
         }
     }
 
+    /// A distributed run's agents for /metrics (none for local workers).
+    pub fn agent_states(&self) -> Vec<(String, String, bool)> {
+        match self {
+            Generators::Local { .. } => Vec::new(),
+            Generators::Agents(agents) => agents.states(),
+        }
+    }
+
     pub fn requests_by_worker(&self) -> Vec<u64> {
         match self {
             Generators::Local { merge, .. } => merge.requests_by_worker(),

@@ -60,6 +60,8 @@ pub struct Live {
     pub resources: Mutex<Option<ResourceReport>>,
     /// The hostile users' figures so far, apart from everything else.
     pub hostile: Mutex<HostileFigures>,
+    /// A distributed run's agents: (name, segment, whether it still counts).
+    pub agents: Mutex<Vec<(String, String, bool)>>,
 }
 
 #[derive(Debug)]
@@ -209,6 +211,26 @@ impl Collector for SummaryCollector {
             .target_users
             .load(std::sync::atomic::Ordering::Relaxed);
         ConstGauge::new(target as i64).encode(e)?;
+
+        let agents = self
+            .live
+            .agents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        // Only in a distributed run (so not in the catalog above, which every run has).
+        if !agents.is_empty() {
+            let mut e = encoder.encode_descriptor(
+                "loadgen_agent_up",
+                "1 while a distributed run's agent runs or has finished, 0 once lost",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (name, segment, up) in &agents {
+                let labels = [("agent", name.as_str()), ("segment", segment.as_str())];
+                ConstGauge::new(i64::from(*up)).encode(e.encode_family(&labels)?)?;
+            }
+        }
 
         let mut e = encoder.encode_descriptor(
             "loadgen_threshold_passing",

@@ -203,6 +203,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
                 tracker.hosts = fleet.add_usage(&mut sample);
                 tracker.add(sample, target, peak_target, reach);
                 live.target_users.store(target, std::sync::atomic::Ordering::Relaxed);
+                *live.agents.lock().unwrap_or_else(|p| p.into_inner()) = fleet.agent_states();
                 *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = tracker.report();
                 if let Some(h) = &hostile {
                     let now = h.figures.lock().map(|f| f.clone()).unwrap_or_default();

@@ -243,6 +243,7 @@ fn a_lost_agent_is_named_and_fails_the_run_unless_the_profile_allows_it() {
         ("strict", 16302, 16100, "", false),
         ("lenient", 16303, 16200, "agents: { min: 1 }", true),
     ] {
+        let metrics = port + 10;
         std::fs::write(
             dir.join(format!("{name}.yaml")),
             profile(&spawn_target(&dir.join(name), base), 300, 8, extra),
@@ -250,11 +251,35 @@ fn a_lost_agent_is_named_and_fails_the_run_unless_the_profile_allows_it() {
         .unwrap();
         std::fs::create_dir_all(dir.join(name)).unwrap();
         std::fs::write(dir.join(name).join("timeline.yaml"), TIMELINE).unwrap();
-        let mut c = coordinator(dir, name, port, 2, &["--agent-silence", "3s"]);
+        let metrics_addr = format!("127.0.0.1:{metrics}");
+        let mut c = coordinator(
+            dir,
+            name,
+            port,
+            2,
+            &["--agent-silence", "3s", "--metrics", &metrics_addr],
+        );
         let _a = agent(dir, "a", port);
         let mut b = agent(dir, "b", port);
         c.wait_for("[   2s]", Duration::from_secs(60));
         b.child.kill().unwrap();
+        if should_pass {
+            // The run goes on without b, and /metrics says b is down.
+            c.wait_for("lost at", Duration::from_secs(30));
+            let down = r#"loadgen_agent_up{agent="b",segment="1/2"}"#;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !common::scrape(metrics)
+                .iter()
+                .any(|(k, v)| k == down && *v == 0.0)
+            {
+                assert!(Instant::now() < deadline, "{down} never went to 0");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            let up = r#"loadgen_agent_up{agent="a",segment="0/2"}"#;
+            assert!(common::scrape(metrics)
+                .iter()
+                .any(|(k, v)| k == up && *v == 1.0));
+        }
         let passed = c.wait(Duration::from_secs(120));
         let log = c.log();
         assert_eq!(passed, should_pass, "{name}\n{log}");

@@ -355,6 +355,17 @@ impl Agents {
         s
     }
 
+    /// Each agent: name, segment, and whether it still counts (not lost).
+    pub fn states(&self) -> Vec<(String, String, bool)> {
+        self.agents
+            .iter()
+            .map(|a| {
+                let up = !matches!(a.state, AgentState::Lost { .. });
+                (a.capacity.name.clone(), a.segment.to_string(), up)
+            })
+            .collect()
+    }
+
     /// The agents' latest readings of their own processes, with their host names.
     pub fn usage(&self) -> Vec<(&str, HostUsage)> {
         self.agents

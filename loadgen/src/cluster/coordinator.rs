@@ -190,6 +190,7 @@ async fn assign(
         workers: c.workers_per_agent,
     };
     let name = j.capacity.name.clone();
+    warn_if_short(index, c.agents, ship.profile, &j.capacity);
     j.tx.send(&ToAgent::Assign(assignment))
         .await
         .with_context(|| format!("cannot send agent {name} its assignment"))?;
@@ -201,6 +202,34 @@ async fn assign(
         ToCoordinator::Prepared => Ok(Agent::new(index, c.agents, j.tx, j.rx, j.capacity, j.peer)),
         ToCoordinator::Failed { reason } => bail!("agent {name} cannot take part: {reason}"),
         other => bail!("agent {name} answered its assignment with {other:?}"),
+    }
+}
+
+/// About what one connection costs a load-generator host, user space and kernel
+/// (docs/scale.md): TCP 0.6 + 4.2 KB, QUIC 20.4 KB.
+const TCP_BYTES: u64 = 4_800;
+const QUIC_BYTES: u64 = 21_000;
+
+/// Says so when an agent's share of the users looks like more than its memory holds.
+fn warn_if_short(index: u64, agents: u64, profile: &Profile, capacity: &Capacity) {
+    let segment = crate::segment::Segment {
+        index,
+        count: agents,
+    };
+    let users = segment.len(profile.peak_users());
+    let per = if profile.behaviour.transport.any_quic() {
+        QUIC_BYTES
+    } else {
+        TCP_BYTES
+    };
+    let need = users * per;
+    if capacity.memory_bytes > 0 && need > capacity.memory_bytes * 9 / 10 {
+        eprintln!(
+            "agent {}: its {users} users need about {:.1} GiB at {per} B each (docs/scale.md), and it has {:.1} GiB: expect it to run out; add agents",
+            capacity.name,
+            need as f64 / (1u64 << 30) as f64,
+            capacity.memory_bytes as f64 / (1u64 << 30) as f64
+        );
     }
 }
 
