@@ -5,7 +5,6 @@
 //! stop, so the coordinator never waits on one that is gone.
 
 use super::channel::{ChannelError, Receiver, Sender};
-use super::coordinator::ClusterOptions;
 use super::messages::{Capacity, HostUsage, ToAgent, ToCoordinator};
 use super::report::{AgentReport, ClusterReport};
 use crate::merge::Merge;
@@ -137,9 +136,10 @@ pub struct Agents {
 }
 
 impl Agents {
+    /// The agents, started at `start_at` (Unix ms); one silent for `silence` is lost.
     pub fn new(
         mut agents: Vec<Agent>,
-        c: &ClusterOptions,
+        silence: Duration,
         profile: &Profile,
         start_at: i64,
     ) -> Agents {
@@ -170,19 +170,20 @@ impl Agents {
             a.link = Link::Running(queue);
             a.last_heard = Instant::now();
         }
+        let count = agents.len() as u64;
         let min = profile
             .agents
             .as_ref()
             .map(|s| s.min)
-            .unwrap_or(c.agents)
-            .min(c.agents);
+            .unwrap_or(count)
+            .min(count);
         let wait = Duration::from_millis((start_at - shellkit::clock::unix_ms()).max(0) as u64);
         Agents {
             agents,
             inbox,
             merge: Merge::default(),
             min,
-            silence: c.silence,
+            silence,
             start_at,
             started: Instant::now() + wait,
             check: tokio::time::interval(Duration::from_secs(1)),

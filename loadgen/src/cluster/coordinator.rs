@@ -99,7 +99,10 @@ pub async fn gather(c: &ClusterOptions, ship: Shipment<'_>) -> Result<(Agents, i
             }
         );
     }
-    Ok((Agents::new(agents, c, ship.profile, start_at), start_at))
+    Ok((
+        Agents::new(agents, c.silence, ship.profile, start_at),
+        start_at,
+    ))
 }
 
 /// Accepts connections until `c.agents` have joined; each handshake runs on its own, so
