@@ -18,6 +18,25 @@ struct Cli {
     command: Command,
 }
 
+/// Where a run's results go, and the system it may start: the same for `run` and
+/// `coordinator`.
+#[derive(Debug, clap::Args)]
+struct Outputs {
+    /// Serve Prometheus metrics here during the run, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Also write the summary as JSON to this file.
+    #[arg(long)]
+    summary_json: Option<PathBuf>,
+    /// Where the HTML report (report.html), the HdrHistogram interval log
+    /// (latency.hlog) and the summary (summary.json) go [default: reports/PROFILE-NAME].
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// The `sut` binary for spawned targets [default: beside loadgen, then PATH].
+    #[arg(long)]
+    sut_bin: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 // Parsed once per process: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -27,19 +46,8 @@ enum Command {
     Run {
         /// The profile (YAML).
         profile: PathBuf,
-        /// Serve Prometheus metrics here during the run, e.g. 127.0.0.1:9464.
-        #[arg(long)]
-        metrics: Option<String>,
-        /// Also write the summary as JSON to this file.
-        #[arg(long)]
-        summary_json: Option<PathBuf>,
-        /// Where the HTML report (report.html), the HdrHistogram interval log
-        /// (latency.hlog) and the summary (summary.json) go [default: reports/PROFILE-NAME].
-        #[arg(long)]
-        report_dir: Option<PathBuf>,
-        /// The `sut` binary for spawned targets [default: beside loadgen, then PATH].
-        #[arg(long)]
-        sut_bin: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: Outputs,
         /// Local worker processes [default: enough for the peak users at the open-file
         /// limit, ~19,000 connections each].
         #[arg(long)]
@@ -94,19 +102,8 @@ enum Command {
         /// open-file limit].
         #[arg(long)]
         workers_per_agent: Option<u64>,
-        /// Serve Prometheus metrics here during the run, e.g. 127.0.0.1:9464.
-        #[arg(long)]
-        metrics: Option<String>,
-        /// Also write the summary as JSON to this file.
-        #[arg(long)]
-        summary_json: Option<PathBuf>,
-        /// Where report.html, latency.hlog and summary.json go [default:
-        /// reports/PROFILE-NAME].
-        #[arg(long)]
-        report_dir: Option<PathBuf>,
-        /// The `sut` binary for spawned targets [default: beside loadgen, then PATH].
-        #[arg(long)]
-        sut_bin: Option<PathBuf>,
+        #[command(flatten)]
+        outputs: Outputs,
     },
     /// Join a coordinator and run the share of the users it assigns (one per machine
     /// or pod); stops its users and exits if the coordinator goes away.
@@ -175,10 +172,7 @@ fn main() -> ExitCode {
                 join_timeout,
                 agent_silence,
                 workers_per_agent,
-                metrics,
-                summary_json,
-                report_dir,
-                sut_bin,
+                outputs,
             } => {
                 if agents == 0 {
                     anyhow::bail!("--agents must be at least 1");
@@ -193,10 +187,10 @@ fn main() -> ExitCode {
                 };
                 runtime()?.block_on(loadgen::run::run(loadgen::run::RunOptions {
                     profile,
-                    metrics,
-                    summary_json,
-                    report_dir,
-                    sut_bin,
+                    metrics: outputs.metrics,
+                    summary_json: outputs.summary_json,
+                    report_dir: outputs.report_dir,
+                    sut_bin: outputs.sut_bin,
                     workers: None,
                     segment: Segment::ALL,
                     start_at: None,
@@ -240,20 +234,17 @@ fn main() -> ExitCode {
             ),
             Command::Run {
                 profile,
-                metrics,
-                summary_json,
-                report_dir,
-                sut_bin,
+                outputs,
                 workers,
                 segment,
                 start_at,
                 ..
             } => runtime()?.block_on(loadgen::run::run(loadgen::run::RunOptions {
                 profile,
-                metrics,
-                summary_json,
-                report_dir,
-                sut_bin,
+                metrics: outputs.metrics,
+                summary_json: outputs.summary_json,
+                report_dir: outputs.report_dir,
+                sut_bin: outputs.sut_bin,
                 workers,
                 segment,
                 start_at,

@@ -102,11 +102,16 @@ fn page_size() -> u64 {
 }
 
 fn slab_bytes() -> u64 {
+    meminfo_bytes("Slab")
+}
+
+/// A field of /proc/meminfo (e.g. `MemTotal`, `Slab`), in bytes; 0 when unreadable.
+pub fn meminfo_bytes(field: &str) -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
             m.lines()
-                .find_map(|l| l.strip_prefix("Slab:"))
+                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         })
         .map(|kb| kb * 1024)

@@ -21,10 +21,12 @@ use crate::stages::target_at;
 use crate::stats::Summary;
 use anyhow::{bail, Context, Result};
 use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use sut_core::audit::AuditReport;
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -56,30 +58,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let peak = opts.segment.len(profile.peak_users());
     let fd_limit = shellkit::open_files::raise_to_hard_limit();
 
-    let (mut spawned, gateways, auth_key) = match &profile.target {
-        Target::Spawn(t) => {
-            if opts.segment != Segment::ALL {
-                bail!("--segment {} splits users over machines that share one system; give the profile `target: addresses:` instead of `spawn:`", opts.segment);
-            }
-            let data = t
-                .data
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("data").join(&name));
-            let sut = spawn::sut_binary(opts.sut_bin.clone());
-            let hb = (profile.behaviour.heartbeat_interval * 3).max(Duration::from_secs(30));
-            eprintln!(
-                "starting the system under test ({} gateways, data in {})",
-                t.gateways
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| format!("enough for {peak} connections:")),
-                data.display()
-            );
-            let s = spawn::start(t, &data, &sut, peak, hb).await?;
-            let gateways = s.manifest.gateway_addrs.clone();
-            (Some(s), gateways, data.join("auth.key"))
-        }
-        Target::Addresses(a) => (None, a.gateways.clone(), a.auth_key_file.clone()),
-    };
+    let (mut spawned, gateways, auth_key) = start_target(&opts, &profile, &name, peak).await?;
     let quic_cert = quic_certificate(&profile, &auth_key)?;
     // Loss for TCP users through nftables, where this run can (removed when the users
     // are done, or when this function returns early).
@@ -94,16 +73,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let stats = Arc::new(Mutex::new(Summary::default()));
     let live = Arc::new(Live::default());
     if let Some(addr) = &opts.metrics {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(SummaryCollector {
-            stats: stats.clone(),
-            thresholds: profile.thresholds.clone(),
-            live: live.clone(),
-        }));
-        let bound = shellkit::metrics_http::serve(addr, Arc::new(registry))
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        eprintln!("metrics on http://{bound}/metrics");
+        serve_metrics(addr, &stats, &live, &profile).await?;
     }
 
     let (mut fleet, start_at, origin) = launch(
@@ -114,45 +84,11 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         (&gateways, &auth_key, quic_cert.as_deref()),
     )
     .await?;
-    let mut sampler = Sampler::new(fleet.pids(), spawned.as_ref().and_then(|s| s.pid()));
-    let mut tracker = Tracker::default();
-    tracker.before({
-        let mut s = sampler.sample(Duration::ZERO, 0);
-        fleet.add_usage(&mut s);
-        s
-    });
-    let peak_target = opts.segment.len(profile.peak_users());
-    let hostile_users = opts
-        .segment
-        .users(profile.users)
-        .filter(|u| {
-            profile
-                .behaviour
-                .hostile
-                .attack_of(*u, profile.seed)
-                .is_some()
-        })
-        .count() as u64;
-    let reach = peak_target.saturating_sub(hostile_users);
+    let sut_pid = spawned.as_ref().and_then(|s| s.pid());
+    let mut watch = Watch::new(&fleet, sut_pid, live, &profile, opts.segment);
     let start = tokio::time::Instant::now()
         + Duration::from_millis((start_at - shellkit::clock::unix_ms()).max(0) as u64);
-    let hostile = if profile.behaviour.hostile.share > 0.0 {
-        let bytes = std::fs::read(&auth_key)
-            .with_context(|| format!("cannot read the auth key file {}", auth_key.display()))?;
-        let key = sut_wire::signing::SigningKey::from_file_bytes(
-            &bytes,
-            &auth_key.display().to_string(),
-        )?;
-        Some(crate::hostile::attacker::Hostile::start(
-            &profile,
-            opts.segment,
-            &gateways,
-            &key,
-            start,
-        ))
-    } else {
-        None
-    };
+    let hostile = start_hostile(&profile, opts.segment, &gateways, &auth_key, start)?;
     let mut interrupted = false;
     // Faults: control lines for `sut up`, each sent at its time.
     let steps = match &spawned {
@@ -170,25 +106,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         start + TICK_LAG + Duration::from_secs(1),
         Duration::from_secs(1),
     );
-    let report_dir = opts
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(&name));
-    std::fs::create_dir_all(&report_dir).with_context(|| {
-        format!(
-            "cannot create the report directory {}",
-            report_dir.display()
-        )
-    })?;
-    // Interval start times count from the moment the run's seconds count from.
-    let run_epoch =
-        std::time::UNIX_EPOCH + Duration::from_millis(start_at.max(0) as u64) + TICK_LAG;
-    let hlog = HlogWriter::create(
-        &report_dir.join("latency.hlog"),
-        run_epoch,
-        &format!("loadgen run {name}: one interval per operation per second, tagged by operation"),
-    )?;
-    let mut progress = Progress::new(hlog);
+    let (report_dir, mut progress) = open_report(&opts, &name, start_at)?;
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -196,19 +114,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             more = fleet.next_report(&stats) => if !more? { break },
             _ = tick.tick() => {
                 let elapsed = start.elapsed().saturating_sub(TICK_LAG);
-                let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                let target = opts.segment.len(target_at(&profile.stages, elapsed));
-                eprintln!("{}{}", progress.line(&snapshot, elapsed, target), fleet.progress());
-                let mut sample = sampler.sample(elapsed, snapshot.connected);
-                tracker.hosts = fleet.add_usage(&mut sample);
-                tracker.add(sample, target, peak_target, reach);
-                live.target_users.store(target, std::sync::atomic::Ordering::Relaxed);
-                *live.agents.lock().unwrap_or_else(|p| p.into_inner()) = fleet.agent_states();
-                *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = tracker.report();
-                if let Some(h) = &hostile {
-                    let now = h.figures.lock().map(|f| f.clone()).unwrap_or_default();
-                    *live.hostile.lock().unwrap_or_else(|p| p.into_inner()) = now;
-                }
+                watch.second(elapsed, &stats, &mut progress, &fleet, &profile.stages, hostile.as_ref());
             }
             _ = tokio::time::sleep_until(start + steps.peek().map_or(Duration::ZERO, |s| s.at)), if steps.peek().is_some() => {
                 if let (Some(step), Some(sut)) = (steps.next(), spawned.as_mut()) {
@@ -239,6 +145,153 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
     let elapsed = start.elapsed().saturating_sub(TICK_LAG);
     let _ = progress.line(&summary, elapsed, 0);
 
+    let (audit, fault_events) = stop_system(spawned, &profile, start_at, own_events).await?;
+    let (audit, promises, limits) = judge_promises(&profile, audit, &summary);
+    let hlog_path = match progress.hlog.take() {
+        Some(h) => Some(h.finish()?),
+        None => None,
+    };
+    let cost = RunCost {
+        limits,
+        promises,
+        hostile,
+        faults: fault_events,
+        series: progress.series,
+        requests_by_worker,
+        resources: watch.tracker.report(),
+    };
+    let mut report = RunReport::build(
+        &name,
+        &summary,
+        duration,
+        peak,
+        &profile.thresholds,
+        audit,
+        cost,
+    );
+    report.network = crate::network::describe(
+        &profile.network,
+        &profile.behaviour.transport,
+        tcp_loss.line(),
+    );
+    report.set_origin(origin, cluster);
+    print!("{}", report.table());
+    write_outputs(&report, &opts, &report_dir, hlog_path)?;
+    Ok(if report.passed && !interrupted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Starts the system under test when the profile asks (`target.spawn`); returns it
+/// with the gateways' addresses and the account key file.
+async fn start_target(
+    opts: &RunOptions,
+    profile: &Profile,
+    name: &str,
+    peak: u64,
+) -> Result<(Option<spawn::Spawned>, Vec<String>, PathBuf)> {
+    Ok(match &profile.target {
+        Target::Spawn(t) => {
+            if opts.segment != Segment::ALL {
+                bail!("--segment {} splits users over machines that share one system; give the profile `target: addresses:` instead of `spawn:`", opts.segment);
+            }
+            let data = t
+                .data
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data").join(name));
+            let sut = spawn::sut_binary(opts.sut_bin.clone());
+            let hb = (profile.behaviour.heartbeat_interval * 3).max(Duration::from_secs(30));
+            eprintln!(
+                "starting the system under test ({} gateways, data in {})",
+                t.gateways
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| format!("enough for {peak} connections:")),
+                data.display()
+            );
+            let s = spawn::start(t, &data, &sut, peak, hb).await?;
+            let gateways = s.manifest.gateway_addrs.clone();
+            (Some(s), gateways, data.join("auth.key"))
+        }
+        Target::Addresses(a) => (None, a.gateways.clone(), a.auth_key_file.clone()),
+    })
+}
+
+/// Serves the run's `/metrics` at `addr` for as long as the process lives.
+async fn serve_metrics(
+    addr: &str,
+    stats: &Arc<Mutex<Summary>>,
+    live: &Arc<Live>,
+    profile: &Profile,
+) -> Result<()> {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SummaryCollector {
+        stats: stats.clone(),
+        thresholds: profile.thresholds.clone(),
+        live: live.clone(),
+    }));
+    let bound = shellkit::metrics_http::serve(addr, Arc::new(registry))
+        .await
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
+    eprintln!("metrics on http://{bound}/metrics");
+    Ok(())
+}
+
+/// The hostile users of `segment`, attacking from this process, when the profile has any.
+fn start_hostile(
+    profile: &Profile,
+    segment: Segment,
+    gateways: &[String],
+    auth_key: &Path,
+    start: tokio::time::Instant,
+) -> Result<Option<crate::hostile::attacker::Hostile>> {
+    if profile.behaviour.hostile.share <= 0.0 {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(auth_key)
+        .with_context(|| format!("cannot read the auth key file {}", auth_key.display()))?;
+    let key =
+        sut_wire::signing::SigningKey::from_file_bytes(&bytes, &auth_key.display().to_string())?;
+    Ok(Some(crate::hostile::attacker::Hostile::start(
+        profile, segment, gateways, &key, start,
+    )))
+}
+
+/// The report directory, and the progress line writing its interval log.
+fn open_report(opts: &RunOptions, name: &str, start_at: i64) -> Result<(PathBuf, Progress)> {
+    let report_dir = opts
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(name));
+    std::fs::create_dir_all(&report_dir).with_context(|| {
+        format!(
+            "cannot create the report directory {}",
+            report_dir.display()
+        )
+    })?;
+    // Interval start times count from the moment the run's seconds count from.
+    let run_epoch =
+        std::time::UNIX_EPOCH + Duration::from_millis(start_at.max(0) as u64) + TICK_LAG;
+    let hlog = HlogWriter::create(
+        &report_dir.join("latency.hlog"),
+        run_epoch,
+        &format!("loadgen run {name}: one interval per operation per second, tagged by operation"),
+    )?;
+    Ok((report_dir, Progress::new(hlog)))
+}
+
+/// Stops a spawned system (queues drain first) and audits it; returns the audit and
+/// the faults' events, in order.
+async fn stop_system(
+    spawned: Option<spawn::Spawned>,
+    profile: &Profile,
+    start_at: i64,
+    own_events: Vec<crate::faults::FaultEvent>,
+) -> Result<(
+    Option<(AuditReport, BTreeMap<u64, u64>)>,
+    Vec<crate::faults::FaultEvent>,
+)> {
     let mut fault_events = Vec::new();
     let audit = match spawned {
         Some(s) => {
@@ -258,63 +311,16 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         }
         None => None,
     };
-    let promises = audit.as_ref().map(|(_, credits)| {
-        crate::promises::check(
-            &summary.promises,
-            credits,
-            summary.repeats_kept,
-            summary.repeats_broken,
-        )
-    });
-    let audit = audit.map(|(report, _)| report);
-    let hlog_path = match progress.hlog.take() {
-        Some(h) => Some(h.finish()?),
-        None => None,
-    };
-    // With an audit (or adversarial users), how the limits held: by the servers'
-    // records and by what the clients received.
-    let limits = (profile.behaviour.adversarial > 0.0
-        || profile.behaviour.hostile.share > 0.0
-        || audit.is_some())
-    .then(|| {
-        LimitReport::new(
-            profile.seed,
-            profile.behaviour.adversarial,
-            profile.users,
-            audit
-                .as_ref()
-                .map(|a| a.over_limit.as_slice())
-                .unwrap_or(&[]),
-            &summary.received_over_limit,
-            summary.hops,
-            &profile.behaviour.hostile,
-        )
-    });
-    let cost = RunCost {
-        limits,
-        promises,
-        hostile,
-        faults: fault_events,
-        series: progress.series,
-        requests_by_worker,
-        resources: tracker.report(),
-    };
-    let mut report = RunReport::build(
-        &name,
-        &summary,
-        duration,
-        peak,
-        &profile.thresholds,
-        audit,
-        cost,
-    );
-    report.network = crate::network::describe(
-        &profile.network,
-        &profile.behaviour.transport,
-        tcp_loss.line(),
-    );
-    report.set_origin(origin, cluster);
-    print!("{}", report.table());
+    Ok((audit, fault_events))
+}
+
+/// Writes the summary JSON, the HTML report, and says what failed.
+fn write_outputs(
+    report: &RunReport,
+    opts: &RunOptions,
+    report_dir: &Path,
+    hlog_path: Option<PathBuf>,
+) -> Result<()> {
     let json = serde_json::to_vec_pretty(&report)?;
     for path in opts
         .summary_json
@@ -324,7 +330,7 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         std::fs::write(path, &json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let html = report_dir.join("report.html");
-    std::fs::write(&html, crate::html_report::render(&report))
+    std::fs::write(&html, crate::html_report::render(report))
         .with_context(|| format!("cannot write {}", html.display()))?;
     eprintln!(
         "report: {}{}",
@@ -345,11 +351,134 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             "audit failed: the system under test broke an invariant (see its violations above)"
         );
     }
-    Ok(if report.passed && !interrupted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(())
+}
+
+/// What each user was told against what payment credited (with an audit), and how the
+/// limits held, by the servers' records and by what the clients received (with an
+/// audit, or adversarial or hostile users).
+fn judge_promises(
+    profile: &Profile,
+    audit: Option<(AuditReport, BTreeMap<u64, u64>)>,
+    summary: &Summary,
+) -> (
+    Option<AuditReport>,
+    Option<crate::promises::PromiseReport>,
+    Option<LimitReport>,
+) {
+    let promises = audit.as_ref().map(|(_, credits)| {
+        crate::promises::check(
+            &summary.promises,
+            credits,
+            summary.repeats_kept,
+            summary.repeats_broken,
+        )
+    });
+    let audit = audit.map(|(report, _)| report);
+    let limits = (profile.behaviour.adversarial > 0.0
+        || profile.behaviour.hostile.share > 0.0
+        || audit.is_some())
+    .then(|| {
+        LimitReport::new(
+            profile.seed,
+            profile.behaviour.adversarial,
+            profile.users,
+            audit
+                .as_ref()
+                .map(|a| a.over_limit.as_slice())
+                .unwrap_or(&[]),
+            &summary.received_over_limit,
+            summary.hops,
+            &profile.behaviour.hostile,
+        )
+    });
+    (audit, promises, limits)
+}
+
+/// The segment's peak of connected users, and how many of them count as connected
+/// at the peak (the hostile users connect on their own and are not counted).
+fn peak_and_reach(profile: &Profile, segment: Segment) -> (u64, u64) {
+    let peak_target = segment.len(profile.peak_users());
+    let hostile_users = segment
+        .users(profile.users)
+        .filter(|u| {
+            profile
+                .behaviour
+                .hostile
+                .attack_of(*u, profile.seed)
+                .is_some()
+        })
+        .count() as u64;
+    let reach = peak_target.saturating_sub(hostile_users);
+    (peak_target, reach)
+}
+
+/// What the run watches each second: the progress line, what it costs the machine,
+/// and the live figures `/metrics` reads.
+struct Watch {
+    sampler: Sampler,
+    tracker: Tracker,
+    live: Arc<Live>,
+    segment: Segment,
+    peak_target: u64,
+    reach: u64,
+}
+
+impl Watch {
+    fn new(
+        fleet: &Generators,
+        sut_pid: Option<u32>,
+        live: Arc<Live>,
+        profile: &Profile,
+        segment: Segment,
+    ) -> Watch {
+        let mut sampler = Sampler::new(fleet.pids(), sut_pid);
+        let mut tracker = Tracker::default();
+        let mut before = sampler.sample(Duration::ZERO, 0);
+        fleet.add_usage(&mut before);
+        tracker.before(before);
+        let (peak_target, reach) = peak_and_reach(profile, segment);
+        Watch {
+            sampler,
+            tracker,
+            live,
+            segment,
+            peak_target,
+            reach,
+        }
+    }
+
+    /// One second of the run, `elapsed` into it.
+    fn second(
+        &mut self,
+        elapsed: Duration,
+        stats: &Mutex<Summary>,
+        progress: &mut Progress,
+        fleet: &Generators,
+        stages: &[crate::profile::Stage],
+        hostile: Option<&crate::hostile::attacker::Hostile>,
+    ) {
+        let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let target = self.segment.len(target_at(stages, elapsed));
+        eprintln!(
+            "{}{}",
+            progress.line(&snapshot, elapsed, target),
+            fleet.progress()
+        );
+        let mut sample = self.sampler.sample(elapsed, snapshot.connected);
+        self.tracker.hosts = fleet.add_usage(&mut sample);
+        self.tracker
+            .add(sample, target, self.peak_target, self.reach);
+        let live = &self.live;
+        live.target_users
+            .store(target, std::sync::atomic::Ordering::Relaxed);
+        *live.agents.lock().unwrap_or_else(|p| p.into_inner()) = fleet.agent_states();
+        *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = self.tracker.report();
+        if let Some(h) = hostile {
+            let now = h.figures.lock().map(|f| f.clone()).unwrap_or_default();
+            *live.hostile.lock().unwrap_or_else(|p| p.into_inner()) = now;
+        }
+    }
 }
 
 /// Starts the users: local workers, or (coordinating) the agents once all joined.

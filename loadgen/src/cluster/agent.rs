@@ -126,34 +126,9 @@ pub async fn run(opts: AgentOptions) -> Result<ExitCode> {
     let Some((assignment, files, start_at)) = prepare(&mut tx, &mut inbox).await? else {
         return Ok(ExitCode::FAILURE);
     };
-    let profile = Profile::load(&files.profile)?;
-    let segment = Segment {
-        index: assignment.index,
-        count: assignment.agents,
-    };
-    let peak = segment.len(profile.peak_users());
-    let workers = assignment
-        .workers
-        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, open_files, 0.95))
-        .max(1);
-    let late = shellkit::clock::unix_ms() - start_at;
-    if late > 0 {
-        eprintln!("agent: starting {late} ms after the common start (the coordinator names this)");
-    }
-    eprintln!(
-        "agent: segment {segment}, {peak} users in {workers} workers, start at {start_at} (Unix ms)"
-    );
-    // Friends anywhere in the run: mail for users elsewhere goes by the coordinator.
-    let fleet = Fleet::start(
-        &files.profile,
-        (segment, Segment::ALL),
-        workers,
-        start_at,
-        &assignment.gateways,
-        (&files.auth_key, files.quic_cert.as_deref()),
-    );
-    let mut fleet = match fleet {
-        Ok(f) => f,
+    let (mut fleet, workers) = match start_workers(&opts, &assignment, &files, start_at, open_files)
+    {
+        Ok(started) => started,
         Err(e) => {
             let _ = tx
                 .send(&ToCoordinator::Failed {
@@ -191,6 +166,46 @@ pub async fn run(opts: AgentOptions) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Starts the local workers on this agent's segment at `start_at` (its own clock).
+fn start_workers(
+    opts: &AgentOptions,
+    assignment: &Assignment,
+    files: &WorkDir,
+    start_at: i64,
+    open_files: u64,
+) -> Result<(Fleet, u64)> {
+    let profile = Profile::load(&files.profile)?;
+    let segment = Segment {
+        index: assignment.index,
+        count: assignment.agents,
+    };
+    let peak = segment.len(profile.peak_users());
+    // This agent's --workers, else the coordinator's --workers-per-agent, else enough
+    // for its share at this machine's open-file limit.
+    let workers = opts
+        .workers
+        .or(assignment.workers)
+        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, open_files, 0.95))
+        .max(1);
+    let late = shellkit::clock::unix_ms() - start_at;
+    if late > 0 {
+        eprintln!("agent: starting {late} ms after the common start (the coordinator names this)");
+    }
+    eprintln!(
+        "agent: segment {segment}, {peak} users in {workers} workers, start at {start_at} (Unix ms)"
+    );
+    // Friends anywhere in the run: mail for users elsewhere goes by the coordinator.
+    let fleet = Fleet::start(
+        &files.profile,
+        (segment, Segment::ALL),
+        workers,
+        start_at,
+        &assignment.gateways,
+        (&files.auth_key, files.quic_cert.as_deref()),
+    )?;
+    Ok((fleet, workers))
 }
 
 /// Connects to the coordinator, trying again until `timeout` (it may start later).
@@ -393,18 +408,8 @@ async fn on_message(
 
 /// What this machine can hold.
 fn capacity(name: Option<String>, open_files: u64) -> Capacity {
-    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into());
-    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0);
+    let hostname = crate::resources::this_host();
+    let memory_bytes = crate::resources::meminfo_bytes("MemTotal");
     Capacity {
         name: name.unwrap_or_else(|| hostname.clone()),
         hostname,
