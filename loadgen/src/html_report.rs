@@ -351,6 +351,19 @@ pub fn render(report: &RunReport) -> String {
         report.send_lag_p99_ms,
     );
 
+    if let Some(why) = &report.aborted {
+        let _ = write!(
+            body,
+            "<p><strong>Aborted</strong>: threshold {} (exit code {}).</p>",
+            esc(why),
+            report.exit_code
+        );
+    }
+    if report.interrupted {
+        body.push_str(
+            "<p><strong>Interrupted</strong>: the figures cover the run until Ctrl-C.</p>",
+        );
+    }
     body.push_str("<h2>Thresholds and audit</h2>");
     if report.thresholds.is_empty() {
         body.push_str("<p>The profile sets no thresholds.</p>");

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod dashboard;
 pub mod disk;
+pub mod exit;
 pub mod faults;
 pub mod fleet;
 pub mod generators;

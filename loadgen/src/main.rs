@@ -43,6 +43,7 @@ struct Outputs {
 enum Command {
     /// Run a profile and print its summary; exits non-zero on a breached threshold or a
     /// failed audit.
+    #[command(after_help = loadgen::exit::HELP)]
     Run {
         /// The profile (YAML).
         profile: PathBuf,
@@ -80,6 +81,7 @@ enum Command {
     /// join, give each a segment of the users, start all at one moment, and merge their
     /// figures into one summary, JSON, HTML report, interval log and /metrics, as
     /// `loadgen run` does with its local workers.
+    #[command(after_help = loadgen::exit::HELP)]
     Coordinator {
         /// The profile (YAML); the agents are sent it.
         profile: PathBuf,
@@ -256,7 +258,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("loadgen: error: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(loadgen::exit::Exit::Configuration as u8)
         }
     }
 }

@@ -27,9 +27,11 @@ pub struct Profile {
     pub behaviour: Behaviour,
     /// Pass/fail rules, `SUBJECT: STAT CMP VALUE`: `shake: p99 < 100ms` (operations
     /// connect, hello, shake, open, heartbeat, share, grab; stats pNN, pNN.N, max, mean),
-    /// `errors: rate < 0.1%`, `errors: count == 0`, `memory: growth < 64MiB`.
+    /// `errors: rate < 0.1%`, `errors: count == 0`, `memory: growth < 64MiB`,
+    /// `shake: rate > 1000/s`, `connect: count >= 3000`; or `{ threshold: RULE,
+    /// abort_on_fail: true, grace: 10s }` to stop the run the first second it fails.
     #[serde(default)]
-    #[schemars(with = "Vec<String>")]
+    #[schemars(with = "Vec<crate::threshold::ThresholdSpec>")]
     pub thresholds: Vec<Threshold>,
     /// Parts of the spawned system to crash or restart during the run (see
     /// `loadgen/src/faults.rs`): `- { kill: gateway-0, at: 15s, down_for: 3s }`.

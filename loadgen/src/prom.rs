@@ -60,6 +60,8 @@ pub struct Live {
     pub resources: Mutex<Option<ResourceReport>>,
     /// The hostile users' figures so far, apart from everything else.
     pub hostile: Mutex<HostileFigures>,
+    /// Milliseconds into the run (for thresholds on rates).
+    pub elapsed_ms: std::sync::atomic::AtomicU64,
     /// A distributed run's agents: (name, segment, whether it still counts).
     pub agents: Mutex<Vec<(String, String, bool)>>,
 }
@@ -245,7 +247,11 @@ impl Collector for SummaryCollector {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         for t in &self.thresholds {
-            let (_, passed) = t.evaluate(&s, resources.as_ref());
+            let elapsed_ms = self
+                .live
+                .elapsed_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let (_, passed) = t.evaluate(&s, resources.as_ref(), elapsed_ms as f64 / 1000.0);
             ConstGauge::new(i64::from(passed))
                 .encode(e.encode_family(&[("threshold", t.source.as_str())])?)?;
         }

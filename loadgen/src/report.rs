@@ -73,7 +73,13 @@ pub struct RunReport {
     pub origin: Origin,
     /// A distributed run's agents.
     pub cluster: Option<crate::cluster::report::ClusterReport>,
+    /// The aborting threshold that stopped the run early, and what it observed.
+    pub aborted: Option<String>,
+    /// Whether the run was interrupted (Ctrl-C).
+    pub interrupted: bool,
     pub passed: bool,
+    /// What `loadgen run` exits with (see [`crate::exit`]).
+    pub exit_code: u8,
     /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
     /// whole distribution, which the HTML report plots.
     pub latency_distribution: BTreeMap<&'static str, Vec<(f64, f64)>>,
@@ -153,7 +159,7 @@ impl RunReport {
         let thresholds: Vec<ThresholdResult> = thresholds
             .iter()
             .map(|t| {
-                let (observed, passed) = t.evaluate(summary, cost.resources.as_ref());
+                let (observed, passed) = t.evaluate(summary, cost.resources.as_ref(), duration_s);
                 ThresholdResult {
                     threshold: t.source.clone(),
                     observed: t.format_value(observed),
@@ -222,9 +228,21 @@ impl RunReport {
             hostile: cost.hostile,
             origin: Origin::default(),
             cluster: None,
+            aborted: None,
+            interrupted: false,
             passed,
+            exit_code: 0,
             latency_distribution,
         }
+    }
+
+    /// Records whether a threshold aborted the run or it was interrupted, and so the
+    /// exit code.
+    pub fn conclude(&mut self, aborted: Option<String>, interrupted: bool) {
+        self.passed &= aborted.is_none() && !interrupted;
+        self.aborted = aborted;
+        self.interrupted = interrupted;
+        self.exit_code = crate::exit::code_of(self) as u8;
     }
 
     /// Records where the figures come from; a late start or a failed cluster fails the
@@ -421,6 +439,12 @@ impl RunReport {
             }
         }
         self.origin.lines(&mut out);
+        if let Some(why) = &self.aborted {
+            let _ = writeln!(out, "ABORTED: threshold {why}");
+        }
+        if self.interrupted {
+            let _ = writeln!(out, "INTERRUPTED: the figures cover the run until Ctrl-C");
+        }
         if let Some(c) = &self.cluster {
             c.lines(&mut out);
         }

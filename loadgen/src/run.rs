@@ -90,6 +90,8 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         + Duration::from_millis((start_at - shellkit::clock::unix_ms()).max(0) as u64);
     let hostile = start_hostile(&profile, opts.segment, &gateways, &auth_key, start)?;
     let mut interrupted = false;
+    // The aborting threshold that stopped the run, if one did.
+    let mut aborted: Option<String> = None;
     // Faults: control lines for `sut up`, each sent at its time.
     let steps = match &spawned {
         Some(s) => crate::faults::plan(&profile.faults, s.manifest.gateways, profile.seed)
@@ -114,7 +116,12 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
             more = fleet.next_report(&stats) => if !more? { break },
             _ = tick.tick() => {
                 let elapsed = start.elapsed().saturating_sub(TICK_LAG);
-                watch.second(elapsed, &stats, &mut progress, &fleet, &profile.stages, hostile.as_ref());
+                let failed = watch.second(elapsed, &stats, &mut progress, &fleet, &profile.stages, hostile.as_ref());
+                if let (Some(why), None) = (failed, &aborted) {
+                    eprintln!("aborting: threshold {why} (abort_on_fail): stopping users");
+                    fleet.stop();
+                    aborted = Some(why);
+                }
             }
             _ = tokio::time::sleep_until(start + steps.peek().map_or(Duration::ZERO, |s| s.at)), if steps.peek().is_some() => {
                 if let (Some(step), Some(sut)) = (steps.next(), spawned.as_mut()) {
@@ -175,13 +182,10 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         tcp_loss.line(),
     );
     report.set_origin(origin, cluster);
+    report.conclude(aborted, interrupted);
     print!("{}", report.table());
     write_outputs(&report, &opts, &report_dir, hlog_path)?;
-    Ok(if report.passed && !interrupted {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(ExitCode::from(report.exit_code))
 }
 
 /// Starts the system under test when the profile asks (`target.spawn`); returns it
@@ -416,6 +420,8 @@ fn peak_and_reach(profile: &Profile, segment: Segment) -> (u64, u64) {
 /// What the run watches each second: the progress line, what it costs the machine,
 /// and the live figures `/metrics` reads.
 struct Watch {
+    /// The thresholds that stop the run when they fail.
+    aborting: Vec<crate::threshold::Threshold>,
     sampler: Sampler,
     tracker: Tracker,
     live: Arc<Live>,
@@ -439,6 +445,12 @@ impl Watch {
         tracker.before(before);
         let (peak_target, reach) = peak_and_reach(profile, segment);
         Watch {
+            aborting: profile
+                .thresholds
+                .iter()
+                .filter(|t| t.abort_on_fail)
+                .cloned()
+                .collect(),
             sampler,
             tracker,
             live,
@@ -448,7 +460,8 @@ impl Watch {
         }
     }
 
-    /// One second of the run, `elapsed` into it.
+    /// One second of the run, `elapsed` into it; returns the first aborting threshold
+    /// that no longer holds, with what was observed.
     fn second(
         &mut self,
         elapsed: Duration,
@@ -457,7 +470,7 @@ impl Watch {
         fleet: &Generators,
         stages: &[crate::profile::Stage],
         hostile: Option<&crate::hostile::attacker::Hostile>,
-    ) {
+    ) -> Option<String> {
         let snapshot = stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let target = self.segment.len(target_at(stages, elapsed));
         eprintln!(
@@ -474,10 +487,30 @@ impl Watch {
             .store(target, std::sync::atomic::Ordering::Relaxed);
         *live.agents.lock().unwrap_or_else(|p| p.into_inner()) = fleet.agent_states();
         *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = self.tracker.report();
+        live.elapsed_ms.store(
+            elapsed.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if let Some(h) = hostile {
             let now = h.figures.lock().map(|f| f.clone()).unwrap_or_default();
             *live.hostile.lock().unwrap_or_else(|p| p.into_inner()) = now;
         }
+        let resources = self.tracker.report();
+        self.aborting
+            .iter()
+            .filter(|t| elapsed >= t.grace)
+            .find_map(|t| {
+                let (observed, holds) =
+                    t.evaluate(&snapshot, resources.as_ref(), elapsed.as_secs_f64());
+                (!holds).then(|| {
+                    format!(
+                        "`{}` failed at {:.0} s (observed {})",
+                        t.source,
+                        elapsed.as_secs_f64(),
+                        t.format_value(observed)
+                    )
+                })
+            })
     }
 }
 

@@ -5,6 +5,12 @@
 //! - `memory: growth < 64MiB`: how much the memory (PSS) of every process of the run, the
 //!   load generator's and the spawned system's, grew while the peak of users was held; a
 //!   leak in a soak shows here first
+//! - `shake: rate > 1000/s` (answered requests per second of the run so far),
+//!   `connect: count >= 3000` (answered requests)
+//!
+//! A threshold is a string, or `{ threshold: "...", abort_on_fail: true, grace: 10s }`:
+//! one that aborts is checked every second once `grace` has passed, and stops the run
+//! the first second it does not hold (exit code 4).
 
 use crate::resources::ResourceReport;
 use crate::stats::{Op, Summary};
@@ -26,6 +32,10 @@ pub enum Subject {
     ErrorCount,
     /// Bytes of memory gained over the hold at the peak.
     MemoryGrowth,
+    /// Answered requests of an operation per second of the run.
+    Rate(Op),
+    /// Answered requests of an operation.
+    Count(Op),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,24 +61,66 @@ impl Cmp {
 
 /// One threshold. Latencies are kept in milliseconds, rates as fractions.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(try_from = "String")]
+#[serde(try_from = "ThresholdSpec")]
 pub struct Threshold {
     pub source: String,
     pub subject: Subject,
     pub cmp: Cmp,
     pub limit: f64,
+    /// Stop the run the first second this does not hold (after `grace`).
+    pub abort_on_fail: bool,
+    /// How long into the run before an aborting threshold is checked.
+    pub grace: Duration,
+}
+
+/// A threshold as a profile writes it: the rule alone, or with when to abort.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub enum ThresholdSpec {
+    /// `SUBJECT: STAT CMP VALUE`, e.g. `shake: p99 < 100ms`.
+    Rule(String),
+    Full(FullThreshold),
+}
+
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FullThreshold {
+    /// `SUBJECT: STAT CMP VALUE`.
+    pub threshold: String,
+    /// Stop the run the first second the threshold does not hold (exit code 4).
+    #[serde(default)]
+    pub abort_on_fail: bool,
+    /// How long into the run before it may abort (the ramp's figures are not the
+    /// run's) [default: 0s].
+    #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
+    pub grace: Option<Duration>,
+}
+
+impl TryFrom<ThresholdSpec> for Threshold {
+    type Error = String;
+    fn try_from(spec: ThresholdSpec) -> Result<Self, String> {
+        match spec {
+            ThresholdSpec::Rule(source) => Threshold::parse(&source),
+            ThresholdSpec::Full(f) => {
+                let mut t = Threshold::parse(&f.threshold)?;
+                if f.grace.is_some() && !f.abort_on_fail {
+                    return Err(format!(
+                        "threshold `{}`: `grace` only matters with `abort_on_fail: true`",
+                        f.threshold
+                    ));
+                }
+                t.abort_on_fail = f.abort_on_fail;
+                t.grace = f.grace.unwrap_or_default();
+                Ok(t)
+            }
+        }
+    }
 }
 
 impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
-    }
-}
-
-impl TryFrom<String> for Threshold {
-    type Error = String;
-    fn try_from(source: String) -> Result<Self, String> {
-        Threshold::parse(&source)
     }
 }
 
@@ -129,24 +181,48 @@ impl Threshold {
             let op = Op::from_name(subject).ok_or_else(|| {
                 format!("threshold `{source}`: unknown operation `{subject}`; use {OPS_HELP}")
             })?;
+            if stat == "rate" {
+                let n = value.strip_suffix("/s").unwrap_or(value);
+                let rate = n.parse::<f64>().ok().filter(|r| *r >= 0.0).ok_or_else(|| {
+                    format!("threshold `{source}`: `{value}` is not a rate; write requests per second, e.g. 1000/s")
+                })?;
+                return Ok(Threshold::new(source, Subject::Rate(op), cmp, rate));
+            }
+            if stat == "count" {
+                let n = value.parse::<u64>().map_err(|_| {
+                    format!("threshold `{source}`: `{value}` is not a whole count, e.g. 3000")
+                })?;
+                return Ok(Threshold::new(source, Subject::Count(op), cmp, n as f64));
+            }
             let stat = parse_stat(stat, source)?;
             let limit = humantime::parse_duration(value).map_err(|_| {
                 format!("threshold `{source}`: `{value}` is not a duration; write e.g. 5ms, 250us or 1s")
             })?;
             (Subject::Latency(op, stat), duration_ms(limit))
         };
-        Ok(Threshold {
+        Ok(Threshold::new(source, subject, cmp, limit))
+    }
+
+    fn new(source: &str, subject: Subject, cmp: Cmp, limit: f64) -> Threshold {
+        Threshold {
             source: source.to_string(),
             subject,
             cmp,
             limit,
-        })
+            abort_on_fail: false,
+            grace: Duration::ZERO,
+        }
     }
 
-    /// The observed value (ms, fraction, count or bytes) and whether the threshold holds.
-    /// Memory is known once the run has held its peak (`resources`); before that it is
-    /// observed as 0 growth.
-    pub fn evaluate(&self, summary: &Summary, resources: Option<&ResourceReport>) -> (f64, bool) {
+    /// The observed value (ms, fraction, count, per second or bytes) and whether the
+    /// threshold holds, `elapsed_s` into the run. Memory is known once the run has held
+    /// its peak (`resources`); before that it is observed as 0 growth.
+    pub fn evaluate(
+        &self,
+        summary: &Summary,
+        resources: Option<&ResourceReport>,
+        elapsed_s: f64,
+    ) -> (f64, bool) {
         let observed = match self.subject {
             Subject::Latency(op, stat) => {
                 let h = &summary.ops[op as usize].latency;
@@ -161,6 +237,8 @@ impl Threshold {
             Subject::ErrorRate => summary.error_rate(),
             Subject::ErrorCount => summary.errors() as f64,
             Subject::MemoryGrowth => resources.map(|r| r.memory_growth_bytes()).unwrap_or(0.0),
+            Subject::Count(op) => summary.count(op) as f64,
+            Subject::Rate(op) => summary.count(op) as f64 / elapsed_s.max(1e-9),
         };
         (observed, self.cmp.holds(observed, self.limit))
     }
@@ -172,6 +250,8 @@ impl Threshold {
             Subject::ErrorRate => format!("{:.4}%", v * 100.0),
             Subject::ErrorCount => format!("{v}"),
             Subject::MemoryGrowth => format!("{:.1}MiB", v / 1_048_576.0),
+            Subject::Rate(_) => format!("{v:.1}/s"),
+            Subject::Count(_) => format!("{v}"),
         }
     }
 }
@@ -237,6 +317,36 @@ mod tests {
     }
 
     #[test]
+    fn rates_counts_and_aborts() {
+        let t = Threshold::parse("shake: rate > 1000/s").unwrap();
+        assert_eq!(t.subject, Subject::Rate(Op::Shake));
+        let mut s = Summary::default();
+        for _ in 0..3_000 {
+            s.record(Op::Shake, 1_000);
+        }
+        assert_eq!(t.evaluate(&s, None, 2.0), (1_500.0, true));
+        assert_eq!(t.evaluate(&s, None, 4.0), (750.0, false));
+        let c = Threshold::parse("shake: count >= 3000").unwrap();
+        assert!(c.evaluate(&s, None, 1.0).1);
+        let full: Threshold = serde_yaml::from_str(
+            "{ threshold: 'errors: rate < 1%', abort_on_fail: true, grace: 10s }",
+        )
+        .unwrap();
+        assert!(full.abort_on_fail);
+        assert_eq!(full.grace, Duration::from_secs(10));
+        let plain: Threshold = serde_yaml::from_str("'errors: rate < 1%'").unwrap();
+        assert!(!plain.abort_on_fail);
+        let e = serde_yaml::from_str::<Threshold>("{ threshold: 'errors: rate < 1%', grace: 5s }")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("only matters with `abort_on_fail: true`"), "{e}");
+        let e = serde_yaml::from_str::<Threshold>("'shook: p99 < 1ms'")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown operation `shook`"), "{e}");
+    }
+
+    #[test]
     fn bad_thresholds_say_what_to_write() {
         for (src, hint) in [
             ("shook: p99 < 5ms", "unknown operation `shook`"),
@@ -248,6 +358,8 @@ mod tests {
             ("shake p99 < 5ms", "SUBJECT: STAT CMP VALUE"),
             ("memory: p99 < 5MiB", "memory takes `growth`"),
             ("memory: growth < lots", "not a size"),
+            ("shake: rate > fast", "not a rate"),
+            ("connect: count >= 3k", "not a whole count"),
         ] {
             let e = Threshold::parse(src).unwrap_err();
             assert!(e.contains(hint), "{src}: {e}");

@@ -55,6 +55,8 @@ pub struct UserCore {
     hello_done: bool,
     next_shake: Duration,
     last_sent: Duration,
+    /// When this session was meant to begin (its window's start, or the reconnect).
+    session_from: Duration,
     /// How much sooner than a full interval the first heartbeat of a connection comes.
     beat_early: Duration,
     phase: f64,
@@ -137,6 +139,7 @@ impl UserCore {
             hello_done: false,
             next_shake: desire_interval(behaviour.shake_rate).mul_f64(phase.clamp(0.0, 1.0)),
             last_sent: Duration::ZERO,
+            session_from: Duration::ZERO,
             beat_early: Duration::ZERO,
             phase: phase.clamp(0.0, 1.0),
             in_flight: None,
@@ -242,6 +245,7 @@ impl UserCore {
     /// time of this connection) on: they go late, their lateness counted.
     pub fn connected_since(&mut self, now: Duration, since: Duration, leave_at: Duration) {
         self.hello_done = false;
+        self.session_from = since;
         self.in_flight = None;
         self.leave_at = leave_at;
         self.last_sent = now;
@@ -396,7 +400,7 @@ impl UserCore {
             ) => {
                 self.hello_done = true;
                 stats.enter_tier(self.tier);
-                self.set_tier(tier, shake_interval_ms, now, stats);
+                self.set_tier(tier, shake_interval_ms, stats);
                 stats.record(op, latency_us);
             }
             (
@@ -439,7 +443,7 @@ impl UserCore {
                     }
                 };
                 stats.outcome(name, tier);
-                self.set_tier(tier, shake_interval_ms, now, stats);
+                self.set_tier(tier, shake_interval_ms, stats);
             }
             (Op::Open, Frame::OpenReply { code, amount_cents }) => {
                 self.on_open_reply(code, amount_cents, latency_us, now, roll, stats)
@@ -507,7 +511,7 @@ impl UserCore {
         }
     }
 
-    fn set_tier(&mut self, tier: u8, interval_ms: u32, anchor: Duration, stats: &mut Summary) {
+    fn set_tier(&mut self, tier: u8, interval_ms: u32, stats: &mut Summary) {
         let interval = Duration::from_millis(interval_ms as u64);
         if tier != self.tier {
             stats.change_tier(self.tier, tier);
@@ -524,11 +528,13 @@ impl UserCore {
                     self.next_shake = last + self.interval().mul_f64(1.0 + 0.5 * self.phase)
                 }
                 // Told a raised tier before its first shake (in the HelloAck): the first
-                // shake comes somewhere in the first interval, not at once.
+                // shake comes somewhere in the first interval of the session, not at
+                // once; counted from when the session was meant to begin, so that the
+                // schedule does not depend on how fast the Hello was answered.
                 None if self.server_interval > self.desire => {
                     self.next_shake = self
                         .next_shake
-                        .max(anchor + self.server_interval.mul_f64(self.phase));
+                        .max(self.session_from + self.server_interval.mul_f64(self.phase));
                 }
                 None => {}
             }

@@ -108,7 +108,8 @@ fn a_frantic_shaker_is_coalesced_to_the_server_interval() {
     hello(&mut u, &mut s);
     assert_eq!(s.clients_by_tier[&0], 1);
     // Five shakes a second wanted, one request per 2 s sent: each carries ten. (The
-    // HelloAck at 1 ms named the 2 s interval, so the first shake comes from then.)
+    // HelloAck named the 2 s interval; the first shake counts from when the session
+    // was meant to begin, 0 ms, not from when the HelloAck happened to arrive.)
     for k in 0..3u64 {
         let t = ms(k * 2_000 + 1);
         assert!(
@@ -116,10 +117,7 @@ fn a_frantic_shaker_is_coalesced_to_the_server_interval() {
             "{k}"
         );
         u.on_frame(reply(0, Outcome::Nothing), t + ms(1), 0.0, &mut s);
-        assert_eq!(
-            u.poll(t + ms(2)),
-            Action::WaitUntil(ms((k + 1) * 2_000 + 1))
-        );
+        assert_eq!(u.poll(t + ms(2)), Action::WaitUntil(ms((k + 1) * 2_000)));
     }
     assert_eq!(s.count(Op::Shake), 3);
     assert_eq!(s.desired_shakes, 30);
@@ -129,7 +127,7 @@ fn a_frantic_shaker_is_coalesced_to_the_server_interval() {
         Action::Send(Frame::Shake { .. })
     ));
     u.on_frame(reply(1, Outcome::Nothing), ms(6_002), 0.0, &mut s);
-    assert_eq!(u.poll(ms(6_003)), Action::WaitUntil(ms(16_001)));
+    assert_eq!(u.poll(ms(6_003)), Action::WaitUntil(ms(16_000)));
     assert_eq!(s.tier_transitions, 1);
     assert_eq!((s.clients_by_tier[&0], s.clients_by_tier[&1]), (0, 1));
     u.disconnected(&mut s);
@@ -233,6 +231,27 @@ fn heartbeats_fill_silence_and_leaving_ends() {
         &mut s,
     );
     assert_eq!(u.poll(ms(70_000)), Action::Leave);
+}
+
+#[test]
+fn the_first_shake_does_not_wait_on_how_fast_the_hello_was_answered() {
+    let b = behaviour(); // desire 2 s; the gateway's 4 s interval is longer
+    let first_due = |ack_at: u64| {
+        let mut s = Summary::default();
+        let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
+        u.connected(ms(0), ms(60_000));
+        u.poll(ms(0));
+        let ack = Frame::HelloAck {
+            server_time_ms: 0,
+            tier: 0,
+            shake_interval_ms: 4_000,
+            config_version: 1,
+        };
+        u.on_frame(ack, ms(ack_at), 0.0, &mut s);
+        u.poll(ms(ack_at + 1))
+    };
+    assert_eq!(first_due(1), first_due(700));
+    assert_eq!(first_due(1), Action::WaitUntil(ms(2_000)));
 }
 
 #[test]
