@@ -2,6 +2,7 @@
 //! measured from intended send times into HDR histograms.
 
 pub mod cluster;
+pub mod compare;
 pub mod dashboard;
 pub mod disk;
 pub mod exit;

@@ -127,6 +127,19 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         join_timeout: std::time::Duration,
     },
+    /// Compare two runs' summaries (summary.json): a table of what moved; with
+    /// tolerances, exits 1 when a figure moved past its tolerance (2 on bad input).
+    Compare {
+        /// The reference run's summary.json.
+        baseline: PathBuf,
+        /// The run to judge.
+        current: PathBuf,
+        /// `[OP.]STAT=LIMIT`, repeatable: `p99=10%` (latency may grow 10 %),
+        /// `shake.p50=5%`, `rate=5%` (throughput may fall 5 %), `errors=0.1%` (the error
+        /// rate may rise 0.1 points). Stats: p50, p90, p99, p99.9, max, rate, errors.
+        #[arg(long = "max-regression", value_name = "TOLERANCE")]
+        max_regression: Vec<loadgen::compare::Tolerance>,
+    },
     /// Check a profile (YAML) or a Grafana dashboard (JSON) without running anything:
     /// errors name the line and column, the field and what it allows; a dashboard query
     /// naming a metric or operation that does not exist is an error.
@@ -162,6 +175,11 @@ fn main() -> ExitCode {
     let result = (|| -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Validate { profile } => validate(&profile),
+            Command::Compare {
+                baseline,
+                current,
+                max_regression,
+            } => compare(&baseline, &current, &max_regression),
             Command::Schema => {
                 print!("{}", loadgen::profile::Profile::json_schema());
                 Ok(ExitCode::SUCCESS)
@@ -261,6 +279,30 @@ fn main() -> ExitCode {
             ExitCode::from(loadgen::exit::Exit::Configuration as u8)
         }
     }
+}
+
+fn compare(
+    baseline: &std::path::Path,
+    current: &std::path::Path,
+    tolerances: &[loadgen::compare::Tolerance],
+) -> anyhow::Result<ExitCode> {
+    let read = |p: &std::path::Path| -> anyhow::Result<serde_json::Value> {
+        let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+        serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not JSON: give a run's summary.json", p.display()))
+    };
+    let (b, c) = (read(baseline)?, read(current)?);
+    let result = loadgen::compare::compare(
+        (&baseline.display().to_string(), &b),
+        (&current.display().to_string(), &c),
+        tolerances,
+    )?;
+    print!("{}", result.table());
+    Ok(if result.regressed().is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(loadgen::exit::Exit::ThresholdBreached as u8)
+    })
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
