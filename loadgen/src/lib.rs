@@ -19,6 +19,7 @@ pub mod network;
 pub mod op_report;
 pub mod op_stats;
 pub mod origin;
+pub mod overrides;
 pub mod profile;
 pub mod progress;
 pub mod prom;

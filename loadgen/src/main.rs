@@ -37,6 +37,39 @@ struct Outputs {
     sut_bin: Option<PathBuf>,
 }
 
+/// Changes to the profile for this run (shown in the summary as used).
+#[derive(Debug, Clone, clap::Args)]
+struct ProfileOverrides {
+    /// Users instead of the profile's (every stage's target scaled alike).
+    #[arg(long)]
+    users: Option<u64>,
+    /// The run's length instead of the profile's (every stage scaled alike), e.g. 5m.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Stages instead of the profile's, repeatable: DURATION:TARGET, e.g. 30s:1000.
+    #[arg(long = "stage", value_name = "DURATION:TARGET")]
+    stages: Vec<String>,
+    /// The seed instead of the profile's.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// A variable for ${KEY} (or ${KEY:-default}) in the profile, before the
+    /// environment's; repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = loadgen::overrides::parse_var)]
+    vars: Vec<(String, String)>,
+}
+
+impl ProfileOverrides {
+    fn into_overrides(self) -> loadgen::overrides::Overrides {
+        loadgen::overrides::Overrides {
+            users: self.users,
+            duration: self.duration,
+            stages: self.stages,
+            seed: self.seed,
+            vars: self.vars,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 // Parsed once per process: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -49,6 +82,8 @@ enum Command {
         profile: PathBuf,
         #[command(flatten)]
         outputs: Outputs,
+        #[command(flatten)]
+        overrides: ProfileOverrides,
         /// Local worker processes [default: enough for the peak users at the open-file
         /// limit, ~19,000 connections each].
         #[arg(long)]
@@ -106,6 +141,8 @@ enum Command {
         workers_per_agent: Option<u64>,
         #[command(flatten)]
         outputs: Outputs,
+        #[command(flatten)]
+        overrides: ProfileOverrides,
     },
     /// Join a coordinator and run the share of the users it assigns (one per machine
     /// or pod); stops its users and exits if the coordinator goes away.
@@ -143,12 +180,19 @@ enum Command {
     /// Check a profile (YAML) or a Grafana dashboard (JSON) without running anything:
     /// errors name the line and column, the field and what it allows; a dashboard query
     /// naming a metric or operation that does not exist is an error.
-    Validate { profile: PathBuf },
+    Validate {
+        profile: PathBuf,
+        #[command(flatten)]
+        overrides: ProfileOverrides,
+    },
     /// Print the JSON Schema of the profile format (for editor completion).
     Schema,
 }
 
-fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn validate(
+    path: &std::path::Path,
+    overrides: &loadgen::overrides::Overrides,
+) -> anyhow::Result<ExitCode> {
     if path.extension().is_some_and(|e| e == "json") {
         let d = loadgen::dashboard::Dashboard::load(path)?;
         println!(
@@ -159,7 +203,21 @@ fn validate(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let p = loadgen::profile::Profile::load(path)?;
+    let env = |k: &str| std::env::var(k).ok();
+    let effective = loadgen::overrides::apply(path, overrides, &env).map_err(anyhow::Error::msg)?;
+    let p = if effective.changed {
+        loadgen::profile::Profile::parse(&effective.text).map_err(|e| {
+            anyhow::anyhow!(
+                "profile {} with the command line's changes: {e}",
+                path.display()
+            )
+        })?
+    } else {
+        loadgen::profile::Profile::load(path)?
+    };
+    for note in &effective.notes {
+        println!("override: {note}");
+    }
     println!(
         "{}: ok ({} users, {:.0} s, {} thresholds)",
         path.display(),
@@ -174,7 +232,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = (|| -> anyhow::Result<ExitCode> {
         match cli.command {
-            Command::Validate { profile } => validate(&profile),
+            Command::Validate { profile, overrides } => {
+                validate(&profile, &overrides.into_overrides())
+            }
             Command::Compare {
                 baseline,
                 current,
@@ -193,6 +253,7 @@ fn main() -> ExitCode {
                 agent_silence,
                 workers_per_agent,
                 outputs,
+                overrides,
             } => {
                 if agents == 0 {
                     anyhow::bail!("--agents must be at least 1");
@@ -215,6 +276,7 @@ fn main() -> ExitCode {
                     segment: Segment::ALL,
                     start_at: None,
                     cluster: Some(cluster),
+                    overrides: overrides.into_overrides(),
                 }))
             }
             Command::Agent {
@@ -255,6 +317,7 @@ fn main() -> ExitCode {
             Command::Run {
                 profile,
                 outputs,
+                overrides,
                 workers,
                 segment,
                 start_at,
@@ -269,6 +332,7 @@ fn main() -> ExitCode {
                 segment,
                 start_at,
                 cluster: None,
+                overrides: overrides.into_overrides(),
             })),
         }
     })();

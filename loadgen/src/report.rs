@@ -73,6 +73,8 @@ pub struct RunReport {
     pub origin: Origin,
     /// A distributed run's agents.
     pub cluster: Option<crate::cluster::report::ClusterReport>,
+    /// What the command line changed in the profile (`--users`, `-e`, ...).
+    pub overrides: Vec<String>,
     /// The aborting threshold that stopped the run early, and what it observed.
     pub aborted: Option<String>,
     /// Whether the run was interrupted (Ctrl-C).
@@ -228,6 +230,7 @@ impl RunReport {
             hostile: cost.hostile,
             origin: Origin::default(),
             cluster: None,
+            overrides: Vec::new(),
             aborted: None,
             interrupted: false,
             passed,
@@ -437,6 +440,9 @@ impl RunReport {
                     );
                 }
             }
+        }
+        if !self.overrides.is_empty() {
+            let _ = writeln!(out, "overrides: {}", self.overrides.join(", "));
         }
         self.origin.lines(&mut out);
         if let Some(why) = &self.aborted {

@@ -45,6 +45,8 @@ pub struct RunOptions {
     /// Run as the coordinator of agents on other machines instead of with local
     /// workers (`loadgen coordinator`).
     pub cluster: Option<crate::cluster::coordinator::ClusterOptions>,
+    /// Changes to the profile from the command line (see [`crate::overrides`]).
+    pub overrides: crate::overrides::Overrides,
 }
 
 /// How long after each whole second of the run the parent reads the workers' reports
@@ -52,7 +54,13 @@ pub struct RunOptions {
 /// the start plus this.
 const TICK_LAG: Duration = Duration::from_millis(500);
 
-pub async fn run(opts: RunOptions) -> Result<ExitCode> {
+pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
+    let env = |k: &str| std::env::var(k).ok();
+    let effective = crate::overrides::apply(&opts.profile, &opts.overrides, &env)
+        .map_err(anyhow::Error::msg)?;
+    // Workers and agents read the effective profile: written beside the report when the
+    // command line changed it.
+    opts.profile = effective_profile(&opts, &effective)?;
     let profile = Profile::load(&opts.profile)?;
     let name = profile.name.clone().unwrap_or_else(|| "run".into());
     let peak = opts.segment.len(profile.peak_users());
@@ -182,10 +190,39 @@ pub async fn run(opts: RunOptions) -> Result<ExitCode> {
         tcp_loss.line(),
     );
     report.set_origin(origin, cluster);
+    report.overrides = effective.notes;
     report.conclude(aborted, interrupted);
     print!("{}", report.table());
     write_outputs(&report, &opts, &report_dir, hlog_path)?;
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// Where the effective profile is: the file itself, or (changed by the command line)
+/// `profile.yaml` in the report directory.
+fn effective_profile(
+    opts: &RunOptions,
+    effective: &crate::overrides::Effective,
+) -> Result<PathBuf> {
+    if !effective.changed {
+        return Ok(opts.profile.clone());
+    }
+    let profile = Profile::parse(&effective.text).map_err(|e| {
+        anyhow::anyhow!(
+            "profile {} with the command line's changes: {e}",
+            opts.profile.display()
+        )
+    })?;
+    let name = profile.name.unwrap_or_else(|| "run".into());
+    let dir = opts
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("reports").join(&name));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
+    let path = dir.join("profile.yaml");
+    std::fs::write(&path, &effective.text)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 /// Starts the system under test when the profile asks (`target.spawn`); returns it

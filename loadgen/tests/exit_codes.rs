@@ -94,11 +94,17 @@ fn a_breached_threshold_exits_1_and_a_bad_profile_2() {
     let dir = dir.path();
     std::fs::write(dir.join("timeline.yaml"), TIMELINE).unwrap();
     let thresholds = "  - 'shake: count >= 100000000'\n  - 'shake: rate > 0/s'";
+    // Overrides from the command line, recorded as used.
     let out = loadgen(dir, "breach", &profile(dir, 15100, 2, thresholds))
+        .args(["--users", "50", "--seed", "4"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let r = summary(dir, "breach");
+    assert_eq!(r["users"], 50);
+    let overrides = r["overrides"].to_string();
+    assert!(overrides.contains("users 50 (was 100"), "{overrides}");
+    assert!(overrides.contains("seed 4 (was 1)"), "{overrides}");
     let passed: Vec<bool> = r["thresholds"]
         .as_array()
         .unwrap()
