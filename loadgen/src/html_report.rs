@@ -351,6 +351,33 @@ pub fn render(report: &RunReport) -> String {
         report.send_lag_p99_ms,
     );
 
+    if let Some(id) = &report.identity {
+        let m = &id.machine;
+        let _ = write!(
+            body,
+            "<p class=\"id\">Run <code>{}</code>, {} &middot; loadgen {} ({}) &middot; seed {} &middot; {} ({} cores, {:.1} GiB, {} open files, Linux {})<br><code>{}</code></p><details><summary>The profile as run ({})</summary><pre>{}</pre></details>",
+            esc(&id.run_id),
+            esc(&id.started_at),
+            esc(&id.version),
+            esc(&id.commit),
+            id.seed,
+            esc(&m.hostname),
+            m.cores,
+            m.memory_bytes as f64 / (1u64 << 30) as f64,
+            m.open_files,
+            esc(&m.kernel),
+            esc(&id.command_line.join(" ")),
+            esc(&id.profile_path),
+            esc(&id.profile_text)
+        );
+    }
+    if !report.overrides.is_empty() {
+        let _ = write!(
+            body,
+            "<p>Overrides: {}.</p>",
+            esc(&report.overrides.join(", "))
+        );
+    }
     if let Some(why) = &report.aborted {
         let _ = write!(
             body,
@@ -578,6 +605,7 @@ pub fn render(report: &RunReport) -> String {
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:800px;margin:2em auto;color:#222;line-height:1.4}\
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
+pre{white-space:pre-wrap;overflow-wrap:anywhere}.id{color:#555;font-size:.9em}\
 .badge{padding:.1em .5em;border-radius:.3em;color:#fff;font-size:.8em}.badge.pass{background:#2a2}.badge.fail{background:#c22}\
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:.2em .7em;border-bottom:1px solid #eee;text-align:left}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}.ok{color:#2a2}.fail{color:#c22;font-weight:bold}\

@@ -13,6 +13,7 @@ pub mod hlog;
 pub mod hostile;
 pub mod html_cost;
 pub mod html_report;
+pub mod identity;
 pub mod limit_report;
 pub mod merge;
 pub mod network;

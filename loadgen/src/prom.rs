@@ -34,6 +34,7 @@ pub const METRICS: &[(&str, &str)] = &[
     ("loadgen_desired_shakes_total", "counter"),
     ("loadgen_connected_users", "gauge"),
     ("loadgen_target_users", "gauge"),
+    ("loadgen_run_info", "gauge"),
     ("loadgen_connection_drops_total", "counter"),
     ("loadgen_threshold_passing", "gauge"),
     ("loadgen_latency_seconds", "histogram"),
@@ -71,6 +72,8 @@ pub struct SummaryCollector {
     pub stats: Arc<Mutex<Summary>>,
     pub thresholds: Vec<Threshold>,
     pub live: Arc<Live>,
+    /// Labels of `loadgen_run_info`: profile, run_id, version, commit.
+    pub run_info: Vec<(&'static str, String)>,
 }
 
 /// Encodes an HDR histogram (µs) into the fixed `le` buckets, in seconds.
@@ -213,6 +216,19 @@ impl Collector for SummaryCollector {
             .target_users
             .load(std::sync::atomic::Ordering::Relaxed);
         ConstGauge::new(target as i64).encode(e)?;
+
+        let mut e = encoder.encode_descriptor(
+            "loadgen_run_info",
+            "Which run this is: its profile, run id, loadgen version and commit (always 1)",
+            None,
+            MetricType::Gauge,
+        )?;
+        let labels: Vec<(&str, &str)> = self
+            .run_info
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        ConstGauge::new(1).encode(e.encode_family(&labels)?)?;
 
         let agents = self
             .live

@@ -73,6 +73,8 @@ pub struct RunReport {
     pub origin: Origin,
     /// A distributed run's agents.
     pub cluster: Option<crate::cluster::report::ClusterReport>,
+    /// Which run this is: when, which build, seed, profile, command line, machine.
+    pub identity: Option<crate::identity::Identity>,
     /// What the command line changed in the profile (`--users`, `-e`, ...).
     pub overrides: Vec<String>,
     /// The aborting threshold that stopped the run early, and what it observed.
@@ -230,6 +232,7 @@ impl RunReport {
             hostile: cost.hostile,
             origin: Origin::default(),
             cluster: None,
+            identity: None,
             overrides: Vec::new(),
             aborted: None,
             interrupted: false,
@@ -269,9 +272,13 @@ impl RunReport {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\n== {} == {:.1} s, {} users\n",
+            "\n== {} == {:.1} s, {} users",
             self.profile, self.duration_s, self.users
         );
+        if let Some(id) = &self.identity {
+            id.lines(&mut out);
+        }
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
             "{:<10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",

@@ -60,8 +60,10 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     // Workers and agents read the effective profile: written beside the report when the
     // command line changed it.
+    let given = opts.profile.clone();
     opts.profile = effective_profile(&opts, &effective)?;
     let profile = Profile::load(&opts.profile)?;
+    let identity = crate::identity::Identity::now(&given, effective.text.clone(), profile.seed);
     let name = profile.name.clone().unwrap_or_else(|| "run".into());
     let peak = opts.segment.len(profile.peak_users());
     let fd_limit = shellkit::open_files::raise_to_hard_limit();
@@ -81,7 +83,7 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     let stats = Arc::new(Mutex::new(Summary::default()));
     let live = Arc::new(Live::default());
     if let Some(addr) = &opts.metrics {
-        serve_metrics(addr, &stats, &live, &profile).await?;
+        serve_metrics(addr, &stats, &live, (&profile, &identity)).await?;
     }
 
     let (mut fleet, start_at, origin) = launch(
@@ -191,6 +193,7 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     );
     report.set_origin(origin, cluster);
     report.overrides = effective.notes;
+    report.identity = Some(identity);
     report.conclude(aborted, interrupted);
     print!("{}", report.table());
     write_outputs(&report, &opts, &report_dir, hlog_path)?;
@@ -264,13 +267,19 @@ async fn serve_metrics(
     addr: &str,
     stats: &Arc<Mutex<Summary>>,
     live: &Arc<Live>,
-    profile: &Profile,
+    (profile, identity): (&Profile, &crate::identity::Identity),
 ) -> Result<()> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(SummaryCollector {
         stats: stats.clone(),
         thresholds: profile.thresholds.clone(),
         live: live.clone(),
+        run_info: vec![
+            ("profile", profile.name.clone().unwrap_or_default()),
+            ("run_id", identity.run_id.clone()),
+            ("version", identity.version.clone()),
+            ("commit", identity.commit.clone()),
+        ],
     }));
     let bound = shellkit::metrics_http::serve(addr, Arc::new(registry))
         .await
