@@ -21,6 +21,7 @@ pub mod op_report;
 pub mod op_stats;
 pub mod origin;
 pub mod overrides;
+pub mod preflight;
 pub mod profile;
 pub mod progress;
 pub mod prom;

@@ -218,6 +218,8 @@ fn validate(
     for note in &effective.notes {
         println!("override: {note}");
     }
+    loadgen::preflight::check(&p, p.peak_users(), loadgen::preflight::Machine::this())
+        .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
     println!(
         "{}: ok ({} users, {:.0} s, {} thresholds)",
         path.display(),

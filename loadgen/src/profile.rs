@@ -406,6 +406,37 @@ pub enum ProfileError {
     Invalid { path: String, message: String },
 }
 
+/// The YAML library's words for a wrong value, in the profile's: "a whole number"
+/// for `u64`, "add a unit" for a duration written without one.
+fn in_profile_words(message: &str) -> String {
+    let mut m = message.to_string();
+    for (rust, ours) in [
+        ("expected u64", "expected a whole number of at least 0"),
+        ("expected u32", "expected a whole number of at least 0"),
+        ("expected u16", "expected a whole number of at least 0"),
+        ("expected u8", "expected a whole number of at least 0"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        m = m.replace(rust, ours);
+    }
+    // A duration without a unit: `invalid value: string "48", expected a duration`, or
+    // a bare number (`invalid type: integer `48``).
+    if m.contains("expected a duration") {
+        let value = m
+            .split(['"', '`'])
+            .nth(1)
+            .filter(|v| v.chars().all(|c| c.is_ascii_digit() || c == '.'));
+        if let Some(v) = value {
+            m = m.replace(
+                "expected a duration",
+                &format!("expected a duration: add a unit, e.g. {v}s or {v}ms"),
+            );
+        }
+    }
+    m
+}
+
 impl Profile {
     /// Reads, parses and checks a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
@@ -430,7 +461,8 @@ impl Profile {
     /// Parses and checks profile YAML; the error names the field and, where the YAML
     /// parser knows it, the line and column.
     pub fn parse(text: &str) -> Result<Profile, String> {
-        let profile: Profile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        let profile: Profile =
+            serde_yaml::from_str(text).map_err(|e| in_profile_words(&e.to_string()))?;
         profile.validate()?;
         Ok(profile)
     }
@@ -604,6 +636,22 @@ thresholds:
     fn threshold_on_unknown_op_is_refused_with_its_line() {
         let e = err(&GOOD.replace("shake: p99", "shook: p99"));
         assert!(e.contains("shook") && e.contains("line 12"), "{e}");
+    }
+
+    #[test]
+    fn wrong_values_are_told_in_the_profiles_words() {
+        let base = "target: { addresses: { gateways: [a:1], auth_key_file: k } }\nbehaviour: { shake_rate: 1, open_probability: 1 }\n";
+        let e = Profile::parse(&format!(
+            "{base}users: -5\nstages: [{{ duration: 5s, target: 1 }}]"
+        ))
+        .unwrap_err();
+        assert!(e.contains("expected a whole number of at least 0"), "{e}");
+        assert!(e.contains("line 3"), "{e}");
+        let e = Profile::parse(&format!(
+            "{base}users: 5\nstages: [{{ duration: 48, target: 1 }}]"
+        ))
+        .unwrap_err();
+        assert!(e.contains("add a unit, e.g. 48s"), "{e}");
     }
 
     #[test]

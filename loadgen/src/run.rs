@@ -67,6 +67,16 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     let name = profile.name.clone().unwrap_or_else(|| "run".into());
     let peak = opts.segment.len(profile.peak_users());
     let fd_limit = shellkit::open_files::raise_to_hard_limit();
+    // Everything that can be checked is, before anything starts (`loadgen validate`
+    // checks the same): files, this machine's room for the users, the metrics port.
+    let local = if opts.cluster.is_some() { 0 } else { peak };
+    crate::preflight::check(&profile, local, crate::preflight::Machine::this())
+        .map_err(|e| anyhow::anyhow!("profile {}: {e}", given.display()))?;
+    let stats = Arc::new(Mutex::new(Summary::default()));
+    let live = Arc::new(Live::default());
+    if let Some(addr) = &opts.metrics {
+        serve_metrics(addr, &stats, &live, (&profile, &identity)).await?;
+    }
 
     let (mut spawned, gateways, auth_key) = start_target(&opts, &profile, &name, peak).await?;
     let quic_cert = quic_certificate(&profile, &auth_key)?;
@@ -79,11 +89,6 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     );
     if let Some(line) = tcp_loss.line() {
         eprintln!("network: {line}");
-    }
-    let stats = Arc::new(Mutex::new(Summary::default()));
-    let live = Arc::new(Live::default());
-    if let Some(addr) = &opts.metrics {
-        serve_metrics(addr, &stats, &live, (&profile, &identity)).await?;
     }
 
     let (mut fleet, start_at, origin) = launch(
