@@ -219,6 +219,7 @@ fn validate(
         println!("override: {note}");
     }
     loadgen::preflight::check(&p, p.peak_users(), loadgen::preflight::Machine::this())
+        .and_then(|_| loadgen::preflight::check_ports(&p))
         .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
     println!(
         "{}: ok ({} users, {:.0} s, {} thresholds)",

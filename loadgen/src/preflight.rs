@@ -71,6 +71,37 @@ fn gib(b: u64) -> f64 {
     b as f64 / (1u64 << 30) as f64
 }
 
+/// The ports a spawned system will listen on are free: payment at the base port, the
+/// envelope backend at +1, gateway i at +10+i (TCP, and UDP for QUIC), each part's
+/// /metrics 1000 above. Gateways sized for the peak are checked as far as known here.
+pub fn check_ports(profile: &Profile) -> Result<(), String> {
+    let Target::Spawn(s) = &profile.target else {
+        return Ok(());
+    };
+    let gateways = u16::from(s.gateways.unwrap_or(1));
+    let mut ports: Vec<(u16, &str)> = vec![(0, "payment"), (1, "the envelope backend")];
+    ports.extend((0..gateways).map(|i| (10 + i, "a gateway")));
+    for (offset, part) in ports {
+        for port in [
+            s.base_port.checked_add(offset),
+            s.base_port.checked_add(offset + 1000),
+        ] {
+            let Some(port) = port else {
+                return Err(format!(
+                    "target.spawn.base_port: {} leaves no room for {part}'s ports; lower it",
+                    s.base_port
+                ));
+            };
+            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Err(format!(
+                    "target.spawn.base_port: port {port} (for {part}) is taken ({e}): stop what holds it or choose another base_port"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every file the profile names exists and reads as what it should be.
 fn check_files(profile: &Profile) -> Result<(), String> {
     match &profile.target {
@@ -144,6 +175,25 @@ mod tests {
         // A coordinator holds no users itself; the gateways it spawns still count.
         let e = check(&profile(dir.path(), 5_000_000, spawn), 0, BIG).unwrap_err();
         assert!(e.contains("on the gateways"), "{e}");
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = taken.local_addr().unwrap().port();
+        let base = port - 1; // the envelope backend's port is the taken one
+        let p = profile(
+            dir.path(),
+            10,
+            &format!("target: {{ spawn: {{ timeline: timeline.yaml, gateways: 1, base_port: {base} }} }}"),
+        );
+        let e = check_ports(&p).unwrap_err();
+        assert!(
+            e.contains(&format!("port {port} (for the envelope backend) is taken")),
+            "{e}"
+        );
+        drop(taken);
     }
 
     #[test]

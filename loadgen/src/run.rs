@@ -71,6 +71,7 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     // checks the same): files, this machine's room for the users, the metrics port.
     let local = if opts.cluster.is_some() { 0 } else { peak };
     crate::preflight::check(&profile, local, crate::preflight::Machine::this())
+        .and_then(|_| crate::preflight::check_ports(&profile))
         .map_err(|e| anyhow::anyhow!("profile {}: {e}", given.display()))?;
     let stats = Arc::new(Mutex::new(Summary::default()));
     let live = Arc::new(Live::default());
