@@ -78,7 +78,7 @@ pub fn check_ports(profile: &Profile) -> Result<(), String> {
     let Target::Spawn(s) = &profile.target else {
         return Ok(());
     };
-    let gateways = u16::from(s.gateways.unwrap_or(1));
+    let gateways = s.gateways.unwrap_or(1);
     let mut ports: Vec<(u16, &str)> = vec![(0, "payment"), (1, "the envelope backend")];
     ports.extend((0..gateways).map(|i| (10 + i, "a gateway")));
     for (offset, part) in ports {
