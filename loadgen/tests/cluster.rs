@@ -329,11 +329,20 @@ fn a_stranger_is_refused_and_the_coordinator_does_not_wait_forever() {
         profile(&address_target(dir, 16500), 10, 2, ""),
     )
     .unwrap();
+    // The coordinator checks the files its profile names before it listens.
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("data/auth.key"), "a key nobody uses here").unwrap();
     let mut c = coordinator(dir, "p", 16305, 1, &["--join-timeout", "4s"]);
     let mut stranger = loadgen(dir);
     stranger
         .env("LOADGEN_TOKEN", "not the token the coordinator holds")
-        .args(["agent", "--coordinator", "127.0.0.1:16305"]);
+        .args([
+            "agent",
+            "--coordinator",
+            "127.0.0.1:16305",
+            "--join-timeout",
+            "20s",
+        ]);
     let mut s = Proc::start(stranger, dir.join("stranger.log"));
     assert!(!s.wait(Duration::from_secs(30)));
     assert!(s.log().contains("different tokens"), "{}", s.log());
