@@ -65,6 +65,14 @@ impl Progress {
             s.outcomes.get(k).copied().unwrap_or(0)
                 - self.last_outcomes.get(k).copied().unwrap_or(0)
         };
+        // The line shows this second's figures only; running totals are labelled so.
+        let (envelope, greeting, nothing) = (
+            outcome_delta("envelope"),
+            outcome_delta("greeting"),
+            outcome_delta("nothing"),
+        );
+        let errors = s.errors() - self.last_errors;
+        let tiers = delta(&s.tiers, &self.last_tiers);
         self.series.push(Second {
             t_s: elapsed.as_secs_f64(),
             connected: s.connected,
@@ -77,28 +85,27 @@ impl Progress {
             opens: opens - self.last_opens,
             open_p50_ms: q(Op::Open, 0.5),
             open_p99_ms: q(Op::Open, 0.99),
-            errors: s.errors() - self.last_errors,
-            replies_by_tier: delta(&s.tiers, &self.last_tiers),
+            errors,
+            replies_by_tier: tiers.clone(),
             clients_by_tier: s.clients_by_tier.clone(),
         });
         self.last_errors = s.errors();
         self.last_outcomes = s.outcomes.clone();
         self.last_tiers = s.tiers.clone();
-        let outcome = |k: &str| s.outcomes.get(k).copied().unwrap_or(0);
         let line = format!(
-            "[{:>4.0}s] users {}/{} | shakes {}/s (envelope {} greeting {} nothing {}) | shake p99 {:.2}ms | opens {}/s | errors {} | drops {} | tiers {:?}",
+            "[{:>4.0}s] users {}/{} | shakes {}/s (envelope {} greeting {} nothing {}) | shake p99 {:.2}ms | opens {}/s | errors {}/s | drops {} in all | replies by tier {:?}",
             elapsed.as_secs_f64(),
             s.connected,
             target,
             shakes - self.last_shakes,
-            outcome("envelope"),
-            outcome("greeting"),
-            outcome("nothing"),
+            envelope,
+            greeting,
+            nothing,
             p99,
             opens - self.last_opens,
-            s.errors(),
+            errors,
             s.drops,
-            s.tiers,
+            tiers,
         );
         self.last_shakes = shakes;
         self.last_opens = opens;

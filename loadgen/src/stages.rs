@@ -40,7 +40,14 @@ pub fn target_at(stages: &[Stage], t: Duration) -> u64 {
     for stage in stages {
         if t < t0 + stage.duration {
             let frac = (t - t0).as_secs_f64() / stage.duration.as_secs_f64();
-            return (level as f64 + (stage.target as f64 - level as f64) * frac).round() as u64;
+            let curve = level as f64 + (stage.target as f64 - level as f64) * frac;
+            // As the windows have it: rising, user u is on from the moment the curve
+            // reaches u (users 0..=floor); falling, until it does (users below ceil).
+            return match stage.target.cmp(&level) {
+                std::cmp::Ordering::Greater => (curve.floor() as u64 + 1).min(stage.target),
+                std::cmp::Ordering::Less => curve.ceil() as u64,
+                std::cmp::Ordering::Equal => level,
+            };
         }
         level = stage.target;
         t0 += stage.duration;
@@ -83,10 +90,7 @@ mod tests {
                 })
                 .count() as i64;
             let want = target_at(&stages, t) as i64;
-            assert!(
-                (connected - want).abs() <= 1,
-                "t={t:?} {connected} vs {want}"
-            );
+            assert_eq!(connected, want, "t={t:?}");
         }
     }
 }
