@@ -29,6 +29,11 @@ pub enum Exit {
 /// The help text's summary of the codes.
 pub const HELP: &str = "Exit codes: 0 passed; 1 a threshold breached; 2 bad configuration or could not start; 3 the system under test failed its audit (or a promise, or a faulted part never came back); 4 aborted early by an abort_on_fail threshold; 5 users not run as planned (an agent lost, a late start); 130 interrupted.";
 
+/// Records in `r` the code it exits with.
+pub fn stamp(r: &mut RunReport) {
+    r.exit_code = code_of(r) as u8;
+}
+
 /// The code a finished run exits with.
 pub fn code_of(r: &RunReport) -> Exit {
     let system_failed = r.audit.as_ref().is_some_and(|a| {
@@ -74,6 +79,7 @@ mod tests {
     fn each_failure_has_its_code_and_the_order_holds() {
         let mut r = report();
         r.conclude(None, false);
+        stamp(&mut r);
         assert_eq!((r.exit_code, r.passed), (0, true));
         r.thresholds.push(ThresholdResult {
             threshold: "shake: p99 < 1ms".into(),
@@ -94,8 +100,10 @@ mod tests {
             "a part that never came back"
         );
         r.conclude(Some("`errors: rate < 1%` failed at 3 s".into()), false);
+        stamp(&mut r);
         assert_eq!((r.exit_code, r.passed), (4, false));
         r.conclude(None, true);
+        stamp(&mut r);
         assert_eq!(r.exit_code, 130);
     }
 }

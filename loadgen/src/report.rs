@@ -82,7 +82,7 @@ pub struct RunReport {
     /// Whether the run was interrupted (Ctrl-C).
     pub interrupted: bool,
     pub passed: bool,
-    /// What `loadgen run` exits with (see [`crate::exit`]).
+    /// What `loadgen run` exits with (set by [`crate::exit::stamp`]).
     pub exit_code: u8,
     /// Each operation's latency at percentiles from 0 to 99.999 (percentile, ms): the
     /// whole distribution, which the HTML report plots.
@@ -242,13 +242,12 @@ impl RunReport {
         }
     }
 
-    /// Records whether a threshold aborted the run or it was interrupted, and so the
-    /// exit code.
+    /// Records whether a threshold aborted the run or it was interrupted (then
+    /// [`crate::exit::stamp`] gives it its exit code).
     pub fn conclude(&mut self, aborted: Option<String>, interrupted: bool) {
         self.passed &= aborted.is_none() && !interrupted;
         self.aborted = aborted;
         self.interrupted = interrupted;
-        self.exit_code = crate::exit::code_of(self) as u8;
     }
 
     /// Records where the figures come from; a late start or a failed cluster fails the

@@ -201,6 +201,7 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     report.overrides = effective.notes;
     report.identity = Some(identity);
     report.conclude(aborted, interrupted);
+    crate::exit::stamp(&mut report);
     print!("{}", report.table());
     write_outputs(&report, &opts, &report_dir, hlog_path)?;
     Ok(ExitCode::from(report.exit_code))
