@@ -12,7 +12,7 @@
 //!
 //! When several apply, the first in this order is the code: 130, 4, 3, 5, 1.
 
-use crate::report::{audit_passed, promises_kept, RunReport};
+use crate::report::RunReport;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -36,10 +36,7 @@ pub fn stamp(r: &mut RunReport) {
 
 /// The code a finished run exits with.
 pub fn code_of(r: &RunReport) -> Exit {
-    let system_failed = r.audit.as_ref().is_some_and(|a| {
-        !audit_passed(Some(a), r.limits.as_ref())
-            || !promises_kept(a, r.promises.as_ref(), r.opened_cents, r.grabbed_cents)
-    }) || !crate::faults::all_came_back(&r.faults);
+    let system_failed = !r.system_held();
     let not_as_planned = r.origin.late() || r.cluster.as_ref().is_some_and(|c| !c.passed);
     if r.interrupted {
         Exit::Interrupted

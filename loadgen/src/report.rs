@@ -171,21 +171,7 @@ impl RunReport {
                 }
             })
             .collect();
-        let promises_kept = audit.as_ref().is_none_or(|a| {
-            promises_kept(
-                a,
-                cost.promises.as_ref(),
-                summary.opened_cents,
-                summary.grabbed_cents,
-            )
-        });
-        let audit_passed = audit_passed(audit.as_ref(), cost.limits.as_ref());
-        // A part a fault took down that never came back is a failed run: the audit
-        // would then judge a system that was not whole.
-        let passed = thresholds.iter().all(|t| t.passed)
-            && audit_passed
-            && promises_kept
-            && crate::faults::all_came_back(&cost.faults);
+        let thresholds_held = thresholds.iter().all(|t| t.passed);
         let latency_distribution = OPS
             .iter()
             .filter(|op| !summary.ops[**op as usize].latency.is_empty())
@@ -198,7 +184,7 @@ impl RunReport {
                 (op.name(), points)
             })
             .collect();
-        RunReport {
+        let mut report = RunReport {
             profile: profile.to_string(),
             duration_s,
             users,
@@ -236,10 +222,28 @@ impl RunReport {
             overrides: Vec::new(),
             aborted: None,
             interrupted: false,
-            passed,
+            passed: false,
             exit_code: 0,
             latency_distribution,
-        }
+        };
+        report.passed = thresholds_held && report.system_held();
+        report
+    }
+
+    /// Whether the system under test held (or was not audited): its audit passed,
+    /// every promise of money was kept, and every part a fault took down came back (the
+    /// audit would otherwise judge a system that was not whole).
+    pub fn system_held(&self) -> bool {
+        let audit_held = self.audit.as_ref().is_none_or(|a| {
+            audit_passed(Some(a), self.limits.as_ref())
+                && promises_kept(
+                    a,
+                    self.promises.as_ref(),
+                    self.opened_cents,
+                    self.grabbed_cents,
+                )
+        });
+        audit_held && crate::faults::all_came_back(&self.faults)
     }
 
     /// Records whether a threshold aborted the run or it was interrupted (then
