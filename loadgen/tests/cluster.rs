@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{bin, Sut};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use common::{bin, flow_profile, Proc, Sut};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "a token shared by the coordinator and its agents";
@@ -17,26 +17,6 @@ const TIMELINE: &str = "
 rounds:
   - { id: 1, start: 1s, duration: 8s, envelopes: 400, rate: 100, amount_cents: [1, 500], sponsors: [1, 2, 3, 4] }
 ";
-
-/// A profile with `target` and `extra` lines (top-level YAML).
-fn profile(target: &str, users: u64, hold_s: u64, extra: &str) -> String {
-    format!(
-        "
-{target}
-users: {users}
-stages:
-  - {{ duration: 2s, target: {users} }}
-  - {{ duration: {hold_s}s, target: {users} }}
-  - {{ duration: 1s, target: 0 }}
-behaviour:
-  shake_rate: 1
-  open_probability: 0.8
-  heartbeat_interval: 3s
-  split: {{ share_probability: 1, friends: 4, grab_delay: 200ms }}
-{extra}
-"
-    )
-}
 
 fn spawn_target(dir: &Path, base_port: u16) -> String {
     format!(
@@ -60,68 +40,6 @@ fn loadgen(dir: &Path) -> Command {
         .env("LOADGEN_TOKEN", TOKEN)
         .current_dir(dir);
     c
-}
-
-/// A process whose stderr goes to a file, killed if the test drops it running.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn start(mut cmd: Command, log: PathBuf) -> Proc {
-        let err = std::fs::File::create(&log).unwrap();
-        let out = err.try_clone().unwrap();
-        let child = cmd
-            .stdout(out)
-            .stderr(err)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the exit, at most `limit`; the exit status's success.
-    fn wait(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.success();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} still runs after {limit:?}\n{}",
-                self.log.display(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Waits until the log holds `text`.
-    fn wait_for(&self, text: &str, limit: Duration) {
-        let deadline = Instant::now() + limit;
-        while !self.log().contains(text) {
-            assert!(
-                Instant::now() < deadline,
-                "`{text}` never showed in {}\n{}",
-                self.log.display(),
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn coordinator(dir: &Path, name: &str, port: u16, agents: u64, args: &[&str]) -> Proc {
@@ -164,7 +82,7 @@ fn agents_merge_to_what_one_machine_measures() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path();
     std::fs::write(dir.join("timeline.yaml"), TIMELINE).unwrap();
-    let text = profile(&spawn_target(dir, 16000), 600, 8, "");
+    let text = flow_profile(&spawn_target(dir, 16000), 600, 8, "");
     std::fs::write(dir.join("one.yaml"), &text).unwrap();
     std::fs::write(dir.join("many.yaml"), &text).unwrap();
 
@@ -246,7 +164,7 @@ fn a_lost_agent_is_named_and_fails_the_run_unless_the_profile_allows_it() {
         let metrics = port + 10;
         std::fs::write(
             dir.join(format!("{name}.yaml")),
-            profile(&spawn_target(&dir.join(name), base), 300, 8, extra),
+            flow_profile(&spawn_target(&dir.join(name), base), 300, 8, extra),
         )
         .unwrap();
         std::fs::create_dir_all(dir.join(name)).unwrap();
@@ -308,7 +226,7 @@ fn a_dead_coordinator_stops_its_agents() {
     let _sut = Sut::start(dir, 2, 16400, &[]);
     std::fs::write(
         dir.join("long.yaml"),
-        profile(&address_target(dir, 16400), 200, 120, ""),
+        flow_profile(&address_target(dir, 16400), 200, 120, ""),
     )
     .unwrap();
     let mut c = coordinator(dir, "long", 16304, 1, &[]);
@@ -326,7 +244,7 @@ fn a_stranger_is_refused_and_the_coordinator_does_not_wait_forever() {
     let dir = dir.path();
     std::fs::write(
         dir.join("p.yaml"),
-        profile(&address_target(dir, 16500), 10, 2, ""),
+        flow_profile(&address_target(dir, 16500), 10, 2, ""),
     )
     .unwrap();
     // The coordinator checks the files its profile names before it listens.
@@ -364,7 +282,7 @@ fn a_segment_that_starts_late_says_so_and_fails() {
     let (passed, r, out) = common::run_loadgen_named(
         dir,
         "late",
-        &profile(&address_target(dir, 16600), 100, 3, ""),
+        &flow_profile(&address_target(dir, 16600), 100, 3, ""),
         &[
             "--segment",
             "1/2",

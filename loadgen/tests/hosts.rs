@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::bin;
+use common::{bin, flow_profile, Proc};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "a token shared by the coordinator and its agents";
@@ -92,52 +92,6 @@ impl Drop for Hosts {
     }
 }
 
-/// A process logging to a file; killed if still running when dropped.
-struct Proc(Child, PathBuf);
-
-impl Proc {
-    fn start(mut c: Command, log: PathBuf) -> Proc {
-        let f = std::fs::File::create(&log).unwrap();
-        let child = c
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap();
-        Proc(child, log)
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.1).unwrap_or_default()
-    }
-
-    fn wait(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s.success();
-            }
-            assert!(Instant::now() < deadline, "{}", self.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// SIGTERM (`sut up` drains and stops), then waits.
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.wait(Duration::from_secs(60));
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `sut up` on host 0 with a fresh data directory `dir/NAME`.
 fn system(hosts: &Hosts, dir: &Path, name: &str) -> Proc {
     let data = dir.join(name);
@@ -170,27 +124,12 @@ fn system(hosts: &Hosts, dir: &Path, name: &str) -> Proc {
 }
 
 fn profile(hosts: &Hosts, dir: &Path, data: &str) -> String {
-    format!(
-        "
-target:
-  addresses:
-    gateways: [{ip}:7110, {ip}:7111]
-    auth_key_file: {key}
-users: 600
-seed: 11
-stages:
-  - {{ duration: 2s, target: 600 }}
-  - {{ duration: 8s, target: 600 }}
-  - {{ duration: 1s, target: 0 }}
-behaviour:
-  shake_rate: 1
-  open_probability: 0.8
-  heartbeat_interval: 3s
-  split: {{ share_probability: 1, friends: 4, grab_delay: 200ms }}
-",
+    let target = format!(
+        "target:\n  addresses:\n    gateways: [{ip}:7110, {ip}:7111]\n    auth_key_file: {key}",
         ip = hosts.ip(0),
         key = dir.join(data).join("auth.key").display()
-    )
+    );
+    flow_profile(&target, 600, 8, "seed: 11")
 }
 
 fn audit(dir: &Path, data: &str) -> String {

@@ -185,3 +185,94 @@ pub fn hlog_totals(
     }
     totals
 }
+
+/// The distributed tests' flow: `users` ramp up in 2 s, hold `hold_s`, leave in 1 s,
+/// shaking, opening and sharing to friends; `target` and `extra` are top-level YAML.
+pub fn flow_profile(target: &str, users: u64, hold_s: u64, extra: &str) -> String {
+    format!(
+        "
+{target}
+users: {users}
+stages:
+  - {{ duration: 2s, target: {users} }}
+  - {{ duration: {hold_s}s, target: {users} }}
+  - {{ duration: 1s, target: 0 }}
+behaviour:
+  shake_rate: 1
+  open_probability: 0.8
+  heartbeat_interval: 3s
+  split: {{ share_probability: 1, friends: 4, grab_delay: 200ms }}
+{extra}
+"
+    )
+}
+
+/// A process whose stderr goes to a file, killed if the test drops it running.
+pub struct Proc {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Proc {
+    pub fn start(mut cmd: Command, log: PathBuf) -> Proc {
+        let err = std::fs::File::create(&log).unwrap();
+        let out = err.try_clone().unwrap();
+        let child = cmd
+            .stdout(out)
+            .stderr(err)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        Proc { child, log }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the exit, at most `limit`; the exit status's success.
+    pub fn wait(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} still runs after {limit:?}\n{}",
+                self.log.display(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until the log holds `text`.
+    pub fn wait_for(&self, text: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "`{text}` never showed in {}\n{}",
+                self.log.display(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM (`sut up` drains and stops), then waits at most a minute.
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.wait(Duration::from_secs(60));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
