@@ -10,7 +10,7 @@ pub struct Machine {
     pub hostname: String,
     pub cores: u32,
     pub memory_bytes: u64,
-    /// Open files one process may hold.
+    /// Open files one process may hold (the limit raised to its hard maximum).
     pub open_files: u64,
     /// `uname -r`.
     pub kernel: String,
@@ -72,6 +72,8 @@ impl Identity {
 }
 
 impl Machine {
+    /// This machine, its open-file limit raised for this process (and so for the
+    /// processes it starts).
     pub fn this() -> Machine {
         Machine {
             hostname: crate::resources::this_host(),
@@ -79,9 +81,7 @@ impl Machine {
                 .map(|n| n.get() as u32)
                 .unwrap_or(1),
             memory_bytes: crate::resources::meminfo_bytes("MemTotal"),
-            open_files: nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
-                .map(|(soft, _)| soft)
-                .unwrap_or(0),
+            open_files: shellkit::open_files::raise_to_hard_limit(),
             kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
                 .map(|k| k.trim().to_string())
                 .unwrap_or_default(),

@@ -205,20 +205,11 @@ fn validate(
     }
     let env = |k: &str| std::env::var(k).ok();
     let effective = loadgen::overrides::apply(path, overrides, &env).map_err(anyhow::Error::msg)?;
-    let p = if effective.changed {
-        loadgen::profile::Profile::parse(&effective.text).map_err(|e| {
-            anyhow::anyhow!(
-                "profile {} with the command line's changes: {e}",
-                path.display()
-            )
-        })?
-    } else {
-        loadgen::profile::Profile::load(path)?
-    };
+    let p = effective.profile(path).map_err(anyhow::Error::msg)?;
     for note in &effective.notes {
         println!("override: {note}");
     }
-    loadgen::preflight::check(&p, p.peak_users(), loadgen::preflight::Machine::this())
+    loadgen::preflight::check(&p, p.peak_users(), &loadgen::identity::Machine::this())
         .and_then(|_| loadgen::preflight::check_ports(&p))
         .map_err(|e| anyhow::anyhow!("profile {}: {e}", path.display()))?;
     println!(

@@ -31,6 +31,23 @@ pub struct Effective {
     pub notes: Vec<String>,
 }
 
+impl Effective {
+    /// The profile to run: the file at `path` as it is, or this text when the command
+    /// line changed it.
+    pub fn profile(&self, path: &Path) -> Result<crate::profile::Profile, String> {
+        if self.changed {
+            crate::profile::Profile::parse(&self.text).map_err(|e| {
+                format!(
+                    "profile {} with the command line's changes: {e}",
+                    path.display()
+                )
+            })
+        } else {
+            crate::profile::Profile::load(path).map_err(|e| e.to_string())
+        }
+    }
+}
+
 /// Parses `KEY=VALUE` (for `-e`).
 pub fn parse_var(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
@@ -123,13 +140,18 @@ pub fn apply(
         interpolate(&original, &lookup).map_err(|e| format!("profile {}: {e}", path.display()))?;
     let structural =
         o.users.is_some() || o.duration.is_some() || !o.stages.is_empty() || o.seed.is_some();
-    if !structural {
-        let changed = text != original;
+    if !structural && text == original {
         return Ok(Effective {
             text,
-            changed,
+            changed: false,
             notes,
         });
+    }
+    if !structural {
+        // Checked as filled in, so that a mistake is reported at its line in the file
+        // (the text written out below is laid out anew).
+        crate::profile::Profile::parse(&text)
+            .map_err(|e| format!("profile {}: {e}", path.display()))?;
     }
     let mut doc: Value =
         serde_yaml::from_str(&text).map_err(|e| format!("profile {}: {e}", path.display()))?;
@@ -232,8 +254,8 @@ fn parse_stage(s: &str) -> Result<Value, String> {
     Ok(Value::Mapping(m))
 }
 
-/// The rewritten profile is read from elsewhere: its name and the timeline (relative to
-/// the original file) are made explicit.
+/// A changed profile is written and read elsewhere (the report directory): its name
+/// and the timeline (relative to the original file) are made explicit.
 fn pin_paths(map: &mut serde_yaml::Mapping, path: &Path) {
     if !map.contains_key("name") {
         if let Some(stem) = path.file_stem() {
@@ -337,6 +359,29 @@ behaviour: { shake_rate: ${RATE:-0.5}, open_probability: 0.5 }
         assert_eq!(s.timeline, base.join("timeline.yaml"));
         assert!(e.notes.iter().any(|n| n.starts_with("users 600 (was 3000")));
         assert!(e.notes.iter().any(|n| n == "${RATE}=2 (-e)"));
+    }
+
+    #[test]
+    fn a_profile_changed_by_variables_alone_keeps_its_name_and_timeline() {
+        let (dir, path) = write(PROFILE);
+        let o = Overrides {
+            vars: vec![("RATE".into(), "3".into())],
+            ..Overrides::default()
+        };
+        let e = apply(&path, &o, &|_| None).unwrap();
+        assert!(e.changed);
+        let p = crate::profile::Profile::parse(&e.text).unwrap();
+        assert_eq!(p.behaviour.shake_rate, 3.0);
+        assert_eq!(p.name.as_deref(), Some("p"));
+        let crate::profile::Target::Spawn(s) = &p.target else {
+            panic!()
+        };
+        let base = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(s.timeline, base.join("timeline.yaml"));
+        // A mistake in the file is reported at its own line.
+        let (_d, bad) = write("users: ${U:-x}\n");
+        let err = apply(&bad, &Overrides::default(), &|_| None).unwrap_err();
+        assert!(err.contains("line 1"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! processes, memory at the bytes per connection measured here, docs/scale.md). What
 //! cannot run is refused with the numbers that say why.
 
+use crate::identity::Machine;
 use crate::profile::{Profile, Target};
 use std::path::Path;
 
@@ -15,28 +16,22 @@ const GATEWAY_QUIC: u64 = 29_000;
 /// More local processes than this is no longer one machine's job.
 const MAX_PROCESSES: u64 = 5_000;
 
-/// What this machine offers.
-#[derive(Debug, Clone, Copy)]
-pub struct Machine {
-    pub open_files: u64,
-    pub memory_bytes: u64,
-}
-
-impl Machine {
-    pub fn this() -> Machine {
-        Machine {
-            open_files: shellkit::open_files::raise_to_hard_limit(),
-            memory_bytes: crate::resources::meminfo_bytes("MemTotal"),
-        }
+/// About what one user costs a load-generator host, user space and kernel, by the
+/// profile's transports.
+pub fn loadgen_bytes_per_user(profile: &Profile) -> u64 {
+    if profile.behaviour.transport.any_quic() {
+        LOADGEN_QUIC
+    } else {
+        LOADGEN_TCP
     }
 }
 
 /// Checks `profile` for a run on `machine` whose local workers hold `local_users` of
 /// its users (all of them for `loadgen run`, none for a coordinator).
-pub fn check(profile: &Profile, local_users: u64, machine: Machine) -> Result<(), String> {
+pub fn check(profile: &Profile, local_users: u64, machine: &Machine) -> Result<(), String> {
     check_files(profile)?;
     let quic = profile.behaviour.transport.any_quic();
-    let per_user = if quic { LOADGEN_QUIC } else { LOADGEN_TCP };
+    let per_user = loadgen_bytes_per_user(profile);
     let mut need = local_users.saturating_mul(per_user);
     let mut parts = vec![format!(
         "{local_users} users x {per_user} B on the load generator's side"
@@ -153,27 +148,30 @@ mod tests {
         Profile::load(&path).unwrap()
     }
 
-    const BIG: Machine = Machine {
-        open_files: 20_000,
-        memory_bytes: 24 << 30,
-    };
+    fn big() -> Machine {
+        Machine {
+            open_files: 20_000,
+            memory_bytes: 24 << 30,
+            ..Machine::this()
+        }
+    }
 
     #[test]
     fn what_fits_passes_and_what_does_not_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let spawn = "target: { spawn: { timeline: timeline.yaml } }";
-        assert!(check(&profile(dir.path(), 3_000, spawn), 3_000, BIG).is_ok());
+        assert!(check(&profile(dir.path(), 3_000, spawn), 3_000, &big()).is_ok());
         let e = check(
             &profile(dir.path(), 1_000_000_000_000, spawn),
             1_000_000_000_000,
-            BIG,
+            &big(),
         )
         .unwrap_err();
         assert!(e.contains("worker processes"), "{e}");
-        let e = check(&profile(dir.path(), 3_000_000, spawn), 3_000_000, BIG).unwrap_err();
+        let e = check(&profile(dir.path(), 3_000_000, spawn), 3_000_000, &big()).unwrap_err();
         assert!(e.contains("the run needs about 29.6 GiB"), "{e}");
         // A coordinator holds no users itself; the gateways it spawns still count.
-        let e = check(&profile(dir.path(), 5_000_000, spawn), 0, BIG).unwrap_err();
+        let e = check(&profile(dir.path(), 5_000_000, spawn), 0, &big()).unwrap_err();
         assert!(e.contains("on the gateways"), "{e}");
     }
 
@@ -200,14 +198,14 @@ mod tests {
     fn missing_files_are_named_by_their_field() {
         let dir = tempfile::tempdir().unwrap();
         let p = profile(dir.path(), 10, "target: { spawn: { timeline: nope.yaml } }");
-        let e = check(&p, 10, BIG).unwrap_err();
+        let e = check(&p, 10, &big()).unwrap_err();
         assert!(e.starts_with("target.spawn.timeline: cannot read"), "{e}");
         assert!(e.contains("no such file"), "{e}");
         let addr = format!(
             "target: {{ addresses: {{ gateways: [127.0.0.1:1], auth_key_file: {} }} }}",
             dir.path().join("missing.key").display()
         );
-        let e = check(&profile(dir.path(), 10, &addr), 10, BIG).unwrap_err();
+        let e = check(&profile(dir.path(), 10, &addr), 10, &big()).unwrap_err();
         assert!(e.starts_with("target.addresses.auth_key_file"), "{e}");
         let p = profile(
             dir.path(),
@@ -215,7 +213,7 @@ mod tests {
             "target: { spawn: { timeline: timeline.yaml } }",
         );
         std::fs::write(dir.path().join("timeline.yaml"), "rounds: nonsense").unwrap();
-        let e = check(&p, 10, BIG).unwrap_err();
+        let e = check(&p, 10, &big()).unwrap_err();
         assert!(e.starts_with("target.spawn.timeline: "), "{e}");
     }
 }

@@ -61,16 +61,16 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     // Workers and agents read the effective profile: written beside the report when the
     // command line changed it.
     let given = opts.profile.clone();
-    opts.profile = effective_profile(&opts, &effective)?;
-    let profile = Profile::load(&opts.profile)?;
+    let (path, profile) = effective_profile(&opts, &effective)?;
+    opts.profile = path;
     let identity = crate::identity::Identity::now(&given, effective.text.clone(), profile.seed);
     let name = profile.name.clone().unwrap_or_else(|| "run".into());
     let peak = opts.segment.len(profile.peak_users());
-    let fd_limit = shellkit::open_files::raise_to_hard_limit();
+    let fd_limit = identity.machine.open_files;
     // Everything that can be checked is, before anything starts (`loadgen validate`
     // checks the same): files, this machine's room for the users, the metrics port.
     let local = if opts.cluster.is_some() { 0 } else { peak };
-    crate::preflight::check(&profile, local, crate::preflight::Machine::this())
+    crate::preflight::check(&profile, local, &identity.machine)
         .and_then(|_| crate::preflight::check_ports(&profile))
         .map_err(|e| anyhow::anyhow!("profile {}: {e}", given.display()))?;
     let stats = Arc::new(Mutex::new(Summary::default()));
@@ -207,32 +207,34 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code))
 }
 
-/// Where the effective profile is: the file itself, or (changed by the command line)
-/// `profile.yaml` in the report directory.
-fn effective_profile(
-    opts: &RunOptions,
-    effective: &crate::overrides::Effective,
-) -> Result<PathBuf> {
-    if !effective.changed {
-        return Ok(opts.profile.clone());
-    }
-    let profile = Profile::parse(&effective.text).map_err(|e| {
-        anyhow::anyhow!(
-            "profile {} with the command line's changes: {e}",
-            opts.profile.display()
-        )
-    })?;
-    let name = profile.name.unwrap_or_else(|| "run".into());
+/// The report directory (`--report-dir`, else `reports/NAME`), made if missing.
+fn create_report_dir(opts: &RunOptions, name: &str) -> Result<PathBuf> {
     let dir = opts
         .report_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(&name));
+        .unwrap_or_else(|| PathBuf::from("reports").join(name));
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create the report directory {}", dir.display()))?;
-    let path = dir.join("profile.yaml");
+    Ok(dir)
+}
+
+/// The effective profile, and where it is: the file itself, or (changed by the command
+/// line) `profile.yaml` in the report directory.
+fn effective_profile(
+    opts: &RunOptions,
+    effective: &crate::overrides::Effective,
+) -> Result<(PathBuf, Profile)> {
+    let profile = effective
+        .profile(&opts.profile)
+        .map_err(anyhow::Error::msg)?;
+    if !effective.changed {
+        return Ok((opts.profile.clone(), profile));
+    }
+    let name = profile.name.clone().unwrap_or_else(|| "run".into());
+    let path = create_report_dir(opts, &name)?.join("profile.yaml");
     std::fs::write(&path, &effective.text)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(path)
+    Ok((path, profile))
 }
 
 /// Starts the system under test when the profile asks (`target.spawn`); returns it
@@ -317,16 +319,7 @@ fn start_hostile(
 
 /// The report directory, and the progress line writing its interval log.
 fn open_report(opts: &RunOptions, name: &str, start_at: i64) -> Result<(PathBuf, Progress)> {
-    let report_dir = opts
-        .report_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("reports").join(name));
-    std::fs::create_dir_all(&report_dir).with_context(|| {
-        format!(
-            "cannot create the report directory {}",
-            report_dir.display()
-        )
-    })?;
+    let report_dir = create_report_dir(opts, name)?;
     // Interval start times count from the moment the run's seconds count from.
     let run_epoch =
         std::time::UNIX_EPOCH + Duration::from_millis(start_at.max(0) as u64) + TICK_LAG;
@@ -539,7 +532,8 @@ impl Watch {
         live.target_users
             .store(target, std::sync::atomic::Ordering::Relaxed);
         *live.agents.lock().unwrap_or_else(|p| p.into_inner()) = fleet.agent_states();
-        *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = self.tracker.report();
+        let resources = self.tracker.report();
+        *live.resources.lock().unwrap_or_else(|p| p.into_inner()) = resources.clone();
         live.elapsed_ms.store(
             elapsed.as_millis() as u64,
             std::sync::atomic::Ordering::Relaxed,
@@ -548,7 +542,6 @@ impl Watch {
             let now = h.figures.lock().map(|f| f.clone()).unwrap_or_default();
             *live.hostile.lock().unwrap_or_else(|p| p.into_inner()) = now;
         }
-        let resources = self.tracker.report();
         self.aborting
             .iter()
             .filter(|t| elapsed >= t.grace)

@@ -107,12 +107,13 @@ fn safe_name(name: &str) -> String {
 }
 
 pub async fn run(opts: AgentOptions) -> Result<ExitCode> {
-    let open_files = shellkit::open_files::raise_to_hard_limit();
+    let machine = crate::identity::Machine::this();
+    let open_files = machine.open_files;
     let stream = reach(&opts.coordinator, opts.join_timeout).await?;
     let (mut tx, rx) = channel::connect(stream, &opts.token)
         .await
         .with_context(|| format!("cannot join the coordinator at {}", opts.coordinator))?;
-    let capacity = capacity(opts.name.clone(), open_files);
+    let capacity = capacity(opts.name.clone(), machine);
     eprintln!(
         "agent {}: joined the coordinator at {} ({} cores, {:.1} GiB, {} open files)",
         capacity.name,
@@ -407,17 +408,13 @@ async fn on_message(
 }
 
 /// What this machine can hold.
-fn capacity(name: Option<String>, open_files: u64) -> Capacity {
-    let hostname = crate::resources::this_host();
-    let memory_bytes = crate::resources::meminfo_bytes("MemTotal");
+fn capacity(name: Option<String>, machine: crate::identity::Machine) -> Capacity {
     Capacity {
-        name: name.unwrap_or_else(|| hostname.clone()),
-        hostname,
-        cores: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
-        memory_bytes,
-        open_files,
+        name: name.unwrap_or_else(|| machine.hostname.clone()),
+        hostname: machine.hostname,
+        cores: machine.cores,
+        memory_bytes: machine.memory_bytes,
+        open_files: machine.open_files,
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }

@@ -70,10 +70,7 @@ pub async fn gather(c: &ClusterOptions, ship: Shipment<'_>) -> Result<(Agents, i
     for (i, j) in joined.into_iter().enumerate() {
         agents.push(assign(i as u64, j, c, &ship).await?);
     }
-    let mut agents = match probe_clocks(agents).await {
-        Ok(a) => a,
-        Err(e) => return Err(e),
-    };
+    let mut agents = probe_clocks(agents).await?;
     // Long enough for every start message to arrive and every agent to start its
     // workers (about 30 ms each) before the users' first second.
     let slowest = agents.iter().map(|a| a.rtt_ms).max().unwrap_or(0);
@@ -208,11 +205,6 @@ async fn assign(
     }
 }
 
-/// About what one connection costs a load-generator host, user space and kernel
-/// (docs/scale.md): TCP 0.6 + 4.2 KB, QUIC 20.4 KB.
-const TCP_BYTES: u64 = 4_800;
-const QUIC_BYTES: u64 = 21_000;
-
 /// Says so when an agent's share of the users looks like more than its memory holds.
 fn warn_if_short(index: u64, agents: u64, profile: &Profile, capacity: &Capacity) {
     let segment = crate::segment::Segment {
@@ -220,11 +212,7 @@ fn warn_if_short(index: u64, agents: u64, profile: &Profile, capacity: &Capacity
         count: agents,
     };
     let users = segment.len(profile.peak_users());
-    let per = if profile.behaviour.transport.any_quic() {
-        QUIC_BYTES
-    } else {
-        TCP_BYTES
-    };
+    let per = crate::preflight::loadgen_bytes_per_user(profile);
     let need = users * per;
     if capacity.memory_bytes > 0 && need > capacity.memory_bytes * 9 / 10 {
         eprintln!(

@@ -37,7 +37,7 @@ pub struct Assignment {
     pub workers: Option<u64>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum ToAgent {
     Assign(Assignment),
     /// Clock probe: the coordinator's Unix ms when sent.
