@@ -46,15 +46,20 @@ fn reply(tier: u8, outcome: Outcome) -> Frame {
     }
 }
 
+/// The gateway's HelloAck at tier 0, naming its shake interval.
+fn hello_ack(shake_interval_ms: u32) -> Frame {
+    Frame::HelloAck {
+        server_time_ms: 0,
+        tier: 0,
+        shake_interval_ms,
+        config_version: 1,
+    }
+}
+
 fn hello(u: &mut UserCore, s: &mut Summary) {
     u.connected(ms(0), ms(60_000));
     assert!(matches!(u.poll(ms(0)), Action::Send(Frame::Hello { .. })));
-    let ack = Frame::HelloAck {
-        server_time_ms: 0,
-        tier: 0,
-        shake_interval_ms: 2_000,
-        config_version: 1,
-    };
+    let ack = hello_ack(2_000);
     assert_eq!(u.on_frame(ack, ms(1), 0.0, s), None);
 }
 
@@ -202,17 +207,7 @@ fn heartbeats_fill_silence_and_leaving_ends() {
     let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
     u.connected(ms(0), ms(70_000));
     u.poll(ms(0));
-    u.on_frame(
-        Frame::HelloAck {
-            server_time_ms: 0,
-            tier: 0,
-            shake_interval_ms: 2_000,
-            config_version: 1,
-        },
-        ms(1),
-        0.0,
-        &mut s,
-    );
+    u.on_frame(hello_ack(2_000), ms(1), 0.0, &mut s);
     // Phase 0.5: the first beat half an interval in, the next a full one later.
     assert_eq!(u.poll(ms(2)), Action::WaitUntil(ms(15_000)));
     assert_eq!(u.poll(ms(15_000)), Action::Send(Frame::Heartbeat));
@@ -241,12 +236,7 @@ fn the_first_shake_does_not_wait_on_how_fast_the_hello_was_answered() {
         let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
         u.connected(ms(0), ms(60_000));
         u.poll(ms(0));
-        let ack = Frame::HelloAck {
-            server_time_ms: 0,
-            tier: 0,
-            shake_interval_ms: 4_000,
-            config_version: 1,
-        };
+        let ack = hello_ack(4_000);
         u.on_frame(ack, ms(ack_at), 0.0, &mut s);
         u.poll(ms(ack_at + 1))
     };
@@ -257,12 +247,7 @@ fn the_first_shake_does_not_wait_on_how_fast_the_hello_was_answered() {
 #[test]
 fn a_slow_first_connect_owes_the_shakes_since_the_window_began() {
     let b = behaviour(); // a shake every 2 s; phase 0.5: the first at 1 s
-    let ack = || Frame::HelloAck {
-        server_time_ms: 0,
-        tier: 0,
-        shake_interval_ms: 2_000,
-        config_version: 1,
-    };
+
     let shakes_sent = |owed_from: Duration| {
         let mut s = Summary::default();
         let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
@@ -271,7 +256,7 @@ fn a_slow_first_connect_owes_the_shakes_since_the_window_began() {
             u.poll(ms(3_500)),
             Action::Send(Frame::Hello { .. })
         ));
-        u.on_frame(ack(), ms(3_501), 0.0, &mut s);
+        u.on_frame(hello_ack(2_000), ms(3_501), 0.0, &mut s);
         let mut sent = 0;
         let mut t = 3_502;
         while let Action::Send(Frame::Shake { .. }) = u.poll(ms(t)) {
@@ -295,12 +280,7 @@ fn a_shake_intended_before_leaving_goes_even_when_polled_late() {
     let mut u = UserCore::new(1, [0; MAC_LEN], &b, 0.5, false);
     u.connected(ms(0), ms(60_000));
     u.poll(ms(0));
-    let ack = Frame::HelloAck {
-        server_time_ms: 0,
-        tier: 0,
-        shake_interval_ms: 2_000,
-        config_version: 1,
-    };
+    let ack = hello_ack(2_000);
     u.on_frame(ack, ms(1), 0.0, &mut s);
     // Polled only after the leave time: the 50 s shake still goes, its lateness counted.
     assert!(matches!(
