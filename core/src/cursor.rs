@@ -61,6 +61,12 @@ impl IssuanceCursor {
         Some((self.leased_end + self.chunk).min(self.total))
     }
 
+    /// The shard grew to `total` envelopes (a raised budget): leasing and issuing go on
+    /// into the new ones.
+    pub fn extend(&mut self, total: u64) {
+        self.total = self.total.max(total);
+    }
+
     pub fn lease_granted(&mut self, end: u64) {
         self.leased_end = self.leased_end.max(end.min(self.total));
         self.lease_pending = false;

@@ -59,9 +59,24 @@ pub fn envelope_id(round: u32, index: u64) -> u64 {
 /// Generates a round's envelopes deterministically from `seed` and splits them into
 /// `gateways` contiguous, disjoint shards.
 pub fn generate(round: &Round, gateways: u16, seed: u64) -> Vec<SeedShard> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((round.id as u64) << 32));
+    generate_batch(round, 0, round.envelopes, gateways, seed)
+}
+
+/// Generates envelopes `from..to` of a round (a live budget raise adds such a batch
+/// to what was seeded), split into `gateways` contiguous, disjoint shards. Ids carry
+/// their index, so batches never share an id; batch `0..n` is exactly [`generate`]'s.
+pub fn generate_batch(
+    round: &Round,
+    from: u64,
+    to: u64,
+    gateways: u16,
+    seed: u64,
+) -> Vec<SeedShard> {
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(seed ^ ((round.id as u64) << 32) ^ from.rotate_left(17));
     let [lo, hi] = round.amount_cents;
-    let all: Vec<SeedEnvelope> = (0..round.envelopes)
+    let count = to.saturating_sub(from);
+    let all: Vec<SeedEnvelope> = (from..from + count)
         .map(|i| SeedEnvelope {
             id: envelope_id(round.id, i),
             sponsor: round.sponsors[rng.random_range(0..round.sponsors.len())],
@@ -69,8 +84,8 @@ pub fn generate(round: &Round, gateways: u16, seed: u64) -> Vec<SeedShard> {
         })
         .collect();
     let n = gateways.max(1) as u64;
-    let base = round.envelopes / n;
-    let extra = round.envelopes % n;
+    let base = count / n;
+    let extra = count % n;
     let mut start = 0usize;
     (0..n)
         .map(|g| {
@@ -203,6 +218,25 @@ mod tests {
             .iter()
             .flat_map(|s| &s.envelopes)
             .all(|e| (1..=1000).contains(&e.amount_cents)));
+    }
+
+    #[test]
+    fn a_batch_adds_new_ids_only() {
+        let base: HashSet<u64> = generate(&round(100), 3, 7)
+            .iter()
+            .flat_map(|s| s.envelopes.iter().map(|e| e.id))
+            .collect();
+        let more = generate_batch(&round(100), 100, 160, 3, 7);
+        let ids: HashSet<u64> = more
+            .iter()
+            .flat_map(|s| s.envelopes.iter().map(|e| e.id))
+            .collect();
+        assert_eq!(ids.len(), 60);
+        assert!(ids.is_disjoint(&base));
+        assert_eq!(
+            generate_batch(&round(100), 0, 100, 3, 7),
+            generate(&round(100), 3, 7)
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct IssueRecord {
     pub gateway: u16,
     /// Show time of issuance, ms.
     pub show_ms: i64,
+    /// The schedule version the shake was decided on: the audit checks the issue
+    /// against that version's round window.
+    pub version: u64,
 }
 
 impl IssueRecord {
@@ -115,6 +118,8 @@ pub struct ShakeCore {
     gateways: u16,
     key: SigningKey,
     timeline: Timeline,
+    /// The schedule version `timeline` is.
+    version: u64,
     rounds: BTreeMap<u32, RoundIssuer>,
     users: UserTable,
     /// The third limit layer: what every gateway issued, as last synced.
@@ -128,6 +133,7 @@ impl ShakeCore {
             gateways: gateways.max(1),
             key,
             timeline,
+            version: 1,
             rounds: BTreeMap::new(),
             users: UserTable::default(),
             shared: LimitView::default(),
@@ -144,6 +150,45 @@ impl ShakeCore {
 
     pub fn timeline(&self) -> &Timeline {
         &self.timeline
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Takes a new schedule version at show time `now_ms`: rounds start, end and issue
+    /// by it from now on. A round whose rate changed gets a new rate budget (starting
+    /// empty, as after a restart); a round new to this gateway issues nothing until its
+    /// shard is loaded ([`ShakeCore::load_round`]), and a raised budget nothing beyond
+    /// the shard until its new envelopes are added ([`ShakeCore::extend_round`]).
+    pub fn set_schedule(&mut self, version: u64, timeline: Timeline, now_ms: i64) {
+        let gateways = self.gateways as f64;
+        for round in &timeline.rounds {
+            let old_rate = self.timeline.round(round.id).map(|r| r.rate);
+            if let Some(issuer) = self.rounds.get_mut(&round.id) {
+                if old_rate != Some(round.rate) {
+                    issuer.rate = RateBudget::new(
+                        round.rate / gateways,
+                        Duration::from_millis(now_ms.max(0) as u64),
+                    );
+                }
+            }
+        }
+        self.timeline = timeline;
+        self.version = version;
+    }
+
+    /// Whether a round's shard is loaded.
+    pub fn has_round(&self, round: u32) -> bool {
+        self.rounds.contains_key(&round)
+    }
+
+    /// Adds envelopes to a round's shard (a raised budget's batch), after those it has.
+    pub fn extend_round(&mut self, round: u32, envelopes: &[crate::seed_shard::SeedEnvelope]) {
+        if let Some(issuer) = self.rounds.get_mut(&round) {
+            issuer.shard.envelopes.extend_from_slice(envelopes);
+            issuer.cursor.extend(issuer.shard.envelopes.len() as u64);
+        }
     }
 
     /// This gateway's share of a round's global rate.
@@ -388,6 +433,7 @@ impl ShakeCore {
             amount_cents: envelope.amount_cents,
             gateway: self.gateway,
             show_ms,
+            version: self.version,
         })
     }
 }

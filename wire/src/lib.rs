@@ -16,6 +16,7 @@ pub mod open;
 pub mod protocol;
 pub mod reserve;
 pub mod rpc;
+pub mod schedule;
 pub mod signing;
 pub mod split;
 pub mod timeline;

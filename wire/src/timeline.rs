@@ -1,13 +1,16 @@
 //! The show's timeline: rounds of envelopes, each starting on its own countdown.
 //!
 //! A round starts at its planned offset from the show's start whether or not any command
-//! arrives (the seed's countdown fallback). Live corrections and the three config channels
-//! come later; everything that asks "which round is on?" goes through [`Timeline`] so they
-//! can grow here without touching the gateway.
+//! arrives (the seed's countdown fallback). Live changes arrive as whole new versions
+//! ([`crate::schedule`]); everything that asks "which round is on?" goes through
+//! [`Timeline`].
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use thiserror::Error;
+
+/// The countdown that says "no round is left in the show".
+pub const NO_ROUND_LEFT: u32 = u32::MAX;
 
 /// One round of envelopes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -94,12 +97,10 @@ impl Timeline {
             path: origin.to_string(),
             message: e.to_string(),
         })?;
-        timeline
-            .validate()
-            .map_err(|message| TimelineError::Invalid {
-                path: origin.to_string(),
-                message,
-            })?;
+        timeline.check().map_err(|message| TimelineError::Invalid {
+            path: origin.to_string(),
+            message,
+        })?;
         Ok(timeline)
     }
 
@@ -113,7 +114,8 @@ impl Timeline {
         (self.tiers.len().saturating_sub(1)).min(u8::MAX as usize) as u8
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Checks the timeline; the message names the field and the fix.
+    pub fn check(&self) -> Result<(), String> {
         if self.tiers.len() < 2 || self.tiers.len() > 16 {
             return Err(format!(
                 "tiers: list 2 to 16 shake intervals (tier 0 first, the last is \"come back later\"), got {}",
@@ -188,6 +190,20 @@ impl Timeline {
             .find(|r| r.start <= t && t < r.start + r.duration)
     }
 
+    /// The countdown a client is told at `show_ms`: 0 while a round is on, the ms until
+    /// the next round starts otherwise, [`NO_ROUND_LEFT`] when none is left.
+    pub fn countdown_ms(&self, show_ms: i64) -> u32 {
+        if self.active(show_ms).is_some() {
+            return 0;
+        }
+        self.rounds
+            .iter()
+            .map(|r| r.start.as_millis() as i64 - show_ms)
+            .filter(|d| *d > 0)
+            .min()
+            .map_or(NO_ROUND_LEFT, |d| d.min(NO_ROUND_LEFT as i64 - 1) as u32)
+    }
+
     pub fn round(&self, id: u32) -> Option<&Round> {
         self.rounds.iter().find(|r| r.id == id)
     }
@@ -222,6 +238,15 @@ rounds:
         assert_eq!(t.active(12_000), None);
         assert_eq!(t.active(15_000).unwrap().id, 2);
         assert_eq!(t.end(), Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_countdown_names_the_next_round() {
+        let t = Timeline::parse(YAML, "test").unwrap();
+        assert_eq!(t.countdown_ms(-1_000), 3_000);
+        assert_eq!(t.countdown_ms(5_000), 0);
+        assert_eq!(t.countdown_ms(12_500), 2_500);
+        assert_eq!(t.countdown_ms(20_000), NO_ROUND_LEFT);
     }
 
     #[test]

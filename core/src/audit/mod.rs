@@ -24,6 +24,9 @@ use sut_wire::timeline::Round;
 pub struct Records {
     pub gateways: u16,
     pub rounds: Vec<Round>,
+    /// Every signed schedule version's rounds, by version, when the show's timeline
+    /// changed live; empty when it never did (then `rounds` is every issue's).
+    pub versions: BTreeMap<u64, Vec<Round>>,
     /// Every gateway's shard of every round.
     pub shards: Vec<SeedShard>,
     /// Every gateway's issue records.
@@ -333,47 +336,140 @@ fn check_rounds(
     seeds: &SeedIndex,
     issued: &HashMap<u64, IssueRecord>,
 ) {
-    for round in &r.rounds {
-        let mut times: Vec<i64> = issued
-            .values()
-            .filter(|i| i.round == round.id)
-            .map(|i| i.show_ms)
-            .collect();
+    let versions = RoundVersions::of(r);
+    for issue in issued.values() {
+        if !versions.on_at(issue.version, issue.round, issue.show_ms) {
+            f.add(
+                OUTSIDE_WINDOW,
+                format!(
+                    "envelope {} of round {} at {} ms on version {}",
+                    issue.envelope_id, issue.round, issue.show_ms, issue.version
+                ),
+            );
+        }
+    }
+    for id in versions.ids() {
+        let (budget, rate) = versions.most(id);
+        let mine = issued.values().filter(|i| i.round == id);
+        let mut times: Vec<i64> = mine.clone().map(|i| i.show_ms).collect();
         times.sort_unstable();
+        let outside_window = mine
+            .filter(|i| !versions.on_at(i.version, id, i.show_ms))
+            .count() as u64;
         let n = r.gateways.max(1) as u64;
-        let burst = n * (burst_for(round.rate / n as f64) as u64 + 1);
-        let allowed = round.rate.ceil() as u64 + burst;
+        let burst = n * (burst_for(rate / n as f64) as u64 + 1);
+        let allowed = rate.ceil() as u64 + burst;
         let max_in_window = most_in_one_second(&times);
         let issued_here = times.len() as u64;
         let leased: u64 = (0..r.gateways)
             .map(|g| {
-                let end = r.leases.get(&(g, round.id)).copied().unwrap_or(0);
-                end.min(seeds.shard_len.get(&(g, round.id)).copied().unwrap_or(0))
+                let end = r.leases.get(&(g, id)).copied().unwrap_or(0);
+                end.min(seeds.shard_len.get(&(g, id)).copied().unwrap_or(0))
             })
             .sum();
         let skipped = leased.saturating_sub(issued_here);
         report.skipped += skipped;
-        if issued_here > round.envelopes {
+        if issued_here > budget {
             f.add(
                 "round over budget",
-                format!("round {}: {issued_here} > {}", round.id, round.envelopes),
+                format!("round {id}: {issued_here} > {budget}"),
             );
         }
         if max_in_window > allowed {
             f.add(
                 "round over its rate",
-                format!("round {}: {max_in_window} in 1 s > {allowed}", round.id),
+                format!("round {id}: {max_in_window} in 1 s > {allowed}"),
             );
         }
         report.rounds.push(RoundFigures {
-            round: round.id,
-            budget: round.envelopes,
+            round: id,
+            budget,
             issued: issued_here,
             skipped,
-            rate_limit_per_s: round.rate,
+            rate_limit_per_s: rate,
             max_issued_in_1s: max_in_window,
             allowed_in_1s: allowed,
+            window_ms: versions.last_window(id),
+            first_issue_ms: times.first().copied(),
+            last_issue_ms: times.last().copied(),
+            outside_window,
         });
+    }
+}
+
+const OUTSIDE_WINDOW: &str = "issued outside its round's window";
+
+/// The rounds of every schedule version, as the audit judges issues by them.
+struct RoundVersions<'a> {
+    /// (version, rounds), oldest first; one entry (version 0) when the timeline never
+    /// changed, which then judges every issue whatever version it names.
+    by_version: Vec<(u64, &'a [Round])>,
+}
+
+impl<'a> RoundVersions<'a> {
+    fn of(r: &'a Records) -> Self {
+        let by_version = if r.versions.is_empty() {
+            vec![(0, r.rounds.as_slice())]
+        } else {
+            r.versions
+                .iter()
+                .map(|(v, rs)| (*v, rs.as_slice()))
+                .collect()
+        };
+        RoundVersions { by_version }
+    }
+
+    fn rounds(&self, version: u64) -> Option<&'a [Round]> {
+        match self.by_version.as_slice() {
+            [(0, only)] => Some(only),
+            all => all.iter().find(|(v, _)| *v == version).map(|(_, rs)| *rs),
+        }
+    }
+
+    /// Whether `round` was on at `show_ms` in `version` (false for an unknown version).
+    fn on_at(&self, version: u64, round: u32, show_ms: i64) -> bool {
+        let Some(rounds) = self.rounds(version) else {
+            return false;
+        };
+        let t = show_ms as i128;
+        rounds.iter().any(|r| {
+            r.id == round
+                && r.start.as_millis() as i128 <= t
+                && t < (r.start + r.duration).as_millis() as i128
+        })
+    }
+
+    /// Every round id any version had, ascending.
+    fn ids(&self) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .by_version
+            .iter()
+            .flat_map(|(_, rs)| rs.iter().map(|r| r.id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
+    /// The largest budget and rate any version gave the round.
+    fn most(&self, id: u32) -> (u64, f64) {
+        self.by_version
+            .iter()
+            .flat_map(|(_, rs)| rs.iter().filter(|r| r.id == id))
+            .fold((0, 0.0), |(b, rate), r| {
+                (b.max(r.envelopes), f64::max(rate, r.rate))
+            })
+    }
+
+    /// The round's window in the last version (None: cancelled by then).
+    fn last_window(&self, id: u32) -> Option<[i64; 2]> {
+        let (_, last) = self.by_version.last()?;
+        last.iter().find(|r| r.id == id).map(|r| {
+            [
+                r.start.as_millis() as i64,
+                (r.start + r.duration).as_millis() as i64,
+            ]
+        })
     }
 }
 

@@ -12,6 +12,36 @@ pub struct RoundFigures {
     pub rate_limit_per_s: f64,
     pub max_issued_in_1s: u64,
     pub allowed_in_1s: u64,
+    /// The round's window in the last schedule version, show ms (none: cancelled).
+    #[serde(default)]
+    pub window_ms: Option<[i64; 2]>,
+    #[serde(default)]
+    pub first_issue_ms: Option<i64>,
+    #[serde(default)]
+    pub last_issue_ms: Option<i64>,
+    /// Issues outside the round's window in the version they were decided on.
+    #[serde(default)]
+    pub outside_window: u64,
+}
+
+impl RoundFigures {
+    /// Where the round's issues fell against its last window, when it has any.
+    pub fn window_line(&self) -> Option<String> {
+        let (Some(first), Some(last)) = (self.first_issue_ms, self.last_issue_ms) else {
+            return None;
+        };
+        let s = |ms: i64| format!("{:.1} s", ms as f64 / 1000.0);
+        let window = match self.window_ms {
+            Some([a, b]) => format!("window {} to {}", s(a), s(b)),
+            None => "cancelled".to_string(),
+        };
+        Some(format!(
+            "{window}; issued from {} to {}, {} outside the window of their version",
+            s(first),
+            s(last),
+            self.outside_window
+        ))
+    }
 }
 
 /// The split envelopes' money (invariant 3).
@@ -103,6 +133,9 @@ impl std::fmt::Display for AuditReport {
                 "  round {:<4} issued {}/{} budget, peak {} in 1 s (allowed {} at {}/s), skipped {}",
                 r.round, r.issued, r.budget, r.max_issued_in_1s, r.allowed_in_1s, r.rate_limit_per_s, r.skipped
             )?;
+            if let Some(line) = r.window_line() {
+                writeln!(f, "             {line}")?;
+            }
         }
         if self.passed() {
             writeln!(

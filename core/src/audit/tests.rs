@@ -42,6 +42,7 @@ fn clean() -> Records {
                 amount_cents: e.amount_cents,
                 gateway: shard.gateway,
                 show_ms: i as i64 * 1_000,
+                version: 1,
             });
             let entry = OpenEntry {
                 token: EnvelopeToken {
@@ -235,4 +236,43 @@ fn invariant_5_over_budget_or_over_rate_is_reported() {
         i.show_ms = 0;
     }
     assert_reports(&r, "round over its rate");
+}
+
+/// The clean run's round moved by a second version from 0-10 s to 20-30 s, with the
+/// issues of gateway 1 decided on the new version inside the new window.
+fn moved() -> Records {
+    let mut r = clean();
+    let mut later = round();
+    later.start = Duration::from_secs(20);
+    r.versions.insert(1, vec![round()]);
+    r.versions.insert(2, vec![later]);
+    for i in r.issued.iter_mut().filter(|i| i.gateway == 1) {
+        i.version = 2;
+        i.show_ms += 20_000;
+    }
+    r
+}
+
+#[test]
+fn a_moved_round_issues_in_the_window_of_each_version() {
+    let report = check(&moved());
+    assert!(report.passed(), "{:?}", report.violations);
+    let figures = &report.rounds[0];
+    assert_eq!(figures.window_ms, Some([20_000, 30_000]));
+    assert_eq!(figures.outside_window, 0);
+    assert_eq!(figures.last_issue_ms, Some(23_000));
+}
+
+#[test]
+fn invariant_5_an_issue_outside_its_versions_window_is_reported() {
+    // Decided on version 2 while its round was still in the old window.
+    let mut r = moved();
+    let i = r.issued.iter().position(|i| i.version == 2).unwrap();
+    r.issued[i].show_ms -= 20_000;
+    assert_reports(&r, "issued outside its round's window");
+    assert_eq!(check(&r).rounds[0].outside_window, 1);
+    // A version nobody signed.
+    let mut r = moved();
+    r.issued[0].version = 7;
+    assert_reports(&r, "issued outside its round's window");
 }

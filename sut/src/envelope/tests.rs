@@ -52,6 +52,7 @@ fn the_largest_records_fit_their_fixed_widths() {
         amount_cents: u32::MAX,
         gateway: u16::MAX,
         show_ms: i64::MIN,
+        version: 1,
     };
     let back: OpenRecord = decode(&encode_fixed::<_, OPEN_RECORD_LEN>(&record).unwrap()).unwrap();
     assert_eq!(back, record);
