@@ -204,6 +204,7 @@ pub fn next_version(
         }
         Change::Clock { offset_ms } => next.clock_offset_ms = *offset_ms,
     }
+    next.timeline.version = next.version;
     next.timeline
         .check()
         .map_err(|e| format!("the changed timeline is not valid: {e}"))?;

@@ -178,6 +178,13 @@ impl ShakeCore {
         self.version = version;
     }
 
+    /// Envelopes in a round's shard (0 when none is loaded).
+    pub fn shard_len(&self, round: u32) -> u64 {
+        self.rounds
+            .get(&round)
+            .map_or(0, |r| r.shard.envelopes.len() as u64)
+    }
+
     /// Whether a round's shard is loaded.
     pub fn has_round(&self, round: u32) -> bool {
         self.rounds.contains_key(&round)

@@ -19,6 +19,9 @@ pub struct Summary {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Shake replies by the throttle tier they carried.
     pub tiers: BTreeMap<u8, u64>,
+    /// Shake replies by the schedule (timeline) version they were decided on: how
+    /// fast the clients' side of a live programme change moved.
+    pub versions: BTreeMap<u64, u64>,
     /// Cents the gateways promised on successful opens.
     pub opened_cents: u64,
     /// Cents the gateways promised on successful grabs of split parts.
@@ -76,6 +79,7 @@ pub struct WireSummary {
     outcomes: Vec<(String, u64)>,
     errors_by_kind: Vec<(String, u64)>,
     tiers: Vec<(u8, u64)>,
+    versions: Vec<(u64, u64)>,
     opened_cents: u64,
     grabbed_cents: u64,
     promises: Vec<(u64, u64)>,
@@ -183,6 +187,9 @@ impl Summary {
         for (k, v) in &other.tiers {
             *self.tiers.entry(*k).or_default() += v;
         }
+        for (k, v) in &other.versions {
+            *self.versions.entry(*k).or_default() += v;
+        }
         let _ = self.send_lag.latency.add(&other.send_lag.latency);
         self.opened_cents += other.opened_cents;
         self.grabbed_cents += other.grabbed_cents;
@@ -269,6 +276,7 @@ impl Summary {
         self.outcomes.clear();
         self.errors_by_kind.clear();
         self.tiers.clear();
+        self.versions.clear();
         self.opened_cents = 0;
         self.grabbed_cents = 0;
         self.promises.clear();
@@ -299,6 +307,7 @@ impl Summary {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
             tiers: self.tiers.iter().map(|(k, v)| (*k, *v)).collect(),
+            versions: self.versions.iter().map(|(k, v)| (*k, *v)).collect(),
             opened_cents: self.opened_cents,
             grabbed_cents: self.grabbed_cents,
             promises: self.promises.clone(),
@@ -336,6 +345,7 @@ impl Summary {
         s.outcomes = w.outcomes.into_iter().collect();
         s.errors_by_kind = w.errors_by_kind.into_iter().collect();
         s.tiers = w.tiers.into_iter().collect();
+        s.versions = w.versions.into_iter().collect();
         s.opened_cents = w.opened_cents;
         s.grabbed_cents = w.grabbed_cents;
         s.promises = w.promises;

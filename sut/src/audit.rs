@@ -18,6 +18,8 @@ pub enum AuditError {
     Shard(#[from] SeedFileError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule_files::ScheduleFileError),
 }
 
 /// Writes what payment credited to each user, `user,cents` per line, sorted by user.
@@ -43,10 +45,27 @@ pub fn read(data: &Path) -> Result<Records, AuditError> {
         rounds: manifest.timeline.rounds.clone(),
         ..Records::default()
     };
-    for round in &manifest.timeline.rounds {
+    // Every schedule version signed during the show: each issue is judged by its own.
+    let public = crate::schedule_files::operator_public(data)?;
+    let versions =
+        crate::schedule_files::all_versions(data, &public, Some(&manifest.timeline))?;
+    if versions.len() > 1 {
+        r.versions = versions
+            .iter()
+            .map(|(v, s)| (*v, s.timeline.rounds.clone()))
+            .collect();
+    }
+    // Each round's envelopes as far as any version's budget seeded them.
+    let mut budgets: std::collections::BTreeMap<u32, u64> = Default::default();
+    for round in versions.values().flat_map(|s| &s.timeline.rounds) {
+        let b = budgets.entry(round.id).or_default();
+        *b = (*b).max(round.envelopes);
+    }
+    for (id, upto) in budgets {
+        let base = manifest.timeline.round(id).map(|r| r.envelopes);
         for g in 0..manifest.gateways {
-            let path = seeds::shard_path(&seed_dir, round.id, g);
-            r.shards.push(seeds::load(&path, round.id, g)?);
+            r.shards
+                .push(seeds::load_round(&seed_dir, id, g, base, upto)?.0);
         }
     }
     for g in 0..manifest.gateways {

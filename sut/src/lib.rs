@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod certs;
 pub mod committer;
+pub mod config_service;
 pub mod envelope;
 pub mod files;
 pub mod gateway;
@@ -24,8 +25,10 @@ pub mod keys;
 pub mod listen;
 pub mod log;
 pub mod metrics;
+pub mod operator;
 pub mod outbox;
 pub mod payment;
 pub mod rpc;
+pub mod schedule_files;
 pub mod seeds;
 pub mod store;

@@ -103,6 +103,8 @@ async fn killed_gateway_restarts_without_reissuing() {
         gateway_addrs: vec![gw.into()],
         envelope_addr: env.into(),
         payment_addr: pay.into(),
+        config_addrs: vec![],
+        gossip_addrs: vec![],
         metrics: vec![],
     };
     sut::files::save_manifest(&manifest, data).unwrap();

@@ -18,6 +18,12 @@ pub struct Manifest {
     pub gateway_addrs: Vec<String>,
     pub envelope_addr: String,
     pub payment_addr: String,
+    /// The config services (the live timeline's push source), when the system runs any.
+    #[serde(default)]
+    pub config_addrs: Vec<String>,
+    /// Each gateway's peer address (gossip of the live timeline), by gateway id.
+    #[serde(default)]
+    pub gossip_addrs: Vec<String>,
     /// `/metrics` address of every process, by job name.
     pub metrics: Vec<(String, String)>,
 }

@@ -7,6 +7,7 @@
 use crate::issued::Issued;
 use crate::open::{Credit, OpenEntry};
 use crate::reserve::ReserveAnswer;
+use crate::schedule::SignedSchedule;
 use crate::signing::MAC_LEN;
 use crate::split::{SplitAnswer, SplitRequest};
 use serde::{Deserialize, Serialize};
@@ -63,6 +64,21 @@ pub enum Rpc {
     Reserve { requests: Vec<Issued> },
     /// Owner → gateway: one answer per reservation.
     Reserved { answers: Vec<ReserveAnswer> },
+    /// Operator → config service: a new signed schedule version to hand out.
+    PublishSchedule { signed: SignedSchedule },
+    /// Gateway → config service (the push channel): answer as soon as you hold a
+    /// version above `have`, or with [`Rpc::ScheduleHeld`] after a while.
+    WatchSchedule { have: u64 },
+    /// Config service → gateway: the version it holds, signed.
+    Schedule { signed: SignedSchedule },
+    /// Gateway → gateway, or operator → gateway (the gossip channel): a version to
+    /// take and pass on.
+    Gossip { signed: SignedSchedule },
+    /// The version the answering part holds (nothing newer to give).
+    ScheduleHeld { version: u64 },
+    /// Supervisor → gateway: take a live timeline channel (`push`, `pull`, `gossip`)
+    /// down or bring it back, as a fault a run injects.
+    ChannelFault { channel: String, down: bool },
 }
 
 #[derive(Debug, Error)]

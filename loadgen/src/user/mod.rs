@@ -410,8 +410,13 @@ impl UserCore {
                     tier,
                     shake_interval_ms,
                     cookie,
+                    config_version,
+                    ..
                 },
             ) => {
+                if outcome != Outcome::ComeBackLater {
+                    *stats.versions.entry(config_version).or_default() += 1;
+                }
                 // The shake histogram holds shakes that got a decision; "come back
                 // later" replies (no work done) are only counted, as an outcome.
                 if outcome != Outcome::ComeBackLater {

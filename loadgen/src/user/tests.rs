@@ -43,6 +43,8 @@ fn reply(tier: u8, outcome: Outcome) -> Frame {
         tier,
         shake_interval_ms: if tier == 0 { 2_000 } else { 10_000 },
         cookie: Bytes::from_static(b"c"),
+        config_version: 1,
+        countdown_ms: 0,
     }
 }
 
@@ -53,6 +55,7 @@ fn hello_ack(shake_interval_ms: u32) -> Frame {
         tier: 0,
         shake_interval_ms,
         config_version: 1,
+        countdown_ms: 0,
     }
 }
 
@@ -456,6 +459,8 @@ fn cheaters_replay_or_drop_cookies_and_grab_where_they_may_not() {
             tier: 0,
             shake_interval_ms: 2_000,
             cookie: Bytes::from_static(b"first"),
+            config_version: 1,
+            countdown_ms: 0,
         };
         u.on_frame(first, ms(2), 0.0, &mut s);
         u.poll(ms(2_001));
@@ -464,6 +469,8 @@ fn cheaters_replay_or_drop_cookies_and_grab_where_they_may_not() {
             tier: 0,
             shake_interval_ms: 2_000,
             cookie: Bytes::from_static(b"later"),
+            config_version: 1,
+            countdown_ms: 0,
         };
         u.on_frame(later, ms(2_002), 0.0, &mut s);
         let sent = match u.poll(ms(4_001)) {

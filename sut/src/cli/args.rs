@@ -35,9 +35,41 @@ pub(crate) enum Command {
     Seed(SeedArgs),
     /// Check a finished run's durable records against the invariants.
     Audit(AuditArgs),
+    /// Run a config service: the live timeline's push source (`sut up` runs two).
+    Config(ConfigArgs),
+    /// Change the show's programme live: sign a new timeline version and send it over
+    /// the three channels (`sut timeline move 2 +30s --data DIR`).
+    Timeline(TimelineArgs),
     /// Make the keys every part shares (secret.key, auth.key, rpc.key) in a directory,
     /// keeping any already there: for parts started one by one (deploy/k8s).
     Keys(KeysArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConfigArgs {
+    /// Instance name (its state lives in DATA/NAME/).
+    #[arg(long, default_value = "config-0")]
+    pub(crate) name: String,
+    #[arg(long, default_value = "127.0.0.1:7102")]
+    pub(crate) listen: String,
+    #[arg(long)]
+    pub(crate) metrics: Option<String>,
+    #[arg(long, default_value = "data")]
+    pub(crate) data: PathBuf,
+    /// Accepted for the supervisor's uniform command line; unused.
+    #[arg(long, hide = true)]
+    pub(crate) show_start_ms: Option<i64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TimelineArgs {
+    /// The running system's data directory (its manifest, operator key, versions).
+    #[arg(long, default_value = "data")]
+    pub(crate) data: PathBuf,
+    /// The change: `show`, `move ROUND +30s|-10s|now|45s`, `budget ROUND N`,
+    /// `rate ROUND PER_SECOND`, `cancel ROUND`, `clock OFFSET`, `replace FILE`.
+    #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+    pub(crate) change: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,6 +106,13 @@ pub(crate) struct GatewayArgs {
     /// On shutdown, keep forwarding queued opens for at most this long.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub(crate) drain_timeout: Duration,
+    /// A config service to watch for timeline versions (the push channel); repeat for
+    /// each instance.
+    #[arg(long = "config")]
+    pub(crate) config: Vec<String>,
+    /// Peer address for the gossip channel (and injected channel faults).
+    #[arg(long)]
+    pub(crate) gossip: Option<String>,
     #[command(flatten)]
     pub(crate) tuning: GatewayTuning,
 }

@@ -1,6 +1,7 @@
 //! Command-line shells around the library's parts.
 
 mod args;
+mod live;
 mod supervisor;
 mod up;
 
@@ -64,6 +65,21 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             println!("wrote {n} shards under {}", args.out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Config(args) => rt.block_on(async {
+            let shutdown = shutdown_signal()?;
+            keys(&args.data)?;
+            let config = sut::config_service::ConfigServiceConfig {
+                dir: args.data.join(&args.name),
+                public: sut::schedule_files::operator_public(&args.data)?,
+                rpc_key: keys(&args.data)?.rpc,
+                name: args.name,
+                listen: args.listen,
+                metrics: args.metrics,
+            };
+            sut::config_service::run(config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Timeline(args) => rt.block_on(timeline(args)),
         Command::Keys(args) => {
             keys(&args.data)?;
             println!(
@@ -144,6 +160,13 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
             .unwrap_or_else(|_| shellkit::clock::unix_ms()),
     };
     let keys = keys(&args.data)?;
+    let operator = sut::schedule_files::operator_public(&args.data)?;
+    let channels = sut::gateway::ChannelConfig {
+        config_addrs: args.config.clone(),
+        data: args.data.clone(),
+        gossip: args.gossip.clone(),
+        rpc_key: keys.rpc.clone(),
+    };
     let host = args
         .listen
         .rsplit_once(':')
@@ -160,7 +183,7 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         timeline,
         key: keys.signing,
         auth: keys.auth,
-        rpc_key: keys.rpc,
+        rpc_key: keys.rpc.clone(),
         show_start_ms,
         envelope_addr: args.envelope,
         heartbeat_timeout: args.tuning.heartbeat_timeout,
@@ -176,6 +199,8 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         backend_deadline: args.tuning.backend_deadline,
         limits: args.tuning.limits(),
         strict_limits: !args.tuning.no_strict_limits,
+        operator,
+        channels,
     };
     if config.id >= config.gateways {
         anyhow::bail!(
@@ -187,6 +212,37 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
     }
     let left = sut::gateway::run(config, shutdown).await?;
     Ok(left_queued(left, "opens", "the gateway's durable queue"))
+}
+
+/// `sut timeline CHANGE...`: shows the schedule, or makes and sends its next version.
+async fn timeline(args: args::TimelineArgs) -> Result<ExitCode> {
+    let words: Vec<&str> = args.change.iter().map(String::as_str).collect();
+    println!("{}", operate(&args.data, &words).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Carries out one operator command on the system whose data directory is `data`:
+/// `show`, or a change (see `sut_core::programme_change`); what to print.
+pub(crate) async fn operate(data: &Path, words: &[&str]) -> Result<String> {
+    let manifest = sut::files::load_manifest(data)
+        .with_context(|| format!("is a system running on {}? (`sut up --data {}`)", data.display(), data.display()))?;
+    let change = match words {
+        ["show"] => {
+            let now = sut::operator::current(data, &manifest)?;
+            return Ok(format!(
+                "timeline version {} ({}), clock correction {} ms\n{}",
+                now.version,
+                now.change,
+                now.clock_offset_ms,
+                now.timeline.to_yaml()
+            ));
+        }
+        ["replace", file] => sut_core::programme_change::Change::Replace(
+            sut::files::load_timeline(Path::new(file))?,
+        ),
+        words => sut_core::programme_change::Change::parse(words).map_err(anyhow::Error::msg)?,
+    };
+    Ok(sut::operator::publish(data, &change).await?.to_string())
 }
 
 /// A part's exit code when it stopped with work still queued: kept durably and sent on

@@ -80,7 +80,7 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
 
 /// Runs the system with its fleet size decided.
 async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
-    if args.base_port as u32 + 1010 + gateways as u32 > u16::MAX as u32 {
+    if gossip_base(args.base_port, gateways) as u32 + gateways as u32 > u16::MAX as u32 {
         bail!("--base-port {} leaves no room for {} gateways and their metrics ports; choose a lower base", args.base_port, gateways);
     }
     let data = &args.data;
@@ -107,6 +107,8 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         gateway_addrs: plan.gateways.clone(),
         envelope_addr: plan.envelope.clone(),
         payment_addr: plan.payment.clone(),
+        config_addrs: plan.configs.clone(),
+        gossip_addrs: plan.gossip.clone(),
         metrics: plan.metrics.clone(),
     };
     write_targets(data, &plan.metrics)?;
@@ -144,7 +146,12 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
                     }
                 }
             }
-            Some(line) = control.recv() => println!("{}", sup.command(&line).await),
+            Some(line) = control.recv() => match super::live::parse(&line) {
+                Some(live) => {
+                    tokio::spawn(super::live::carry_out(live, data.clone(), plan.gossip.clone()));
+                }
+                None => println!("{}", sup.command(&line).await),
+            },
         }
     };
     let left = sup.stop_all().await;
@@ -188,6 +195,7 @@ fn prepare_data(args: &UpArgs, gateways: u16) -> Result<(Timeline, i64)> {
         }
     }
     super::keys(data)?;
+    sut::schedule_files::operator_key(data)?;
     sut::certs::ensure(data, std::slice::from_ref(&args.host))?;
     std::fs::write(data.join("timeline.yaml"), timeline.to_yaml())
         .context("cannot write the timeline copy")?;
@@ -203,12 +211,20 @@ fn prepare_data(args: &UpArgs, gateways: u16) -> Result<(Timeline, i64)> {
     Ok((timeline, show_start_ms))
 }
 
-/// What listens where: payment BASE, envelope BASE+1, gateway i BASE+10+i; each
-/// part's `/metrics` 1000 above.
+/// The first gateway's peer (gossip) port: after every metrics port.
+fn gossip_base(base: u16, gateways: u16) -> u16 {
+    base.saturating_add(1020).saturating_add(gateways)
+}
+
+/// What listens where: payment BASE, envelope BASE+1, config services BASE+2 and
+/// BASE+3, gateway i BASE+10+i; each part's `/metrics` 1000 above; gateway i's peer
+/// port (gossip) after all of those.
 struct Plan {
     payment: String,
     envelope: String,
+    configs: Vec<String>,
     gateways: Vec<String>,
+    gossip: Vec<String>,
     /// `/metrics` address of every part, by name: payment, envelope, the gateways, then
     /// `sut up` itself (`supervisor`).
     metrics: Vec<(String, String)>,
@@ -226,12 +242,18 @@ impl Plan {
         for i in 0..gateways {
             metrics.push((format!("gateway-{i}"), addr(base + 1010 + i)));
         }
+        for i in 0..CONFIG_SERVICES {
+            metrics.push((format!("config-{i}"), addr(base + 1003 + i)));
+        }
         // `sut up` itself, last: the supervisor's crashes and restarts.
         metrics.push(("supervisor".to_string(), addr(base + 1002)));
+        let gossip = gossip_base(base, gateways);
         Plan {
             payment: addr(base),
             envelope: addr(base + 1),
+            configs: (0..CONFIG_SERVICES).map(|i| addr(base + 2 + i)).collect(),
             gateways: (0..gateways).map(|i| addr(base + 10 + i)).collect(),
+            gossip: (0..gateways).map(|i| addr(gossip + i)).collect(),
             metrics,
         }
     }
@@ -241,7 +263,9 @@ impl Plan {
     fn check_free(&self) -> Result<()> {
         let taken: Vec<&String> = [&self.payment, &self.envelope]
             .into_iter()
+            .chain(&self.configs)
             .chain(&self.gateways)
+            .chain(&self.gossip)
             .chain(self.metrics.iter().map(|(_, m)| m))
             .filter(|a| std::net::TcpListener::bind(a.as_str()).is_err())
             .collect();
@@ -260,7 +284,8 @@ impl Plan {
         println!("  {:<12} {:<22} metrics", "part", "listens on");
         let listens = [&self.payment, &self.envelope]
             .into_iter()
-            .chain(&self.gateways);
+            .chain(&self.gateways)
+            .chain(&self.configs);
         for ((name, metrics), addr) in self.metrics.iter().zip(listens) {
             println!("  {name:<12} {addr:<22} {metrics}");
         }
@@ -278,10 +303,15 @@ impl Plan {
             until_show as f64 / 1000.0
         );
         println!("  control: type `kill|stop|start|restart PART` (e.g. `kill gateway-0`) to take a part down or bring it back");
+        println!("  live timeline: type `timeline move 2 +30s` (or budget, rate, cancel, clock, replace, show); `channel push|pull|gossip down|up` cuts or restores a channel at every gateway");
     }
 }
 
-/// Starts payment, then the envelope backend, then every gateway, each once it listens.
+/// Config services `sut up` runs: two, so that one down leaves the push channel up.
+const CONFIG_SERVICES: u16 = 2;
+
+/// Starts payment, the envelope backend, the config services, then every gateway,
+/// each once it listens.
 async fn launch(
     sup: &mut Supervisor,
     plan: &Plan,
@@ -312,6 +342,12 @@ async fn launch(
     envelope.extend(args.split.to_flags());
     envelope.extend(["--drain-timeout".to_string(), drain.clone()]);
     sup.launch("envelope", &plan.envelope, envelope).await?;
+    for (i, listen) in plan.configs.iter().enumerate() {
+        let name = format!("config-{i}");
+        let metrics = &plan.metrics[2 + plan.gateways.len() + i].1;
+        let config = part("config", listen, metrics, &["--name", &name]);
+        sup.launch(&name, listen, config).await?;
+    }
     let count = plan.gateways.len().to_string();
     let tuning = args.gateway.to_flags();
     for (i, listen) in plan.gateways.iter().enumerate() {
@@ -325,6 +361,10 @@ async fn launch(
             &plan.envelope,
         ];
         let mut gateway = part("gateway", listen, &plan.metrics[2 + i].1, &more);
+        gateway.extend(["--gossip".to_string(), plan.gossip[i].clone()]);
+        for c in &plan.configs {
+            gateway.extend(["--config".to_string(), c.clone()]);
+        }
         gateway.extend(tuning.iter().cloned());
         gateway.extend(["--drain-timeout".to_string(), drain.clone()]);
         sup.launch(&format!("gateway-{i}"), listen, gateway).await?;

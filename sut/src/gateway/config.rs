@@ -51,6 +51,10 @@ pub struct GatewayConfig {
     /// gateways gives a user more than the limits (off: the three layers alone, to
     /// measure what strictness costs).
     pub strict_limits: bool,
+    /// The operator's public key: only versions it signed change the schedule.
+    pub operator: sut_wire::schedule::OperatorPublic,
+    /// Where the live timeline's channels reach.
+    pub channels: super::channels::ChannelConfig,
 }
 
 /// What one client connection may cost the gateway, in bytes and time. Each bound
@@ -100,4 +104,6 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Listen(#[from] crate::listen::ListenError),
+    #[error("the schedule version kept at {path} cannot be used: {message}")]
+    Schedule { path: String, message: String },
 }

@@ -51,6 +51,72 @@ pub(crate) struct GatewayMetrics {
     pub syncs_ok: Counter,
     /// Connection bounds hit, by which (see `SessionLimits`).
     pub limits: Counters,
+    /// This gateway's share of each round's rate, by round.
+    pub rate_limit: Family<Vec<(&'static str, String)>, Gauge<f64, AtomicU64>>,
+}
+
+/// The live timeline's families: the version held, offers by channel and result,
+/// shakes decided on a stale version, channels down.
+pub(crate) struct ScheduleMetrics {
+    pub version: Gauge,
+    offers: Counters,
+    pub stale: Counter,
+    down: Family<Vec<(&'static str, String)>, Gauge>,
+}
+
+impl ScheduleMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        use sut_core::live_timeline::Channel;
+        let m = ScheduleMetrics {
+            version: Gauge::default(),
+            offers: Counters::default(),
+            stale: Counter::default(),
+            down: Family::default(),
+        };
+        for c in Channel::LIVE.into_iter().chain([Channel::Disk]) {
+            for r in ["applied", "repeat", "older", "refused"] {
+                let _ = m
+                    .offers
+                    .get_or_create(&labels(&[("channel", c.name()), ("result", r)]));
+            }
+        }
+        for c in Channel::LIVE {
+            m.down.get_or_create(&labels(&[("channel", c.name())])).set(0);
+        }
+        registry.register(
+            "sut_config_version",
+            "Schedule (timeline) version this gateway decides on",
+            m.version.clone(),
+        );
+        registry.register(
+            "sut_gateway_schedule_offers",
+            "Schedule versions offered to this gateway, by channel (push, pull, gossip, disk at start) and result (applied, repeat, older, refused: not signed by the operator)",
+            m.offers.clone(),
+        );
+        registry.register(
+            "sut_gateway_schedule_stale_shakes",
+            "Shakes decided on a version older than one the operator had already signed",
+            m.stale.clone(),
+        );
+        registry.register(
+            "sut_gateway_schedule_channel_down",
+            "1 while a live timeline channel is taken down at this gateway by an injected fault",
+            m.down.clone(),
+        );
+        m
+    }
+
+    pub fn offered(&self, channel: sut_core::live_timeline::Channel, result: &str) {
+        self.offers
+            .get_or_create(&labels(&[("channel", channel.name()), ("result", result)]))
+            .inc();
+    }
+
+    pub fn channel_down(&self, channel: sut_core::live_timeline::Channel, down: bool) {
+        self.down
+            .get_or_create(&labels(&[("channel", channel.name())]))
+            .set(i64::from(down));
+    }
 }
 
 /// The bounds a session may hit, as counted in `sut_gateway_connection_limits_total`
@@ -72,7 +138,6 @@ fn resolve(family: &Counters, key: &'static str, value: &str) -> Counter {
 
 impl GatewayMetrics {
     pub(super) fn register(registry: &mut Registry, timeline: &Timeline, gateways: u16) -> Self {
-        let config_version = timeline.version;
         let shakes = Counters::default();
         let issued = Counters::default();
         let opens = Counters::default();
@@ -138,14 +203,13 @@ impl GatewayMetrics {
             syncs_ok: resolve(&syncs, "result", "ok"),
             syncs,
             limits,
+            rate_limit: rate_limit.clone(),
         };
         registry.register(
             "sut_gateway_connection_limits",
             "Connection bounds hit, by limit: hello, frame and write deadlines, QUIC handshakes failed or not done within the hello deadline, the partial-frame budget, waits for a user's frame allowance, replies that could not be encoded",
             m.limits.clone(),
         );
-        let version: Gauge = Gauge::default();
-        version.set(config_version as i64);
         registry.register(
             "sut_gateway_connections",
             "Open client connections, by transport (tcp, quic)",
@@ -227,12 +291,38 @@ impl GatewayMetrics {
             "Syncs of the shared limit view with the envelope backend, by result",
             m.syncs.clone(),
         );
-        registry.register(
-            "sut_config_version",
-            "Timeline config version in force",
-            version,
-        );
         m
+    }
+
+    /// Each round's rate share, as a new schedule version sets it.
+    pub fn set_rates(&self, timeline: &Timeline, gateways: u16) {
+        for r in &timeline.rounds {
+            self.rate_limit
+                .get_or_create(&labels(&[("round", &r.id.to_string())]))
+                .set(r.rate / f64::from(gateways.max(1)));
+        }
+    }
+
+    /// What this gateway's shard holds for a round.
+    pub fn set_budget(&self, round: u32, envelopes: u64) {
+        self.budget
+            .get_or_create(&labels(&[("round", &round.to_string())]))
+            .set(envelopes as i64);
+    }
+
+    /// Counts an issue of `round` (a round added during the show has no resolved
+    /// counter).
+    pub fn count_issue(&self, round: u32) {
+        match self.issued_by_round.get(&round) {
+            Some(c) => {
+                c.inc();
+            }
+            None => {
+                self.issued
+                    .get_or_create(&labels(&[("round", &round.to_string())]))
+                    .inc();
+            }
+        }
     }
 }
 

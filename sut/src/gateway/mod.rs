@@ -12,6 +12,7 @@
 
 mod batcher;
 mod bench;
+mod channels;
 mod config;
 mod forwarder;
 mod leases;
@@ -21,16 +22,17 @@ mod metrics;
 mod quic;
 mod recovery;
 mod reserve;
+pub mod schedule;
 mod session;
 mod split;
 mod state;
 pub mod store;
 mod sync;
 
+pub use channels::ChannelConfig;
 pub use config::{GatewayConfig, GatewayError, SessionLimits};
 
 use crate::committer::GroupCommitter;
-use crate::metrics::labels;
 use crate::rpc::Peer;
 use metrics::{GatewayMetrics, QueueAge};
 use prometheus_client::registry::Registry;
@@ -54,17 +56,12 @@ pub async fn run(
     let recovery::Restored {
         core,
         queue,
-        budgets,
-    } = recovery::recover(&config, &recovered)?;
+        leases,
+    } = recovery::recover(&config, &recovered);
     let mut registry = Registry::default();
     let metrics = GatewayMetrics::register(&mut registry, &config.timeline, config.gateways);
+    let schedule_metrics = metrics::ScheduleMetrics::register(&mut registry);
     metrics.queue_depth.set(queue.depth() as i64);
-    for (round, n) in budgets {
-        metrics
-            .budget
-            .get_or_create(&labels(&[("round", &round.to_string())]))
-            .set(n as i64);
-    }
     let queue = Arc::new(Mutex::new(queue));
     registry.register_collector(Box::new(QueueAge {
         queue: queue.clone(),
@@ -96,7 +93,16 @@ pub async fn run(
         key: config.key.clone(),
         auth: config.auth.clone(),
         show_start_ms: config.show_start_ms,
-        config_version: config.timeline.version,
+        gateways: config.gateways,
+        schedule: schedule::LiveSchedule::new(
+            &config.timeline,
+            config.operator.clone(),
+            &config.data,
+            config.id,
+            schedule_metrics,
+        ),
+        leases_at_start: leases,
+        peers: std::sync::OnceLock::new(),
         heartbeat_timeout: config.heartbeat_timeout,
         metrics,
         shutdown: shutdown.clone(),
@@ -123,6 +129,8 @@ pub async fn run(
         partial_bytes: AtomicUsize::new(0),
         started: Instant::now(),
     });
+    schedule::start(&gw)?;
+    channels::start(gw.clone(), config.channels.clone()).await?;
     crate::log_line!(
         "gateway {} listening on {} (issued so far {}, queue {} to forward)",
         config.id,

@@ -440,11 +440,13 @@ async fn hello<L: Link>(gw: &Gateway, conn: &mut Conn<L>) -> Option<u64> {
         .inc();
     let throttle = gw.throttle();
     let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
+    let (config_version, countdown_ms) = gw.countdown(gw.show_ms());
     let ack = Frame::HelloAck {
         server_time_ms: shellkit::clock::unix_ms().max(0) as u64,
         tier,
         shake_interval_ms,
-        config_version: gw.config_version,
+        config_version,
+        countdown_ms,
     };
     conn.send(ack).await.ok()?;
     Some(user)
@@ -457,11 +459,14 @@ enum Shook {
     Won(Decided),
 }
 
-/// A decided shake on its way to its reply, with the tier its reply carries.
+/// A decided shake on its way to its reply, with the tier its reply carries and the
+/// schedule version it was decided on, with that version's countdown.
 struct Decided {
     decision: sut_core::shake::ShakeDecision,
     tier: u8,
     shake_interval_ms: u32,
+    config_version: u64,
+    countdown_ms: u32,
 }
 
 /// Decides one shake, unless the gateway's throttle sheds it
@@ -489,11 +494,14 @@ fn shake_now(gw: &Gateway, user: u64, cookie: Bytes, last_decided: &mut Option<I
             return Shook::Reply(Frame::error(ErrorCode::CookieInvalid, e.to_string()));
         }
         gw.metrics.throttled.inc();
+        let (config_version, countdown_ms) = gw.countdown(show_ms);
         return Shook::Reply(Frame::ShakeReply {
             outcome: sut_wire::protocol::Outcome::ComeBackLater,
             tier,
             shake_interval_ms,
             cookie,
+            config_version,
+            countdown_ms,
         });
     }
     *last_decided = Some(Instant::now());
@@ -506,9 +514,14 @@ fn shake_now(gw: &Gateway, user: u64, cookie: Bytes, last_decided: &mut Option<I
     let decided = gw
         .core
         .lock()
-        .map(|mut core| core.shake(show_ms, user, &cookie))
+        .map(|mut core| {
+            let version = core.version();
+            let countdown = core.timeline().countdown_ms(show_ms);
+            core.shake(show_ms, user, &cookie)
+                .map(|d| (d, version, countdown))
+        })
         .map_err(|_| ());
-    let decision = match decided {
+    let (decision, config_version, countdown_ms) = match decided {
         Ok(Ok(d)) => d,
         Ok(Err(e)) => {
             gw.error(ErrorCode::CookieInvalid);
@@ -526,6 +539,8 @@ fn shake_now(gw: &Gateway, user: u64, cookie: Bytes, last_decided: &mut Option<I
         decision,
         tier,
         shake_interval_ms,
+        config_version,
+        countdown_ms,
     };
     if decided.decision.issued.is_some() {
         Shook::Won(decided)
@@ -546,9 +561,7 @@ async fn issue(gw: &Gateway, user: u64, won: Decided) -> Frame {
                 "could not record the issue; shake again",
             );
         }
-        if let Some(c) = gw.metrics.issued_by_round.get(&record.round) {
-            c.inc();
-        }
+        gw.metrics.count_issue(record.round);
         if let Ok(mut p) = gw.to_publish.lock() {
             p.push(record.issued());
         }
@@ -562,15 +575,20 @@ fn decided_reply(gw: &Gateway, decided: Decided) -> Frame {
         decision,
         tier,
         shake_interval_ms,
+        config_version,
+        countdown_ms,
     } = decided;
     if let Some(i) = Reason::ALL.iter().position(|r| *r == decision.reason) {
         gw.metrics.shakes_by_reason[i].inc();
     }
+    gw.schedule.decided.fetch_add(1, Ordering::Relaxed);
     Frame::ShakeReply {
         outcome: decision.outcome,
         tier,
         shake_interval_ms,
         cookie: decision.cookie,
+        config_version,
+        countdown_ms,
     }
 }
 

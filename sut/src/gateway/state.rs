@@ -31,7 +31,14 @@ pub(crate) struct Gateway {
     pub key: SigningKey,
     pub auth: SigningKey,
     pub show_start_ms: i64,
-    pub config_version: u64,
+    pub gateways: u16,
+    /// The live timeline: the schedule version decided on, and its channels' state.
+    pub schedule: super::schedule::LiveSchedule,
+    /// Lease ends the store held at start, by round: a round loaded later (a new
+    /// version names it) resumes after its own.
+    pub leases_at_start: std::collections::HashMap<u32, u64>,
+    /// The other gateways, once gossip knows them.
+    pub peers: std::sync::OnceLock<super::channels::Peers>,
     pub heartbeat_timeout: Duration,
     pub metrics: GatewayMetrics,
     pub shutdown: watch::Receiver<bool>,
@@ -91,9 +98,16 @@ impl Gateway {
         Duration::from_micros(now.saturating_sub(due))
     }
 
-    /// Milliseconds since the show's start (negative before it).
+    /// Milliseconds since the show's start (negative before it), on the show clock
+    /// as the schedule version held corrects it.
     pub fn show_ms(&self) -> i64 {
-        unix_ms() - self.show_start_ms
+        unix_ms() - self.show_start_ms + self.schedule.clock_offset_ms.load(Ordering::Acquire)
+    }
+
+    /// The schedule version held and the countdown it gives at `show_ms`, for replies
+    /// made without the core.
+    pub fn countdown(&self, show_ms: i64) -> (u64, u32) {
+        self.schedule.countdown(show_ms)
     }
 
     /// Counts a connection bound that was hit.

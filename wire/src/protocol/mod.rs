@@ -9,18 +9,19 @@
 //! (64 KiB) is refused: the gateway answers `Error(TooLarge)` and closes.
 //!
 //! # Payload
-//! `version: u8` (currently [`VERSION`] = 1), `type: u8`, then the body for that type.
+//! `version: u8` (currently [`VERSION`] = 2; version 1 lacked the live timeline's
+//! `countdown_ms` and the `ShakeReply`'s `config_version`), `type: u8`, then the body for that type.
 //! Integers are big-endian. `bytes` is `u16 length` + that many bytes; `string` is
 //! `bytes` holding UTF-8.
 //!
 //! | type | frame | direction | body |
 //! |------|-------|-----------|------|
 //! | 0x01 | Hello | c→s | user_id u64, auth_token bytes |
-//! | 0x02 | HelloAck | s→c | server_time_ms u64, tier u8, shake_interval_ms u32, config_version u64 |
+//! | 0x02 | HelloAck | s→c | server_time_ms u64, tier u8, shake_interval_ms u32, config_version u64, countdown_ms u32 |
 //! | 0x03 | Heartbeat | c→s | (empty) |
 //! | 0x04 | HeartbeatAck | s→c | server_time_ms u64 |
 //! | 0x05 | Shake | c→s | cookie bytes (empty when the client has none) |
-//! | 0x06 | ShakeReply | s→c | outcome, tier u8, shake_interval_ms u32, cookie bytes |
+//! | 0x06 | ShakeReply | s→c | outcome, tier u8, shake_interval_ms u32, cookie bytes, config_version u64, countdown_ms u32 |
 //! | 0x07 | Open | c→s | envelope_token bytes |
 //! | 0x08 | OpenReply | s→c | code u16 (0 = credited later, for sure), amount_cents u32 |
 //! | 0x09 | Share | c→s | envelope_token bytes, count u8, then `count` friend user ids (u64 each) |
@@ -35,6 +36,13 @@
 //! - 2 `Envelope`: token bytes, sponsor u16, amount_cents u32.
 //! - 3 `ComeBackLater`: no body. The gateway is at its top throttle tier and made no
 //!   decision; the client waits the reply's `shake_interval_ms`.
+//!
+//! # The live timeline
+//! `config_version` is the schedule version the gateway decided on; it changes during
+//! the show when the operator changes the programme (the gateways learn it over their
+//! own channels). `countdown_ms` is the time to the next round by that version: 0
+//! while a round is on, `u32::MAX` when no round is left. A client shows its countdown
+//! from the latest reply, so a moved round moves on every phone with its next reply.
 //!
 //! # Throttle tiers
 //! Every `HelloAck` and `ShakeReply` carries the gateway's throttle tier (0 = normal)
@@ -117,7 +125,7 @@ pub use codec::{CodecError, FrameCodec};
 pub use reader::{flush_rest, write_frame, FrameReader, ReadStatus};
 
 /// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The largest payload accepted, in bytes.
 pub const MAX_FRAME_LEN: usize = 64 * 1024;
 /// The most resource ids a greeting may name (the count is a u8).
@@ -159,6 +167,8 @@ pub enum Frame {
         /// The least time the client leaves between shakes at this tier.
         shake_interval_ms: u32,
         config_version: u64,
+        /// Time to the next round (0: one is on; `u32::MAX`: none left).
+        countdown_ms: u32,
     },
     Heartbeat,
     HeartbeatAck {
@@ -173,6 +183,10 @@ pub enum Frame {
         /// The least time the client leaves before its next shake.
         shake_interval_ms: u32,
         cookie: Bytes,
+        /// The schedule version the shake was decided on.
+        config_version: u64,
+        /// Time to the next round by that version (as in `HelloAck`).
+        countdown_ms: u32,
     },
     Open {
         token: Bytes,
@@ -324,11 +338,13 @@ impl Frame {
                 tier,
                 shake_interval_ms,
                 config_version,
+                countdown_ms,
             } => {
                 dst.put_u64(*server_time_ms);
                 dst.put_u8(*tier);
                 dst.put_u32(*shake_interval_ms);
                 dst.put_u64(*config_version);
+                dst.put_u32(*countdown_ms);
             }
             Frame::Heartbeat => {}
             Frame::HeartbeatAck { server_time_ms } => dst.put_u64(*server_time_ms),
@@ -338,6 +354,8 @@ impl Frame {
                 tier,
                 shake_interval_ms,
                 cookie,
+                config_version,
+                countdown_ms,
             } => {
                 match outcome {
                     Outcome::Nothing => dst.put_u8(0),
@@ -365,6 +383,8 @@ impl Frame {
                 dst.put_u8(*tier);
                 dst.put_u32(*shake_interval_ms);
                 put_bytes(dst, cookie);
+                dst.put_u64(*config_version);
+                dst.put_u32(*countdown_ms);
             }
             Frame::Open { token } => put_bytes(dst, token),
             Frame::OpenReply { code, amount_cents } | Frame::GrabReply { code, amount_cents } => {
@@ -418,6 +438,7 @@ impl Frame {
                 tier: r.u8("tier")?,
                 shake_interval_ms: r.u32("shake_interval_ms")?,
                 config_version: r.u64("config_version")?,
+                countdown_ms: r.u32("countdown_ms")?,
             },
             0x03 => Frame::Heartbeat,
             0x04 => Frame::HeartbeatAck {
@@ -451,6 +472,8 @@ impl Frame {
                     tier: r.u8("tier")?,
                     shake_interval_ms: r.u32("shake_interval_ms")?,
                     cookie: r.bytes("cookie")?,
+                    config_version: r.u64("config_version")?,
+                    countdown_ms: r.u32("countdown_ms")?,
                 }
             }
             0x07 => Frame::Open {

@@ -30,25 +30,43 @@ fn arb_frame() -> impl Strategy<Value = Frame> {
             user_id,
             auth_token
         }),
-        (any::<u64>(), any::<u8>(), any::<u32>(), any::<u64>()).prop_map(|(s, t, i, c)| {
-            Frame::HelloAck {
+        (
+            any::<u64>(),
+            any::<u8>(),
+            any::<u32>(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(|(s, t, i, c, d)| Frame::HelloAck {
                 server_time_ms: s,
                 tier: t,
                 shake_interval_ms: i,
                 config_version: c,
-            }
-        }),
+                countdown_ms: d,
+            }),
         Just(Frame::Heartbeat),
         any::<u64>().prop_map(|s| Frame::HeartbeatAck { server_time_ms: s }),
         arb_bytes().prop_map(|cookie| Frame::Shake { cookie }),
-        (arb_outcome(), any::<u8>(), any::<u32>(), arb_bytes()).prop_map(
-            |(outcome, tier, shake_interval_ms, cookie)| Frame::ShakeReply {
-                outcome,
-                tier,
-                shake_interval_ms,
-                cookie,
-            }
-        ),
+        (
+            arb_outcome(),
+            any::<u8>(),
+            any::<u32>(),
+            arb_bytes(),
+            any::<u64>(),
+            any::<u32>()
+        )
+            .prop_map(
+                |(outcome, tier, shake_interval_ms, cookie, config_version, countdown_ms)| {
+                    Frame::ShakeReply {
+                        outcome,
+                        tier,
+                        shake_interval_ms,
+                        cookie,
+                        config_version,
+                        countdown_ms,
+                    }
+                }
+            ),
         arb_bytes().prop_map(|token| Frame::Open { token }),
         (any::<u16>(), any::<u32>())
             .prop_map(|(code, amount_cents)| Frame::OpenReply { code, amount_cents }),
