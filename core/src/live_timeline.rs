@@ -122,17 +122,26 @@ impl DecidedHistory {
         self.samples.push_back((unix_ms, decided));
     }
 
-    /// Shakes decided since `since_ms`, given `decided_now`: from the last sample at or
-    /// before `since_ms` (the oldest kept when `since_ms` is older than all, which
-    /// makes the figure a lower bound).
-    pub fn since(&self, since_ms: i64, decided_now: u64) -> u64 {
-        let base = self
+    /// Shakes decided since `since_ms`, given `decided_now` at `now_ms`: the count at
+    /// `since_ms` is interpolated between the samples around it (or between the last
+    /// sample and now); from the oldest sample kept when `since_ms` is older than all,
+    /// which makes the figure a lower bound.
+    pub fn since(&self, since_ms: i64, now_ms: i64, decided_now: u64) -> u64 {
+        let before = self.samples.iter().rev().find(|(t, _)| *t <= since_ms);
+        let after = self
             .samples
             .iter()
-            .rev()
-            .find(|(t, _)| *t <= since_ms)
-            .or(self.samples.front())
-            .map_or(decided_now, |(_, n)| *n);
+            .find(|(t, _)| *t > since_ms)
+            .copied()
+            .unwrap_or((now_ms, decided_now));
+        let base = match before {
+            Some(&(t0, n0)) if after.0 > t0 => {
+                let share = (since_ms - t0) as f64 / (after.0 - t0) as f64;
+                n0 + (after.1.saturating_sub(n0) as f64 * share.clamp(0.0, 1.0)) as u64
+            }
+            Some(&(_, n0)) => n0,
+            None => self.samples.front().map_or(decided_now, |(_, n)| *n),
+        };
         decided_now.saturating_sub(base)
     }
 }
@@ -168,10 +177,11 @@ mod tests {
         for (t, n) in [(0, 0), (50, 10), (100, 30), (150, 60)] {
             h.sample(t, n);
         }
-        assert_eq!(h.since(100, 70), 40);
-        assert_eq!(h.since(120, 70), 40);
+        assert_eq!(h.since(100, 160, 70), 40);
+        assert_eq!(h.since(120, 160, 70), 28, "30 + 3/5 of the 30 decided by 150");
+        assert_eq!(h.since(155, 160, 70), 5, "between the last sample and now");
         h.sample(200, 80); // drops (0, 0)
-        assert_eq!(h.since(-5, 90), 80, "older than kept: from the oldest kept");
+        assert_eq!(h.since(-5, 210, 90), 80, "older than kept: from the oldest kept");
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   - { hang: envelope, at: 20s, down_for: 5s }      # SIGSTOP, SIGCONT 5 s later
 //!   - { crash: gateway-1, at: 25s }                  # SIGKILL from outside: sut up restarts it
 //!   - { disk_full: true, at: 12s, down_for: 4s }     # the data directory's disk full for 4 s
+//!   - { channel_down: push, at: 5s, down_for: 30s }  # a live timeline channel cut at every gateway
+//!   - { kill: config-0, at: 5s, down_for: 30s }      # a config service down
 //! ```
 
 use rand::{Rng, SeedableRng};
@@ -46,6 +48,10 @@ pub struct Fault {
     /// that size (mounting it needs root).
     #[serde(default)]
     pub disk_full: bool,
+    /// Cut a live timeline channel (`push`, `pull` or `gossip`) at every gateway for
+    /// `down_for`, then restore it. (A config service down is `kill: config-0`.)
+    #[serde(default)]
+    pub channel_down: Option<String>,
     /// When, counted from the run's start.
     #[serde(default, with = "humantime_serde::option")]
     #[schemars(with = "Option<String>")]
@@ -123,6 +129,7 @@ fn action_of(f: &Fault) -> Option<(&'static str, &str)> {
         ("restart", &f.restart),
         ("hang", &f.hang),
         ("crash", &f.crash),
+        ("channel_down", &f.channel_down),
     ];
     let mut given = named
         .iter()
@@ -140,11 +147,21 @@ pub fn check(i: usize, f: &Fault) -> Result<(), String> {
     let at = format!("faults[{i}]");
     let Some((verb, name)) = action_of(f) else {
         return Err(format!(
-            "{at}: give exactly one of `kill: PART`, `restart: PART`, `hang: PART`, `crash: PART` (PART: payment, envelope, gateway-N or gateway) or `disk_full: true`"
+            "{at}: give exactly one of `kill: PART`, `restart: PART`, `hang: PART`, `crash: PART` (PART: payment, envelope, config-N, gateway-N or gateway), `channel_down: push|pull|gossip` or `disk_full: true`"
         ));
     };
-    if verb != "disk_full" {
-        part_name(name).map_err(|e| format!("{at}: {e}"))?;
+    match verb {
+        "disk_full" => {}
+        "channel_down" => {
+            if sut_core::live_timeline::Channel::parse(name).is_none() {
+                return Err(format!(
+                    "{at}.channel_down: `{name}` is not a channel; use push, pull or gossip"
+                ));
+            }
+        }
+        _ => {
+            part_name(name).map_err(|e| format!("{at}: {e}"))?;
+        }
     }
     match (f.at, f.between) {
         (Some(_), None) => Ok(()),
@@ -165,12 +182,18 @@ fn part_name(name: &str) -> Result<Option<PartName>, String> {
         "payment" => Ok(Some(PartName::Payment)),
         "envelope" => Ok(Some(PartName::Envelope)),
         "gateway" => Ok(None),
+        other if other.starts_with("config-") => other
+            .strip_prefix("config-")
+            .and_then(|n| n.parse::<u16>().ok())
+            .filter(|n| *n < 2)
+            .map(|n| Some(PartName::Config(n)))
+            .ok_or_else(|| format!("`{other}` is not a part; the config services are config-0 and config-1")),
         other => other
             .strip_prefix("gateway-")
             .and_then(|n| n.parse::<u16>().ok())
             .map(|n| Some(PartName::Gateway(n)))
             .ok_or_else(|| {
-                format!("`{other}` is not a part; use payment, envelope, gateway-N (N from 0) or gateway (a random one)")
+                format!("`{other}` is not a part; use payment, envelope, config-0, config-1, gateway-N (N from 0) or gateway (a random one)")
             }),
     }
 }
@@ -179,6 +202,7 @@ fn part_name(name: &str) -> Result<Option<PartName>, String> {
 enum PartName {
     Payment,
     Envelope,
+    Config(u16),
     Gateway(u16),
 }
 
@@ -187,6 +211,7 @@ impl PartName {
         match self {
             PartName::Payment => "payment".into(),
             PartName::Envelope => "envelope".into(),
+            PartName::Config(n) => format!("config-{n}"),
             PartName::Gateway(n) => format!("gateway-{n}"),
         }
     }
@@ -219,6 +244,11 @@ pub fn plan(faults: &[Fault], gateways: u16, seed: u64) -> Result<Vec<Step>, Str
                 at: at + f.down_for,
                 action: Action::FreeDisk,
             });
+            continue;
+        }
+        if verb == "channel_down" {
+            steps.push(Step::control(at, format!("channel {name} down")));
+            steps.push(Step::control(at + f.down_for, format!("channel {name} up")));
             continue;
         }
         let part = match part_name(name)? {
@@ -260,7 +290,8 @@ pub struct FaultEvent {
     pub at_s: f64,
     pub part: String,
     /// `killed`, `stopped`, `crashed`, `paused`, `resumed` or `started`; `disk_full` and
-    /// `disk_freed` for the data directory (part `data`).
+    /// `disk_freed` for the data directory (part `data`); `cut` and `restored` for a
+    /// live timeline channel (part `channel-push`, ...).
     pub event: String,
     pub pid: Option<u32>,
     #[serde(default, skip_serializing)]
@@ -287,7 +318,7 @@ pub fn all_came_back(events: &[FaultEvent]) -> bool {
     let mut down = std::collections::BTreeSet::new();
     for e in events {
         match e.event.as_str() {
-            "started" | "resumed" | "disk_freed" => {
+            "started" | "resumed" | "disk_freed" | "restored" => {
                 down.remove(&e.part);
             }
             _ => {

@@ -15,6 +15,7 @@ pub mod html_cost;
 pub mod html_report;
 pub mod identity;
 pub mod limit_report;
+pub mod live_timeline;
 pub mod merge;
 pub mod network;
 pub mod op_report;

@@ -37,6 +37,10 @@ pub struct Profile {
     /// `loadgen/src/faults.rs`): `- { kill: gateway-0, at: 15s, down_for: 3s }`.
     #[serde(default)]
     pub faults: Vec<crate::faults::Fault>,
+    /// Live programme changes, as an operator makes them during the show (see
+    /// `loadgen/src/live_timeline.rs`): `- { at: 20s, change: "move 2 -10s" }`.
+    #[serde(default)]
+    pub timeline_changes: Vec<crate::live_timeline::TimelineChange>,
     /// Weak networks for shares of users (see `loadgen/src/network.rs`): loss, added
     /// delay and jitter, a bandwidth cap, reordering and a network change mid-session,
     /// e.g. `- { name: weak, share: 0.5, loss_percent: 2, delay: 100ms }`. Applied to
@@ -522,6 +526,12 @@ impl Profile {
         }
         if let Target::Spawn(s) = &self.target {
             s.data_bytes()?;
+        }
+        for (i, c) in self.timeline_changes.iter().enumerate() {
+            crate::live_timeline::check(i, c)?;
+        }
+        if !self.timeline_changes.is_empty() && matches!(self.target, Target::Addresses(_)) {
+            return Err("timeline_changes: a run can only change the timeline of a system it started; use `target: spawn:` (or `sut timeline` by hand)".into());
         }
         if !self.faults.is_empty() {
             match &self.target {

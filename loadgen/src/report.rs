@@ -64,6 +64,13 @@ pub struct RunReport {
     pub audit: Option<AuditReport>,
     /// What the profile's faults did to the system, in order.
     pub faults: Vec<crate::faults::FaultEvent>,
+    /// Each live programme change: when every gateway applied it, by which channel,
+    /// and the shakes decided on the version it replaced.
+    #[serde(default)]
+    pub timeline: Vec<crate::live_timeline::ChangeReport>,
+    /// Decided shakes by the schedule version their reply named (the clients' side).
+    #[serde(default)]
+    pub shake_versions: BTreeMap<u64, u64>,
     pub limits: Option<LimitReport>,
     /// What each user was told against what payment credited it.
     pub promises: Option<PromiseReport>,
@@ -213,6 +220,8 @@ impl RunReport {
             thresholds,
             audit,
             faults: cost.faults,
+            timeline: Vec::new(),
+            shake_versions: summary.versions.clone(),
             limits: cost.limits,
             promises: cost.promises,
             hostile: cost.hostile,
@@ -535,6 +544,7 @@ impl RunReport {
                 let _ = writeln!(out, "  FAIL: a part that went down did not come back");
             }
         }
+        crate::live_timeline::write_summary(&mut out, &self.timeline, &self.shake_versions);
         if let Some(a) = &self.audit {
             let _ = writeln!(out);
             let _ = write!(out, "{a}");

@@ -109,11 +109,15 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     // The aborting threshold that stopped the run, if one did.
     let mut aborted: Option<String> = None;
     // Faults: control lines for `sut up`, each sent at its time.
-    let steps = match &spawned {
+    let mut steps = match &spawned {
         Some(s) => crate::faults::plan(&profile.faults, s.manifest.gateways, profile.seed)
             .map_err(|e| anyhow::anyhow!("profile {}: {e}", opts.profile.display()))?,
         None => Vec::new(),
     };
+    if spawned.is_some() {
+        steps.extend(crate::live_timeline::steps(&profile.timeline_changes));
+        steps.sort_by_key(|s| s.at);
+    }
     let mut steps = steps.into_iter().peekable();
     // Fault events the load generator records itself (the disk's).
     let mut own_events = Vec::new();
@@ -142,8 +146,8 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
             _ = tokio::time::sleep_until(start + steps.peek().map_or(Duration::ZERO, |s| s.at)), if steps.peek().is_some() => {
                 if let (Some(step), Some(sut)) = (steps.next(), spawned.as_mut()) {
                     eprintln!("fault: {} at {:.1} s", step.action, step.at.as_secs_f64());
-                    if let Some(event) = sut.fault(&step.action).await? {
-                        own_events.push(crate::faults::own_event("data", event, start.elapsed()));
+                    if let Some((part, event)) = sut.fault(&step.action).await? {
+                        own_events.push(crate::faults::own_event(&part, event, start.elapsed()));
                     }
                 }
             }
@@ -168,6 +172,9 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     let elapsed = start.elapsed().saturating_sub(TICK_LAG);
     let _ = progress.line(&summary, elapsed, 0);
 
+    let timeline = spawned.as_ref().map_or_else(Vec::new, |s| {
+        crate::live_timeline::report(&s.data, s.manifest.gateways, start_at)
+    });
     let (audit, fault_events) = stop_system(spawned, &profile, start_at, own_events).await?;
     let (audit, promises, limits) = judge_promises(&profile, audit, &summary);
     let hlog_path = match progress.hlog.take() {
@@ -197,6 +204,7 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
         &profile.behaviour.transport,
         tcp_loss.line(),
     );
+    report.timeline = timeline;
     report.set_origin(origin, cluster);
     report.overrides = effective.notes;
     report.identity = Some(identity);

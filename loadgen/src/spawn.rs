@@ -189,12 +189,23 @@ impl Spawned {
         self.child.id()
     }
 
-    /// Carries out one fault step; the event to record for a disk step (`sut up` records
-    /// its own).
-    pub async fn fault(&mut self, action: &crate::faults::Action) -> Result<Option<&'static str>> {
+    /// Carries out one fault step; the (part, event) to record for a disk or channel
+    /// step (`sut up` records its parts' own).
+    pub async fn fault(
+        &mut self,
+        action: &crate::faults::Action,
+    ) -> Result<Option<(String, &'static str)>> {
         use crate::faults::Action;
         match action {
-            Action::Control(line) => self.control(line).await.map(|()| None),
+            Action::Control(line) => {
+                self.control(line).await?;
+                let words: Vec<&str> = line.split_whitespace().collect();
+                Ok(match words.as_slice() {
+                    ["channel", name, "down"] => Some((format!("channel-{name}"), "cut")),
+                    ["channel", name, "up"] => Some((format!("channel-{name}"), "restored")),
+                    _ => None,
+                })
+            }
             Action::Crash(part) => {
                 let pid = part_pid(&self.data, part).with_context(|| {
                     format!(
@@ -214,13 +225,13 @@ impl Spawned {
                     "fault: the data directory's disk is full ({} taken)",
                     bytesize::ByteSize(took)
                 );
-                Ok(Some("disk_full"))
+                Ok(Some(("data".into(), "disk_full")))
             }
             Action::FreeDisk => {
                 let filler = self.data.join(DISK_FILLER);
                 std::fs::remove_file(&filler)
                     .with_context(|| format!("cannot remove {}", filler.display()))?;
-                Ok(Some("disk_freed"))
+                Ok(Some(("data".into(), "disk_freed")))
             }
         }
     }

@@ -111,10 +111,8 @@ pub fn operator_public(data: &Path) -> Result<OperatorPublic, ScheduleFileError>
     })
 }
 
-/// Where the signed versions live.
-pub fn versions_dir(data: &Path) -> PathBuf {
-    data.join("timeline")
-}
+pub use sut_wire::schedule::versions_dir;
+use sut_wire::schedule::version_number;
 
 fn version_path(data: &Path, version: u64) -> PathBuf {
     versions_dir(data).join(format!("v{version:06}.json"))
@@ -162,10 +160,6 @@ pub fn latest_number(data: &Path) -> u64 {
         .filter_map(|e| version_number(&e.file_name().to_string_lossy()))
         .max()
         .unwrap_or(0)
-}
-
-fn version_number(name: &str) -> Option<u64> {
-    name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()
 }
 
 /// Reads and verifies one recorded version.

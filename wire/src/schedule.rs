@@ -166,6 +166,67 @@ impl SignedSchedule {
     }
 }
 
+/// One version as a gateway applied it: a line of its `gateway-N.timeline.jsonl` in
+/// the data directory, which a run's report reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub gateway: u16,
+    pub version: u64,
+    pub change: String,
+    /// The channel that brought it first (`push`, `pull`, `gossip`).
+    pub channel: String,
+    pub signed_unix_ms: i64,
+    pub applied_unix_ms: i64,
+    /// Shakes this gateway decided between the signing and the applying: on a stale
+    /// version.
+    pub stale_shakes: u64,
+}
+
+/// Where gateway `gateway` records the versions it applied.
+pub fn applied_log(data: &std::path::Path, gateway: u16) -> std::path::PathBuf {
+    data.join(format!("gateway-{gateway}.timeline.jsonl"))
+}
+
+/// Every gateway's applied versions (a missing or torn line: skipped).
+pub fn read_applied(data: &std::path::Path, gateways: u16) -> Vec<Applied> {
+    (0..gateways)
+        .flat_map(|g| {
+            std::fs::read_to_string(applied_log(data, g))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<Applied>(l).ok())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Where the operator's tool records every signed version (`v000002.json`, ...).
+pub fn versions_dir(data: &std::path::Path) -> std::path::PathBuf {
+    data.join("timeline")
+}
+
+/// The version number a file of [`versions_dir`] holds, by its name.
+pub fn version_number(name: &str) -> Option<u64> {
+    name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()
+}
+
+/// Every version recorded in `data`, unverified (a report reads what its own run
+/// wrote; gateways and the audit verify), by number.
+pub fn recorded_versions(data: &std::path::Path) -> Vec<Schedule> {
+    let Ok(entries) = std::fs::read_dir(versions_dir(data)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Schedule> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| version_number(&e.file_name().to_string_lossy()).is_some())
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|b| SignedSchedule::from_json(&b).ok())
+        .filter_map(|s| serde_json::from_str::<Schedule>(&s.body).ok())
+        .collect();
+    out.sort_by_key(|s| s.version);
+    out
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

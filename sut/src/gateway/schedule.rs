@@ -10,7 +10,6 @@
 use super::metrics::ScheduleMetrics;
 use super::state::Gateway;
 use crate::seeds;
-use serde::{Deserialize, Serialize};
 use shellkit::clock::unix_ms;
 use std::collections::HashMap;
 use std::io::Write;
@@ -18,44 +17,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use sut_core::live_timeline::{Channel, DecidedHistory, LiveTimeline, Offer};
-use sut_wire::schedule::{OperatorPublic, Schedule, ScheduleError, SignedSchedule};
+use sut_wire::schedule::{applied_log, Applied, OperatorPublic, Schedule, ScheduleError, SignedSchedule};
 use sut_wire::timeline::Timeline;
 
 /// Samples of the decided-shake count kept for stale counts: 20 s at one per 50 ms.
 const HISTORY: usize = 400;
-
-/// One version as this gateway applied it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Applied {
-    pub gateway: u16,
-    pub version: u64,
-    pub change: String,
-    /// The channel that brought it first.
-    pub channel: String,
-    pub signed_unix_ms: i64,
-    pub applied_unix_ms: i64,
-    /// Shakes this gateway decided between the signing and the applying: on a stale
-    /// version.
-    pub stale_shakes: u64,
-}
-
-/// Where a gateway records the versions it applied.
-pub fn applied_log(data: &Path, gateway: u16) -> PathBuf {
-    data.join(format!("gateway-{gateway}.timeline.jsonl"))
-}
-
-/// Reads every gateway's applied versions (a missing log: none applied).
-pub fn read_applied(data: &Path, gateways: u16) -> Vec<Applied> {
-    (0..gateways)
-        .flat_map(|g| {
-            std::fs::read_to_string(applied_log(data, g))
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Applied>(l).ok())
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
 
 /// The live schedule a gateway holds.
 pub(crate) struct LiveSchedule {
@@ -240,7 +206,7 @@ fn take(gw: &Gateway, schedule: &Schedule, channel: Channel) {
     let stale = live
         .history
         .lock()
-        .map(|h| h.since(schedule.signed_unix_ms, decided))
+        .map(|h| h.since(schedule.signed_unix_ms, now, decided))
         .unwrap_or(0);
     let stale = if schedule.signed_unix_ms > 0 { stale } else { 0 };
     live.metrics.stale.inc_by(stale);
