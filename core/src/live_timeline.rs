@@ -178,10 +178,18 @@ mod tests {
             h.sample(t, n);
         }
         assert_eq!(h.since(100, 160, 70), 40);
-        assert_eq!(h.since(120, 160, 70), 28, "30 + 3/5 of the 30 decided by 150");
+        assert_eq!(
+            h.since(120, 160, 70),
+            28,
+            "30 + 3/5 of the 30 decided by 150"
+        );
         assert_eq!(h.since(155, 160, 70), 5, "between the last sample and now");
         h.sample(200, 80); // drops (0, 0)
-        assert_eq!(h.since(-5, 210, 90), 80, "older than kept: from the oldest kept");
+        assert_eq!(
+            h.since(-5, 210, 90),
+            80,
+            "older than kept: from the oldest kept"
+        );
     }
 
     #[test]

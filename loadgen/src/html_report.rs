@@ -477,6 +477,11 @@ pub fn render(report: &RunReport) -> String {
         body.push_str("</table>");
     }
 
+    body.push_str(&crate::live_timeline::html(
+        &report.timeline,
+        &report.shake_versions,
+    ));
+
     if let Some(h) = &report.hostile {
         body.push_str(&h.html(report.limits.as_ref().map(|l| l.hostile_over_limit)));
     }

@@ -157,12 +157,60 @@ pub fn write_summary(out: &mut String, changes: &[ChangeReport], versions: &BTre
     if changes.is_empty() {
         return;
     }
-    let _ = writeln!(out, "\nlive timeline (when each gateway applied each version, from signing):");
+    let _ = writeln!(
+        out,
+        "\nlive timeline (when each gateway applied each version, from signing):"
+    );
     for c in changes {
         let _ = writeln!(out, "  {}", c.line());
     }
     let by_version: Vec<String> = versions.iter().map(|(v, n)| format!("v{v} {n}")).collect();
-    let _ = writeln!(out, "  decided shakes by the version their reply named: {}", by_version.join(", "));
+    let _ = writeln!(
+        out,
+        "  decided shakes by the version their reply named: {}",
+        by_version.join(", ")
+    );
+}
+
+/// The HTML report's live timeline section (empty when the run changed nothing).
+pub fn html(changes: &[ChangeReport], versions: &BTreeMap<u64, u64>) -> String {
+    use std::fmt::Write;
+    if changes.is_empty() {
+        return String::new();
+    }
+    let esc = |s: &str| html_escape::encode_text(s).into_owned();
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    let mut out = String::from(
+        "<h2>Live timeline</h2><p>Each programme change the operator made during the run: when it was signed, how many gateways applied it (or a later version), the time from signing to applying over gateways, the channel that brought it first, and the shakes gateways decided on the version it replaced after it was signed.</p><table><tr><th>version</th><th>change</th><th>signed at</th><th>gateways</th><th>p50 ms</th><th>max ms</th><th>first by</th><th>stale shakes</th></tr>",
+    );
+    for c in changes {
+        let first: Vec<String> = c
+            .first_channel
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = write!(
+            out,
+            "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{:.1} s</td><td class=\"num\">{}/{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
+            c.version,
+            esc(&c.change),
+            c.signed_at_s,
+            c.applied,
+            c.gateways,
+            ms(c.p50_ms),
+            ms(c.max_ms),
+            esc(&first.join(", ")),
+            c.stale_shakes
+        );
+    }
+    out.push_str("</table>");
+    let by_version: Vec<String> = versions.iter().map(|(v, n)| format!("v{v} {n}")).collect();
+    let _ = write!(
+        out,
+        "<p>Decided shakes by the version their reply named: {}</p>",
+        esc(&by_version.join(", "))
+    );
+    out
 }
 
 #[cfg(test)]
@@ -205,7 +253,10 @@ mod tests {
             .unwrap();
         }
         // Gateway 0 took both; gateway 1 only version 3; gateway 2 neither.
-        let g0 = [applied(0, 2, "push", 10_040, 5), applied(0, 3, "gossip", 20_900, 1)];
+        let g0 = [
+            applied(0, 2, "push", 10_040, 5),
+            applied(0, 3, "gossip", 20_900, 1),
+        ];
         std::fs::write(data.join("gateway-0.timeline.jsonl"), g0.join("\n")).unwrap();
         std::fs::write(
             data.join("gateway-1.timeline.jsonl"),
@@ -215,10 +266,17 @@ mod tests {
         let r = report(data, 3, 5_000);
         assert_eq!(r.len(), 2);
         assert_eq!((r[0].version, r[0].applied, r[0].signed_at_s), (2, 2, 5.0));
-        assert_eq!(r[0].max_ms, Some(10_200.0), "gateway 1 reached it by version 3");
+        assert_eq!(
+            r[0].max_ms,
+            Some(10_200.0),
+            "gateway 1 reached it by version 3"
+        );
         assert_eq!(r[0].first_channel.get("later"), Some(&1));
         assert_eq!(r[0].stale_shakes, 5);
-        assert_eq!((r[1].applied, r[1].p50_ms, r[1].max_ms), (2, Some(200.0), Some(900.0)));
+        assert_eq!(
+            (r[1].applied, r[1].p50_ms, r[1].max_ms),
+            (2, Some(200.0), Some(900.0))
+        );
         assert_eq!(r[1].stale_shakes, 8);
         assert!(r[1].line().contains("on 2/3 gateways"), "{}", r[1].line());
     }
@@ -231,7 +289,12 @@ mod tests {
         };
         assert!(check(0, &c("move 2 -10s")).is_ok());
         let e = check(3, &c("move 2 10")).unwrap_err();
-        assert!(e.contains("timeline_changes[3].change") && e.contains("add a unit"), "{e}");
-        assert!(check(1, &c("replace x.yaml")).unwrap_err().contains("by hand"));
+        assert!(
+            e.contains("timeline_changes[3].change") && e.contains("add a unit"),
+            "{e}"
+        );
+        assert!(check(1, &c("replace x.yaml"))
+            .unwrap_err()
+            .contains("by hand"));
     }
 }

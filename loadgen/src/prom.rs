@@ -29,6 +29,10 @@ pub const METRICS: &[(&str, &str)] = &[
     ("loadgen_shake_outcomes_total", "counter"),
     ("loadgen_errors_total", "counter"),
     ("loadgen_shake_replies_by_tier_total", "counter"),
+    ("loadgen_shake_replies_by_version_total", "counter"),
+    ("loadgen_timeline_gateways_applied", "gauge"),
+    ("loadgen_timeline_apply_seconds", "gauge"),
+    ("loadgen_timeline_stale_shakes", "gauge"),
     ("loadgen_clients_by_tier", "gauge"),
     ("loadgen_tier_transitions_total", "counter"),
     ("loadgen_desired_shakes_total", "counter"),
@@ -65,6 +69,8 @@ pub struct Live {
     pub elapsed_ms: std::sync::atomic::AtomicU64,
     /// A distributed run's agents: (name, segment, whether it still counts).
     pub agents: Mutex<Vec<(String, String, bool)>>,
+    /// Each live programme change so far, as the gateways recorded it.
+    pub timeline: Mutex<Vec<crate::live_timeline::ChangeReport>>,
 }
 
 #[derive(Debug)]
@@ -74,6 +80,52 @@ pub struct SummaryCollector {
     pub live: Arc<Live>,
     /// Labels of `loadgen_run_info`: profile, run_id, version, commit.
     pub run_info: Vec<(&'static str, String)>,
+}
+
+/// The live programme changes: per version, the gateways on it, the time from signing
+/// to applying (p50 and max over gateways) and the shakes decided on the older version.
+fn encode_timeline(
+    encoder: &mut DescriptorEncoder,
+    changes: &[crate::live_timeline::ChangeReport],
+) -> Result<(), std::fmt::Error> {
+    let mut e = encoder.encode_descriptor(
+        "loadgen_timeline_gateways_applied",
+        "Gateways on each programme change's version (or a later one)",
+        None,
+        MetricType::Gauge,
+    )?;
+    for c in changes {
+        let v = c.version.to_string();
+        ConstGauge::new(i64::from(c.applied))
+            .encode(e.encode_family(&[("version", v.as_str())])?)?;
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_timeline_apply_seconds",
+        "Time from the operator signing a version to gateways applying it: p50 and max over gateways",
+        None,
+        MetricType::Gauge,
+    )?;
+    for c in changes {
+        let v = c.version.to_string();
+        for (stat, ms) in [("p50", c.p50_ms), ("max", c.max_ms)] {
+            if let Some(ms) = ms {
+                ConstGauge::new(ms / 1000.0)
+                    .encode(e.encode_family(&[("version", v.as_str()), ("stat", stat)])?)?;
+            }
+        }
+    }
+    let mut e = encoder.encode_descriptor(
+        "loadgen_timeline_stale_shakes",
+        "Shakes gateways decided on an older version after each version was signed",
+        None,
+        MetricType::Gauge,
+    )?;
+    for c in changes {
+        let v = c.version.to_string();
+        ConstGauge::new(c.stale_shakes as i64)
+            .encode(e.encode_family(&[("version", v.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// Encodes an HDR histogram (µs) into the fixed `le` buckets, in seconds.
@@ -140,6 +192,24 @@ impl Collector for SummaryCollector {
             let tier = tier.to_string();
             ConstCounter::new(*n).encode(e.encode_family(&[("tier", tier.as_str())])?)?;
         }
+
+        let mut e = encoder.encode_descriptor(
+            "loadgen_shake_replies_by_version",
+            "Decided shake replies by the schedule (timeline) version they named",
+            None,
+            MetricType::Counter,
+        )?;
+        for (version, n) in &s.versions {
+            let version = version.to_string();
+            ConstCounter::new(*n).encode(e.encode_family(&[("version", version.as_str())])?)?;
+        }
+        let changes = self
+            .live
+            .timeline
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        encode_timeline(&mut encoder, &changes)?;
 
         let mut e = encoder.encode_descriptor(
             "loadgen_clients_by_tier",

@@ -136,6 +136,12 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
             more = fleet.next_report(&stats) => if !more? { break },
             _ = tick.tick() => {
                 let elapsed = start.elapsed().saturating_sub(TICK_LAG);
+                if let (Some(s), false) = (&spawned, profile.timeline_changes.is_empty()) {
+                    let changes = crate::live_timeline::report(&s.data, s.manifest.gateways, start_at);
+                    if let Ok(mut t) = watch.live.timeline.lock() {
+                        *t = changes;
+                    }
+                }
                 let failed = watch.second(elapsed, &stats, &mut progress, &fleet, &profile.stages, hostile.as_ref());
                 if let (Some(why), None) = (failed, &aborted) {
                     eprintln!("aborting: threshold {why} (abort_on_fail): stopping users");

@@ -265,7 +265,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
                 .unwrap_or(0)
         })
         .unwrap_or(0);
-    assert_eq!(most_up, 6, "Prometheus should have scraped the load generator, payment, the backend, 2 gateways and `sut up` at once");
+    assert_eq!(most_up, 8, "Prometheus should have scraped the load generator, payment, the backend, 2 config services, 2 gateways and `sut up` at once");
 
     let dashboards = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     let mut checked = 0;

@@ -47,8 +47,7 @@ pub fn read(data: &Path) -> Result<Records, AuditError> {
     };
     // Every schedule version signed during the show: each issue is judged by its own.
     let public = crate::schedule_files::operator_public(data)?;
-    let versions =
-        crate::schedule_files::all_versions(data, &public, Some(&manifest.timeline))?;
+    let versions = crate::schedule_files::all_versions(data, &public, Some(&manifest.timeline))?;
     if versions.len() > 1 {
         r.versions = versions
             .iter()

@@ -65,7 +65,11 @@ pub async fn run(
         held: watch::channel(held.clone()).0,
     });
     service.version.set(held.map_or(0, |(v, _)| v as i64));
-    prefill(&service.publishes, "result", &["applied", "repeat", "older", "refused"]);
+    prefill(
+        &service.publishes,
+        "result",
+        &["applied", "repeat", "older", "refused"],
+    );
     prefill(&service.watches, "result", &["sent", "held"]);
     registry.register(
         "sut_config_schedule_version",
@@ -85,11 +89,21 @@ pub async fn run(
     let refused = crate::metrics::rpc_refused(&mut registry);
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let listener = crate::listen::bind(&config.listen).await?;
-    crate::log_line!("config service {} listening on {}", config.name, config.listen);
-    rpc::serve(listener, config.rpc_key, refused, shutdown, move |request| {
-        let s = service.clone();
-        async move { s.handle(request).await }
-    })
+    crate::log_line!(
+        "config service {} listening on {}",
+        config.name,
+        config.listen
+    );
+    rpc::serve(
+        listener,
+        config.rpc_key,
+        refused,
+        shutdown,
+        move |request| {
+            let s = service.clone();
+            async move { s.handle(request).await }
+        },
+    )
     .await;
     crate::log_line!("config service {} stopped", config.name);
     Ok(())
@@ -158,11 +172,15 @@ impl Service {
         };
         match tokio::time::timeout(WATCH_HOLD, newer).await {
             Ok(signed) => {
-                self.watches.get_or_create(&labels(&[("result", "sent")])).inc();
+                self.watches
+                    .get_or_create(&labels(&[("result", "sent")]))
+                    .inc();
                 Rpc::Schedule { signed }
             }
             Err(_) => {
-                self.watches.get_or_create(&labels(&[("result", "held")])).inc();
+                self.watches
+                    .get_or_create(&labels(&[("result", "held")]))
+                    .inc();
                 Rpc::ScheduleHeld {
                     version: self.held_version(),
                 }

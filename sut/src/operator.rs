@@ -83,7 +83,8 @@ pub async fn publish(data: &Path, change: &Change) -> Result<Published, Operator
     let (next, seeded, signed) = loop {
         let now = current(data, &manifest)?;
         let show_ms = unix_ms() - manifest.show_start_ms + now.clock_offset_ms;
-        let next = next_version(&now, change, show_ms, unix_ms()).map_err(OperatorError::Refused)?;
+        let next =
+            next_version(&now, change, show_ms, unix_ms()).map_err(OperatorError::Refused)?;
         let seeded = seed_for(data, &manifest, &next)?;
         let signed = key.sign(&next);
         // Another operator may have taken this number meanwhile: then start over
@@ -111,8 +112,14 @@ fn seed_for(data: &Path, manifest: &Manifest, next: &Schedule) -> Result<usize, 
         let base = manifest.timeline.round(round.id).map(|r| r.envelopes);
         let have = seeds::seeded_to(&dir, round.id, base);
         if round.envelopes > have {
-            written +=
-                seeds::write_batch(round, have, round.envelopes, manifest.gateways, manifest.seed, &dir)?;
+            written += seeds::write_batch(
+                round,
+                have,
+                round.envelopes,
+                manifest.gateways,
+                manifest.seed,
+                &dir,
+            )?;
         }
     }
     Ok(written)

@@ -29,10 +29,7 @@ pub enum ScheduleFileError {
         source: std::io::Error,
     },
     #[error("{path}: {source}")]
-    Schedule {
-        path: String,
-        source: ScheduleError,
-    },
+    Schedule { path: String, source: ScheduleError },
     #[error(transparent)]
     File(#[from] FileError),
 }
@@ -49,10 +46,11 @@ pub fn operator_key(data: &Path) -> Result<OperatorKey, ScheduleFileError> {
     let path = data.join(PRIVATE_KEY);
     let name = path.display().to_string();
     if !path.exists() {
-        let pkcs8 = OperatorKey::generate_pkcs8().map_err(|source| ScheduleFileError::Schedule {
-            path: name.clone(),
-            source,
-        })?;
+        let pkcs8 =
+            OperatorKey::generate_pkcs8().map_err(|source| ScheduleFileError::Schedule {
+                path: name.clone(),
+                source,
+            })?;
         let key = OperatorKey::from_pkcs8(&pkcs8, &name).map_err(|source| {
             ScheduleFileError::Schedule {
                 path: name.clone(),
@@ -111,8 +109,8 @@ pub fn operator_public(data: &Path) -> Result<OperatorPublic, ScheduleFileError>
     })
 }
 
-pub use sut_wire::schedule::versions_dir;
 use sut_wire::schedule::version_number;
+pub use sut_wire::schedule::versions_dir;
 
 fn version_path(data: &Path, version: u64) -> PathBuf {
     versions_dir(data).join(format!("v{version:06}.json"))
@@ -130,7 +128,11 @@ pub fn first_schedule(timeline: &Timeline) -> Schedule {
 }
 
 /// Records a new signed version; `Ok(false)` when that version number is taken.
-pub fn save_version(data: &Path, version: u64, signed: &SignedSchedule) -> Result<bool, ScheduleFileError> {
+pub fn save_version(
+    data: &Path,
+    version: u64,
+    signed: &SignedSchedule,
+) -> Result<bool, ScheduleFileError> {
     let dir = versions_dir(data);
     let path = version_path(data, version);
     let werr = |source| ScheduleFileError::Write {
@@ -221,7 +223,9 @@ mod tests {
         assert_eq!(all.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
         // A version file changed on disk no longer verifies.
         let p = version_path(dir.path(), 2);
-        let text = std::fs::read_to_string(&p).unwrap().replace("start", "START");
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("start", "START");
         std::fs::write(&p, text).unwrap();
         assert!(load_version(dir.path(), 2, &public).is_err());
     }

@@ -211,7 +211,16 @@ mod tests {
         };
         let dir = tempfile::tempdir().unwrap();
         let t = Timeline::parse("rounds: []\n", "t").unwrap();
-        write_all(&Timeline { rounds: vec![round.clone()], ..t }, 2, 1, dir.path()).unwrap();
+        write_all(
+            &Timeline {
+                rounds: vec![round.clone()],
+                ..t
+            },
+            2,
+            1,
+            dir.path(),
+        )
+        .unwrap();
         assert_eq!(seeded_to(dir.path(), 4, Some(10)), 10);
         round.envelopes = 30;
         write_batch(&round, 10, 30, 2, 1, dir.path()).unwrap();
@@ -220,6 +229,10 @@ mod tests {
         let (shard, reach) = load_round(dir.path(), 4, 1, Some(10), 30).unwrap();
         assert_eq!((shard.envelopes.len(), reach), (5 + 10, 30));
         let (all, reach) = load_round(dir.path(), 4, 1, Some(10), 40).unwrap();
-        assert_eq!((all.envelopes.len(), reach), (5 + 10 + 2, 34), "short of a missing batch");
+        assert_eq!(
+            (all.envelopes.len(), reach),
+            (5 + 10 + 2, 34),
+            "short of a missing batch"
+        );
     }
 }

@@ -76,7 +76,7 @@ async fn bad_input_is_refused_with_its_code_and_others_are_served() {
     let mut c = Client::raw(gw).await;
     c.conn
         .get_mut()
-        .write_all(&[0, 0, 0, 3, 1, 0x42, 7])
+        .write_all(&[0, 0, 0, 3, sut_wire::protocol::VERSION, 0x42, 7])
         .await
         .unwrap();
     assert_eq!(code(&c.next().await), Some(ErrorCode::Malformed as u16));

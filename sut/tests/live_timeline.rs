@@ -84,7 +84,10 @@ impl Show {
 
     /// Cuts or restores a channel at every gateway, and waits until each says so.
     fn channel(&mut self, channel: &str, down: bool) {
-        self.control(&format!("channel {channel} {}", if down { "down" } else { "up" }));
+        self.control(&format!(
+            "channel {channel} {}",
+            if down { "down" } else { "up" }
+        ));
         let want = format!(
             "sut_gateway_schedule_channel_down{{channel=\"{channel}\"}} {}",
             u8::from(down)
@@ -107,7 +110,11 @@ impl Show {
             .args(change)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -146,7 +153,10 @@ fn each_channel_alone_brings_a_change_to_every_gateway() {
         let rate = (300 + 100 * k).to_string();
         let said = show.operator(&["rate", "1", &rate]);
         let version = 2 + k as u64;
-        assert!(said.contains(&format!("timeline version {version}")), "{said}");
+        assert!(
+            said.contains(&format!("timeline version {version}")),
+            "{said}"
+        );
         for a in show.applied_everywhere(version) {
             assert_eq!(
                 a.channel, *alone,
@@ -304,7 +314,10 @@ async fn unsigned_or_older_versions_are_refused_and_counted() {
     let mut forged = version(3);
     forged.signature = "00".repeat(64);
     let answer = config
-        .call(Rpc::PublishSchedule { signed: forged }, Duration::from_secs(5))
+        .call(
+            Rpc::PublishSchedule { signed: forged },
+            Duration::from_secs(5),
+        )
         .await;
     assert!(matches!(answer, Some(Ok(Rpc::Failed { .. }))), "{answer:?}");
     assert!(show.audit().passed());

@@ -109,7 +109,7 @@ impl OperatorKey {
         let mut msg = TAG.to_vec();
         msg.extend_from_slice(body.as_bytes());
         SignedSchedule {
-            signature: hex(self.pair.sign(&msg).as_ref()),
+            signature: hex::encode(self.pair.sign(&msg).as_ref()),
             body,
         }
     }
@@ -138,7 +138,7 @@ impl OperatorPublic {
         if len > MAX_SIGNED_LEN {
             return Err(ScheduleError::TooLarge(len));
         }
-        let sig = unhex(&signed.signature).ok_or(ScheduleError::BadSignature)?;
+        let sig = hex::decode(&signed.signature).map_err(|_| ScheduleError::BadSignature)?;
         let mut msg = TAG.to_vec();
         msg.extend_from_slice(signed.body.as_bytes());
         UnparsedPublicKey::new(&ED25519, &self.0)
@@ -225,20 +225,6 @@ pub fn recorded_versions(data: &std::path::Path) -> Vec<Schedule> {
         .collect();
     out.sort_by_key(|s| s.version);
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 256 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ use sut_core::live_timeline::Channel;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Live {
     Timeline(Vec<String>),
-    Channel { channel: String, down: bool },
+    Channel {
+        channel: String,
+        down: bool,
+    },
     /// A line of this family that does not parse: what to print.
     Bad(String),
 }
@@ -66,7 +69,12 @@ pub async fn carry_out(live: Live, data: PathBuf, gossip: Vec<String>) {
 }
 
 /// Tells every gateway to take a channel down or back up.
-async fn channel_fault(data: &std::path::Path, gossip: &[String], channel: &str, down: bool) -> String {
+async fn channel_fault(
+    data: &std::path::Path,
+    gossip: &[String],
+    channel: &str,
+    down: bool,
+) -> String {
     let key = match sut::keys::load(&data.join("rpc.key")) {
         Ok(k) => k,
         Err(e) => return format!("channel: {e}"),
@@ -105,7 +113,11 @@ mod tests {
     fn live_lines_parse_or_say_what_to_write() {
         assert_eq!(
             parse("timeline move 2 +30s"),
-            Some(Live::Timeline(vec!["move".into(), "2".into(), "+30s".into()]))
+            Some(Live::Timeline(vec![
+                "move".into(),
+                "2".into(),
+                "+30s".into()
+            ]))
         );
         assert_eq!(
             parse("channel gossip down"),

@@ -224,8 +224,13 @@ async fn timeline(args: args::TimelineArgs) -> Result<ExitCode> {
 /// Carries out one operator command on the system whose data directory is `data`:
 /// `show`, or a change (see `sut_core::programme_change`); what to print.
 pub(crate) async fn operate(data: &Path, words: &[&str]) -> Result<String> {
-    let manifest = sut::files::load_manifest(data)
-        .with_context(|| format!("is a system running on {}? (`sut up --data {}`)", data.display(), data.display()))?;
+    let manifest = sut::files::load_manifest(data).with_context(|| {
+        format!(
+            "is a system running on {}? (`sut up --data {}`)",
+            data.display(),
+            data.display()
+        )
+    })?;
     let change = match words {
         ["show"] => {
             let now = sut::operator::current(data, &manifest)?;
@@ -237,9 +242,9 @@ pub(crate) async fn operate(data: &Path, words: &[&str]) -> Result<String> {
                 now.timeline.to_yaml()
             ));
         }
-        ["replace", file] => sut_core::programme_change::Change::Replace(
-            sut::files::load_timeline(Path::new(file))?,
-        ),
+        ["replace", file] => {
+            sut_core::programme_change::Change::Replace(sut::files::load_timeline(Path::new(file))?)
+        }
         words => sut_core::programme_change::Change::parse(words).map_err(anyhow::Error::msg)?,
     };
     Ok(sut::operator::publish(data, &change).await?.to_string())

@@ -261,9 +261,16 @@ impl Peers {
         let mut known = self.known.lock().await;
         if known.is_empty() {
             if let Ok(m) = crate::files::load_manifest(&self.data) {
-                *known = m.gossip_addrs.into_iter().filter(|a| *a != self.me).collect();
+                *known = m
+                    .gossip_addrs
+                    .into_iter()
+                    .filter(|a| *a != self.me)
+                    .collect();
             }
         }
-        known.choose_multiple(&mut rand::rng(), n).cloned().collect()
+        known
+            .choose_multiple(&mut rand::rng(), n)
+            .cloned()
+            .collect()
     }
 }

@@ -81,7 +81,9 @@ impl ScheduleMetrics {
             }
         }
         for c in Channel::LIVE {
-            m.down.get_or_create(&labels(&[("channel", c.name())])).set(0);
+            m.down
+                .get_or_create(&labels(&[("channel", c.name())]))
+                .set(0);
         }
         registry.register(
             "sut_config_version",

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use sut_core::live_timeline::{Channel, DecidedHistory, LiveTimeline, Offer};
-use sut_wire::schedule::{applied_log, Applied, OperatorPublic, Schedule, ScheduleError, SignedSchedule};
+use sut_wire::schedule::{
+    applied_log, Applied, OperatorPublic, Schedule, ScheduleError, SignedSchedule,
+};
 use sut_wire::timeline::Timeline;
 
 /// Samples of the decided-shake count kept for stale counts: 20 s at one per 50 ms.
@@ -156,7 +158,10 @@ pub(crate) fn offer(
     if result == Offer::Applied {
         if channel != Channel::Disk {
             if let Err(e) = crate::files::write_atomic(&live.file, &signed.to_json()) {
-                crate::log_line!("gateway {}: cannot keep version {version} on disk: {e}", gw.id);
+                crate::log_line!(
+                    "gateway {}: cannot keep version {version} on disk: {e}",
+                    gw.id
+                );
             }
         }
         take(gw, &schedule, channel);
@@ -175,7 +180,10 @@ pub(crate) fn start(gw: &Gateway) -> Result<(), super::GatewayError> {
     let first = gw.schedule.first.clone();
     let show_ms = gw.show_ms();
     if let Ok(mut core) = gw.core.lock() {
-        if let Some(e) = load_seeds(gw, &mut core, &first, show_ms).into_iter().next() {
+        if let Some(e) = load_seeds(gw, &mut core, &first, show_ms)
+            .into_iter()
+            .next()
+        {
             return Err(e.into());
         }
     }
@@ -208,7 +216,11 @@ fn take(gw: &Gateway, schedule: &Schedule, channel: Channel) {
         .lock()
         .map(|h| h.since(schedule.signed_unix_ms, now, decided))
         .unwrap_or(0);
-    let stale = if schedule.signed_unix_ms > 0 { stale } else { 0 };
+    let stale = if schedule.signed_unix_ms > 0 {
+        stale
+    } else {
+        0
+    };
     live.metrics.stale.inc_by(stale);
     let record = Applied {
         gateway: gw.id,
@@ -226,7 +238,11 @@ fn take(gw: &Gateway, schedule: &Schedule, channel: Channel) {
         .open(&live.log)
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = written {
-        crate::log_line!("gateway {}: cannot record version {}: {e}", gw.id, schedule.version);
+        crate::log_line!(
+            "gateway {}: cannot record version {}: {e}",
+            gw.id,
+            schedule.version
+        );
     }
     crate::log_line!(
         "gateway {} on timeline version {} ({}) by {}, {} ms after signing",
