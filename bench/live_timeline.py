@@ -23,6 +23,7 @@ machine busy with load (profiles/live-show.yaml does that on 4 gateways).
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -144,12 +145,12 @@ def main():
                     within3 += lags[-1] <= 3000
                 for _, _, ch in got.values():
                     firsts[ch] = firsts.get(ch, 0) + 1
+            held = held_versions(manifest) if len(cut) == 3 else []
             for c in cut:
                 control(f"channel {c} up")
             if kill_config:
                 control("start config-0")
             if len(cut) == 3:
-                held = held_versions(manifest)
                 print(f"{name:<18} {args.changes:>7} {'-':>8} {'-':>8} {'-':>5} {'-':>5}  "
                       f"gateways that applied any: {max(reached)} (must be 0); "
                       f"versions held: {sorted(set(held))} (the countdown of the version held runs on)")
@@ -164,6 +165,8 @@ def main():
             up.wait(timeout=120)
         except subprocess.TimeoutExpired:
             up.kill()
+            up.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
