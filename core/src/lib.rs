@@ -19,6 +19,9 @@
 //!   ([`opens`]);
 //! - split envelopes: pots, shares, grabs, recycling ([`split`]) over the relation chain
 //!   ([`friends`]);
+//! - the live timeline: an operator's change made into the next signed version
+//!   ([`programme_change`]), and the version a gateway holds against what its channels
+//!   offer, with the stale-shake count ([`live_timeline`]);
 //! - the payment stand-in's injected faults ([`payment_faults`]), and when a supervisor
 //!   restarts a crashed part ([`restart`]);
 //! - the audit's checker over the durable records ([`audit`]).

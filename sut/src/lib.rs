@@ -6,6 +6,10 @@
 //!   agent (pass-through queue, limit sync, split forwarding);
 //! - [`envelope`]: the envelope backend: opens recorded once, split pots, credits;
 //! - [`payment`]: the stand-in for the transfer system, with injected faults;
+//! - the live timeline: [`config_service`] (the push channel's source), [`operator`]
+//!   (`sut timeline`: a change signed, seeded, recorded, handed out) and
+//!   [`schedule_files`] (the operator key and the recorded versions); gateways take
+//!   versions in `gateway::schedule` over their channels;
 //! - [`store`]: the embedded durable store (redb) with group commit, and [`outbox`],
 //!   the one delivery loop of a durable outbox that both forwarding hops use;
 //! - [`rpc`], [`listen`], [`metrics`], [`log`], [`keys`], [`seeds`], [`files`]: the
