@@ -16,11 +16,12 @@
 //! newer version, so a channel that is slow, repeats itself or delivers out of order
 //! does no harm.
 
+use super::config::ChannelConfig;
+use super::peers::Peers;
 use super::schedule::offer;
 use super::state::Gateway;
 use crate::config_service::WATCH_CALL_TIMEOUT;
 use crate::rpc::{self, Peer, Rpc};
-use rand::seq::IndexedRandom;
 use shellkit::clock::unix_ms;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -28,7 +29,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use sut_core::live_timeline::{Channel, Offer};
 use sut_wire::schedule::SignedSchedule;
-use sut_wire::signing::SigningKey;
 
 /// How often the pull channel looks at the versioned source.
 pub const PULL_EVERY: Duration = Duration::from_millis(250);
@@ -40,16 +40,6 @@ pub const FANOUT: usize = 6;
 const GOSSIP_EVERY: Duration = Duration::from_millis(500);
 /// How often the decided-shake count is sampled (for stale counts).
 const SAMPLE_EVERY: Duration = Duration::from_millis(50);
-
-/// Where the channels reach: the config services, the data directory, the peers.
-#[derive(Debug, Clone)]
-pub struct ChannelConfig {
-    pub config_addrs: Vec<String>,
-    pub data: PathBuf,
-    /// This gateway's peer address (gossip and channel faults), if it takes part.
-    pub gossip: Option<String>,
-    pub rpc_key: SigningKey,
-}
 
 /// Starts every channel's tasks; they end with the gateway's runtime.
 pub(super) async fn start(
@@ -236,43 +226,5 @@ async fn sample(gw: Arc<Gateway>) {
     loop {
         tick.tick().await;
         gw.schedule.sample(unix_ms());
-    }
-}
-
-/// The other gateways' peer addresses, from the run manifest (read when first
-/// needed, and again while it has none).
-#[derive(Clone)]
-pub(crate) struct Peers {
-    data: PathBuf,
-    me: String,
-    key: SigningKey,
-    known: Arc<tokio::sync::Mutex<Vec<String>>>,
-}
-
-impl Peers {
-    fn new(data: PathBuf, me: String, key: SigningKey) -> Self {
-        Peers {
-            data,
-            me,
-            key,
-            known: Default::default(),
-        }
-    }
-
-    async fn random(&self, n: usize) -> Vec<String> {
-        let mut known = self.known.lock().await;
-        if known.is_empty() {
-            if let Ok(m) = crate::files::load_manifest(&self.data) {
-                *known = m
-                    .gossip_addrs
-                    .into_iter()
-                    .filter(|a| *a != self.me)
-                    .collect();
-            }
-        }
-        known
-            .choose_multiple(&mut rand::rng(), n)
-            .cloned()
-            .collect()
     }
 }

@@ -54,7 +54,7 @@ pub struct GatewayConfig {
     /// The operator's public key: only versions it signed change the schedule.
     pub operator: sut_wire::schedule::OperatorPublic,
     /// Where the live timeline's channels reach.
-    pub channels: super::channels::ChannelConfig,
+    pub channels: ChannelConfig,
 }
 
 /// What one client connection may cost the gateway, in bytes and time. Each bound
@@ -104,6 +104,14 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Listen(#[from] crate::listen::ListenError),
-    #[error("the schedule version kept at {path} cannot be used: {message}")]
-    Schedule { path: String, message: String },
+}
+
+/// Where the channels reach: the config services, the data directory, the peers.
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    pub config_addrs: Vec<String>,
+    pub data: PathBuf,
+    /// This gateway's peer address (gossip and channel faults), if it takes part.
+    pub gossip: Option<String>,
+    pub rpc_key: SigningKey,
 }

@@ -17,8 +17,10 @@ mod config;
 mod forwarder;
 mod leases;
 mod link;
+mod live_schedule;
 mod load;
 mod metrics;
+mod peers;
 mod quic;
 mod recovery;
 mod reserve;
@@ -29,8 +31,7 @@ mod state;
 pub mod store;
 mod sync;
 
-pub use channels::ChannelConfig;
-pub use config::{GatewayConfig, GatewayError, SessionLimits};
+pub use config::{ChannelConfig, GatewayConfig, GatewayError, SessionLimits};
 
 use crate::committer::GroupCommitter;
 use crate::rpc::Peer;
@@ -94,7 +95,7 @@ pub async fn run(
         auth: config.auth.clone(),
         show_start_ms: config.show_start_ms,
         gateways: config.gateways,
-        schedule: schedule::LiveSchedule::new(
+        schedule: live_schedule::LiveSchedule::new(
             &config.timeline,
             config.operator.clone(),
             &config.data,

@@ -7,127 +7,14 @@
 //! first channel, when, and how many shakes this gateway decided on the older version
 //! after the operator signed the newer one), which is what a run's report reads.
 
-use super::metrics::ScheduleMetrics;
 use super::state::Gateway;
 use crate::seeds;
 use shellkit::clock::unix_ms;
-use std::collections::HashMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
-use sut_core::live_timeline::{Channel, DecidedHistory, LiveTimeline, Offer};
-use sut_wire::schedule::{
-    applied_log, Applied, OperatorPublic, Schedule, ScheduleError, SignedSchedule,
-};
+use std::sync::atomic::Ordering;
+use sut_core::live_timeline::{Channel, Offer};
+use sut_wire::schedule::{Applied, Schedule, ScheduleError, SignedSchedule};
 use sut_wire::timeline::Timeline;
-
-/// Samples of the decided-shake count kept for stale counts: 20 s at one per 50 ms.
-const HISTORY: usize = 400;
-
-/// The live schedule a gateway holds.
-pub(crate) struct LiveSchedule {
-    pub public: OperatorPublic,
-    live: Mutex<(LiveTimeline, Option<SignedSchedule>)>,
-    /// The version held, for replies that do not lock the core.
-    pub version: AtomicU64,
-    pub clock_offset_ms: AtomicI64,
-    /// Channels taken down by an injected fault.
-    down: [AtomicBool; 3],
-    /// The first timeline (its budgets are the first shards').
-    first: Timeline,
-    seeds: PathBuf,
-    /// Envelopes seeded so far per round, over all gateways.
-    seeded: Mutex<HashMap<u32, u64>>,
-    pub decided: AtomicU64,
-    history: Mutex<DecidedHistory>,
-    /// The signed version held, on disk (read back at start).
-    file: PathBuf,
-    log: PathBuf,
-    pub metrics: ScheduleMetrics,
-}
-
-fn index(c: Channel) -> Option<usize> {
-    Channel::LIVE.iter().position(|l| *l == c)
-}
-
-impl LiveSchedule {
-    pub fn new(
-        first: &Timeline,
-        public: OperatorPublic,
-        data: &Path,
-        gateway: u16,
-        metrics: ScheduleMetrics,
-    ) -> Self {
-        let start = crate::schedule_files::first_schedule(first);
-        metrics.version.set(start.version as i64);
-        LiveSchedule {
-            public,
-            version: AtomicU64::new(start.version),
-            clock_offset_ms: AtomicI64::new(0),
-            live: Mutex::new((LiveTimeline::new(start), None)),
-            down: Default::default(),
-            first: first.clone(),
-            seeds: data.join("seeds"),
-            seeded: Mutex::new(HashMap::new()),
-            decided: AtomicU64::new(0),
-            history: Mutex::new(DecidedHistory::new(HISTORY)),
-            file: data.join(format!("gateway-{gateway}.schedule.json")),
-            log: applied_log(data, gateway),
-            metrics,
-        }
-    }
-
-    /// The version this gateway kept on disk before a restart, if any and if it
-    /// verifies.
-    pub fn kept(&self) -> Option<SignedSchedule> {
-        let bytes = std::fs::read(&self.file).ok()?;
-        let signed = SignedSchedule::from_json(&bytes).ok()?;
-        self.public.verify(&signed).ok().map(|_| signed)
-    }
-
-    pub fn is_down(&self, c: Channel) -> bool {
-        index(c).is_some_and(|i| self.down[i].load(Ordering::Acquire))
-    }
-
-    pub fn set_down(&self, c: Channel, down: bool) {
-        if let Some(i) = index(c) {
-            self.down[i].store(down, Ordering::Release);
-            self.metrics.channel_down(c, down);
-        }
-    }
-
-    /// The signed version held (none while on the first timeline).
-    pub fn signed(&self) -> Option<SignedSchedule> {
-        self.live.lock().ok()?.1.clone()
-    }
-
-    pub fn sample(&self, now_ms: i64) {
-        if let Ok(mut h) = self.history.lock() {
-            h.sample(now_ms, self.decided.load(Ordering::Relaxed));
-        }
-    }
-
-    /// The first timeline's budget of a round (what its first shard holds).
-    pub fn first_budget(&self, round: u32) -> Option<u64> {
-        self.first.round(round).map(|r| r.envelopes)
-    }
-
-    /// The version held and its countdown at `show_ms`.
-    pub fn countdown(&self, show_ms: i64) -> (u64, u32) {
-        self.live
-            .lock()
-            .map(|l| {
-                let s = l.0.current();
-                (s.version, s.timeline.countdown_ms(show_ms))
-            })
-            .unwrap_or((0, sut_wire::timeline::NO_ROUND_LEFT))
-    }
-
-    pub fn seeds_dir(&self) -> &Path {
-        &self.seeds
-    }
-}
 
 /// Offers a version that came over `channel`: checked, and applied when newer.
 pub(crate) fn offer(

@@ -33,12 +33,12 @@ pub(crate) struct Gateway {
     pub show_start_ms: i64,
     pub gateways: u16,
     /// The live timeline: the schedule version decided on, and its channels' state.
-    pub schedule: super::schedule::LiveSchedule,
+    pub schedule: super::live_schedule::LiveSchedule,
     /// Lease ends the store held at start, by round: a round loaded later (a new
     /// version names it) resumes after its own.
     pub leases_at_start: std::collections::HashMap<u32, u64>,
     /// The other gateways, once gossip knows them.
-    pub peers: std::sync::OnceLock<super::channels::Peers>,
+    pub peers: std::sync::OnceLock<super::peers::Peers>,
     pub heartbeat_timeout: Duration,
     pub metrics: GatewayMetrics,
     pub shutdown: watch::Receiver<bool>,
