@@ -81,7 +81,7 @@ async fn push(gw: Arc<Gateway>, mut service: Peer) {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        let have = gw.schedule.version.load(Ordering::Acquire);
+        let have = gw.schedule.held_version();
         match service
             .call(Rpc::WatchSchedule { have }, WATCH_CALL_TIMEOUT)
             .await
@@ -112,13 +112,20 @@ async fn pull(gw: Arc<Gateway>, data: PathBuf) {
         if gw.schedule.is_down(Channel::Pull) {
             continue;
         }
-        let latest = crate::schedule_files::latest_number(&data);
-        if latest <= gw.schedule.version.load(Ordering::Acquire) {
-            continue;
-        }
-        match crate::schedule_files::load_version(&data, latest, &gw.schedule.public) {
-            Ok((_, signed)) => take(&gw, &signed, Channel::Pull),
-            Err(e) => crate::log_line!("gateway {}: pull: {e}", gw.id),
+        // The source is files: read off the loop, which a slow disk must never stall.
+        let held = gw.schedule.held_version();
+        let (dir, public) = (data.clone(), gw.schedule.public.clone());
+        let found = tokio::task::spawn_blocking(move || {
+            let latest = crate::schedule_files::latest_number(&dir);
+            (latest > held).then(|| crate::schedule_files::load_version(&dir, latest, &public))
+        })
+        .await
+        .ok()
+        .flatten();
+        match found {
+            Some(Ok((_, signed))) => take(&gw, &signed, Channel::Pull),
+            Some(Err(e)) => crate::log_line!("gateway {}: pull: {e}", gw.id),
+            None => {}
         }
     }
 }

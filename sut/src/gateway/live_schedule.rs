@@ -76,6 +76,11 @@ impl LiveSchedule {
         self.public.verify(&signed).ok().map(|_| signed)
     }
 
+    /// The newest version this gateway holds (being applied, or applied).
+    pub fn held_version(&self) -> u64 {
+        self.live.lock().map_or(0, |l| l.0.version())
+    }
+
     pub fn is_down(&self, c: Channel) -> bool {
         index(c).is_some_and(|i| self.down[i].load(Ordering::Acquire))
     }

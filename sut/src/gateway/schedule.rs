@@ -11,14 +11,19 @@ use super::state::Gateway;
 use crate::seeds;
 use shellkit::clock::unix_ms;
 use std::io::Write;
+use std::path::Path;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use sut_core::live_timeline::{Channel, Offer};
 use sut_wire::schedule::{Applied, Schedule, ScheduleError, SignedSchedule};
 use sut_wire::timeline::Timeline;
 
-/// Offers a version that came over `channel`: checked, and applied when newer.
+/// Offers a version that came over `channel`: checked, and when newer, held at once
+/// and applied by a task of its own ([`apply`]), whose disk reads and writes run off
+/// the gateway's event loop: a slow disk never stalls a shake. Versions from the
+/// gateway's own disk at start are applied here and now ([`start`]).
 pub(crate) fn offer(
-    gw: &Gateway,
+    gw: &Arc<Gateway>,
     signed: &SignedSchedule,
     channel: Channel,
 ) -> Result<Offer, ScheduleError> {
@@ -30,7 +35,6 @@ pub(crate) fn offer(
             return Err(e);
         }
     };
-    let version = schedule.version;
     let result = {
         let Ok(mut held) = live.live.lock() else {
             return Ok(Offer::Older);
@@ -42,154 +46,286 @@ pub(crate) fn offer(
         result
     };
     live.metrics.offered(channel, result.name());
-    if result == Offer::Applied {
-        if channel != Channel::Disk {
-            if let Err(e) = crate::files::write_atomic(&live.file, &signed.to_json()) {
-                crate::log_line!(
-                    "gateway {}: cannot keep version {version} on disk: {e}",
-                    gw.id
-                );
-            }
-        }
-        take(gw, &schedule, channel);
+    if result == Offer::Applied && channel != Channel::Disk {
+        let at = unix_ms();
+        tokio::spawn(apply(gw.clone(), schedule, signed.clone(), channel, at));
     }
     Ok(result)
 }
 
 /// Loads the shards of the version to start on: the one kept on disk when it is newer
-/// than the first timeline, else the first timeline's.
-pub(crate) fn start(gw: &Gateway) -> Result<(), super::GatewayError> {
-    if let Some(kept) = gw.schedule.kept() {
-        if offer(gw, &kept, Channel::Disk).ok() == Some(Offer::Applied) {
-            return Ok(());
+/// than the first timeline, else the first timeline's. At start, before any client,
+/// so its reads may block.
+pub(crate) fn start(gw: &Arc<Gateway>) -> Result<(), super::GatewayError> {
+    let timeline = match gw.schedule.kept() {
+        Some(kept) if offer(gw, &kept, Channel::Disk).ok() == Some(Offer::Applied) => {
+            let s = gw.schedule.public.verify(&kept).ok();
+            s.map(|s| {
+                set_clock(gw, &s);
+                s
+            })
         }
-    }
-    let first = gw.schedule.first.clone();
-    let show_ms = gw.show_ms();
-    if let Ok(mut core) = gw.core.lock() {
-        if let Some(e) = load_seeds(gw, &mut core, &first, show_ms)
-            .into_iter()
-            .next()
-        {
+        _ => None,
+    };
+    let (version, timeline) = match timeline {
+        Some(s) => (s.version, s.timeline),
+        None => (gw.schedule.first.version, gw.schedule.first.clone()),
+    };
+    let wanted = seeds_wanted(gw, &timeline);
+    let mut read = read_seeds(gw.schedule.seeds_dir(), gw.id, wanted);
+    if let Some(at) = read.iter().position(|r| r.is_err()) {
+        if let Err(e) = read.swap_remove(at) {
             return Err(e.into());
         }
     }
+    install(gw, version, &timeline, read);
     Ok(())
 }
 
-/// Makes `schedule` the one shakes are decided on.
-fn take(gw: &Gateway, schedule: &Schedule, channel: Channel) {
-    let live = &gw.schedule;
-    let now = unix_ms();
-    live.clock_offset_ms
-        .store(schedule.clock_offset_ms, Ordering::Release);
-    let show_ms = gw.show_ms();
-    if let Ok(mut core) = gw.core.lock() {
-        for e in load_seeds(gw, &mut core, &schedule.timeline, show_ms) {
-            crate::log_line!("gateway {}: version {}: {e}", gw.id, schedule.version);
-        }
-        core.set_schedule(schedule.version, schedule.timeline.clone(), show_ms);
+/// Applies a version this gateway now holds: the seed shards it needs read, and its
+/// record written, on the blocking pool; the core switched on the loop.
+async fn apply(
+    gw: Arc<Gateway>,
+    schedule: Schedule,
+    signed: SignedSchedule,
+    channel: Channel,
+    at: i64,
+) {
+    let wanted = seeds_wanted(&gw, &schedule.timeline);
+    let dir = gw.schedule.seeds_dir().to_path_buf();
+    let id = gw.id;
+    let read = tokio::task::spawn_blocking(move || read_seeds(&dir, id, wanted))
+        .await
+        .unwrap_or_default();
+    for e in read.iter().filter_map(|r| r.as_ref().err()) {
+        crate::log_line!("gateway {}: version {}: {e}", gw.id, schedule.version);
     }
-    live.version.store(schedule.version, Ordering::Release);
-    live.metrics.version.set(schedule.version as i64);
-    gw.metrics.set_rates(&schedule.timeline, gw.gateways);
-    if channel == Channel::Disk {
-        // Applied before this restart, and recorded then.
-        return;
-    }
-    let decided = live.decided.load(Ordering::Relaxed);
-    let stale = live
-        .history
-        .lock()
-        .map(|h| h.since(schedule.signed_unix_ms, now, decided))
-        .unwrap_or(0);
-    let stale = if schedule.signed_unix_ms > 0 {
-        stale
-    } else {
-        0
-    };
-    live.metrics.stale.inc_by(stale);
-    let record = Applied {
-        gateway: gw.id,
-        version: schedule.version,
-        change: schedule.change.clone(),
-        channel: channel.name().to_string(),
-        signed_unix_ms: schedule.signed_unix_ms,
-        applied_unix_ms: now,
-        stale_shakes: stale,
-    };
-    let line = serde_json::to_string(&record).unwrap_or_default();
-    let written = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&live.log)
-        .and_then(|mut f| writeln!(f, "{line}"));
-    if let Err(e) = written {
-        crate::log_line!(
-            "gateway {}: cannot record version {}: {e}",
-            gw.id,
-            schedule.version
-        );
-    }
+    set_clock(&gw, &schedule);
+    install(&gw, schedule.version, &schedule.timeline, read);
+    let record = applied_record(&gw, &schedule, channel, at);
     crate::log_line!(
         "gateway {} on timeline version {} ({}) by {}, {} ms after signing",
         gw.id,
         schedule.version,
         schedule.change,
         channel.name(),
-        now - schedule.signed_unix_ms
+        at - schedule.signed_unix_ms
     );
+    let live = &gw.schedule;
+    let (file, log) = (live.file.clone(), live.log.clone());
+    let _ = tokio::task::spawn_blocking(move || keep(&file, &log, &signed, &record)).await;
 }
 
-/// Loads what `timeline` issues beyond the shards the core holds: a new round's
-/// shard, a raised budget's batches. A batch not (yet) on disk leaves the round
-/// issuing what it has, and is said; a shard that cannot be read is returned.
-pub(crate) fn load_seeds(
-    gw: &Gateway,
-    core: &mut sut_core::shake::ShakeCore,
-    timeline: &Timeline,
-    show_ms: i64,
-) -> Vec<seeds::SeedFileError> {
+/// The version's clock correction, unless a newer version is held already.
+fn set_clock(gw: &Gateway, schedule: &Schedule) {
     let live = &gw.schedule;
-    let mut errors = Vec::new();
-    let Ok(mut seeded) = live.seeded.lock() else {
-        return errors;
-    };
-    for round in &timeline.rounds {
-        let loaded = if core.has_round(round.id) {
-            let from = seeded.get(&round.id).copied().unwrap_or(0);
-            if round.envelopes <= from {
-                continue;
-            }
-            seeds::load_batches(live.seeds_dir(), round.id, gw.id, from, round.envelopes).map(
-                |(more, reach)| {
-                    core.extend_round(round.id, &more);
-                    reach
-                },
-            )
-        } else {
-            let base = live.first_budget(round.id);
-            seeds::load_round(live.seeds_dir(), round.id, gw.id, base, round.envelopes).map(
-                |(shard, reach)| {
-                    let leased = gw.leases_at_start.get(&round.id).copied().unwrap_or(0);
-                    core.load_round(shard, leased, show_ms);
-                    reach
-                },
-            )
-        };
-        match loaded {
-            Ok(reach) => {
-                seeded.insert(round.id, reach);
-                if reach < round.envelopes {
-                    crate::log_line!(
-                        "gateway {}: round {} is seeded to {} of its {} envelopes; it issues what is seeded",
-                        gw.id, round.id, reach, round.envelopes
-                    );
-                }
-            }
-            Err(e) => errors.push(e),
-        }
-        gw.metrics.set_budget(round.id, core.shard_len(round.id));
+    if live.version.fetch_max(schedule.version, Ordering::AcqRel) <= schedule.version {
+        live.clock_offset_ms
+            .store(schedule.clock_offset_ms, Ordering::Release);
+        live.metrics.version.set(schedule.version as i64);
+        gw.metrics.set_rates(&schedule.timeline, gw.gateways);
     }
-    errors
+}
+
+/// What this version applied as, with the shakes decided since it was signed.
+fn applied_record(gw: &Gateway, schedule: &Schedule, channel: Channel, at: i64) -> Applied {
+    let live = &gw.schedule;
+    let decided = live.decided.load(Ordering::Relaxed);
+    let stale = match schedule.signed_unix_ms {
+        0 => 0,
+        signed => live
+            .history
+            .lock()
+            .map(|h| h.since(signed, at, decided))
+            .unwrap_or(0),
+    };
+    live.metrics.stale.inc_by(stale);
+    Applied {
+        gateway: gw.id,
+        version: schedule.version,
+        change: schedule.change.clone(),
+        channel: channel.name().to_string(),
+        signed_unix_ms: schedule.signed_unix_ms,
+        applied_unix_ms: at,
+        stale_shakes: stale,
+    }
+}
+
+/// Keeps the version on the gateway's disk (a restart resumes on it) and appends its
+/// record to the applied log.
+fn keep(file: &Path, log: &Path, signed: &SignedSchedule, record: &Applied) {
+    if let Err(e) = crate::files::write_atomic(file, &signed.to_json()) {
+        crate::log_line!(
+            "gateway {}: cannot keep version {}: {e}",
+            record.gateway,
+            record.version
+        );
+    }
+    let line = serde_json::to_string(record).unwrap_or_default();
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .and_then(|mut f| writeln!(f, "{line}"));
+    if let Err(e) = written {
+        crate::log_line!(
+            "gateway {}: cannot record version {}: {e}",
+            record.gateway,
+            record.version
+        );
+    }
+}
+
+/// Seeds a round needs beyond what the core holds.
+#[derive(Debug, Clone)]
+enum Wanted {
+    /// The round's whole shard (a round new to this gateway).
+    Round {
+        round: u32,
+        base: Option<u64>,
+        upto: u64,
+        leased: u64,
+    },
+    /// More envelopes of a round it holds (a raised budget).
+    More { round: u32, from: u64, upto: u64 },
+}
+
+/// What a read of seeds brought.
+enum Read {
+    Round {
+        round: u32,
+        shard: sut_core::seed_shard::SeedShard,
+        reach: u64,
+        upto: u64,
+        leased: u64,
+    },
+    More {
+        round: u32,
+        from: u64,
+        envelopes: Vec<sut_core::seed_shard::SeedEnvelope>,
+        reach: u64,
+        upto: u64,
+    },
+}
+
+/// The seeds `timeline` needs beyond what the core holds now.
+fn seeds_wanted(gw: &Gateway, timeline: &Timeline) -> Vec<Wanted> {
+    let live = &gw.schedule;
+    let (Ok(core), Ok(seeded)) = (gw.core.lock(), live.seeded.lock()) else {
+        return Vec::new();
+    };
+    timeline
+        .rounds
+        .iter()
+        .filter_map(|r| {
+            if !core.has_round(r.id) {
+                return Some(Wanted::Round {
+                    round: r.id,
+                    base: live.first_budget(r.id),
+                    upto: r.envelopes,
+                    leased: gw.leases_at_start.get(&r.id).copied().unwrap_or(0),
+                });
+            }
+            let from = seeded.get(&r.id).copied().unwrap_or(0);
+            (r.envelopes > from).then_some(Wanted::More {
+                round: r.id,
+                from,
+                upto: r.envelopes,
+            })
+        })
+        .collect()
+}
+
+/// Reads the wanted seeds (blocking file reads).
+fn read_seeds(
+    dir: &Path,
+    gateway: u16,
+    wanted: Vec<Wanted>,
+) -> Vec<Result<Read, seeds::SeedFileError>> {
+    wanted
+        .into_iter()
+        .map(|w| match w {
+            Wanted::Round {
+                round,
+                base,
+                upto,
+                leased,
+            } => seeds::load_round(dir, round, gateway, base, upto).map(|(shard, reach)| {
+                Read::Round {
+                    round,
+                    shard,
+                    reach,
+                    upto,
+                    leased,
+                }
+            }),
+            Wanted::More { round, from, upto } => {
+                seeds::load_batches(dir, round, gateway, from, upto).map(|(envelopes, reach)| {
+                    Read::More {
+                        round,
+                        from,
+                        envelopes,
+                        reach,
+                        upto,
+                    }
+                })
+            }
+        })
+        .collect()
+}
+
+/// Puts what was read into the core (unless another apply did meanwhile) and switches
+/// it to `version`'s timeline when that is newer than the one it decides on.
+fn install(
+    gw: &Gateway,
+    version: u64,
+    timeline: &Timeline,
+    read: Vec<Result<Read, seeds::SeedFileError>>,
+) {
+    let live = &gw.schedule;
+    let show_ms = gw.show_ms();
+    let (Ok(mut core), Ok(mut seeded)) = (gw.core.lock(), live.seeded.lock()) else {
+        return;
+    };
+    for r in read.into_iter().flatten() {
+        let (round, reach, upto) = match r {
+            Read::Round {
+                round,
+                shard,
+                reach,
+                upto,
+                leased,
+            } => {
+                if core.has_round(round) {
+                    continue;
+                }
+                core.load_round(shard, leased, show_ms);
+                (round, reach, upto)
+            }
+            Read::More {
+                round,
+                from,
+                envelopes,
+                reach,
+                upto,
+            } => {
+                if seeded.get(&round).copied().unwrap_or(0) != from {
+                    continue;
+                }
+                core.extend_round(round, &envelopes);
+                (round, reach, upto)
+            }
+        };
+        seeded.insert(round, reach);
+        if reach < upto {
+            crate::log_line!(
+                "gateway {}: round {round} is seeded to {reach} of its {upto} envelopes; it issues what is seeded",
+                gw.id
+            );
+        }
+        gw.metrics.set_budget(round, core.shard_len(round));
+    }
+    if version > core.version() {
+        core.set_schedule(version, timeline.clone(), show_ms);
+    }
 }
