@@ -137,6 +137,7 @@ impl Dashboard {
                 });
             }
         }
+        check_annotations(json, &variables, &mut problems);
         if problems.is_empty() {
             Ok(Dashboard {
                 title,
@@ -161,6 +162,54 @@ impl Dashboard {
         }
         out
     }
+}
+
+/// Annotations (faults, stage changes) query Prometheus like panels do: the same
+/// checks, by name. An annotation may rightly find nothing in a quiet run, so the proof
+/// test runs them without asking for series.
+fn check_annotations(
+    json: &Value,
+    variables: &BTreeMap<String, String>,
+    problems: &mut Vec<String>,
+) {
+    let list = json["annotations"]["list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for a in list {
+        let name = a["name"].as_str().unwrap_or("?");
+        let at = format!("annotation `{name}`");
+        if !uses_datasource_variable(&a["datasource"]) {
+            problems.push(format!(
+                "{at}: `datasource` must be {{\"type\": \"prometheus\", \"uid\": \"${{datasource}}\"}}"
+            ));
+        }
+        let expr = a["expr"].as_str().unwrap_or("");
+        if expr.trim().is_empty() {
+            problems.push(format!("{at}: empty `expr`"));
+            continue;
+        }
+        for m in check_expr(expr, variables) {
+            problems.push(format!("{at}: {m}"));
+        }
+    }
+}
+
+/// The annotations' queries, as (name, expr).
+pub fn annotations(json: &Value) -> Vec<(String, String)> {
+    json["annotations"]["list"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|a| {
+                    (
+                        a["name"].as_str().unwrap_or("").to_string(),
+                        a["expr"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn collect_panels<'a>(panels: &'a Value, out: &mut Vec<&'a Value>) {
@@ -429,6 +478,23 @@ mod tests {
         assert_eq!(
             metric_names(r#"sum by (op) (loadgen_requests_total{result="sut_not_a_metric"})"#),
             vec!["loadgen_requests_total".to_string()]
+        );
+    }
+
+    #[test]
+    fn an_annotation_naming_an_unknown_metric_is_refused() {
+        let mut d = dashboard("sum(rate(loadgen_requests_total[1m]))");
+        d["annotations"] = json!({"list": [{
+            "name": "stage changes",
+            "datasource": {"type": "prometheus", "uid": "${datasource}"},
+            "expr": "changes(loadgen_stages_total[1m]) > 0"
+        }]});
+        let e = Dashboard::check(&d).unwrap_err();
+        assert!(
+            e.iter()
+                .any(|m| m.contains("annotation `stage changes`")
+                    && m.contains("loadgen_stages_total")),
+            "{e:?}"
         );
     }
 

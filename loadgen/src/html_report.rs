@@ -13,7 +13,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::fmt::Write;
 
-const WIDTH: u32 = 760;
+const WIDTH: u32 = 900;
 const HEIGHT: u32 = 300;
 const PALETTE: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -89,9 +89,18 @@ fn frame<'a, 'b>(root: &'a Area<'b>, title: &'a str) -> ChartBuilder<'a, 'a, SVG
     let mut b = ChartBuilder::on(root);
     b.caption(title, ("sans-serif", 16))
         .margin(10)
+        .margin_right(LEGEND_WIDTH + 10)
         .x_label_area_size(36)
         .y_label_area_size(60);
     b
+}
+
+/// Room at each chart's right for its legend, beside the plot rather than on the data.
+const LEGEND_WIDTH: u32 = 170;
+
+/// Where a legend goes: in the room [`frame`] leaves at the right, by the top.
+fn beside() -> SeriesLabelPosition {
+    SeriesLabelPosition::Coordinate((WIDTH - LEGEND_WIDTH) as i32 - 70, 0)
 }
 
 /// Draws `lines` (each in its palette colour, 2 px) with their legend at `position`.
@@ -150,7 +159,7 @@ fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> String
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
-        draw_lines(&mut chart, lines, SeriesLabelPosition::UpperRight)
+        draw_lines(&mut chart, lines, beside())
     })
 }
 
@@ -200,7 +209,7 @@ fn stacked_chart(title: &str, y_desc: &str, layers: &[Line]) -> String {
                     Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled())
                 });
         }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
+        legend(&mut chart, beside())
     })
 }
 
@@ -262,7 +271,7 @@ fn distribution_chart(report: &RunReport) -> String {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
-        draw_lines(&mut chart, &lines, SeriesLabelPosition::UpperLeft)
+        draw_lines(&mut chart, &lines, beside())
     })
 }
 
@@ -536,22 +545,52 @@ pub fn render(report: &RunReport) -> String {
         ),
         "Answered requests each second. \"Come back later\" is a throttled gateway answering without deciding.",
     );
-    figure(
-        &mut body,
-        line_chart(
-            "Latency, second by second",
-            "seconds into the run",
-            "ms",
-            &[
-                line("shake p50", over_time(s, |x| x.shake_p50_ms)),
-                line("shake p99", over_time(s, |x| x.shake_p99_ms)),
-                line("shake p99.9", over_time(s, |x| x.shake_p999_ms)),
-                line("open p50", over_time(s, |x| x.open_p50_ms)),
-                line("open p99", over_time(s, |x| x.open_p99_ms)),
-            ],
-        ),
-        "Percentiles of the requests answered in each second (0 where none were).",
-    );
+    let failing: Vec<Line> = crate::stats::OPS
+        .iter()
+        .filter(|op| {
+            s.iter()
+                .any(|x| x.ops.get(op.name()).is_some_and(|o| o.errors > 0))
+        })
+        .map(|op| {
+            let name = op.name();
+            line(
+                name,
+                over_time(s, move |x| x.ops.get(name).map_or(0.0, |o| o.errors as f64)),
+            )
+        })
+        .collect();
+    if !failing.is_empty() {
+        figure(
+            &mut body,
+            line_chart("Errors by operation", "seconds into the run", "per second", &failing),
+            "Requests that failed each second, by operation (the summary's errors by kind say how).",
+        );
+    }
+    for op in crate::stats::OPS {
+        let name = op.name();
+        if !s.iter().any(|x| x.ops.contains_key(name)) {
+            continue;
+        }
+        let stat = |f: fn(&crate::report::OpSecond) -> f64| {
+            over_time(s, move |x| x.ops.get(name).map_or(0.0, f))
+        };
+        figure(
+            &mut body,
+            line_chart(
+                &format!("{name} latency, second by second"),
+                "seconds into the run",
+                "ms",
+                &[
+                    line("p50", stat(|o| o.p50_ms)),
+                    line("p99", stat(|o| o.p99_ms)),
+                    line("p99.9", stat(|o| o.p999_ms)),
+                ],
+            ),
+            &format!(
+                "Percentiles of the {name} requests answered in each second (0 where none were)."
+            ),
+        );
+    }
     let tiers: std::collections::BTreeSet<u8> = s
         .iter()
         .flat_map(|x| x.clients_by_tier.keys().copied())
@@ -608,7 +647,7 @@ pub fn render(report: &RunReport) -> String {
     )
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:800px;margin:2em auto;color:#222;line-height:1.4}\
+const STYLE: &str = "body{font-family:sans-serif;max-width:920px;margin:2em auto;color:#222;line-height:1.4}\
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 pre{white-space:pre-wrap;overflow-wrap:anywhere}.id{color:#555;font-size:.9em}\
 .badge{padding:.1em .5em;border-radius:.3em;color:#fff;font-size:.8em}.badge.pass{background:#2a2}.badge.fail{background:#c22}\

@@ -441,6 +441,34 @@ fn in_profile_words(message: &str) -> String {
     m
 }
 
+/// A bad threshold's error at its own list item's line and column: the YAML parser
+/// reports where the list begins.
+fn at_item_line(text: &str, message: String) -> String {
+    let Some(source) = message
+        .strip_prefix("thresholds: threshold `")
+        .and_then(|m| m.split('`').next())
+    else {
+        return message;
+    };
+    let unquote = |v: &str| v.trim().trim_matches(['"', '\'']).to_string();
+    let found = text.lines().enumerate().find_map(|(i, line)| {
+        let item = line.trim_start().strip_prefix("- ")?;
+        let value = match item.split_once("threshold:") {
+            Some((_, rest)) => unquote(rest.split(',').next().unwrap_or(rest)),
+            None => unquote(item),
+        };
+        (value == source).then(|| (i + 1, line.len() - line.trim_start().len() + 1))
+    });
+    let Some((line, column)) = found else {
+        return message;
+    };
+    let place = format!("at line {line} column {column}");
+    match message.rfind(" at line ") {
+        Some(at) => format!("{} {place}", &message[..at]),
+        None => format!("{message} {place}"),
+    }
+}
+
 impl Profile {
     /// Reads, parses and checks a profile file.
     pub fn load(path: &Path) -> Result<Profile, ProfileError> {
@@ -465,8 +493,8 @@ impl Profile {
     /// Parses and checks profile YAML; the error names the field and, where the YAML
     /// parser knows it, the line and column.
     pub fn parse(text: &str) -> Result<Profile, String> {
-        let profile: Profile =
-            serde_yaml::from_str(text).map_err(|e| in_profile_words(&e.to_string()))?;
+        let profile: Profile = serde_yaml::from_str(text)
+            .map_err(|e| at_item_line(text, in_profile_words(&e.to_string())))?;
         profile.validate()?;
         Ok(profile)
     }
@@ -646,6 +674,26 @@ thresholds:
     fn threshold_on_unknown_op_is_refused_with_its_line() {
         let e = err(&GOOD.replace("shake: p99", "shook: p99"));
         assert!(e.contains("shook") && e.contains("line 12"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_threshold_is_placed_at_its_own_item() {
+        // The second item is wrong; the first begins with the same words.
+        let text = GOOD.replace(
+            "  - 'errors: rate < 0.1%'",
+            "  - 'errors: rate < 0.1%'\n  - 'shake: p99 < 50'",
+        );
+        let e = err(&text);
+        assert!(
+            e.contains("`50` is not a duration") && e.contains("at line 14 column 3"),
+            "{e}"
+        );
+        let full = GOOD.replace(
+            "  - 'errors: rate < 0.1%'",
+            "  - 'errors: rate < 0.1%'\n  - { threshold: 'open: p42 < 1', abort_on_fail: true }",
+        );
+        let e = err(&full);
+        assert!(e.contains("at line 14 column 3"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct Progress {
     last_errors: u64,
     last_outcomes: BTreeMap<String, u64>,
     last_tiers: BTreeMap<u8, u64>,
+    /// Each operation's errors so far at the previous line.
+    last_op_errors: [u64; OPS.len()],
     /// Each operation's cumulative histogram at the previous line.
     last_hists: Option<Vec<hdrhistogram::Histogram<u64>>>,
     last_at: Duration,
@@ -88,6 +90,24 @@ impl Progress {
             errors,
             replies_by_tier: tiers.clone(),
             clients_by_tier: s.clients_by_tier.clone(),
+            ops: OPS
+                .iter()
+                .filter(|op| {
+                    let i = **op as usize;
+                    !windows[i].is_empty() || s.ops[i].errors > self.last_op_errors[i]
+                })
+                .map(|op| {
+                    let i = *op as usize;
+                    let figures = crate::report::OpSecond {
+                        count: windows[i].len(),
+                        errors: s.ops[i].errors - self.last_op_errors[i],
+                        p50_ms: q(*op, 0.5),
+                        p99_ms: q(*op, 0.99),
+                        p999_ms: q(*op, 0.999),
+                    };
+                    (op.name().to_string(), figures)
+                })
+                .collect(),
         });
         self.last_errors = s.errors();
         self.last_outcomes = s.outcomes.clone();
@@ -109,6 +129,9 @@ impl Progress {
         );
         self.last_shakes = shakes;
         self.last_opens = opens;
+        for op in OPS {
+            self.last_op_errors[op as usize] = s.ops[op as usize].errors;
+        }
         if let Some(hlog) = &self.hlog {
             let length = elapsed.saturating_sub(self.last_at);
             for (op, w) in OPS.iter().zip(windows) {

@@ -78,7 +78,8 @@ pub struct SummaryCollector {
     pub stats: Arc<Mutex<Summary>>,
     pub thresholds: Vec<Threshold>,
     pub live: Arc<Live>,
-    /// Labels of `loadgen_run_info`: profile, run_id, version, commit.
+    /// Labels of `loadgen_run_info`: profile, version, commit (`run_id` is on every
+    /// series, from the registry).
     pub run_info: Vec<(&'static str, String)>,
 }
 

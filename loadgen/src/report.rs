@@ -606,4 +606,17 @@ pub struct Second {
     pub replies_by_tier: BTreeMap<u8, u64>,
     /// Connected users by their current tier.
     pub clients_by_tier: BTreeMap<u8, u64>,
+    /// Every operation answered or failed in this second: counts and p50, p99, p99.9 (ms).
+    pub ops: BTreeMap<String, OpSecond>,
+}
+
+/// One operation's figures in one second.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OpSecond {
+    /// Answered requests, and failed ones.
+    pub count: u64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
 }

@@ -292,14 +292,18 @@ async fn serve_metrics(
     live: &Arc<Live>,
     (profile, identity): (&Profile, &crate::identity::Identity),
 ) -> Result<()> {
-    let mut registry = Registry::default();
+    // Every series carries the run's id: a dashboard filters runs by it.
+    let run_label = (
+        std::borrow::Cow::Borrowed("run_id"),
+        std::borrow::Cow::Owned(identity.run_id.clone()),
+    );
+    let mut registry = Registry::with_labels(std::iter::once(run_label));
     registry.register_collector(Box::new(SummaryCollector {
         stats: stats.clone(),
         thresholds: profile.thresholds.clone(),
         live: live.clone(),
         run_info: vec![
             ("profile", profile.name.clone().unwrap_or_default()),
-            ("run_id", identity.run_id.clone()),
             ("version", identity.version.clone()),
             ("commit", identity.commit.clone()),
         ],
