@@ -98,16 +98,39 @@ fn frame<'a, 'b>(root: &'a Area<'b>, title: &'a str) -> ChartBuilder<'a, 'a, SVG
 /// Room at each chart's right for its legend, beside the plot rather than on the data.
 const LEGEND_WIDTH: u32 = 170;
 
-/// Where a legend goes: in the room [`frame`] leaves at the right, by the top.
-fn beside() -> SeriesLabelPosition {
-    SeriesLabelPosition::Coordinate((WIDTH - LEGEND_WIDTH) as i32 - 70, 0)
+/// Draws the legend in the room [`frame`] leaves at the right of the plot: one entry
+/// per name, in palette order, a line (or, `filled`, a swatch) of its colour.
+fn legend_beside(root: &Area, names: &[&str], filled: bool) -> Result<(), String> {
+    let x = (WIDTH - LEGEND_WIDTH) as i32;
+    for (i, name) in names.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let y = 44 + 18 * i as i32;
+        if filled {
+            root.draw(&Rectangle::new(
+                [(x, y - 5), (x + 14, y + 5)],
+                color.mix(0.6).filled(),
+            ))
+        } else {
+            root.draw(&PathElement::new(
+                vec![(x, y), (x + 16, y)],
+                color.stroke_width(2),
+            ))
+        }
+        .map_err(|e| e.to_string())?;
+        root.draw(&Text::new(
+            name.to_string(),
+            (x + 22, y - 6),
+            ("sans-serif", 12),
+        ))
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
-/// Draws `lines` (each in its palette colour, 2 px) with their legend at `position`.
+/// Draws `lines`, each in its palette colour, 2 px.
 fn draw_lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
     lines: &[Line],
-    position: SeriesLabelPosition,
 ) -> Result<(), String>
 where
     X: Ranged<ValueType = f64>,
@@ -120,27 +143,9 @@ where
                 l.points.iter().copied(),
                 color.stroke_width(2),
             ))
-            .map_err(|e| e.to_string())?
-            .label(l.name.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-            });
+            .map_err(|e| e.to_string())?;
     }
-    legend(chart, position)
-}
-
-/// The legend box of a chart's labelled series.
-fn legend<'a, X: Ranged, Y: Ranged>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
-    position: SeriesLabelPosition,
-) -> Result<(), String> {
-    chart
-        .configure_series_labels()
-        .position(position)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// Lines over a linear x axis (seconds) and a linear y axis.
@@ -159,7 +164,9 @@ fn line_chart(title: &str, x_desc: &str, y_desc: &str, lines: &[Line]) -> String
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
-        draw_lines(&mut chart, lines, beside())
+        draw_lines(&mut chart, lines)?;
+        let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+        legend_beside(root, &names, false)
     })
 }
 
@@ -196,20 +203,17 @@ fn stacked_chart(title: &str, y_desc: &str, layers: &[Line]) -> String {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (i, l) in layers.iter().enumerate().rev() {
+        for i in (0..layers.len()).rev() {
             let color = PALETTE[i % PALETTE.len()];
             chart
                 .draw_series(
                     AreaSeries::new(tops[i].iter().copied(), 0.0, color.mix(0.6))
                         .border_style(color),
                 )
-                .map_err(|e| e.to_string())?
-                .label(l.name.as_str())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.mix(0.6).filled())
-                });
+                .map_err(|e| e.to_string())?;
         }
-        legend(&mut chart, beside())
+        let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+        legend_beside(root, &names, true)
     })
 }
 
@@ -271,7 +275,9 @@ fn distribution_chart(report: &RunReport) -> String {
             .light_line_style(WHITE.mix(0.0))
             .draw()
             .map_err(|e| e.to_string())?;
-        draw_lines(&mut chart, &lines, beside())
+        draw_lines(&mut chart, &lines)?;
+        let names: Vec<&str> = lines.iter().map(|l| l.name.as_str()).collect();
+        legend_beside(root, &names, false)
     })
 }
 
@@ -326,10 +332,15 @@ fn bar_chart(title: &str, bars: &[(String, u64)]) -> String {
 
 /// An axis tick without spurious decimals: whole numbers once the axis spans tens.
 fn tick(v: f64, top: f64) -> String {
+    // Enough decimals that ten ticks up to `top` read apart.
     if top >= 20.0 {
         format!("{v:.0}")
-    } else {
+    } else if top >= 2.0 {
         format!("{v:.1}")
+    } else if top >= 0.2 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
     }
 }
 

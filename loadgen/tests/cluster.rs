@@ -184,19 +184,27 @@ fn a_lost_agent_is_named_and_fails_the_run_unless_the_profile_allows_it() {
         if should_pass {
             // The run goes on without b, and /metrics says b is down.
             c.wait_for("lost at", Duration::from_secs(30));
-            let down = r#"loadgen_agent_up{agent="b",segment="1/2"}"#;
+            // Every series also carries the run's id.
+            let agent_up = |k: &str, agent: &str, segment: &str| {
+                k.starts_with("loadgen_agent_up{")
+                    && k.contains(&format!(r#"agent="{agent}""#))
+                    && k.contains(&format!(r#"segment="{segment}""#))
+                    && k.contains("run_id=")
+            };
             let deadline = Instant::now() + Duration::from_secs(30);
             while !common::scrape(metrics)
                 .iter()
-                .any(|(k, v)| k == down && *v == 0.0)
+                .any(|(k, v)| agent_up(k, "b", "1/2") && *v == 0.0)
             {
-                assert!(Instant::now() < deadline, "{down} never went to 0");
+                assert!(
+                    Instant::now() < deadline,
+                    "agent b's loadgen_agent_up never went to 0"
+                );
                 std::thread::sleep(Duration::from_millis(200));
             }
-            let up = r#"loadgen_agent_up{agent="a",segment="0/2"}"#;
             assert!(common::scrape(metrics)
                 .iter()
-                .any(|(k, v)| k == up && *v == 1.0));
+                .any(|(k, v)| agent_up(k, "a", "0/2") && *v == 1.0));
         }
         let passed = c.wait(Duration::from_secs(120));
         let log = c.log();

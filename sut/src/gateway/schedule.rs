@@ -60,10 +60,7 @@ pub(crate) fn start(gw: &Arc<Gateway>) -> Result<(), super::GatewayError> {
     let timeline = match gw.schedule.kept() {
         Some(kept) if offer(gw, &kept, Channel::Disk).ok() == Some(Offer::Applied) => {
             let s = gw.schedule.public.verify(&kept).ok();
-            s.map(|s| {
-                set_clock(gw, &s);
-                s
-            })
+            s.inspect(|s| set_clock(gw, s))
         }
         _ => None,
     };
