@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod generators;
 pub mod hlog;
 pub mod hostile;
+pub mod html_charts;
 pub mod html_cost;
 pub mod html_report;
 pub mod identity;
