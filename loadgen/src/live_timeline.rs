@@ -127,14 +127,21 @@ pub fn report(data: &Path, gateways: u16, start_at: i64) -> Vec<ChangeReport> {
 }
 
 impl ChangeReport {
-    /// One line for the summary.
-    pub fn line(&self) -> String {
-        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+    /// Gateways by the channel that brought the version first, `push 3, gossip 1`
+    /// (empty when none took it).
+    fn first_by(&self) -> String {
         let channels: Vec<String> = self
             .first_channel
             .iter()
             .map(|(c, n)| format!("{c} {n}"))
             .collect();
+        channels.join(", ")
+    }
+
+    /// One line for the summary.
+    pub fn line(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+        let first = self.first_by();
         format!(
             "v{} at {:.1} s ({}): on {}/{} gateways, p50 {}, max {}; first by {}; {} shakes decided on the older version",
             self.version,
@@ -144,10 +151,16 @@ impl ChangeReport {
             self.gateways,
             ms(self.p50_ms),
             ms(self.max_ms),
-            if channels.is_empty() { "none".into() } else { channels.join(", ") },
+            if first.is_empty() { "none" } else { &first },
             self.stale_shakes
         )
     }
+}
+
+/// Decided shakes by version, `v1 14280, v2 12000`.
+fn by_version(versions: &BTreeMap<u64, u64>) -> String {
+    let parts: Vec<String> = versions.iter().map(|(v, n)| format!("v{v} {n}")).collect();
+    parts.join(", ")
 }
 
 /// The summary's live timeline section: each change, then the clients' shakes by the
@@ -164,11 +177,10 @@ pub fn write_summary(out: &mut String, changes: &[ChangeReport], versions: &BTre
     for c in changes {
         let _ = writeln!(out, "  {}", c.line());
     }
-    let by_version: Vec<String> = versions.iter().map(|(v, n)| format!("v{v} {n}")).collect();
     let _ = writeln!(
         out,
         "  decided shakes by the version their reply named: {}",
-        by_version.join(", ")
+        by_version(versions)
     );
 }
 
@@ -184,11 +196,6 @@ pub fn html(changes: &[ChangeReport], versions: &BTreeMap<u64, u64>) -> String {
         "<h2>Live timeline</h2><p>Each programme change the operator made during the run: when it was signed, how many gateways applied it (or a later version), the time from signing to applying over gateways, the channel that brought it first, and the shakes gateways decided on the version it replaced after it was signed.</p><table><tr><th>version</th><th>change</th><th>signed at</th><th>gateways</th><th>p50 ms</th><th>max ms</th><th>first by</th><th>stale shakes</th></tr>",
     );
     for c in changes {
-        let first: Vec<String> = c
-            .first_channel
-            .iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect();
         let _ = write!(
             out,
             "<tr><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{:.1} s</td><td class=\"num\">{}/{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"num\">{}</td></tr>",
@@ -199,16 +206,15 @@ pub fn html(changes: &[ChangeReport], versions: &BTreeMap<u64, u64>) -> String {
             c.gateways,
             ms(c.p50_ms),
             ms(c.max_ms),
-            esc(&first.join(", ")),
+            esc(&c.first_by()),
             c.stale_shakes
         );
     }
     out.push_str("</table>");
-    let by_version: Vec<String> = versions.iter().map(|(v, n)| format!("v{v} {n}")).collect();
     let _ = write!(
         out,
         "<p>Decided shakes by the version their reply named: {}</p>",
-        esc(&by_version.join(", "))
+        esc(&by_version(versions))
     );
     out
 }

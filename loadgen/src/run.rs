@@ -137,9 +137,13 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
             _ = tick.tick() => {
                 let elapsed = start.elapsed().saturating_sub(TICK_LAG);
                 if let (Some(s), false) = (&spawned, profile.timeline_changes.is_empty()) {
-                    let changes = crate::live_timeline::report(&s.data, s.manifest.gateways, start_at);
-                    if let Ok(mut t) = watch.live.timeline.lock() {
-                        *t = changes;
+                    // The gateways' logs are files: read off the run's loop.
+                    let (data, gateways) = (s.data.clone(), s.manifest.gateways);
+                    let read = move || crate::live_timeline::report(&data, gateways, start_at);
+                    if let Ok(changes) = tokio::task::spawn_blocking(read).await {
+                        if let Ok(mut t) = watch.live.timeline.lock() {
+                            *t = changes;
+                        }
                     }
                 }
                 let failed = watch.second(elapsed, &stats, &mut progress, &fleet, &profile.stages, hostile.as_ref());

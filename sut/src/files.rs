@@ -31,6 +31,14 @@ fn read(path: &Path) -> Result<String, FileError> {
     })
 }
 
+/// Reads a file's bytes; the error names it.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
+    std::fs::read(path).map_err(|source| FileError::Read {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// Reads and checks a timeline file.
 pub fn load_timeline(path: &Path) -> Result<Timeline, FileError> {
     Ok(Timeline::parse(&read(path)?, &path.display().to_string())?)

@@ -5,11 +5,15 @@
 //! A version file is created, never replaced: two operators racing for one version
 //! number cannot both win it (the loser takes the next).
 
-use crate::files::{write_atomic, FileError};
+use crate::files::{read_bytes as read, write_atomic, FileError};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use sut_wire::schedule::{OperatorKey, OperatorPublic, Schedule, ScheduleError, SignedSchedule};
+use std::path::Path;
+pub use sut_wire::schedule::versions_dir;
+use sut_wire::schedule::{
+    recorded_numbers, version_path, OperatorKey, OperatorPublic, Schedule, ScheduleError,
+    SignedSchedule,
+};
 use sut_wire::timeline::Timeline;
 use thiserror::Error;
 
@@ -18,27 +22,20 @@ pub const PUBLIC_KEY: &str = "operator.pub";
 
 #[derive(Debug, Error)]
 pub enum ScheduleFileError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
     #[error("{path}: {source}")]
     Schedule { path: String, source: ScheduleError },
     #[error(transparent)]
     File(#[from] FileError),
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, ScheduleFileError> {
-    std::fs::read(path).map_err(|source| ScheduleFileError::Read {
-        path: path.display().to_string(),
-        source,
-    })
+/// A write to `path` failed.
+fn write_error(path: &Path) -> impl Fn(std::io::Error) -> ScheduleFileError + '_ {
+    move |source| {
+        ScheduleFileError::File(FileError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
 }
 
 /// The operator's key pair in `data`, made on first use (the private key owner-only).
@@ -78,17 +75,14 @@ pub fn operator_key(data: &Path) -> Result<OperatorKey, ScheduleFileError> {
 /// one first wins (then that one is used).
 fn create_private(path: &Path, bytes: &[u8]) -> Result<(), ScheduleFileError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let werr = |source| ScheduleFileError::Write {
-        path: path.display().to_string(),
-        source,
-    };
+    let werr = write_error(path);
     match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(path)
     {
-        Ok(mut f) => f.write_all(bytes).and_then(|_| f.sync_all()).map_err(werr),
+        Ok(mut f) => f.write_all(bytes).and_then(|_| f.sync_all()).map_err(&werr),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(werr(e)),
     }
@@ -107,13 +101,6 @@ pub fn operator_public(data: &Path) -> Result<OperatorPublic, ScheduleFileError>
             source,
         }
     })
-}
-
-use sut_wire::schedule::version_number;
-pub use sut_wire::schedule::versions_dir;
-
-fn version_path(data: &Path, version: u64) -> PathBuf {
-    versions_dir(data).join(format!("v{version:06}.json"))
 }
 
 /// The version a timeline file starts a show at.
@@ -135,13 +122,10 @@ pub fn save_version(
 ) -> Result<bool, ScheduleFileError> {
     let dir = versions_dir(data);
     let path = version_path(data, version);
-    let werr = |source| ScheduleFileError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(&dir).map_err(werr)?;
+    let werr = write_error(&path);
+    std::fs::create_dir_all(&dir).map_err(&werr)?;
     let tmp = dir.join(format!(".v{version}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, signed.to_json()).map_err(werr)?;
+    std::fs::write(&tmp, signed.to_json()).map_err(&werr)?;
     // A hard link fails if the name exists: the version number is claimed atomically.
     let linked = std::fs::hard_link(&tmp, &path);
     let _ = std::fs::remove_file(&tmp);
@@ -154,14 +138,7 @@ pub fn save_version(
 
 /// The highest version number recorded in `data` (0 when none).
 pub fn latest_number(data: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(versions_dir(data)) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| version_number(&e.file_name().to_string_lossy()))
-        .max()
-        .unwrap_or(0)
+    recorded_numbers(data).last().copied().unwrap_or(0)
 }
 
 /// Reads and verifies one recorded version.
@@ -191,13 +168,8 @@ pub fn all_versions(
     if let Some(t) = first {
         out.insert(t.version, first_schedule(t));
     }
-    if let Ok(entries) = std::fs::read_dir(versions_dir(data)) {
-        for e in entries.filter_map(|e| e.ok()) {
-            if let Some(v) = version_number(&e.file_name().to_string_lossy()) {
-                let (schedule, _) = load_version(data, v, public)?;
-                out.insert(v, schedule);
-            }
-        }
+    for v in recorded_numbers(data) {
+        out.insert(v, load_version(data, v, public)?.0);
     }
     Ok(out)
 }

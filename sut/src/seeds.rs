@@ -174,18 +174,22 @@ mod tests {
     use std::time::Duration;
     use sut_wire::timeline::Round;
 
-    #[test]
-    fn load_checks_identity() {
-        let round = Round {
-            id: 3,
+    fn round(id: u32, envelopes: u64) -> Round {
+        Round {
+            id,
             start: Duration::ZERO,
             duration: Duration::from_secs(1),
-            envelopes: 10,
+            envelopes,
             rate: 1.0,
             amount_cents: [1, 1000],
             sponsors: vec![1, 2, 3],
             resources: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn load_checks_identity() {
+        let round = round(3, 10);
         let dir = tempfile::tempdir().unwrap();
         let shard = generate(&round, 2, 1).remove(1);
         let p = shard_path(dir.path(), 3, 1);
@@ -199,16 +203,7 @@ mod tests {
 
     #[test]
     fn batches_chain_on_after_the_first_shard() {
-        let mut round = Round {
-            id: 4,
-            start: Duration::ZERO,
-            duration: Duration::from_secs(1),
-            envelopes: 10,
-            rate: 1.0,
-            amount_cents: [1, 1000],
-            sponsors: vec![1, 2, 3],
-            resources: vec![],
-        };
+        let mut round = round(4, 10);
         let dir = tempfile::tempdir().unwrap();
         let t = Timeline::parse("rounds: []\n", "t").unwrap();
         write_all(

@@ -210,21 +210,33 @@ pub fn version_number(name: &str) -> Option<u64> {
     name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()
 }
 
-/// Every version recorded in `data`, unverified (a report reads what its own run
-/// wrote; gateways and the audit verify), by number.
-pub fn recorded_versions(data: &std::path::Path) -> Vec<Schedule> {
+/// Where version `version` is recorded in `data`.
+pub fn version_path(data: &std::path::Path, version: u64) -> std::path::PathBuf {
+    versions_dir(data).join(format!("v{version:06}.json"))
+}
+
+/// The version numbers recorded in `data`, ascending (none when it has no versions).
+pub fn recorded_numbers(data: &std::path::Path) -> Vec<u64> {
     let Ok(entries) = std::fs::read_dir(versions_dir(data)) else {
         return Vec::new();
     };
-    let mut out: Vec<Schedule> = entries
+    let mut out: Vec<u64> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| version_number(&e.file_name().to_string_lossy()).is_some())
-        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|e| version_number(&e.file_name().to_string_lossy()))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
+/// Every version recorded in `data`, unverified (a report reads what its own run
+/// wrote; gateways and the audit verify), by number.
+pub fn recorded_versions(data: &std::path::Path) -> Vec<Schedule> {
+    recorded_numbers(data)
+        .into_iter()
+        .filter_map(|v| std::fs::read(version_path(data, v)).ok())
         .filter_map(|b| SignedSchedule::from_json(&b).ok())
         .filter_map(|s| serde_json::from_str::<Schedule>(&s.body).ok())
-        .collect();
-    out.sort_by_key(|s| s.version);
-    out
+        .collect()
 }
 
 #[cfg(test)]

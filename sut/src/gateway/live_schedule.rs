@@ -76,6 +76,14 @@ impl LiveSchedule {
         self.public.verify(&signed).ok().map(|_| signed)
     }
 
+    /// The newest schedule this gateway holds (being applied, or applied).
+    pub fn current(&self) -> sut_wire::schedule::Schedule {
+        match self.live.lock() {
+            Ok(l) => l.0.current().clone(),
+            Err(p) => p.into_inner().0.current().clone(),
+        }
+    }
+
     /// The newest version this gateway holds (being applied, or applied).
     pub fn held_version(&self) -> u64 {
         self.live.lock().map_or(0, |l| l.0.version())

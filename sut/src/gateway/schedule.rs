@@ -57,17 +57,13 @@ pub(crate) fn offer(
 /// than the first timeline, else the first timeline's. At start, before any client,
 /// so its reads may block.
 pub(crate) fn start(gw: &Arc<Gateway>) -> Result<(), super::GatewayError> {
-    let timeline = match gw.schedule.kept() {
-        Some(kept) if offer(gw, &kept, Channel::Disk).ok() == Some(Offer::Applied) => {
-            let s = gw.schedule.public.verify(&kept).ok();
-            s.inspect(|s| set_clock(gw, s))
-        }
-        _ => None,
-    };
-    let (version, timeline) = match timeline {
-        Some(s) => (s.version, s.timeline),
-        None => (gw.schedule.first.version, gw.schedule.first.clone()),
-    };
+    if let Some(kept) = gw.schedule.kept() {
+        // Taken only when newer than the first timeline.
+        let _ = offer(gw, &kept, Channel::Disk);
+    }
+    let held = gw.schedule.current();
+    mark_applied(gw, &held);
+    let (version, timeline) = (held.version, held.timeline);
     let wanted = seeds_wanted(gw, &timeline);
     let mut read = read_seeds(gw.schedule.seeds_dir(), gw.id, wanted);
     if let Some(at) = read.iter().position(|r| r.is_err()) {
@@ -97,7 +93,7 @@ async fn apply(
     for e in read.iter().filter_map(|r| r.as_ref().err()) {
         crate::log_line!("gateway {}: version {}: {e}", gw.id, schedule.version);
     }
-    set_clock(&gw, &schedule);
+    mark_applied(&gw, &schedule);
     install(&gw, schedule.version, &schedule.timeline, read);
     let record = applied_record(&gw, &schedule, channel, at);
     crate::log_line!(
@@ -113,8 +109,9 @@ async fn apply(
     let _ = tokio::task::spawn_blocking(move || keep(&file, &log, &signed, &record)).await;
 }
 
-/// The version's clock correction, unless a newer version is held already.
-fn set_clock(gw: &Gateway, schedule: &Schedule) {
+/// Marks `schedule` the version applied, with its clock correction and rates, unless
+/// a newer one was applied already.
+fn mark_applied(gw: &Gateway, schedule: &Schedule) {
     let live = &gw.schedule;
     if live.version.fetch_max(schedule.version, Ordering::AcqRel) <= schedule.version {
         live.clock_offset_ms
@@ -173,35 +170,40 @@ fn keep(file: &Path, log: &Path, signed: &SignedSchedule, record: &Applied) {
     }
 }
 
-/// Seeds a round needs beyond what the core holds.
+/// Seeds a round needs beyond what the core holds: up to `upto` of its envelopes over
+/// all gateways.
 #[derive(Debug, Clone)]
-enum Wanted {
-    /// The round's whole shard (a round new to this gateway).
-    Round {
-        round: u32,
-        base: Option<u64>,
-        upto: u64,
-        leased: u64,
-    },
-    /// More envelopes of a round it holds (a raised budget).
-    More { round: u32, from: u64, upto: u64 },
+struct Wanted {
+    round: u32,
+    upto: u64,
+    need: Need,
 }
 
-/// What a read of seeds brought.
-enum Read {
+#[derive(Debug, Clone)]
+enum Need {
+    /// The round's whole shard (a round new to this gateway); `base` is its budget in
+    /// the first timeline, `leased` the lease end its store held at start.
+    Round { base: Option<u64>, leased: u64 },
+    /// More envelopes of a round it holds (a raised budget), from `from` on.
+    More { from: u64 },
+}
+
+/// What a read of seeds brought for a round, and how far its envelopes reach.
+struct Read {
+    round: u32,
+    upto: u64,
+    reach: u64,
+    got: Got,
+}
+
+enum Got {
     Round {
-        round: u32,
         shard: sut_core::seed_shard::SeedShard,
-        reach: u64,
-        upto: u64,
         leased: u64,
     },
     More {
-        round: u32,
         from: u64,
         envelopes: Vec<sut_core::seed_shard::SeedEnvelope>,
-        reach: u64,
-        upto: u64,
     },
 }
 
@@ -215,19 +217,22 @@ fn seeds_wanted(gw: &Gateway, timeline: &Timeline) -> Vec<Wanted> {
         .rounds
         .iter()
         .filter_map(|r| {
-            if !core.has_round(r.id) {
-                return Some(Wanted::Round {
-                    round: r.id,
+            let need = if !core.has_round(r.id) {
+                Need::Round {
                     base: live.first_budget(r.id),
-                    upto: r.envelopes,
                     leased: gw.leases_at_start.get(&r.id).copied().unwrap_or(0),
-                });
-            }
-            let from = seeded.get(&r.id).copied().unwrap_or(0);
-            (r.envelopes > from).then_some(Wanted::More {
+                }
+            } else {
+                let from = seeded.get(&r.id).copied().unwrap_or(0);
+                if r.envelopes <= from {
+                    return None;
+                }
+                Need::More { from }
+            };
+            Some(Wanted {
                 round: r.id,
-                from,
                 upto: r.envelopes,
+                need,
             })
         })
         .collect()
@@ -241,32 +246,23 @@ fn read_seeds(
 ) -> Vec<Result<Read, seeds::SeedFileError>> {
     wanted
         .into_iter()
-        .map(|w| match w {
-            Wanted::Round {
-                round,
-                base,
-                upto,
-                leased,
-            } => seeds::load_round(dir, round, gateway, base, upto).map(|(shard, reach)| {
-                Read::Round {
-                    round,
-                    shard,
-                    reach,
-                    upto,
-                    leased,
+        .map(|Wanted { round, upto, need }| {
+            let (got, reach) = match need {
+                Need::Round { base, leased } => {
+                    let (shard, reach) = seeds::load_round(dir, round, gateway, base, upto)?;
+                    (Got::Round { shard, leased }, reach)
                 }
-            }),
-            Wanted::More { round, from, upto } => {
-                seeds::load_batches(dir, round, gateway, from, upto).map(|(envelopes, reach)| {
-                    Read::More {
-                        round,
-                        from,
-                        envelopes,
-                        reach,
-                        upto,
-                    }
-                })
-            }
+                Need::More { from } => {
+                    let (envelopes, reach) = seeds::load_batches(dir, round, gateway, from, upto)?;
+                    (Got::More { from, envelopes }, reach)
+                }
+            };
+            Ok(Read {
+                round,
+                upto,
+                reach,
+                got,
+            })
         })
         .collect()
 }
@@ -284,35 +280,27 @@ fn install(
     let (Ok(mut core), Ok(mut seeded)) = (gw.core.lock(), live.seeded.lock()) else {
         return;
     };
-    for r in read.into_iter().flatten() {
-        let (round, reach, upto) = match r {
-            Read::Round {
-                round,
-                shard,
-                reach,
-                upto,
-                leased,
-            } => {
+    for Read {
+        round,
+        upto,
+        reach,
+        got,
+    } in read.into_iter().flatten()
+    {
+        match got {
+            Got::Round { shard, leased } => {
                 if core.has_round(round) {
                     continue;
                 }
                 core.load_round(shard, leased, show_ms);
-                (round, reach, upto)
             }
-            Read::More {
-                round,
-                from,
-                envelopes,
-                reach,
-                upto,
-            } => {
+            Got::More { from, envelopes } => {
                 if seeded.get(&round).copied().unwrap_or(0) != from {
                     continue;
                 }
                 core.extend_round(round, &envelopes);
-                (round, reach, upto)
             }
-        };
+        }
         seeded.insert(round, reach);
         if reach < upto {
             crate::log_line!(
