@@ -22,6 +22,8 @@
 //! - the live timeline: an operator's change made into the next signed version
 //!   ([`programme_change`]), and the version a gateway holds against what its channels
 //!   offer, with the stale-shake count ([`live_timeline`]);
+//! - resource pre-push: the items' bytes, a client's downloads and what it holds
+//!   ([`pre_push`]);
 //! - the payment stand-in's injected faults ([`payment_faults`]), and when a supervisor
 //!   restarts a crashed part ([`restart`]);
 //! - the audit's checker over the durable records ([`audit`]).
@@ -36,6 +38,7 @@ pub mod live_timeline;
 pub mod opens;
 pub mod passthrough;
 pub mod payment_faults;
+pub mod pre_push;
 pub mod programme_change;
 pub mod rate_budget;
 pub mod reservations;

@@ -15,6 +15,7 @@ pub mod metric_names;
 pub mod open;
 pub mod protocol;
 pub mod reserve;
+pub mod resource_manifest;
 pub mod rpc;
 pub mod schedule;
 pub mod signing;

@@ -106,12 +106,18 @@ impl OperatorKey {
     /// Signs a schedule.
     pub fn sign(&self, schedule: &Schedule) -> SignedSchedule {
         let body = serde_json::to_string(schedule).unwrap_or_default();
-        let mut msg = TAG.to_vec();
-        msg.extend_from_slice(body.as_bytes());
         SignedSchedule {
-            signature: hex::encode(self.pair.sign(&msg).as_ref()),
+            signature: self.sign_tagged(TAG, &body),
             body,
         }
+    }
+
+    /// The hex signature over `tag` followed by `body`: each signed kind has its own
+    /// tag, so a signature over one never verifies as another.
+    pub(crate) fn sign_tagged(&self, tag: &[u8], body: &str) -> String {
+        let mut msg = tag.to_vec();
+        msg.extend_from_slice(body.as_bytes());
+        hex::encode(self.pair.sign(&msg).as_ref())
     }
 }
 
@@ -138,17 +144,28 @@ impl OperatorPublic {
         if len > MAX_SIGNED_LEN {
             return Err(ScheduleError::TooLarge(len));
         }
-        let sig = hex::decode(&signed.signature).map_err(|_| ScheduleError::BadSignature)?;
-        let mut msg = TAG.to_vec();
-        msg.extend_from_slice(signed.body.as_bytes());
-        UnparsedPublicKey::new(&ED25519, &self.0)
-            .verify(&msg, &sig)
-            .map_err(|_| ScheduleError::BadSignature)?;
+        if !self.verify_tagged(TAG, &signed.body, &signed.signature) {
+            return Err(ScheduleError::BadSignature);
+        }
         let schedule: Schedule = serde_json::from_str(&signed.body)
             .map_err(|e| ScheduleError::Malformed(e.to_string()))?;
         // Checks the timeline as a file would be checked.
         Timeline::parse(&schedule.timeline.to_yaml(), "the signed schedule")?;
         Ok(schedule)
+    }
+}
+
+impl OperatorPublic {
+    /// Whether `signature` (hex) signs `tag` followed by `body`.
+    pub(crate) fn verify_tagged(&self, tag: &[u8], body: &str, signature: &str) -> bool {
+        let Ok(sig) = hex::decode(signature) else {
+            return false;
+        };
+        let mut msg = tag.to_vec();
+        msg.extend_from_slice(body.as_bytes());
+        UnparsedPublicKey::new(&ED25519, &self.0)
+            .verify(&msg, &sig)
+            .is_ok()
     }
 }
 
