@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod operator;
 pub mod outbox;
 pub mod payment;
+pub mod pre_push;
 pub mod rpc;
 pub mod schedule_files;
 pub mod seeds;

@@ -26,6 +26,9 @@ pub struct Manifest {
     pub gossip_addrs: Vec<String>,
     /// `/metrics` address of every process, by job name.
     pub metrics: Vec<(String, String)>,
+    /// Resource servers' HTTP addresses (pre-push), when the system runs any.
+    #[serde(default)]
+    pub resource_addrs: Vec<String>,
 }
 
 /// A manifest's text is not a manifest.

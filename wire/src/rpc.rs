@@ -79,6 +79,12 @@ pub enum Rpc {
     /// Supervisor → gateway: take a live timeline channel (`push`, `pull`, `gossip`)
     /// down or bring it back, as a fault a run injects.
     ChannelFault { channel: String, down: bool },
+    /// Set a resource server's injected faults: the share of item responses it
+    /// corrupts, in millionths, and its bandwidth in bytes per second (0: its own
+    /// budget).
+    ResourceFault { corrupt_ppm: u32, bandwidth: u64 },
+    /// A resource server's faults now.
+    ResourceFaultSet { corrupt_ppm: u32, bandwidth: u64 },
 }
 
 #[derive(Debug, Error)]

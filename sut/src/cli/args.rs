@@ -40,6 +40,12 @@ pub(crate) enum Command {
     /// Change the show's programme live: sign a new timeline version and send it over
     /// the three channels (`sut timeline move 2 +30s --data DIR`).
     Timeline(TimelineArgs),
+    /// Run a resource server: one node of the CDN handing pre-push items to clients
+    /// (`sut up --resource-servers N` runs N).
+    ResourceServer(ResourceServerArgs),
+    /// The pre-push resources: `show` the newest manifest, or `update ID...` to give
+    /// items new bytes and sign the next manifest version (`sut resources update 3 7`).
+    Resources(ResourcesArgs),
     /// Make the keys every part shares (secret.key, auth.key, rpc.key) in a directory,
     /// keeping any already there: for parts started one by one (deploy/k8s).
     Keys(KeysArgs),
@@ -59,6 +65,37 @@ pub(crate) struct ConfigArgs {
     /// Accepted for the supervisor's uniform command line; unused.
     #[arg(long, hide = true)]
     pub(crate) show_start_ms: Option<i64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ResourceServerArgs {
+    #[arg(long, default_value = "resources-0")]
+    pub(crate) name: String,
+    #[arg(long, default_value = "127.0.0.1:7140")]
+    pub(crate) listen: String,
+    /// The internal RPC port that takes injected faults.
+    #[arg(long, default_value = "127.0.0.1:7141")]
+    pub(crate) control: String,
+    #[arg(long)]
+    pub(crate) metrics: Option<String>,
+    #[arg(long, default_value = "data")]
+    pub(crate) data: PathBuf,
+    /// Bytes per second this server sends at most, over all clients (`20MiB`).
+    #[arg(long, default_value = "20MiB", value_parser = parse_bytes)]
+    pub(crate) bandwidth: u64,
+    /// Accepted for the supervisor's uniform command line; unused.
+    #[arg(long, hide = true)]
+    pub(crate) show_start_ms: Option<i64>,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ResourcesArgs {
+    /// The system's data directory (its operator key and manifests).
+    #[arg(long, default_value = "data")]
+    pub(crate) data: PathBuf,
+    /// `show`, or `update ID...`.
+    #[arg(required = true, num_args = 1..)]
+    pub(crate) change: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -176,7 +213,7 @@ pub(crate) struct GatewayTuning {
 }
 
 /// Reads a size such as `64MiB`, `512KiB` or `1000`.
-fn parse_bytes(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);

@@ -2,6 +2,7 @@
 
 mod args;
 mod live;
+mod resources;
 mod supervisor;
 mod up;
 
@@ -80,6 +81,26 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Timeline(args) => rt.block_on(timeline(args)),
+        Command::ResourceServer(args) => rt.block_on(async {
+            let shutdown = shutdown_signal()?;
+            let config = sut::pre_push::server::ResourceServerConfig {
+                public: sut::schedule_files::operator_public(&args.data)?,
+                rpc_key: keys(&args.data)?.rpc,
+                name: args.name,
+                listen: args.listen,
+                control: args.control,
+                metrics: args.metrics,
+                data: args.data,
+                bandwidth: args.bandwidth,
+            };
+            sut::pre_push::server::run(config, shutdown).await?;
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Resources(args) => {
+            let words: Vec<&str> = args.change.iter().map(String::as_str).collect();
+            println!("{}", resources::operate(&args.data, &words)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys(args) => {
             keys(&args.data)?;
             println!(

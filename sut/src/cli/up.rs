@@ -55,11 +55,33 @@ pub struct UpArgs {
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
     #[command(flatten)]
+    resources: ResourceArgs,
+    #[command(flatten)]
     gateway: super::GatewayTuning,
     #[command(flatten)]
     payment: super::PaymentFaultArgs,
     #[command(flatten)]
     split: super::SplitArgs,
+}
+
+/// The pre-push resource servers and the first manifest's items.
+#[derive(Debug, clap::Args)]
+struct ResourceArgs {
+    /// Resource servers (the CDN that pre-pushes sponsors' images); 0: none.
+    #[arg(long, default_value_t = 0)]
+    resource_servers: u16,
+    /// Items in the first resource manifest (the seed's 65); the timeline's greeting
+    /// images come first.
+    #[arg(long, default_value_t = 65, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    resource_items: u32,
+    /// Smallest item, in bytes (`8KiB`): sizes spread from here to --resource-max-size.
+    #[arg(long, default_value = "8KiB", value_parser = super::args::parse_bytes)]
+    resource_min_size: u64,
+    #[arg(long, default_value = "64KiB", value_parser = super::args::parse_bytes)]
+    resource_max_size: u64,
+    /// Each resource server's bandwidth budget, bytes per second.
+    #[arg(long, default_value = "20MiB", value_parser = super::args::parse_bytes)]
+    resource_bandwidth: u64,
 }
 
 pub async fn run(args: UpArgs) -> Result<ExitCode> {
@@ -80,7 +102,8 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
 
 /// Runs the system with its fleet size decided.
 async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
-    if gossip_base(args.base_port, gateways) as u32 + gateways as u32 > u16::MAX as u32 {
+    let servers = u32::from(args.resources.resource_servers);
+    if gossip_base(args.base_port, gateways) as u32 + gateways as u32 + 3 * servers > u16::MAX as u32 {
         bail!("--base-port {} leaves no room for {} gateways and their metrics ports; choose a lower base", args.base_port, gateways);
     }
     let data = &args.data;
@@ -110,6 +133,7 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
         config_addrs: plan.configs.clone(),
         gossip_addrs: plan.gossip.clone(),
         metrics: plan.metrics.clone(),
+        resource_addrs: plan.resources.clone(),
     };
     write_targets(data, &plan.metrics)?;
     sut::files::save_manifest(&manifest, data)?;
@@ -146,11 +170,14 @@ async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
                     }
                 }
             }
-            Some(line) = control.recv() => match super::live::parse(&line) {
-                Some(live) => {
+            Some(line) = control.recv() => match (super::live::parse(&line), super::resources::parse(&line)) {
+                (Some(live), _) => {
                     tokio::spawn(super::live::carry_out(live, data.clone(), plan.gossip.clone()));
                 }
-                None => println!("{}", sup.command(&line).await),
+                (None, Some(r)) => {
+                    tokio::spawn(super::resources::carry_out(r, data.clone(), plan.resource_controls.clone()));
+                }
+                (None, None) => println!("{}", sup.command(&line).await),
             },
         }
     };
@@ -199,6 +226,22 @@ fn prepare_data(args: &UpArgs, gateways: u16) -> Result<(Timeline, i64)> {
     sut::certs::ensure(data, std::slice::from_ref(&args.host))?;
     std::fs::write(data.join("timeline.yaml"), timeline.to_yaml())
         .context("cannot write the timeline copy")?;
+    if args.resources.resource_servers > 0 {
+        let r = &args.resources;
+        let catalogue = sut::pre_push::files::Catalogue {
+            items: r.resource_items as usize,
+            min_bytes: r.resource_min_size,
+            max_bytes: r.resource_max_size.max(r.resource_min_size),
+        };
+        let key = sut::schedule_files::operator_key(data)?;
+        let m = sut::pre_push::files::publish_first(data, &key, &timeline, catalogue)?;
+        println!(
+            "resource manifest version {}: {} items, {} bytes",
+            m.version,
+            m.items.len(),
+            m.total_bytes()
+        );
+    }
     let seeds = data.join("seeds");
     if previous.is_none() {
         let n = sut::seeds::write_all(&timeline, gateways, args.seed, &seeds)?;
@@ -225,6 +268,9 @@ struct Plan {
     configs: Vec<String>,
     gateways: Vec<String>,
     gossip: Vec<String>,
+    /// Resource servers' HTTP addresses, and their control (RPC) ports by name.
+    resources: Vec<String>,
+    resource_controls: Vec<(String, String)>,
     /// `/metrics` address of every part, by name: payment, envelope, the gateways, then
     /// `sut up` itself (`supervisor`).
     metrics: Vec<(String, String)>,
@@ -245,15 +291,25 @@ impl Plan {
         for i in 0..CONFIG_SERVICES {
             metrics.push((format!("config-{i}"), addr(base + 1003 + i)));
         }
+        let gossip = gossip_base(base, gateways);
+        // Resource servers after the gossip ports: HTTP, then control, then metrics.
+        let servers = args.resources.resource_servers;
+        let first = gossip + gateways;
+        for i in 0..servers {
+            metrics.push((format!("resources-{i}"), addr(first + 2 * servers + i)));
+        }
         // `sut up` itself, last: the supervisor's crashes and restarts.
         metrics.push(("supervisor".to_string(), addr(base + 1002)));
-        let gossip = gossip_base(base, gateways);
         Plan {
             payment: addr(base),
             envelope: addr(base + 1),
             configs: (0..CONFIG_SERVICES).map(|i| addr(base + 2 + i)).collect(),
             gateways: (0..gateways).map(|i| addr(base + 10 + i)).collect(),
             gossip: (0..gateways).map(|i| addr(gossip + i)).collect(),
+            resources: (0..servers).map(|i| addr(first + i)).collect(),
+            resource_controls: (0..servers)
+                .map(|i| (format!("resources-{i}"), addr(first + servers + i)))
+                .collect(),
             metrics,
         }
     }
@@ -266,6 +322,8 @@ impl Plan {
             .chain(&self.configs)
             .chain(&self.gateways)
             .chain(&self.gossip)
+            .chain(&self.resources)
+            .chain(self.resource_controls.iter().map(|(_, a)| a))
             .chain(self.metrics.iter().map(|(_, m)| m))
             .filter(|a| std::net::TcpListener::bind(a.as_str()).is_err())
             .collect();
@@ -285,7 +343,8 @@ impl Plan {
         let listens = [&self.payment, &self.envelope]
             .into_iter()
             .chain(&self.gateways)
-            .chain(&self.configs);
+            .chain(&self.configs)
+            .chain(&self.resources);
         for ((name, metrics), addr) in self.metrics.iter().zip(listens) {
             println!("  {name:<12} {addr:<22} {metrics}");
         }
@@ -303,6 +362,9 @@ impl Plan {
             until_show as f64 / 1000.0
         );
         println!("  control: type `kill|stop|start|restart PART` (e.g. `kill gateway-0`) to take a part down or bring it back");
+        if !self.resources.is_empty() {
+            println!("  pre-push: type `resources update ID...` (new bytes, next manifest), `resources corrupt|slow|ok NAME ...`");
+        }
         println!("  live timeline: type `timeline move 2 +30s` (or budget, rate, cancel, clock, replace, show); `channel push|pull|gossip down|up` cuts or restores a channel at every gateway");
     }
 }
@@ -347,6 +409,14 @@ async fn launch(
         let metrics = &plan.metrics[2 + plan.gateways.len() + i].1;
         let config = part("config", listen, metrics, &["--name", &name]);
         sup.launch(&name, listen, config).await?;
+    }
+    let bandwidth = args.resources.resource_bandwidth.to_string();
+    for (i, listen) in plan.resources.iter().enumerate() {
+        let (name, control) = &plan.resource_controls[i];
+        let metrics = &plan.metrics[2 + plan.gateways.len() + plan.configs.len() + i].1;
+        let more = ["--name", name, "--control", control, "--bandwidth", &bandwidth];
+        sup.launch(name, listen, part("resource-server", listen, metrics, &more))
+            .await?;
     }
     let count = plan.gateways.len().to_string();
     let tuning = args.gateway.to_flags();
