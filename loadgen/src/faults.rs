@@ -147,7 +147,7 @@ pub fn check(i: usize, f: &Fault) -> Result<(), String> {
     let at = format!("faults[{i}]");
     let Some((verb, name)) = action_of(f) else {
         return Err(format!(
-            "{at}: give exactly one of `kill: PART`, `restart: PART`, `hang: PART`, `crash: PART` (PART: payment, envelope, config-N, gateway-N or gateway), `channel_down: push|pull|gossip` or `disk_full: true`"
+            "{at}: give exactly one of `kill: PART`, `restart: PART`, `hang: PART`, `crash: PART` (PART: payment, envelope, config-N, resources-N, gateway-N or gateway), `channel_down: push|pull|gossip` or `disk_full: true`"
         ));
     };
     match verb {
@@ -182,6 +182,11 @@ fn part_name(name: &str) -> Result<Option<PartName>, String> {
         "payment" => Ok(Some(PartName::Payment)),
         "envelope" => Ok(Some(PartName::Envelope)),
         "gateway" => Ok(None),
+        other if other.starts_with("resources-") => other
+            .strip_prefix("resources-")
+            .and_then(|n| n.parse::<u16>().ok())
+            .map(|n| Some(PartName::Resources(n)))
+            .ok_or_else(|| format!("`{other}` is not a part; resource servers are resources-0, resources-1, ...")),
         other if other.starts_with("config-") => other
             .strip_prefix("config-")
             .and_then(|n| n.parse::<u16>().ok())
@@ -204,6 +209,7 @@ enum PartName {
     Envelope,
     Config(u16),
     Gateway(u16),
+    Resources(u16),
 }
 
 impl PartName {
@@ -213,6 +219,7 @@ impl PartName {
             PartName::Envelope => "envelope".into(),
             PartName::Config(n) => format!("config-{n}"),
             PartName::Gateway(n) => format!("gateway-{n}"),
+            PartName::Resources(n) => format!("resources-{n}"),
         }
     }
 }

@@ -176,6 +176,10 @@ pub fn render(report: &RunReport) -> String {
         &report.shake_versions,
     ));
 
+    if let Some(p) = &report.pre_push {
+        body.push_str(&p.html());
+    }
+
     if let Some(h) = &report.hostile {
         body.push_str(&h.html(report.limits.as_ref().map(|l| l.hostile_over_limit)));
     }

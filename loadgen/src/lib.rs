@@ -23,6 +23,7 @@ pub mod op_report;
 pub mod op_stats;
 pub mod origin;
 pub mod overrides;
+pub mod pre_push;
 pub mod preflight;
 pub mod profile;
 pub mod progress;

@@ -401,7 +401,17 @@ fn run_worker(
         (None, true) => anyhow::bail!("a worker with QUIC users needs --quic-cert"),
         (_, false) => None,
     };
+    // The system's data directory holds the auth key beside its run manifest and the
+    // operator's public key: where the phones find the resource servers.
+    let pre_push = match &profile.pre_push {
+        Some(spec) => Some(loadgen::pre_push::Target::from_data(
+            spec,
+            key.parent().unwrap_or(std::path::Path::new(".")),
+        )?),
+        None => None,
+    };
     let config = loadgen::worker::WorkerConfig {
+        pre_push,
         quic,
         profile,
         segment,

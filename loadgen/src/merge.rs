@@ -18,6 +18,8 @@ struct Levels {
     clients_by_tier: BTreeMap<u8, u64>,
     /// Connected users by transport.
     transport_connected: Vec<u64>,
+    /// Pre-push: users online, and those covered.
+    pre_push: (u64, u64),
     /// Requests (answered or failed) the worker reported, summed over its reports.
     requests: u64,
     reports: u64,
@@ -40,6 +42,10 @@ impl Merge {
         let levels = self.workers.entry(source).or_default();
         levels.connected = std::mem::take(&mut delta.connected);
         levels.clients_by_tier = std::mem::take(&mut delta.clients_by_tier);
+        levels.pre_push = (
+            std::mem::take(&mut delta.pre_push.online),
+            std::mem::take(&mut delta.pre_push.covered),
+        );
         levels.requests += delta.requests();
         levels.reports += 1;
         levels.transport_connected = delta
@@ -61,6 +67,7 @@ impl Merge {
                 levels.connected = 0;
                 levels.clients_by_tier.clear();
                 levels.transport_connected.clear();
+                levels.pre_push = (0, 0);
             }
         }
         self.levels_into(&mut total.lock().unwrap_or_else(|p| p.into_inner()));
@@ -68,6 +75,8 @@ impl Merge {
 
     fn levels_into(&self, total: &mut Summary) {
         total.connected = self.workers.values().map(|l| l.connected).sum();
+        total.pre_push.online = self.workers.values().map(|l| l.pre_push.0).sum();
+        total.pre_push.covered = self.workers.values().map(|l| l.pre_push.1).sum();
         for (k, part) in total.by_transport.iter_mut().enumerate() {
             part.connected = self
                 .workers

@@ -14,6 +14,8 @@ pub struct Progress {
     last_shakes: u64,
     last_opens: u64,
     last_errors: u64,
+    /// Pre-push bytes received up to the last line.
+    last_pre_push_bytes: u64,
     last_outcomes: BTreeMap<String, u64>,
     last_tiers: BTreeMap<u8, u64>,
     /// Each operation's errors so far at the previous line.
@@ -108,7 +110,13 @@ impl Progress {
                     (op.name().to_string(), figures)
                 })
                 .collect(),
+            pre_push: s.pre_push.active().then(|| crate::pre_push::report::PrePushSecond {
+                online: s.pre_push.online,
+                covered: s.pre_push.covered,
+                bytes: s.pre_push.bytes - self.last_pre_push_bytes.min(s.pre_push.bytes),
+            }),
         });
+        self.last_pre_push_bytes = s.pre_push.bytes;
         self.last_errors = s.errors();
         self.last_outcomes = s.outcomes.clone();
         self.last_tiers = s.tiers.clone();

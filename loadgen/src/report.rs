@@ -71,6 +71,8 @@ pub struct RunReport {
     /// Decided shakes by the schedule version their reply named (the clients' side).
     #[serde(default)]
     pub shake_versions: BTreeMap<u64, u64>,
+    /// Resource pre-push: coverage, bytes, tampered copies, greetings' hits.
+    pub pre_push: Option<crate::pre_push::report::PrePushReport>,
     pub limits: Option<LimitReport>,
     /// What each user was told against what payment credited it.
     pub promises: Option<PromiseReport>,
@@ -191,6 +193,7 @@ impl RunReport {
                 (op.name(), points)
             })
             .collect();
+        let pre_push = crate::pre_push::report::PrePushReport::build(&summary.pre_push, &cost.series);
         let mut report = RunReport {
             profile: profile.to_string(),
             duration_s,
@@ -222,6 +225,7 @@ impl RunReport {
             faults: cost.faults,
             timeline: Vec::new(),
             shake_versions: summary.versions.clone(),
+            pre_push,
             limits: cost.limits,
             promises: cost.promises,
             hostile: cost.hostile,
@@ -545,6 +549,9 @@ impl RunReport {
             }
         }
         crate::live_timeline::write_summary(&mut out, &self.timeline, &self.shake_versions);
+        if let Some(p) = &self.pre_push {
+            p.write_summary(&mut out);
+        }
         if let Some(a) = &self.audit {
             let _ = writeln!(out);
             let _ = write!(out, "{a}");
@@ -608,6 +615,9 @@ pub struct Second {
     pub clients_by_tier: BTreeMap<u8, u64>,
     /// Every operation answered or failed in this second: counts and p50, p99, p99.9 (ms).
     pub ops: BTreeMap<String, OpSecond>,
+    /// Pre-push coverage and bytes, when phones pre-download.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pre_push: Option<crate::pre_push::report::PrePushSecond>,
 }
 
 /// One operation's figures in one second.

@@ -116,9 +116,15 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     };
     if spawned.is_some() {
         steps.extend(crate::live_timeline::steps(&profile.timeline_changes));
+        steps.extend(profile.pre_push.iter().flat_map(|p| p.steps()));
         steps.sort_by_key(|s| s.at);
     }
     let mut steps = steps.into_iter().peekable();
+    // When the show begins, for the pre-push coverage "before the show".
+    let show_ms = profile
+        .pre_push
+        .as_ref()
+        .and_then(|_| crate::pre_push::show_begins_ms(auth_key.parent()?));
     // Fault events the load generator records itself (the disk's).
     let mut own_events = Vec::new();
     // Workers report on each whole second of the run; ticking half a second later means
@@ -145,6 +151,9 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
                             *t = changes;
                         }
                     }
+                }
+                if let Some(at) = show_ms {
+                    crate::pre_push::mark_show(&stats, at, shellkit::clock::unix_ms());
                 }
                 let failed = watch.second(elapsed, &stats, &mut progress, &fleet, &profile.stages, hostile.as_ref());
                 if let (Some(why), None) = (failed, &aborted) {
@@ -281,7 +290,12 @@ async fn start_target(
                     .unwrap_or_else(|| format!("enough for {peak} connections:")),
                 data.display()
             );
-            let s = spawn::start(t, &data, &sut, peak, hb).await?;
+            let extra = profile
+                .pre_push
+                .as_ref()
+                .map(|p| p.sut_flags())
+                .unwrap_or_default();
+            let s = spawn::start(t, &data, &sut, (peak, hb), &extra).await?;
             let gateways = s.manifest.gateway_addrs.clone();
             (Some(s), gateways, data.join("auth.key"))
         }

@@ -52,8 +52,8 @@ pub async fn start(
     target: &SpawnTarget,
     data: &Path,
     sut: &Path,
-    connections: u64,
-    heartbeat_timeout: Duration,
+    (connections, heartbeat_timeout): (u64, Duration),
+    extra: &[String],
 ) -> Result<Spawned> {
     if crate::disk::is_mounted(data) {
         // A size-limited data directory left from an earlier run.
@@ -112,6 +112,7 @@ pub async fn start(
         .arg(target.base_port.to_string())
         .arg("--countdown")
         .arg(humantime::format_duration(target.countdown).to_string())
+        .args(extra)
         // Control lines (faults) go to `sut up` through its standard input.
         .stdin(Stdio::piped())
         .stdout(log.try_clone()?)

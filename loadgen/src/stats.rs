@@ -68,6 +68,8 @@ pub struct Summary {
     /// The transport of the user recording now: set by the worker before it hands the
     /// user's events to its core, so that `record` and `error` land in its part too.
     pub recording: Transport,
+    /// What the phones' pre-downloads did (see [`crate::pre_push`]).
+    pub pre_push: crate::pre_push::PrePushStats,
 }
 
 /// A [`Summary`] as it travels from a worker to its parent: histograms in HdrHistogram's
@@ -97,6 +99,7 @@ pub struct WireSummary {
     clients_by_tier: Vec<(u8, u64)>,
     tier_seconds: Vec<(u8, f64)>,
     by_transport: Vec<WireTransportStats>,
+    pre_push: crate::pre_push::PrePushStats,
 }
 
 impl Summary {
@@ -231,6 +234,7 @@ impl Summary {
         for (a, b) in self.by_transport.iter_mut().zip(&other.by_transport) {
             a.merge(b);
         }
+        self.pre_push.merge(&other.pre_push);
     }
 
     /// A connected user joined `tier` (its session began).
@@ -294,6 +298,7 @@ impl Summary {
         self.by_transport
             .iter_mut()
             .for_each(TransportStats::clear_interval);
+        self.pre_push = crate::pre_push::PrePushStats::default();
     }
 
     pub fn to_wire(&self) -> Result<WireSummary, WireError> {
@@ -333,6 +338,7 @@ impl Summary {
                 .iter()
                 .map(TransportStats::to_wire)
                 .collect::<Result<_, _>>()?,
+            pre_push: self.pre_push.clone(),
         })
     }
 
@@ -367,6 +373,7 @@ impl Summary {
             .into_iter()
             .map(TransportStats::from_wire)
             .collect::<Result<_, _>>()?;
+        s.pre_push = w.pre_push;
         Ok(s)
     }
 }

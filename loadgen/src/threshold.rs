@@ -36,6 +36,8 @@ pub enum Subject {
     Rate(Op),
     /// Answered requests of an operation.
     Count(Op),
+    /// A pre-push figure (see [`crate::pre_push::report::Figure`]).
+    PrePush(crate::pre_push::report::Figure),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +154,10 @@ impl Threshold {
                 ))
             }
         };
+        if let Some(parsed) = crate::pre_push::report::parse_subject(subject, stat, value, source) {
+            let (figure, limit) = parsed?;
+            return Ok(Threshold::new(source, Subject::PrePush(figure), cmp, limit));
+        }
         let (subject, limit) = if subject == "memory" {
             if stat != "growth" {
                 return Err(format!(
@@ -239,6 +245,7 @@ impl Threshold {
             Subject::MemoryGrowth => resources.map(|r| r.memory_growth_bytes()).unwrap_or(0.0),
             Subject::Count(op) => summary.count(op) as f64,
             Subject::Rate(op) => summary.count(op) as f64 / elapsed_s.max(1e-9),
+            Subject::PrePush(f) => f.observe(&summary.pre_push),
         };
         (observed, self.cmp.holds(observed, self.limit))
     }
@@ -252,6 +259,7 @@ impl Threshold {
             Subject::MemoryGrowth => format!("{:.1}MiB", v / 1_048_576.0),
             Subject::Rate(_) => format!("{v:.1}/s"),
             Subject::Count(_) => format!("{v}"),
+            Subject::PrePush(f) => f.format(v),
         }
     }
 }

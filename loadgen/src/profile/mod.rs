@@ -41,6 +41,11 @@ pub struct Profile {
     /// `loadgen/src/live_timeline.rs`): `- { at: 20s, change: "move 2 -10s" }`.
     #[serde(default)]
     pub timeline_changes: Vec<crate::live_timeline::TimelineChange>,
+    /// Resource pre-push (see `loadgen/src/pre_push/profile.rs`): every user's phone
+    /// downloads the sponsors' images ahead of the show from the system's resource
+    /// servers; the run reports coverage, bytes, tampered copies and greetings' hits.
+    #[serde(default)]
+    pub pre_push: Option<crate::pre_push::PrePushSpec>,
     /// Weak networks for shares of users (see `loadgen/src/network.rs`): loss, added
     /// delay and jitter, a bandwidth cap, reordering and a network change mid-session,
     /// e.g. `- { name: weak, share: 0.5, loss_percent: 2, delay: 100ms }`. Applied to
@@ -557,6 +562,22 @@ impl Profile {
         }
         for (i, c) in self.timeline_changes.iter().enumerate() {
             crate::live_timeline::check(i, c)?;
+        }
+        if let Some(p) = &self.pre_push {
+            p.check()?;
+            let changes = !p.updates.is_empty() || !p.faults.is_empty();
+            if changes && matches!(self.target, Target::Addresses(_)) {
+                return Err("pre_push: updates and faults need a system the run started; use `target: spawn:` (or `sut resources update` by hand)".into());
+            }
+        }
+        let pre_push_rule = self.thresholds.iter().find(|t| {
+            matches!(t.subject, crate::threshold::Subject::PrePush(_))
+        });
+        if let (Some(t), None) = (pre_push_rule, &self.pre_push) {
+            return Err(format!(
+                "threshold `{}`: needs a `pre_push:` section (phones that pre-download)",
+                t.source
+            ));
         }
         if !self.timeline_changes.is_empty() && matches!(self.target, Target::Addresses(_)) {
             return Err("timeline_changes: a run can only change the timeline of a system it started; use `target: spawn:` (or `sut timeline` by hand)".into());

@@ -37,6 +37,8 @@ pub struct Shared<'a> {
     pub quic: &'a mut Option<Quic>,
     /// The profile's network conditions.
     pub network: &'a crate::network::Network,
+    /// What the worker's pre-push thread shares, when phones pre-download.
+    pub pre_push: Option<&'a crate::pre_push::Shared>,
 }
 
 impl Shared<'_> {
@@ -171,6 +173,11 @@ impl Client {
             }
             _ => {}
         }
+    }
+
+    /// The user this client simulates.
+    pub fn user(&self) -> u64 {
+        self.core.user()
     }
 
     fn in_flight(&self) -> bool {
@@ -411,6 +418,9 @@ impl Client {
             let status = self.reader.next_frame(|b| wire.read(sh.quic, b));
             match status {
                 Ok(ReadStatus::Frame(frame)) => {
+                    if let Some(p) = sh.pre_push {
+                        crate::pre_push::greeting::on_frame(p, slot, &frame, sh.stats);
+                    }
                     let had_hello = self.core.hello_done();
                     let roll: f64 = self.rng.random();
                     let ended = self.core.on_frame(frame, now, roll, sh.stats);
@@ -420,6 +430,9 @@ impl Client {
                     }
                     if !had_hello && self.core.hello_done() {
                         sh.stats.hello(self.gateway as usize);
+                        if let Some(p) = sh.pre_push {
+                            p.online(slot);
+                        }
                         if !self.ever_connected {
                             self.ever_connected = true;
                             sh.stats.users_connected += 1;
@@ -554,6 +567,9 @@ impl Client {
             None => {
                 self.wake_at = NEVER;
                 sh.finished += 1;
+                if let Some(p) = sh.pre_push {
+                    p.offline(slot);
+                }
             }
         }
     }

@@ -78,6 +78,8 @@ pub enum WorkerError {
 }
 
 pub struct WorkerConfig {
+    /// Where phones pre-download resources, when the profile has them do it.
+    pub pre_push: Option<crate::pre_push::Target>,
     /// How QUIC users connect (trusting the gateways' certificate), when there are any.
     pub quic: Option<quinn_proto::ClientConfig>,
     pub profile: Profile,
@@ -266,7 +268,15 @@ pub fn run(
     let mut inbox = Inbox::default();
     let network = Network::new(config.profile.network.clone());
     let mut quic = quic_endpoint(&config, &network, &registry)?;
+    // The phones' shared state exists before the clients; their thread starts once
+    // the clients (and so the users by slot) are known.
+    let phones = config.profile.pre_push.as_ref().map(|_| {
+        std::sync::Arc::new(crate::pre_push::Shared::new(
+            config.segment.len(config.profile.users) as usize,
+        ))
+    });
     let mut sh = Shared {
+        pre_push: phones.as_deref(),
         network: &network,
         quic: &mut quic,
         friends: &mut friends,
@@ -291,6 +301,17 @@ pub fn run(
         }
     }
     clients.shrink_to_fit();
+    let mut pre_push = match (&config.profile.pre_push, &config.pre_push, &phones) {
+        (Some(spec), Some(target), Some(shared)) => {
+            let users = clients.iter().map(Client::user).collect();
+            let seed = config.profile.seed ^ config.segment.to_string().len() as u64;
+            Some(
+                crate::pre_push::Running::start(spec, target.clone(), shared.clone(), users, seed)
+                    .map_err(WorkerError::Poll)?,
+            )
+        }
+        _ => None,
+    };
     // Network changes, latest first (popped from the end as they come due).
     changes.sort_unstable_by(|a, b| b.cmp(a));
 
@@ -344,6 +365,9 @@ pub fn run(
         if now >= next_report {
             take_migrations(&mut sh);
             sh.stats.accrue_tier_time(now - last_report);
+            if let Some(p) = sh.pre_push {
+                p.report_into(&mut sh.stats.pre_push);
+            }
             last_report = now;
             report(Out::Report {
                 summary: sh.stats,
@@ -424,6 +448,12 @@ pub fn run(
     // rather than at their idle timeout.
     pump_quic(&mut clients, clock.now(), &mut sh);
     take_migrations(&mut sh);
+    if let Some(p) = pre_push.as_mut() {
+        p.stop();
+    }
+    if let Some(p) = sh.pre_push {
+        p.report_into(&mut sh.stats.pre_push);
+    }
     report(Out::Report {
         summary: sh.stats,
         last: true,
