@@ -54,6 +54,11 @@ pub const METRICS: &[(&str, &str)] = &[
     ("loadgen_hostile_frames_received_total", "counter"),
     ("loadgen_hostile_ended_total", "counter"),
     ("loadgen_hostile_refused_total", "counter"),
+    ("loadgen_pre_push_users", "gauge"),
+    ("loadgen_pre_push_bytes_total", "counter"),
+    ("loadgen_pre_push_items_total", "counter"),
+    ("loadgen_pre_push_greetings_total", "counter"),
+    ("loadgen_pre_push_answers_total", "counter"),
 ];
 
 /// What the run knows beyond the merged counters, shared with the collector.
@@ -211,6 +216,7 @@ impl Collector for SummaryCollector {
             .map(|t| t.clone())
             .unwrap_or_default();
         encode_timeline(&mut encoder, &changes)?;
+        crate::pre_push::metrics::encode(&mut encoder, &s.pre_push)?;
 
         let mut e = encoder.encode_descriptor(
             "loadgen_clients_by_tier",

@@ -179,11 +179,11 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     // Two short rounds inside the run, so issuance, opens and credits all move.
     std::fs::write(
         dir.join("timeline.yaml"),
-        "version: 1\nrounds:\n  - { id: 1, start: 1s, duration: 8s, envelopes: 600, rate: 100, amount_cents: [1, 500], sponsors: [1, 2, 3] }\n  - { id: 2, start: 11s, duration: 8s, envelopes: 600, rate: 100, amount_cents: [1, 500], sponsors: [4, 5] }\n",
+        "version: 1\nrounds:\n  - { id: 1, start: 1s, duration: 8s, envelopes: 600, rate: 100, amount_cents: [1, 500], sponsors: [1, 2, 3], resources: [1, 2] }\n  - { id: 2, start: 11s, duration: 8s, envelopes: 600, rate: 100, amount_cents: [1, 500], sponsors: [4, 5], resources: [3] }\n",
     )
     .unwrap();
     let profile = format!(
-        "target:\n  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: {BASE_PORT}, countdown: 1s, settle: 1s }}\nusers: 300\nstages:\n  - {{ duration: 3s, target: 300 }}\n  - {{ duration: 20s, target: 300 }}\n  - {{ duration: 2s, target: 0 }}\nbehaviour:\n  shake_rate: 1\n  open_probability: 0.9\n  heartbeat_interval: 4s\n  transport: {{ tcp: 0.5, quic: 0.5 }}\nthresholds:\n  - 'shake: p99 < 5s'\n  - 'errors: rate < 1%'\n  - 'memory: growth < 1GiB'\n",
+        "target:\n  spawn: {{ gateways: 2, timeline: timeline.yaml, data: {}, base_port: {BASE_PORT}, countdown: 1s, settle: 1s }}\nusers: 300\nstages:\n  - {{ duration: 3s, target: 300 }}\n  - {{ duration: 20s, target: 300 }}\n  - {{ duration: 2s, target: 0 }}\nbehaviour:\n  shake_rate: 1\n  open_probability: 0.9\n  heartbeat_interval: 4s\n  transport: {{ tcp: 0.5, quic: 0.5 }}\npre_push: {{ servers: 2, items: 10, min_size: 4KiB, max_size: 8KiB, user_bandwidth: 8KiB }}\nthresholds:\n  - 'shake: p99 < 5s'\n  - 'errors: rate < 1%'\n  - 'memory: growth < 1GiB'\n",
         data.display()
     );
     std::fs::write(dir.join("profile.yaml"), profile).unwrap();
@@ -265,7 +265,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
                 .unwrap_or(0)
         })
         .unwrap_or(0);
-    assert_eq!(most_up, 8, "Prometheus should have scraped the load generator, payment, the backend, 2 config services, 2 gateways and `sut up` at once");
+    assert_eq!(most_up, 10, "Prometheus should have scraped the load generator, payment, the backend, 2 config services, 2 gateways, 2 resource servers and `sut up` at once");
 
     let dashboards = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dashboards");
     let mut checked = 0;

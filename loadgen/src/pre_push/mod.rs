@@ -13,6 +13,7 @@
 //! whether a greeting hits) are `sut_core::pre_push`'s.
 
 pub mod greeting;
+pub mod metrics;
 pub mod phone;
 pub mod profile;
 pub mod report;
