@@ -14,7 +14,7 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(client_frames rpc_messages cookie_and_token profile schedule)
+  targets=(client_frames rpc_messages cookie_and_token profile schedule resource_manifest)
 fi
 printf '%-18s %14s %10s %8s\n' target executions corpus crashes
 for t in "${targets[@]}"; do
