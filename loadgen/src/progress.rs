@@ -110,11 +110,14 @@ impl Progress {
                     (op.name().to_string(), figures)
                 })
                 .collect(),
-            pre_push: s.pre_push.active().then(|| crate::pre_push::report::PrePushSecond {
-                online: s.pre_push.online,
-                covered: s.pre_push.covered,
-                bytes: s.pre_push.bytes - self.last_pre_push_bytes.min(s.pre_push.bytes),
-            }),
+            pre_push: s
+                .pre_push
+                .active()
+                .then(|| crate::pre_push::report::PrePushSecond {
+                    online: s.pre_push.online,
+                    covered: s.pre_push.covered,
+                    bytes: s.pre_push.bytes - self.last_pre_push_bytes.min(s.pre_push.bytes),
+                }),
         });
         self.last_pre_push_bytes = s.pre_push.bytes;
         self.last_errors = s.errors();

@@ -193,7 +193,8 @@ impl RunReport {
                 (op.name(), points)
             })
             .collect();
-        let pre_push = crate::pre_push::report::PrePushReport::build(&summary.pre_push, &cost.series);
+        let pre_push =
+            crate::pre_push::report::PrePushReport::build(&summary.pre_push, &cost.series);
         let mut report = RunReport {
             profile: profile.to_string(),
             duration_s,

@@ -40,7 +40,12 @@ impl Up {
             .arg("--timeline")
             .arg(dir.join("timeline.yaml"))
             .args(["--base-port", &base.to_string()])
-            .args(["--resource-servers", "2", "--resource-items", &items.to_string()])
+            .args([
+                "--resource-servers",
+                "2",
+                "--resource-items",
+                &items.to_string(),
+            ])
             .args(["--resource-min-size", &sizes.0.to_string()])
             .args(["--resource-max-size", &sizes.1.to_string()])
             .args(["--resource-bandwidth", &bandwidth.to_string()])
@@ -166,7 +171,11 @@ fn phones_and_servers_count_alike_and_an_update_fetches_only_what_changed() {
     assert!(p.is_object(), "a pre-push section: {stdout}");
     // Every phone ended holding version 2 whole.
     assert_eq!(p["newest_manifest"], 2, "{p}");
-    assert_eq!((p["covered"].as_u64(), p["online"].as_u64()), (Some(users), Some(users)), "{p}");
+    assert_eq!(
+        (p["covered"].as_u64(), p["online"].as_u64()),
+        (Some(users), Some(users)),
+        "{p}"
+    );
     // The update: each phone kept the 4 unchanged items and fetched the 2 changed.
     assert_eq!(p["manifests_adopted"], 2 * users, "{p}");
     assert_eq!(p["items_kept_on_update"], 4 * users, "{p}");
@@ -180,14 +189,22 @@ fn phones_and_servers_count_alike_and_an_update_fetches_only_what_changed() {
     assert_eq!(ok, users * (6 + 2) + refused + 2 * users, "{p}");
     assert_eq!(p["items_verified"], users * 8, "{p}");
     // The servers' own counts agree.
-    assert_eq!(up.served("sut_resource_requests_total{status=\"200\"}"), ok, "{p}");
+    assert_eq!(
+        up.served("sut_resource_requests_total{status=\"200\"}"),
+        ok,
+        "{p}"
+    );
     assert_eq!(
         up.served("sut_resource_requests_total{status=\"304\"}"),
         p["requests"]["304"].as_u64().unwrap_or(0),
         "{p}"
     );
     assert_eq!(up.served("sut_resource_corrupted_total"), refused, "{p}");
-    assert_eq!(up.served("sut_resource_bytes_served_total"), p["bytes"].as_u64().unwrap(), "{p}");
+    assert_eq!(
+        up.served("sut_resource_bytes_served_total"),
+        p["bytes"].as_u64().unwrap(),
+        "{p}"
+    );
     // The show began after every phone was covered; greetings found their images.
     assert_eq!(p["before_show"], 1.0, "{p}");
     assert!(p["greeting_hits"].as_u64().unwrap() > 0, "{p}\n{stdout}");
@@ -223,11 +240,17 @@ fn a_cut_download_resumes_elsewhere_and_phones_that_do_not_verify_fail_the_run()
     let (passed, report, stdout) = common::run_loadgen_named(dir.path(), "cut", &text, &[]);
     lines.join().unwrap();
     let p = counts(&report);
-    assert!(p["resumed"].as_u64().unwrap() > 0, "a cut download resumed: {p}\n{stdout}");
+    assert!(
+        p["resumed"].as_u64().unwrap() > 0,
+        "a cut download resumed: {p}\n{stdout}"
+    );
     assert!(p["requests"]["error/cut"].as_u64().unwrap_or(0) > 0, "{p}");
     assert!(p["tampered_kept"].as_u64().unwrap() > 0, "{p}");
     assert!(p["tampered_shown"].as_u64().unwrap() > 0, "{p}\n{stdout}");
-    assert!(!passed, "a phone showing a tampered copy fails the run\n{stdout}");
+    assert!(
+        !passed,
+        "a phone showing a tampered copy fails the run\n{stdout}"
+    );
     let rule = report["thresholds"]
         .as_array()
         .unwrap()

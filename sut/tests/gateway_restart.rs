@@ -105,6 +105,7 @@ async fn killed_gateway_restarts_without_reissuing() {
         payment_addr: pay.into(),
         config_addrs: vec![],
         gossip_addrs: vec![],
+        resource_addrs: vec![],
         metrics: vec![],
     };
     sut::files::save_manifest(&manifest, data).unwrap();

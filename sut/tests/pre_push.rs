@@ -66,7 +66,12 @@ impl Cdn {
                 .args(["--timeline", timeline.to_str().unwrap()])
                 .args(["--base-port", &BASE.to_string()])
                 .args(["--resource-servers", "2", "--resource-items", "4"])
-                .args(["--resource-min-size", "40000", "--resource-max-size", "70000"])
+                .args([
+                    "--resource-min-size",
+                    "40000",
+                    "--resource-max-size",
+                    "70000",
+                ])
                 .stdin(Stdio::piped())
                 .stdout(Stdio::null())
                 .spawn()
@@ -97,7 +102,12 @@ impl Cdn {
 
     fn metrics(&self, i: usize) -> String {
         let name = format!("resources-{i}");
-        let (_, addr) = self.manifest.metrics.iter().find(|(n, _)| *n == name).unwrap();
+        let (_, addr) = self
+            .manifest
+            .metrics
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap();
         scrape(addr)
     }
 
@@ -179,7 +189,11 @@ fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
     let (status, _, bad) = get(cdn.server(1), &path, &[]);
     assert_eq!(status, 200);
     assert_eq!(bad.len(), whole.len());
-    assert_ne!(digest_hex(&bad), item.sha256, "a corrupted body must not verify");
+    assert_ne!(
+        digest_hex(&bad),
+        item.sha256,
+        "a corrupted body must not verify"
+    );
     assert_eq!(value(&cdn.metrics(1), "sut_resource_corrupted_total"), 1.0);
     cdn.control("resources ok resources-1");
     wait_for("the fault cleared", || {
@@ -214,9 +228,18 @@ fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
 
     // The server's own counts: statuses and the bytes it sent.
     let m = cdn.metrics(1);
-    assert!(value(&m, "sut_resource_requests_total{status=\"304\"}") >= 2.0, "{m}");
-    assert_eq!(value(&m, "sut_resource_requests_total{status=\"416\"}"), 1.0);
-    assert_eq!(value(&m, "sut_resource_requests_total{status=\"404\"}"), 2.0);
+    assert!(
+        value(&m, "sut_resource_requests_total{status=\"304\"}") >= 2.0,
+        "{m}"
+    );
+    assert_eq!(
+        value(&m, "sut_resource_requests_total{status=\"416\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "sut_resource_requests_total{status=\"404\"}"),
+        2.0
+    );
     assert!(value(&m, "sut_resource_bytes_served_total") >= (whole.len() * 3) as f64);
 
     // A fault for a server that does not exist says which do.
@@ -248,15 +271,22 @@ fn the_operator_command_updates_and_shows_the_manifest() {
             .unwrap();
         (
             out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
         )
     };
     let (ok, out) = run(&["update", "7"]);
     assert!(ok, "{out}");
-    assert!(out.contains("manifest version 2") && out.contains("7@v2"), "{out}");
+    assert!(
+        out.contains("manifest version 2") && out.contains("7@v2"),
+        "{out}"
+    );
     let (ok, out) = run(&["update", "1234"]);
     assert!(!ok);
-    assert!(out.contains("item 1234 is not in manifest version 2"), "{out}");
+    assert!(
+        out.contains("item 1234 is not in manifest version 2"),
+        "{out}"
+    );
     let (ok, out) = run(&["update", "seven"]);
     assert!(!ok);
     assert!(out.contains("`seven` is not an item id"), "{out}");

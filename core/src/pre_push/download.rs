@@ -233,13 +233,22 @@ mod tests {
         let m = manifest(1, &[(1, 1, 1000), (2, 1, 10)]);
         let mut d = Download::default();
         d.adopt(None, &m);
-        assert_eq!(d.next(&m, Duration::ZERO), Next::Fetch { index: 0, from: 0 });
+        assert_eq!(
+            d.next(&m, Duration::ZERO),
+            Next::Fetch { index: 0, from: 0 }
+        );
         d.begin(0, 0);
         d.received(&body(1, 1, 1000)[..400]);
         d.failed(Duration::ZERO, 0.0);
         assert!(matches!(d.next(&m, Duration::ZERO), Next::Wait(_)));
         let later = Duration::from_secs(60);
-        assert_eq!(d.next(&m, later), Next::Fetch { index: 0, from: 400 });
+        assert_eq!(
+            d.next(&m, later),
+            Next::Fetch {
+                index: 0,
+                from: 400
+            }
+        );
         d.begin(0, 400);
         d.received(&body(1, 1, 1000)[400..]);
         assert_eq!(d.finish(&m, true), Some(Finished::Verified));
@@ -272,7 +281,10 @@ mod tests {
         d.begin(0, 0);
         d.received(&bad);
         assert_eq!(d.finish(&m, true), Some(Finished::Refused));
-        assert_eq!(d.next(&m, Duration::ZERO), Next::Fetch { index: 0, from: 0 });
+        assert_eq!(
+            d.next(&m, Duration::ZERO),
+            Next::Fetch { index: 0, from: 0 }
+        );
         d.begin(0, 0);
         d.received(&bad[..10]);
         assert_eq!(d.finish(&m, true), Some(Finished::WrongSize));
@@ -315,16 +327,24 @@ mod tests {
         d.received(&body(2, 1, 50)[..20]);
         d.adopt(Some(&v1), &v2);
         // Item 2 kept its bytes and moved to index 0: resumed there.
-        assert_eq!(d.next(&v2, Duration::ZERO), Next::Fetch { index: 0, from: 20 });
+        assert_eq!(
+            d.next(&v2, Duration::ZERO),
+            Next::Fetch { index: 0, from: 20 }
+        );
         let v3 = manifest(3, &[(2, 2, 50), (1, 2, 50)]);
         d.adopt(Some(&v2), &v3);
-        assert_eq!(d.next(&v3, Duration::ZERO), Next::Fetch { index: 0, from: 0 });
+        assert_eq!(
+            d.next(&v3, Duration::ZERO),
+            Next::Fetch { index: 0, from: 0 }
+        );
     }
 
     #[test]
     fn back_off_doubles_to_its_cap_and_resets_on_an_answer() {
         let mut d = Download::default();
-        let waits: Vec<Duration> = (0..8).map(|_| d.failed(Duration::ZERO, 0.999_999)).collect();
+        let waits: Vec<Duration> = (0..8)
+            .map(|_| d.failed(Duration::ZERO, 0.999_999))
+            .collect();
         assert!(waits[1] > waits[0] && waits[2] > waits[1]);
         assert!(waits.iter().all(|w| *w <= BACKOFF_MAX));
         assert!(d.failed(Duration::ZERO, 0.0) >= BACKOFF_MAX / 2);

@@ -66,8 +66,9 @@ impl Target {
             anyhow::bail!("pre_push: the system runs no resource servers; give target.spawn a `pre_push:` section's servers, or pre_push.addresses");
         }
         let key = data.join("operator.pub");
-        let bytes = std::fs::read(&key)
-            .with_context(|| format!("pre_push: cannot read the operator's key {}", key.display()))?;
+        let bytes = std::fs::read(&key).with_context(|| {
+            format!("pre_push: cannot read the operator's key {}", key.display())
+        })?;
         let public = OperatorPublic::from_bytes(&bytes, &key.display().to_string())?;
         Ok(Target { servers, public })
     }

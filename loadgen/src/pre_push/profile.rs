@@ -164,7 +164,9 @@ impl PrePushSpec {
         }
         for (i, u) in self.updates.iter().enumerate() {
             if u.items.is_empty() {
-                return Err(format!("pre_push.updates[{i}].items: name at least one item id"));
+                return Err(format!(
+                    "pre_push.updates[{i}].items: name at least one item id"
+                ));
             }
         }
         for i in 0..self.faults.len() {
@@ -198,12 +200,17 @@ impl PrePushSpec {
                 ))
             }
         };
-        let name = f.corrupt.as_ref().or(f.slow.as_ref()).cloned().unwrap_or_default();
-        if !name
+        let name = f
+            .corrupt
+            .as_ref()
+            .or(f.slow.as_ref())
+            .cloned()
+            .unwrap_or_default();
+        let known = name
             .strip_prefix("resources-")
             .and_then(|n| n.parse::<u16>().ok())
-            .is_some_and(|n| n < self.servers)
-        {
+            .is_some_and(|n| n < self.servers);
+        if !known {
             return Err(format!(
                 "{at}: `{name}` is not a resource server; this system runs resources-0 to resources-{}",
                 self.servers.saturating_sub(1)
@@ -257,7 +264,9 @@ impl PrePushSpec {
 
 /// A size as plain bytes, which every command line reads.
 fn plain(s: &str) -> String {
-    bytes("", s).map(|b| b.to_string()).unwrap_or_else(|_| s.to_string())
+    bytes("", s)
+        .map(|b| b.to_string())
+        .unwrap_or_else(|_| s.to_string())
 }
 
 #[cfg(test)]
@@ -292,7 +301,9 @@ mod tests {
 
     #[test]
     fn bad_sections_name_the_field_and_the_fix() {
-        let e = spec("min_size: 9KiB\nmax_size: 1KiB\n").check().unwrap_err();
+        let e = spec("min_size: 9KiB\nmax_size: 1KiB\n")
+            .check()
+            .unwrap_err();
         assert!(e.contains("min_size <= max_size"), "{e}");
         let e = spec("user_bandwidth: fast\n").check().unwrap_err();
         assert!(e.contains("pre_push.user_bandwidth: `fast`"), "{e}");
@@ -304,7 +315,9 @@ mod tests {
             .check()
             .unwrap_err();
         assert!(e.contains("faults[0].share"), "{e}");
-        let e = spec("updates: [{ at: 1s, items: [] }]\n").check().unwrap_err();
+        let e = spec("updates: [{ at: 1s, items: [] }]\n")
+            .check()
+            .unwrap_err();
         assert!(e.contains("updates[0].items"), "{e}");
     }
 }

@@ -38,6 +38,8 @@ pub struct PrePushReport {
     pub greeting_misses: u64,
     /// Coverage over the run: (second, covered, online).
     pub coverage_series: Vec<(f64, u64, u64)>,
+    /// Bytes phones received in each second: (second, bytes).
+    pub bytes_series: Vec<(f64, u64)>,
 }
 
 impl PrePushReport {
@@ -61,7 +63,11 @@ impl PrePushReport {
         Some(PrePushReport {
             online,
             covered,
-            coverage: if online == 0 { 0.0 } else { covered as f64 / online as f64 },
+            coverage: if online == 0 {
+                0.0
+            } else {
+                covered as f64 / online as f64
+            },
             before_show: s.before_show,
             newest_manifest: s.newest_manifest,
             bytes: s.bytes,
@@ -82,7 +88,15 @@ impl PrePushReport {
             greeting_misses: s.greeting_misses,
             coverage_series: series
                 .iter()
-                .filter_map(|sec| sec.pre_push.as_ref().map(|p| (sec.t_s, p.covered, p.online)))
+                .filter_map(|sec| {
+                    sec.pre_push
+                        .as_ref()
+                        .map(|p| (sec.t_s, p.covered, p.online))
+                })
+                .collect(),
+            bytes_series: series
+                .iter()
+                .filter_map(|sec| sec.pre_push.as_ref().map(|p| (sec.t_s, p.bytes)))
                 .collect(),
         })
     }
@@ -133,19 +147,84 @@ impl PrePushReport {
         let mut s = String::from("<h2>Pre-push (resources)</h2>\n<table>\n");
         let pct = |v: f64| format!("{:.1}%", v * 100.0);
         let rows: Vec<(&str, String)> = vec![
-            ("coverage before the show", self.before_show.map_or("the show did not begin".into(), pct)),
-            ("coverage at the end", format!("{} ({} of {})", pct(self.coverage), self.covered, self.online)),
-            ("greetings: hits / misses / tampered shown", format!("{} / {} / {}", self.greeting_hits, self.greeting_misses, self.tampered_shown)),
-            ("bytes received", format!("{:.1} MiB", self.bytes as f64 / 1_048_576.0)),
-            ("peak bandwidth", format!("{:.1} MiB/s at {:.0} s", self.peak_bytes_per_s as f64 / 1_048_576.0, self.peak_at_s)),
-            ("items verified / resumed / retries", format!("{} / {} / {}", self.items_verified, self.resumed, self.retries)),
-            ("tampered copies refused / kept", format!("{} / {}", self.tampered_refused, self.tampered_kept)),
-            ("manifest versions adopted / items kept by updates", format!("{} / {}", self.manifests_adopted, self.items_kept_on_update)),
+            (
+                "coverage before the show",
+                self.before_show
+                    .map_or("the show did not begin".into(), pct),
+            ),
+            (
+                "coverage at the end",
+                format!(
+                    "{} ({} of {})",
+                    pct(self.coverage),
+                    self.covered,
+                    self.online
+                ),
+            ),
+            (
+                "greetings: hits / misses / tampered shown",
+                format!(
+                    "{} / {} / {}",
+                    self.greeting_hits, self.greeting_misses, self.tampered_shown
+                ),
+            ),
+            (
+                "bytes received",
+                format!("{:.1} MiB", self.bytes as f64 / 1_048_576.0),
+            ),
+            (
+                "peak bandwidth",
+                format!(
+                    "{:.1} MiB/s at {:.0} s",
+                    self.peak_bytes_per_s as f64 / 1_048_576.0,
+                    self.peak_at_s
+                ),
+            ),
+            (
+                "items verified / resumed / retries",
+                format!(
+                    "{} / {} / {}",
+                    self.items_verified, self.resumed, self.retries
+                ),
+            ),
+            (
+                "tampered copies refused / kept",
+                format!("{} / {}", self.tampered_refused, self.tampered_kept),
+            ),
+            (
+                "manifest versions adopted / items kept by updates",
+                format!("{} / {}", self.manifests_adopted, self.items_kept_on_update),
+            ),
         ];
         for (k, v) in rows {
             let _ = writeln!(s, "<tr><th>{k}</th><td>{v}</td></tr>");
         }
         s.push_str("</table>\n");
+        use crate::html_charts::{line, line_chart};
+        let covered = self
+            .coverage_series
+            .iter()
+            .filter(|(_, _, online)| *online > 0)
+            .map(|(t, c, o)| (*t, 100.0 * *c as f64 / *o as f64))
+            .collect();
+        s.push_str(&line_chart(
+            "Phones holding every item of the newest manifest",
+            "seconds into the run",
+            "% of online phones",
+            &[line("covered", covered)],
+        ));
+        let mib = |b: u64| b as f64 / 1_048_576.0;
+        let received = self
+            .bytes_series
+            .iter()
+            .map(|(t, b)| (*t, mib(*b)))
+            .collect();
+        s.push_str(&line_chart(
+            "Bytes phones received each second",
+            "seconds into the run",
+            "MiB/s",
+            &[line("received", received)],
+        ));
         s
     }
 }
@@ -180,7 +259,10 @@ pub fn parse_subject(
     source: &str,
 ) -> Option<Result<(Figure, f64), String>> {
     let share = |v: &str| -> Result<f64, String> {
-        let n = v.strip_suffix('%').and_then(|p| p.parse::<f64>().ok()).map(|p| p / 100.0);
+        let n = v
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<f64>().ok())
+            .map(|p| p / 100.0);
         n.or_else(|| v.parse::<f64>().ok())
             .filter(|r| (0.0..=1.0).contains(r))
             .ok_or_else(|| format!("threshold `{source}`: `{v}` is not a share; write e.g. 90%"))

@@ -125,7 +125,10 @@ impl Shared {
             .lock()
             .ok()
             .and_then(|all| all.values().next_back().cloned());
-        let online = self.slots.iter().filter(|s| s.online.load(Ordering::Acquire));
+        let online = self
+            .slots
+            .iter()
+            .filter(|s| s.online.load(Ordering::Acquire));
         let (mut n, mut covered) = (0, 0);
         for s in online {
             n += 1;

@@ -570,9 +570,10 @@ impl Profile {
                 return Err("pre_push: updates and faults need a system the run started; use `target: spawn:` (or `sut resources update` by hand)".into());
             }
         }
-        let pre_push_rule = self.thresholds.iter().find(|t| {
-            matches!(t.subject, crate::threshold::Subject::PrePush(_))
-        });
+        let pre_push_rule = self
+            .thresholds
+            .iter()
+            .find(|t| matches!(t.subject, crate::threshold::Subject::PrePush(_)));
         if let (Some(t), None) = (pre_push_rule, &self.pre_push) {
             return Err(format!(
                 "threshold `{}`: needs a `pre_push:` section (phones that pre-download)",

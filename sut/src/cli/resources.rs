@@ -78,8 +78,9 @@ pub fn operate(data: &Path, words: &[&str]) -> Result<String> {
             let ids = ids
                 .iter()
                 .map(|w| {
-                    w.parse::<u32>()
-                        .with_context(|| format!("`{w}` is not an item id; write numbers, e.g. `update 3 7`"))
+                    w.parse::<u32>().with_context(|| {
+                        format!("`{w}` is not an item id; write numbers, e.g. `update 3 7`")
+                    })
                 })
                 .collect::<Result<Vec<u32>>>()?;
             files::update(data, &key, &ids)?
@@ -136,7 +137,11 @@ async fn fault(
         let names: Vec<&str> = controls.iter().map(|(n, _)| n.as_str()).collect();
         return format!(
             "resources: no resource server {name}; this system runs {}",
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         );
     };
     let key = match sut::keys::load(&data.join("rpc.key")) {
@@ -186,7 +191,10 @@ mod tests {
                 bandwidth: 1 << 20
             })
         );
-        assert!(matches!(parse("resources corrupt r 130%"), Some(Line::Bad(_))));
+        assert!(matches!(
+            parse("resources corrupt r 130%"),
+            Some(Line::Bad(_))
+        ));
         assert!(matches!(parse("resources slow r fast"), Some(Line::Bad(_))));
         assert!(matches!(parse("resources"), Some(Line::Bad(_))));
         assert_eq!(parse("kill resources-0"), None);

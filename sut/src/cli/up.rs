@@ -103,7 +103,9 @@ pub async fn run(args: UpArgs) -> Result<ExitCode> {
 /// Runs the system with its fleet size decided.
 async fn run_fleet(args: UpArgs, gateways: u16) -> Result<ExitCode> {
     let servers = u32::from(args.resources.resource_servers);
-    if gossip_base(args.base_port, gateways) as u32 + gateways as u32 + 3 * servers > u16::MAX as u32 {
+    if gossip_base(args.base_port, gateways) as u32 + gateways as u32 + 3 * servers
+        > u16::MAX as u32
+    {
         bail!("--base-port {} leaves no room for {} gateways and their metrics ports; choose a lower base", args.base_port, gateways);
     }
     let data = &args.data;
@@ -414,9 +416,20 @@ async fn launch(
     for (i, listen) in plan.resources.iter().enumerate() {
         let (name, control) = &plan.resource_controls[i];
         let metrics = &plan.metrics[2 + plan.gateways.len() + plan.configs.len() + i].1;
-        let more = ["--name", name, "--control", control, "--bandwidth", &bandwidth];
-        sup.launch(name, listen, part("resource-server", listen, metrics, &more))
-            .await?;
+        let more = [
+            "--name",
+            name,
+            "--control",
+            control,
+            "--bandwidth",
+            &bandwidth,
+        ];
+        sup.launch(
+            name,
+            listen,
+            part("resource-server", listen, metrics, &more),
+        )
+        .await?;
     }
     let count = plan.gateways.len().to_string();
     let tuning = args.gateway.to_flags();

@@ -10,9 +10,7 @@ use crate::files::{read_bytes, write_atomic, FileError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use sut_core::pre_push::artwork;
-use sut_wire::resource_manifest::{
-    ManifestError, ResourceItem, ResourceManifest, SignedManifest,
-};
+use sut_wire::resource_manifest::{ManifestError, ResourceItem, ResourceManifest, SignedManifest};
 use sut_wire::schedule::{OperatorKey, OperatorPublic};
 use sut_wire::timeline::Timeline;
 use thiserror::Error;
@@ -20,10 +18,7 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum ResourceFileError {
     #[error("{path}: {source}")]
-    Manifest {
-        path: String,
-        source: ManifestError,
-    },
+    Manifest { path: String, source: ManifestError },
     #[error(transparent)]
     File(#[from] FileError),
     #[error("{0}")]
@@ -221,11 +216,11 @@ fn sign_and_record(
     let _ = std::fs::remove_file(&tmp);
     match linked {
         Ok(()) => Ok(manifest),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(
-            ResourceFileError::Change(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(ResourceFileError::Change(format!(
                 "manifest version {version} was published by someone else meanwhile; try again"
-            )),
-        ),
+            )))
+        }
         Err(e) => Err(werr(e).into()),
     }
 }
@@ -253,7 +248,10 @@ mod tests {
         assert_eq!(ids, vec![100, 101, 1, 2, 3]);
         assert_eq!(first.items[4].size, 50);
         // A restart keeps the manifest there.
-        assert_eq!(publish_first(data.path(), &key, &timeline, cat).unwrap(), first);
+        assert_eq!(
+            publish_first(data.path(), &key, &timeline, cat).unwrap(),
+            first
+        );
         let second = update(data.path(), &key, &[101, 3]).unwrap();
         assert_eq!(second.version, 2);
         let changed: Vec<u32> = second
@@ -269,7 +267,10 @@ mod tests {
         let (read, _) = newest(data.path(), &key.public()).unwrap().unwrap();
         assert_eq!(read, second);
         let err = update(data.path(), &key, &[999]).unwrap_err().to_string();
-        assert!(err.contains("item 999 is not in manifest version 2"), "{err}");
+        assert!(
+            err.contains("item 999 is not in manifest version 2"),
+            "{err}"
+        );
         assert_eq!(versions(data.path()), vec![1, 2]);
     }
 }

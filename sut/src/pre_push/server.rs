@@ -216,7 +216,12 @@ impl Server {
         self.metrics.version.set(version as i64);
     }
 
-    fn answer(&self, status: StatusCode, headers: &[(header::HeaderName, String)], body: Body) -> Response {
+    fn answer(
+        &self,
+        status: StatusCode,
+        headers: &[(header::HeaderName, String)],
+        body: Body,
+    ) -> Response {
         self.metrics.status(status);
         let mut r = Response::new(body);
         *r.status_mut() = status;
@@ -241,11 +246,19 @@ fn names(headers: &HeaderMap, name: header::HeaderName, etag: &str) -> Option<bo
 
 async fn manifest(State(server): State<Arc<Server>>, headers: HeaderMap) -> Response {
     let Some(catalog) = server.current() else {
-        return server.answer(StatusCode::NOT_FOUND, &[], Body::from("no manifest published yet\n"));
+        return server.answer(
+            StatusCode::NOT_FOUND,
+            &[],
+            Body::from("no manifest published yet\n"),
+        );
     };
     let etag = catalog.manifest.etag();
     if names(&headers, header::IF_NONE_MATCH, &etag) == Some(true) {
-        return server.answer(StatusCode::NOT_MODIFIED, &[(header::ETAG, etag)], Body::empty());
+        return server.answer(
+            StatusCode::NOT_MODIFIED,
+            &[(header::ETAG, etag)],
+            Body::empty(),
+        );
     }
     let body = catalog.signed.clone();
     server.sent(body.len());
@@ -276,7 +289,11 @@ async fn item(
     };
     let etag = item.etag();
     if names(&headers, header::IF_NONE_MATCH, &etag) == Some(true) {
-        return server.answer(StatusCode::NOT_MODIFIED, &[(header::ETAG, etag)], Body::empty());
+        return server.answer(
+            StatusCode::NOT_MODIFIED,
+            &[(header::ETAG, etag)],
+            Body::empty(),
+        );
     }
     let size = bytes.len() as u64;
     // A range is honoured only for the bytes the client has part of (If-Range).
@@ -304,7 +321,10 @@ async fn item(
         (header::CONTENT_TYPE, "application/octet-stream".into()),
     ];
     if status == StatusCode::PARTIAL_CONTENT {
-        hdrs.push((header::CONTENT_RANGE, format!("bytes {from}-{}/{size}", to - 1)));
+        hdrs.push((
+            header::CONTENT_RANGE,
+            format!("bytes {from}-{}/{size}", to - 1),
+        ));
     }
     let part = bytes.slice(from as usize..to as usize);
     let share = server.corrupt_ppm.load(Ordering::Relaxed);
