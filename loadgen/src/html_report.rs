@@ -177,7 +177,7 @@ pub fn render(report: &RunReport) -> String {
     ));
 
     if let Some(p) = &report.pre_push {
-        body.push_str(&p.html());
+        body.push_str(&crate::pre_push::html::html(p));
     }
 
     if let Some(h) = &report.hostile {

@@ -113,7 +113,7 @@ impl Progress {
             pre_push: s
                 .pre_push
                 .active()
-                .then(|| crate::pre_push::report::PrePushSecond {
+                .then(|| crate::pre_push::stats::PrePushSecond {
                     online: s.pre_push.online,
                     covered: s.pre_push.covered,
                     bytes: s.pre_push.bytes - self.last_pre_push_bytes.min(s.pre_push.bytes),

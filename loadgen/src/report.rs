@@ -193,8 +193,12 @@ impl RunReport {
                 (op.name(), points)
             })
             .collect();
-        let pre_push =
-            crate::pre_push::report::PrePushReport::build(&summary.pre_push, &cost.series);
+        let seconds: Vec<_> = cost
+            .series
+            .iter()
+            .filter_map(|s| s.pre_push.clone().map(|p| (s.t_s, p)))
+            .collect();
+        let pre_push = crate::pre_push::report::PrePushReport::build(&summary.pre_push, &seconds);
         let mut report = RunReport {
             profile: profile.to_string(),
             duration_s,
@@ -618,7 +622,7 @@ pub struct Second {
     pub ops: BTreeMap<String, OpSecond>,
     /// Pre-push coverage and bytes, when phones pre-download.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pre_push: Option<crate::pre_push::report::PrePushSecond>,
+    pub pre_push: Option<crate::pre_push::stats::PrePushSecond>,
 }
 
 /// One operation's figures in one second.

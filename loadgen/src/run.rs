@@ -124,7 +124,7 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
     let show_ms = profile
         .pre_push
         .as_ref()
-        .and_then(|_| crate::pre_push::show_begins_ms(auth_key.parent()?));
+        .and_then(|_| crate::pre_push::show::show_begins_ms(auth_key.parent()?));
     // Fault events the load generator records itself (the disk's).
     let mut own_events = Vec::new();
     // Workers report on each whole second of the run; ticking half a second later means
@@ -153,7 +153,7 @@ pub async fn run(mut opts: RunOptions) -> Result<ExitCode> {
                     }
                 }
                 if let Some(at) = show_ms {
-                    crate::pre_push::mark_show(&stats, at, shellkit::clock::unix_ms());
+                    crate::pre_push::show::mark_show(&stats, at, shellkit::clock::unix_ms());
                 }
                 let failed = watch.second(elapsed, &stats, &mut progress, &fleet, &profile.stages, hostile.as_ref());
                 if let (Some(why), None) = (failed, &aborted) {

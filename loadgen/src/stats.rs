@@ -69,7 +69,7 @@ pub struct Summary {
     /// user's events to its core, so that `record` and `error` land in its part too.
     pub recording: Transport,
     /// What the phones' pre-downloads did (see [`crate::pre_push`]).
-    pub pre_push: crate::pre_push::PrePushStats,
+    pub pre_push: crate::pre_push::stats::PrePushStats,
 }
 
 /// A [`Summary`] as it travels from a worker to its parent: histograms in HdrHistogram's
@@ -99,7 +99,7 @@ pub struct WireSummary {
     clients_by_tier: Vec<(u8, u64)>,
     tier_seconds: Vec<(u8, f64)>,
     by_transport: Vec<WireTransportStats>,
-    pre_push: crate::pre_push::PrePushStats,
+    pre_push: crate::pre_push::stats::PrePushStats,
 }
 
 impl Summary {
@@ -298,7 +298,7 @@ impl Summary {
         self.by_transport
             .iter_mut()
             .for_each(TransportStats::clear_interval);
-        self.pre_push = crate::pre_push::PrePushStats::default();
+        self.pre_push = crate::pre_push::stats::PrePushStats::default();
     }
 
     pub fn to_wire(&self) -> Result<WireSummary, WireError> {

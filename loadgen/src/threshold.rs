@@ -37,7 +37,7 @@ pub enum Subject {
     /// Answered requests of an operation.
     Count(Op),
     /// A pre-push figure (see [`crate::pre_push::report::Figure`]).
-    PrePush(crate::pre_push::report::Figure),
+    PrePush(crate::pre_push::figure::Figure),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,7 +154,7 @@ impl Threshold {
                 ))
             }
         };
-        if let Some(parsed) = crate::pre_push::report::parse_subject(subject, stat, value, source) {
+        if let Some(parsed) = crate::pre_push::figure::parse_subject(subject, stat, value, source) {
             let (figure, limit) = parsed?;
             return Ok(Threshold::new(source, Subject::PrePush(figure), cmp, limit));
         }
@@ -372,5 +372,57 @@ mod tests {
             let e = Threshold::parse(src).unwrap_err();
             assert!(e.contains(hint), "{src}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod pre_push_tests {
+    use super::*;
+    use crate::pre_push::stats::PrePushStats;
+
+    fn stats() -> PrePushStats {
+        PrePushStats {
+            online: 100,
+            covered: 95,
+            before_show: Some(0.92),
+            greeting_hits: 9,
+            greeting_misses: 1,
+            bytes: 1,
+            ..PrePushStats::default()
+        }
+    }
+
+    fn holds(rule: &str, s: &PrePushStats) -> bool {
+        let t = Threshold::parse(rule).unwrap();
+        let summary = crate::stats::Summary {
+            pre_push: s.clone(),
+            ..Default::default()
+        };
+        t.evaluate(&summary, None, 1.0).1
+    }
+
+    #[test]
+    fn coverage_and_tamper_thresholds_pass_and_fail_on_their_figures() {
+        let mut s = stats();
+        assert!(holds("coverage: before_show >= 90%", &s));
+        assert!(!holds("coverage: before_show >= 95%", &s));
+        assert!(holds("coverage: greeting_hits >= 90%", &s));
+        assert!(holds("resources: tampered_shown == 0", &s));
+        assert!(!holds("resources: misses == 0", &s));
+        s.tampered_shown = 1;
+        assert!(!holds("resources: tampered_shown == 0", &s));
+        // A show that never began proves no coverage.
+        s.before_show = None;
+        assert!(!holds("coverage: before_show >= 1%", &s));
+    }
+
+    #[test]
+    fn bad_coverage_rules_say_what_to_write() {
+        let e = Threshold::parse("coverage: later >= 90%").unwrap_err();
+        assert!(e.contains("before_show or greeting_hits"), "{e}");
+        let e = Threshold::parse("coverage: before_show >= lots").unwrap_err();
+        assert!(e.contains("not a share"), "{e}");
+        let e = Threshold::parse("resources: tampered_shown == none").unwrap_err();
+        assert!(e.contains("whole count"), "{e}");
     }
 }

@@ -6,18 +6,24 @@
 //!   server faults);
 //! - [`phone`]: the downloads, on one thread per worker beside its event loop;
 //! - [`shared`]: what that thread and the event loop share;
+//! - [`greeting`]: what the event loop tells the phones, and greetings judged;
 //! - [`stats`]: the counts, as workers report them;
-//! - [`report`]: the summary's section and the thresholds' figures.
+//! - [`show`]: the coverage when the show began;
+//! - [`report`] and [`html`]: the summary's and the HTML report's sections;
+//! - [`figure`]: the thresholds' subjects; [`metrics`]: the run's `/metrics`.
 //!
 //! The decisions (what to fetch, resuming, back-off, verifying, what an update keeps,
 //! whether a greeting hits) are `sut_core::pre_push`'s.
 
+pub mod figure;
 pub mod greeting;
+pub mod html;
 pub mod metrics;
 pub mod phone;
 pub mod profile;
 pub mod report;
 pub mod shared;
+pub mod show;
 pub mod stats;
 
 pub use profile::PrePushSpec;
@@ -71,27 +77,6 @@ impl Target {
         })?;
         let public = OperatorPublic::from_bytes(&bytes, &key.display().to_string())?;
         Ok(Target { servers, public })
-    }
-}
-
-/// When the show's first round begins (Unix ms), by the run manifest in `data`.
-pub fn show_begins_ms(data: &Path) -> Option<i64> {
-    let path = sut_wire::manifest::path(data);
-    let text = std::fs::read_to_string(&path).ok()?;
-    let m = sut_wire::manifest::Manifest::parse(&text, &path).ok()?;
-    let first = m.timeline.rounds.iter().map(|r| r.start).min()?;
-    Some(m.show_start_ms + first.as_millis() as i64)
-}
-
-/// Once the show has begun (`now_ms` past `show_ms`), records the coverage then as
-/// the run's `before_show`, once.
-pub fn mark_show(stats: &std::sync::Mutex<crate::stats::Summary>, show_ms: i64, now_ms: i64) {
-    if now_ms < show_ms {
-        return;
-    }
-    let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
-    if s.pre_push.before_show.is_none() && s.pre_push.online > 0 {
-        s.pre_push.before_show = Some(s.pre_push.coverage());
     }
 }
 

@@ -2,8 +2,8 @@
 //! peak bandwidth, retries, tampered copies refused and shown, and greetings' hits and
 //! misses; and the threshold subjects `coverage:` and `resources:`.
 
+use super::stats::PrePushSecond;
 use super::stats::PrePushStats;
-use crate::report::Second;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -43,21 +43,22 @@ pub struct PrePushReport {
 }
 
 impl PrePushReport {
-    /// From the run's totals and its seconds; `None` when no phone pre-downloaded.
-    pub fn build(s: &PrePushStats, series: &[Second]) -> Option<PrePushReport> {
+    /// From the run's totals and its seconds (each second's time and figures); `None`
+    /// when no phone pre-downloaded.
+    pub fn build(s: &PrePushStats, series: &[(f64, PrePushSecond)]) -> Option<PrePushReport> {
         if !s.active() {
             return None;
         }
         let (peak_bytes_per_s, peak_at_s) = series
             .iter()
-            .filter_map(|sec| sec.pre_push.as_ref().map(|p| (p.bytes, sec.t_s)))
+            .map(|(t, p)| (p.bytes, *t))
             .fold((0, 0.0), |best, x| if x.0 > best.0 { x } else { best });
         // Users go offline as their windows end: the coverage "at the end" is the last
         // second any were online.
         let (covered, online) = series
             .iter()
             .rev()
-            .filter_map(|sec| sec.pre_push.as_ref())
+            .map(|(_, p)| p)
             .find(|p| p.online > 0)
             .map_or((s.covered, s.online), |p| (p.covered, p.online));
         Some(PrePushReport {
@@ -88,16 +89,9 @@ impl PrePushReport {
             greeting_misses: s.greeting_misses,
             coverage_series: series
                 .iter()
-                .filter_map(|sec| {
-                    sec.pre_push
-                        .as_ref()
-                        .map(|p| (sec.t_s, p.covered, p.online))
-                })
+                .map(|(t, p)| (*t, p.covered, p.online))
                 .collect(),
-            bytes_series: series
-                .iter()
-                .filter_map(|sec| sec.pre_push.as_ref().map(|p| (sec.t_s, p.bytes)))
-                .collect(),
+            bytes_series: series.iter().map(|(t, p)| (*t, p.bytes)).collect(),
         })
     }
 
@@ -140,221 +134,5 @@ impl PrePushReport {
             "  manifests adopted {}, held items an update kept {}; answers {:?}",
             self.manifests_adopted, self.items_kept_on_update, self.requests
         );
-    }
-
-    /// The HTML report's section.
-    pub fn html(&self) -> String {
-        let mut s = String::from("<h2>Pre-push (resources)</h2>\n<table>\n");
-        let pct = |v: f64| format!("{:.1}%", v * 100.0);
-        let rows: Vec<(&str, String)> = vec![
-            (
-                "coverage before the show",
-                self.before_show
-                    .map_or("the show did not begin".into(), pct),
-            ),
-            (
-                "coverage at the end",
-                format!(
-                    "{} ({} of {})",
-                    pct(self.coverage),
-                    self.covered,
-                    self.online
-                ),
-            ),
-            (
-                "greetings: hits / misses / tampered shown",
-                format!(
-                    "{} / {} / {}",
-                    self.greeting_hits, self.greeting_misses, self.tampered_shown
-                ),
-            ),
-            (
-                "bytes received",
-                format!("{:.1} MiB", self.bytes as f64 / 1_048_576.0),
-            ),
-            (
-                "peak bandwidth",
-                format!(
-                    "{:.1} MiB/s at {:.0} s",
-                    self.peak_bytes_per_s as f64 / 1_048_576.0,
-                    self.peak_at_s
-                ),
-            ),
-            (
-                "items verified / resumed / retries",
-                format!(
-                    "{} / {} / {}",
-                    self.items_verified, self.resumed, self.retries
-                ),
-            ),
-            (
-                "tampered copies refused / kept",
-                format!("{} / {}", self.tampered_refused, self.tampered_kept),
-            ),
-            (
-                "manifest versions adopted / items kept by updates",
-                format!("{} / {}", self.manifests_adopted, self.items_kept_on_update),
-            ),
-        ];
-        for (k, v) in rows {
-            let _ = writeln!(s, "<tr><th>{k}</th><td>{v}</td></tr>");
-        }
-        s.push_str("</table>\n");
-        use crate::html_charts::{line, line_chart};
-        let covered = self
-            .coverage_series
-            .iter()
-            .filter(|(_, _, online)| *online > 0)
-            .map(|(t, c, o)| (*t, 100.0 * *c as f64 / *o as f64))
-            .collect();
-        s.push_str(&line_chart(
-            "Phones holding every item of the newest manifest",
-            "seconds into the run",
-            "% of online phones",
-            &[line("covered", covered)],
-        ));
-        let mib = |b: u64| b as f64 / 1_048_576.0;
-        let received = self
-            .bytes_series
-            .iter()
-            .map(|(t, b)| (*t, mib(*b)))
-            .collect();
-        s.push_str(&line_chart(
-            "Bytes phones received each second",
-            "seconds into the run",
-            "MiB/s",
-            &[line("received", received)],
-        ));
-        s
-    }
-}
-
-/// One second's pre-push figures.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct PrePushSecond {
-    pub online: u64,
-    pub covered: u64,
-    /// Bytes phones received in this second.
-    pub bytes: u64,
-}
-
-/// A figure a threshold can hold pre-push to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Figure {
-    /// `coverage: before_show >= 90%`
-    BeforeShow,
-    /// `coverage: greeting_hits >= 90%`
-    GreetingHits,
-    /// `resources: tampered_shown == 0`
-    TamperedShown,
-    /// `resources: misses == 0`
-    Misses,
-}
-
-/// Parses `SUBJECT: STAT CMP VALUE` when SUBJECT is `coverage` or `resources`.
-pub fn parse_subject(
-    subject: &str,
-    stat: &str,
-    value: &str,
-    source: &str,
-) -> Option<Result<(Figure, f64), String>> {
-    let share = |v: &str| -> Result<f64, String> {
-        let n = v
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<f64>().ok())
-            .map(|p| p / 100.0);
-        n.or_else(|| v.parse::<f64>().ok())
-            .filter(|r| (0.0..=1.0).contains(r))
-            .ok_or_else(|| format!("threshold `{source}`: `{v}` is not a share; write e.g. 90%"))
-    };
-    let count = |v: &str| -> Result<f64, String> {
-        v.parse::<u64>()
-            .map(|n| n as f64)
-            .map_err(|_| format!("threshold `{source}`: `{v}` is not a whole count, e.g. 0"))
-    };
-    Some(match (subject, stat) {
-        ("coverage", "before_show") => share(value).map(|v| (Figure::BeforeShow, v)),
-        ("coverage", "greeting_hits") => share(value).map(|v| (Figure::GreetingHits, v)),
-        ("coverage", other) => Err(format!(
-            "threshold `{source}`: coverage takes before_show or greeting_hits, not `{other}`"
-        )),
-        ("resources", "tampered_shown") => count(value).map(|v| (Figure::TamperedShown, v)),
-        ("resources", "misses") => count(value).map(|v| (Figure::Misses, v)),
-        ("resources", other) => Err(format!(
-            "threshold `{source}`: resources takes tampered_shown or misses, not `{other}`"
-        )),
-        _ => return None,
-    })
-}
-
-impl Figure {
-    pub fn observe(self, s: &PrePushStats) -> f64 {
-        match self {
-            Figure::BeforeShow => s.before_show.unwrap_or(0.0),
-            Figure::GreetingHits => s.hit_rate().unwrap_or(0.0),
-            Figure::TamperedShown => s.tampered_shown as f64,
-            Figure::Misses => s.greeting_misses as f64,
-        }
-    }
-
-    pub fn format(self, v: f64) -> String {
-        match self {
-            Figure::BeforeShow | Figure::GreetingHits => {
-                format!("{:.1}%", v * 100.0)
-            }
-            Figure::TamperedShown | Figure::Misses => format!("{v}"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::threshold::Threshold;
-
-    fn stats() -> PrePushStats {
-        PrePushStats {
-            online: 100,
-            covered: 95,
-            before_show: Some(0.92),
-            greeting_hits: 9,
-            greeting_misses: 1,
-            bytes: 1,
-            ..PrePushStats::default()
-        }
-    }
-
-    fn holds(rule: &str, s: &PrePushStats) -> bool {
-        let t = Threshold::parse(rule).unwrap();
-        let summary = crate::stats::Summary {
-            pre_push: s.clone(),
-            ..Default::default()
-        };
-        t.evaluate(&summary, None, 1.0).1
-    }
-
-    #[test]
-    fn coverage_and_tamper_thresholds_pass_and_fail_on_their_figures() {
-        let mut s = stats();
-        assert!(holds("coverage: before_show >= 90%", &s));
-        assert!(!holds("coverage: before_show >= 95%", &s));
-        assert!(holds("coverage: greeting_hits >= 90%", &s));
-        assert!(holds("resources: tampered_shown == 0", &s));
-        assert!(!holds("resources: misses == 0", &s));
-        s.tampered_shown = 1;
-        assert!(!holds("resources: tampered_shown == 0", &s));
-        // A show that never began proves no coverage.
-        s.before_show = None;
-        assert!(!holds("coverage: before_show >= 1%", &s));
-    }
-
-    #[test]
-    fn bad_coverage_rules_say_what_to_write() {
-        let e = Threshold::parse("coverage: later >= 90%").unwrap_err();
-        assert!(e.contains("before_show or greeting_hits"), "{e}");
-        let e = Threshold::parse("coverage: before_show >= lots").unwrap_err();
-        assert!(e.contains("not a share"), "{e}");
-        let e = Threshold::parse("resources: tampered_shown == none").unwrap_err();
-        assert!(e.contains("whole count"), "{e}");
     }
 }

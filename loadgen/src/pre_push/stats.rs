@@ -94,3 +94,12 @@ impl PrePushStats {
         *self.requests.entry(status.to_string()).or_default() += 1;
     }
 }
+
+/// One second's pre-push figures.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PrePushSecond {
+    pub online: u64,
+    pub covered: u64,
+    /// Bytes phones received in this second.
+    pub bytes: u64,
+}

@@ -1,6 +1,7 @@
 //! The `sut` command line: every subcommand's arguments, with the checks that turn bad
 //! input into a message naming the flag and the fix.
 
+use super::sizes::parse_bytes;
 use super::up;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -210,29 +211,6 @@ pub(crate) struct GatewayTuning {
     /// Kernel send buffer per connection, e.g. 64KiB (0: the kernel's own sizing).
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes)]
     pub(crate) send_buffer: u64,
-}
-
-/// Reads a size such as `64MiB`, `512KiB` or `1000`.
-pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size; write e.g. 64MiB, 512KiB or 4096"))?;
-    let scale = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        other => {
-            return Err(format!(
-                "`{other}` is not a size unit; use B, KiB, MiB or GiB"
-            ))
-        }
-    };
-    n.checked_mul(scale)
-        .ok_or_else(|| format!("`{s}` is too large"))
 }
 
 impl GatewayTuning {

@@ -3,6 +3,7 @@
 mod args;
 mod live;
 mod resources;
+mod sizes;
 mod supervisor;
 mod up;
 

@@ -56,7 +56,7 @@ pub fn parse(line: &str) -> Option<Line> {
                 "resources: `{share}` is not a share; write e.g. 30%"
             )),
         },
-        ["slow", name, rate] => match super::args::parse_bytes(rate) {
+        ["slow", name, rate] => match super::sizes::parse_bytes(rate) {
             Ok(b) if b > 0 => fault(name, 0, b),
             _ => Line::Bad(format!(
                 "resources: `{rate}` is not a rate; write e.g. 1MiB (bytes per second)"

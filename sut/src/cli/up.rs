@@ -75,12 +75,12 @@ struct ResourceArgs {
     #[arg(long, default_value_t = 65, value_parser = clap::value_parser!(u32).range(1..=1024))]
     resource_items: u32,
     /// Smallest item, in bytes (`8KiB`): sizes spread from here to --resource-max-size.
-    #[arg(long, default_value = "8KiB", value_parser = super::args::parse_bytes)]
+    #[arg(long, default_value = "8KiB", value_parser = super::sizes::parse_bytes)]
     resource_min_size: u64,
-    #[arg(long, default_value = "64KiB", value_parser = super::args::parse_bytes)]
+    #[arg(long, default_value = "64KiB", value_parser = super::sizes::parse_bytes)]
     resource_max_size: u64,
     /// Each resource server's bandwidth budget, bytes per second.
-    #[arg(long, default_value = "20MiB", value_parser = super::args::parse_bytes)]
+    #[arg(long, default_value = "20MiB", value_parser = super::sizes::parse_bytes)]
     resource_bandwidth: u64,
 }
 

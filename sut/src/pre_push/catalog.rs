@@ -2,17 +2,12 @@
 //! held in memory and reloaded from the data directory when a newer version appears.
 
 use super::files;
-use super::server::Server;
 use bytes::Bytes;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
 use sut_wire::resource_manifest::{ResourceItem, ResourceManifest};
 use sut_wire::schedule::OperatorPublic;
 
-/// How often the data directory is checked for a newer manifest.
-const RELOAD_EVERY: Duration = Duration::from_millis(500);
 /// The most item bytes a server holds in memory.
 pub const MAX_CATALOG_BYTES: u64 = 1 << 30;
 
@@ -31,7 +26,7 @@ impl Catalog {
 
     /// Reads manifest `version` and every item's bytes, checking each against its
     /// digest (a damaged file is not served as the item).
-    fn load(data: &Path, version: u64, public: &OperatorPublic) -> Result<Catalog, String> {
+    pub fn load(data: &Path, version: u64, public: &OperatorPublic) -> Result<Catalog, String> {
         let (manifest, signed) = files::load(data, version, public).map_err(|e| e.to_string())?;
         if manifest.total_bytes() > MAX_CATALOG_BYTES {
             return Err(format!(
@@ -56,35 +51,5 @@ impl Catalog {
             manifest,
             bodies,
         })
-    }
-}
-
-/// Keeps `server`'s catalog at the newest manifest version in `data`.
-pub(super) async fn reload(server: Arc<Server>, data: PathBuf, public: OperatorPublic) {
-    let mut held = 0u64;
-    let mut failed = 0u64;
-    loop {
-        let (d, p) = (data.clone(), public.clone());
-        let read = tokio::task::spawn_blocking(move || {
-            let newest = files::versions(&d).last().copied().unwrap_or(0);
-            (newest > held && newest != failed).then(|| (newest, Catalog::load(&d, newest, &p)))
-        })
-        .await;
-        match read {
-            Ok(Some((v, Ok(catalog)))) => {
-                held = v;
-                server.set_version(v);
-                if let Ok(mut c) = server.catalog.write() {
-                    *c = Some(Arc::new(catalog));
-                }
-                crate::log_line!("resource server: serving manifest version {v}");
-            }
-            Ok(Some((v, Err(e)))) => {
-                failed = v;
-                crate::log_line!("resource server: keeping version {held}: {e}");
-            }
-            _ => {}
-        }
-        tokio::time::sleep(RELOAD_EVERY).await;
     }
 }

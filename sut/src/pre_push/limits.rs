@@ -2,11 +2,8 @@
 //! connection may cost (how many at once, how long to send a request's head, how long
 //! one may live).
 
-use super::server::Server;
 use axum::Router;
-use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use std::convert::Infallible;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,25 +53,6 @@ pub fn range(header: &str, size: u64) -> Range {
         Ok(_) => Range::Whole,
         Err(_) => Range::Unsatisfiable,
     }
-}
-
-/// `part` as a body stream whose chunks wait for the server's bandwidth budget.
-pub(super) fn paced(
-    server: Arc<Server>,
-    part: Bytes,
-) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
-    futures_util::stream::unfold((server, part), |(server, mut rest)| async move {
-        if rest.is_empty() {
-            return None;
-        }
-        let n = rest.len().min(CHUNK);
-        let chunk = rest.split_to(n);
-        let limiter = server.limiter.read().ok().map(|l| l.clone())?;
-        let cells = NonZeroU32::new(n as u32)?;
-        let _ = limiter.until_n_ready(cells).await;
-        server.sent(n);
-        Some((Ok(chunk), (server, rest)))
-    })
 }
 
 /// Serves `app` over HTTP/1.1 on `listener` within the bounds above, until `shutdown`.

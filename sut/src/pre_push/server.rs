@@ -30,6 +30,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rand::Rng;
+use std::convert::Infallible;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -53,9 +55,9 @@ pub struct ResourceServerConfig {
 }
 
 /// What every request handler shares.
-pub(super) struct Server {
-    pub(super) catalog: RwLock<Option<Arc<Catalog>>>,
-    pub(super) limiter: RwLock<Arc<Limiter>>,
+struct Server {
+    catalog: RwLock<Option<Arc<Catalog>>>,
+    limiter: RwLock<Arc<Limiter>>,
     budget: u64,
     /// Share of item responses corrupted, in millionths.
     corrupt_ppm: AtomicU64,
@@ -145,7 +147,7 @@ pub async fn run(
     crate::listen::serve_metrics(config.metrics.as_deref(), registry).await?;
     let http = crate::listen::bind(&config.listen).await?;
     let control = crate::listen::bind(&config.control).await?;
-    tokio::spawn(super::catalog::reload(
+    tokio::spawn(reload(
         server.clone(),
         config.data.clone(),
         config.public.clone(),
@@ -212,7 +214,7 @@ impl Server {
         self.catalog.read().ok().and_then(|c| c.clone())
     }
 
-    pub(super) fn set_version(&self, version: u64) {
+    fn set_version(&self, version: u64) {
         self.metrics.version.set(version as i64);
     }
 
@@ -334,7 +336,7 @@ async fn item(
     } else {
         part
     };
-    let stream = limits::paced(server.clone(), part);
+    let stream = paced(server.clone(), part);
     server.answer(status, &hdrs, Body::from_stream(stream))
 }
 
@@ -348,7 +350,7 @@ fn corrupted(part: Bytes) -> Bytes {
 
 impl Server {
     /// A chunk of a body is on its way: counted.
-    pub(super) fn sent(&self, n: usize) {
+    fn sent(&self, n: usize) {
         self.metrics.bytes.inc_by(n as u64);
         self.bandwidth_now.fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -361,5 +363,57 @@ async fn measure_bandwidth(server: Arc<Server>) {
         tick.tick().await;
         let n = server.bandwidth_now.swap(0, Ordering::Relaxed);
         server.metrics.bandwidth.set(n as i64);
+    }
+}
+
+/// `part` as a body stream whose chunks wait for the server's bandwidth budget.
+fn paced(
+    server: Arc<Server>,
+    part: Bytes,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> + Send {
+    futures_util::stream::unfold((server, part), |(server, mut rest)| async move {
+        if rest.is_empty() {
+            return None;
+        }
+        let n = rest.len().min(limits::CHUNK);
+        let chunk = rest.split_to(n);
+        let limiter = server.limiter.read().ok().map(|l| l.clone())?;
+        let cells = NonZeroU32::new(n as u32)?;
+        let _ = limiter.until_n_ready(cells).await;
+        server.sent(n);
+        Some((Ok(chunk), (server, rest)))
+    })
+}
+
+/// How often the data directory is checked for a newer manifest.
+const RELOAD_EVERY: Duration = Duration::from_millis(500);
+
+/// Keeps `server`'s catalog at the newest manifest version in `data`.
+async fn reload(server: Arc<Server>, data: PathBuf, public: OperatorPublic) {
+    let mut held = 0u64;
+    let mut failed = 0u64;
+    loop {
+        let (d, p) = (data.clone(), public.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let newest = super::files::versions(&d).last().copied().unwrap_or(0);
+            (newest > held && newest != failed).then(|| (newest, Catalog::load(&d, newest, &p)))
+        })
+        .await;
+        match read {
+            Ok(Some((v, Ok(catalog)))) => {
+                held = v;
+                server.set_version(v);
+                if let Ok(mut c) = server.catalog.write() {
+                    *c = Some(Arc::new(catalog));
+                }
+                crate::log_line!("resource server: serving manifest version {v}");
+            }
+            Ok(Some((v, Err(e)))) => {
+                failed = v;
+                crate::log_line!("resource server: keeping version {held}: {e}");
+            }
+            _ => {}
+        }
+        tokio::time::sleep(RELOAD_EVERY).await;
     }
 }
