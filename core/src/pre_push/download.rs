@@ -356,6 +356,20 @@ mod tests {
         assert_eq!(d.failed(Duration::ZERO, 0.0), BACKOFF_BASE / 2);
     }
 
+    #[test]
+    fn a_phone_keeps_bits_and_a_digest_in_progress_never_bytes() {
+        // A worker holds one per user: small, whatever the items' sizes.
+        assert!(std::mem::size_of::<Download>() <= 96);
+        let m = manifest(1, &[(1, 1, 100_000), (2, 1, 100_000)]);
+        let mut d = Download::default();
+        d.adopt(None, &m);
+        d.begin(0, 0);
+        d.received(&body(1, 1, 100_000)[..50_000]);
+        // In progress: the offset and the SHA-256 state, a few hundred bytes at most.
+        assert!(std::mem::size_of::<Partial>() <= 160);
+        assert_eq!(d.offset(), 50_000);
+    }
+
     proptest! {
         /// However a download is cut, it ends verified with the true bytes.
         #[test]

@@ -406,7 +406,9 @@ async fn read_body(
         if let Some(wait) = due.checked_sub(began.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        if ctx.shared.round_on() {
+        // A round pauses what is left; the item's last bytes are judged at once.
+        let left = size > ctx.phones.borrow()[slot].download.offset();
+        if left && ctx.shared.round_on() {
             return Err(Stop::Round);
         }
     }
