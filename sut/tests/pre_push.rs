@@ -201,6 +201,19 @@ fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
     });
     assert_eq!(digest_hex(&get(cdn.server(1), &path, &[]).2), item.sha256);
 
+    // Slowed to 64 KiB/s, a server still serves whole items, and says so.
+    cdn.control("resources slow resources-0 64KiB");
+    wait_for("the slow fault", || {
+        cdn.metrics(0)
+            .contains("sut_resource_bandwidth_budget_bytes 65536")
+    });
+    assert_eq!(digest_hex(&get(cdn.server(0), &path, &[]).2), item.sha256);
+    cdn.control("resources ok resources-0");
+    wait_for("the budget back", || {
+        cdn.metrics(0)
+            .contains("sut_resource_bandwidth_budget_bytes 20971520")
+    });
+
     // The operator updates two items: the next version changes those and no other.
     cdn.control(&format!("resources update {} {}", v1.items[1].id, item.id));
     wait_for("both servers on version 2", || {
