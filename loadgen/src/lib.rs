@@ -42,4 +42,5 @@ pub mod transport;
 pub mod transport_report;
 pub mod transport_stats;
 pub mod user;
+pub mod watch;
 pub mod worker;

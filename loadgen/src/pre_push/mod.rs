@@ -10,7 +10,8 @@
 //! - [`stats`]: the counts, as workers report them;
 //! - [`show`]: the coverage when the show began;
 //! - [`report`] and [`html`]: the summary's and the HTML report's sections;
-//! - [`figure`]: the thresholds' subjects; [`metrics`]: the run's `/metrics`.
+//! - [`figure`]: the thresholds' subjects; [`metrics`]: the run's `/metrics`;
+//! - [`servers`]: the resource servers' own counts at the end of a run.
 //!
 //! The decisions (what to fetch, resuming, back-off, verifying, what an update keeps,
 //! whether a greeting hits) are `sut_core::pre_push`'s.
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod phone;
 pub mod profile;
 pub mod report;
+pub mod servers;
 pub mod shared;
 pub mod show;
 pub mod stats;

@@ -40,6 +40,8 @@ pub struct PrePushReport {
     pub coverage_series: Vec<(f64, u64, u64)>,
     /// Bytes phones received in each second: (second, bytes).
     pub bytes_series: Vec<(f64, u64)>,
+    /// The resource servers' own counts at the end (a system the run started).
+    pub servers: Option<super::servers::ServerCounts>,
 }
 
 impl PrePushReport {
@@ -92,6 +94,7 @@ impl PrePushReport {
                 .map(|(t, p)| (*t, p.covered, p.online))
                 .collect(),
             bytes_series: series.iter().map(|(t, p)| (*t, p.bytes)).collect(),
+            servers: None,
         })
     }
 
@@ -134,5 +137,21 @@ impl PrePushReport {
             "  manifests adopted {}, held items an update kept {}; answers {:?}",
             self.manifests_adopted, self.items_kept_on_update, self.requests
         );
+        if let Some(c) = &self.servers {
+            let _ = writeln!(
+                out,
+                "  the servers' own counts ({} of {} answered): served {:.1} MiB, answers {:?}, {} corrupted on purpose (phones refused {})",
+                c.answered,
+                c.servers,
+                c.bytes_served as f64 / 1_048_576.0,
+                c.answers,
+                c.corrupted,
+                self.tampered_refused
+            );
+            let _ = writeln!(
+                out,
+                "    (a server restarted during the run counts from its restart; a download cut short was counted by its server, not by a phone)"
+            );
+        }
     }
 }

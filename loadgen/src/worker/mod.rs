@@ -9,6 +9,9 @@
 //!
 //! Every `report_every`, and once at the end, the worker hands its parent what it
 //! measured since the last report (a [`WorkerReport`]); the parent merges them exactly.
+//!
+//! With a profile's `pre_push:`, one more thread runs the users' phones' downloads
+//! (`crate::pre_push`) beside the loop, sharing only atomics and a few locks with it.
 
 mod client;
 pub mod clock;
