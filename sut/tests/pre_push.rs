@@ -13,8 +13,6 @@ use sut_core::pre_push::artwork::digest_hex;
 use sut_wire::manifest::Manifest;
 use sut_wire::resource_manifest::{ResourceManifest, SignedManifest};
 
-const BASE: u16 = 24400;
-
 /// One HTTP/1.1 GET with `headers`: status, headers (lowercase names), body bytes.
 fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
@@ -57,14 +55,14 @@ struct Cdn {
 }
 
 impl Cdn {
-    fn start() -> Cdn {
+    fn start(base: u16) -> Cdn {
         let (dir, data, timeline) = show_dir(TIMELINE);
         let up = Proc(
             sut_cmd()
                 .args(["up", "--gateways", "1", "--countdown", "1s"])
                 .args(["--data", data.to_str().unwrap()])
                 .args(["--timeline", timeline.to_str().unwrap()])
-                .args(["--base-port", &BASE.to_string()])
+                .args(["--base-port", &base.to_string()])
                 .args(["--resource-servers", "2", "--resource-items", "4"])
                 .args([
                     "--resource-min-size",
@@ -140,7 +138,7 @@ fn value(metrics: &str, name: &str) -> f64 {
 
 #[test]
 fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
-    let mut cdn = Cdn::start();
+    let mut cdn = Cdn::start(24400);
     let v1 = cdn.manifest_of(0);
     assert_eq!(v1.version, 1);
     // The timeline's greeting image comes first.
@@ -261,6 +259,39 @@ fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
     drop(cdn.up.0.stdin.take());
     let status = cdn.up.stop();
     assert!(status.success(), "sut up stopped cleanly");
+}
+
+#[test]
+fn hostile_clients_cost_a_resource_server_a_bounded_time_and_no_one_else_anything() {
+    let cdn = Cdn::start(24600);
+    let addr = cdn.server(0).to_string();
+    // One connection says nothing; another trickles a head it never ends.
+    let silent = std::net::TcpStream::connect(&addr).unwrap();
+    let mut trickle = std::net::TcpStream::connect(&addr).unwrap();
+    trickle
+        .write_all(b"GET /manifest HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Meanwhile an honest phone is served at once.
+    let (status, _, body) = get(&addr, "/manifest", &[]);
+    assert_eq!(status, 200);
+    assert!(!body.is_empty());
+    // A head past hyper's buffer is refused with 431, never buffered whole.
+    let big = "a".repeat(500_000);
+    let (status, _, _) = get(&addr, "/manifest", &[("X-Big", &big)]);
+    assert_eq!(status, 431);
+    // Both hostile connections are closed by the server (its 10 s head deadline),
+    // well before this test's own bound.
+    for (name, mut s) in [("silent", silent), ("trickle", trickle)] {
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Ok(n) => panic!("{name}: answered {n} bytes instead of being closed"),
+            Err(e) => panic!("{name}: still open after 60 s ({e})"),
+        }
+    }
+    drop(cdn);
 }
 
 #[test]
