@@ -8,7 +8,7 @@ use std::fmt::Write;
 pub fn html(report: &PrePushReport) -> String {
     let mut s = String::from("<h2>Pre-push (resources)</h2>\n<table>\n");
     let pct = |v: f64| format!("{:.1}%", v * 100.0);
-    let rows: Vec<(&str, String)> = vec![
+    let mut rows: Vec<(&str, String)> = vec![
         (
             "coverage before the show",
             report
@@ -62,6 +62,19 @@ pub fn html(report: &PrePushReport) -> String {
             ),
         ),
     ];
+
+    if let Some(c) = &report.servers {
+        rows.push((
+            "the servers' own counts",
+            format!(
+                "{} of {} answered: served {:.1} MiB, {} corrupted on purpose",
+                c.answered,
+                c.servers,
+                c.bytes_served as f64 / 1_048_576.0,
+                c.corrupted
+            ),
+        ));
+    }
     for (k, v) in rows {
         let _ = writeln!(s, "<tr><th>{k}</th><td>{v}</td></tr>");
     }

@@ -141,8 +141,9 @@ async fn schedule(ctx: Rc<Ctx>) {
 /// One phone's session, and what it leaves for the next one.
 async fn session(ctx: Rc<Ctx>, slot: usize) {
     let moves = ctx.phones.borrow()[slot].moves as usize;
-    let home = sut_core::spread::spread(ctx.config.users[slot]) as usize;
-    let server = ctx.config.servers[(home + moves) % ctx.config.servers.len()];
+    let n = ctx.config.servers.len();
+    let home = (sut_core::spread::spread(ctx.config.users[slot]) % n as u64) as usize;
+    let server = ctx.config.servers[(home + moves % n) % n];
     let ended = work(&ctx, slot, server).await;
     let now = ctx.epoch.elapsed();
     let roll: f64 = ctx.rng.borrow_mut().random();
@@ -393,12 +394,18 @@ async fn read_body(
     let began = Instant::now();
     let mut got = 0u64;
     while let Some(data) = next_frame(&mut body).await? {
-        {
+        let past_end = {
             let mut phones = ctx.phones.borrow_mut();
             let d = &mut phones[slot].download;
             let room = size.saturating_sub(d.offset()) as usize;
-            // A longer body than the item is judged by what it sent (wrong size).
+            // A longer body than the item is judged by what it sent (wrong size),
+            // and not read further.
             d.received(&data[..data.len().min(room + 1)]);
+            d.offset() > size
+        };
+        if past_end {
+            ctx.shared.count(|c| c.bytes += data.len() as u64);
+            return Ok(());
         }
         got += data.len() as u64;
         ctx.shared.count(|c| c.bytes += data.len() as u64);

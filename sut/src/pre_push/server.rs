@@ -194,10 +194,11 @@ impl Server {
         let share = f64::from(ppm) / 1e6;
         self.corrupt_ppm.store(u64::from(ppm), Ordering::Relaxed);
         self.metrics.corrupt_share.set(share);
+        // The limiter lets at least one chunk a second through.
         let rate = if bandwidth == 0 {
             self.budget
         } else {
-            bandwidth
+            bandwidth.max(limits::CHUNK as u64)
         };
         if let Ok(mut l) = self.limiter.write() {
             *l = Arc::new(limits::limiter(rate));
