@@ -3,7 +3,6 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use loadgen::segment::Segment;
-use std::net::ToSocketAddrs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -380,15 +379,8 @@ fn run_worker(
 ) -> anyhow::Result<ExitCode> {
     shellkit::open_files::raise_to_hard_limit();
     let profile = loadgen::profile::Profile::load(&profile)?;
-    let gateways = gateways
-        .iter()
-        .map(|g| {
-            g.to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .with_context(|| format!("gateway address `{g}` does not resolve"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let gateways =
+        loadgen::worker::resolve(&gateways, "gateway address").map_err(anyhow::Error::msg)?;
     if gateways.is_empty() {
         anyhow::bail!("a worker needs --gateways");
     }

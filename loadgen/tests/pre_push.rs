@@ -13,7 +13,6 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Round 1 begins 9 s into the show; its greetings name items 7 and 1.
@@ -22,58 +21,47 @@ rounds:
   - { id: 1, start: 9s, duration: 5s, envelopes: 200, rate: 100, amount_cents: [1, 500], sponsors: [1, 2], resources: [7, 1] }
 ";
 
-/// `sut up` with `servers` resource servers of `items` items, its control input piped.
+/// `sut up` with 2 resource servers of `items` items, its control input piped.
 struct Up {
-    child: Child,
+    sut: common::Sut,
     manifest: sut_wire::manifest::Manifest,
 }
 
 impl Up {
     fn start(dir: &Path, base: u16, items: u32, sizes: (u32, u32), bandwidth: u32) -> Up {
         std::fs::write(dir.join("timeline.yaml"), TIMELINE).unwrap();
-        let data = dir.join("data");
-        let log = std::fs::File::create(dir.join("sut.log")).unwrap();
-        let child = Command::new(common::bin("sut"))
-            .args(["up", "--gateways", "1", "--countdown", "1s"])
-            .arg("--data")
-            .arg(&data)
-            .arg("--timeline")
-            .arg(dir.join("timeline.yaml"))
-            .args(["--base-port", &base.to_string()])
-            .args([
+        let (items, min, max, bandwidth) = (
+            items.to_string(),
+            sizes.0.to_string(),
+            sizes.1.to_string(),
+            bandwidth.to_string(),
+        );
+        let sut = common::Sut::start(
+            dir,
+            1,
+            base,
+            &[
                 "--resource-servers",
                 "2",
                 "--resource-items",
-                &items.to_string(),
-            ])
-            .args(["--resource-min-size", &sizes.0.to_string()])
-            .args(["--resource-max-size", &sizes.1.to_string()])
-            .args(["--resource-bandwidth", &bandwidth.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !data.join("manifest.json").exists() {
-            assert!(Instant::now() < deadline, "sut up did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let path = sut_wire::manifest::path(&data);
+                &items,
+                "--resource-min-size",
+                &min,
+                "--resource-max-size",
+                &max,
+                "--resource-bandwidth",
+                &bandwidth,
+            ],
+        );
+        let path = sut_wire::manifest::path(&dir.join("data"));
         let text = std::fs::read_to_string(&path).unwrap();
         let manifest = sut_wire::manifest::Manifest::parse(&text, &path).unwrap();
-        Up { child, manifest }
-    }
-
-    fn control(&mut self, line: &str) {
-        let stdin = self.child.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
+        Up { sut, manifest }
     }
 
     /// Sends `lines` at their times (from now) on a thread of their own.
     fn later(&mut self, lines: Vec<(u64, String)>) -> std::thread::JoinHandle<()> {
-        let mut stdin = self.child.stdin.take().unwrap();
+        let mut stdin = self.sut.take_control();
         std::thread::spawn(move || {
             let start = Instant::now();
             for (at_ms, line) in lines {
@@ -103,16 +91,6 @@ impl Up {
     /// A series summed over both servers.
     fn served(&self, prefix: &str) -> u64 {
         (0..2).map(|i| common::sum(&self.metrics(i), prefix)).sum()
-    }
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
     }
 }
 
@@ -151,7 +129,7 @@ fn phones_and_servers_count_alike_and_an_update_fetches_only_what_changed() {
     let gateway = up.manifest.gateway_addrs[0].clone();
     // resources-1 corrupts half its item responses from the start to 4 s; at 6 s the
     // operator gives items 7 and 2 new bytes.
-    up.control("resources corrupt resources-1 50%");
+    up.sut.control("resources corrupt resources-1 50%");
     let lines = up.later(vec![
         (4000, "resources ok resources-1".into()),
         (6000, "resources update 7 2".into()),
@@ -223,7 +201,7 @@ fn a_cut_download_resumes_elsewhere_and_phones_that_do_not_verify_fail_the_run()
     // own cap only slows its reading of them).
     let mut up = Up::start(dir.path(), 26200, 3, (150_000, 170_000), 512 << 10);
     let gateway = up.manifest.gateway_addrs[0].clone();
-    up.control("resources corrupt resources-1 100%");
+    up.sut.control("resources corrupt resources-1 100%");
     // resources-0 dies 2 s in, mid-download for every phone on it, and comes back.
     let lines = up.later(vec![
         (2000, "kill resources-0".into()),

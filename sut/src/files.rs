@@ -65,3 +65,28 @@ pub fn write_atomic(p: &Path, bytes: &[u8]) -> Result<(), FileError> {
     std::fs::write(&tmp, bytes).map_err(werr)?;
     std::fs::rename(&tmp, p).map_err(werr)
 }
+
+/// Creates `p` with `bytes` unless it exists: written whole beside it, then hard-linked
+/// into place. A hard link fails when the name is taken, so of two writers racing for
+/// one name only one creates it. `Ok(false)` when `p` existed.
+pub fn create_once(p: &Path, bytes: &[u8]) -> Result<bool, FileError> {
+    let werr = |source| FileError::Write {
+        path: p.display().to_string(),
+        source,
+    };
+    let dir = p.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(werr)?;
+    let linked = std::fs::hard_link(&tmp, p);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(werr(e)),
+    }
+}

@@ -114,26 +114,17 @@ pub fn first_schedule(timeline: &Timeline) -> Schedule {
     }
 }
 
-/// Records a new signed version; `Ok(false)` when that version number is taken.
+/// Records a new signed version; `Ok(false)` when that version number is taken (the
+/// number is claimed atomically, see [`crate::files::create_once`]).
 pub fn save_version(
     data: &Path,
     version: u64,
     signed: &SignedSchedule,
 ) -> Result<bool, ScheduleFileError> {
-    let dir = versions_dir(data);
-    let path = version_path(data, version);
-    let werr = write_error(&path);
-    std::fs::create_dir_all(&dir).map_err(&werr)?;
-    let tmp = dir.join(format!(".v{version}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, signed.to_json()).map_err(&werr)?;
-    // A hard link fails if the name exists: the version number is claimed atomically.
-    let linked = std::fs::hard_link(&tmp, &path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(werr(e)),
-    }
+    Ok(crate::files::create_once(
+        &version_path(data, version),
+        &signed.to_json(),
+    )?)
 }
 
 /// The highest version number recorded in `data` (0 when none).

@@ -7,13 +7,15 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use sut::rpc::{Peer, Rpc};
 use sut_wire::manifest::Manifest;
 use sut_wire::protocol::{Frame, Outcome};
 use sut_wire::schedule::{read_applied, Applied, SignedSchedule};
+
+/// How long a test waits for the system to do what it was told.
+const PATIENCE: Duration = Duration::from_secs(60);
 
 const GATEWAYS: u16 = 3;
 
@@ -24,14 +26,6 @@ version: 1
 rounds:
   - { id: 1, start: 3s, duration: 10m, envelopes: 100000, rate: 500, amount_cents: [1, 999], sponsors: [1, 2, 3, 4, 5, 6] }
 ";
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// `sut up` with 3 gateways on `base`, its control input piped.
 struct Show {
@@ -76,15 +70,9 @@ impl Show {
         }
     }
 
-    fn control(&mut self, line: &str) {
-        let stdin = self.up.0.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
     /// Cuts or restores a channel at every gateway, and waits until each says so.
     fn channel(&mut self, channel: &str, down: bool) {
-        self.control(&format!(
+        self.up.control(&format!(
             "channel {channel} {}",
             if down { "down" } else { "up" }
         ));
@@ -94,7 +82,7 @@ impl Show {
         );
         for (name, addr) in &self.manifest.metrics {
             if name.starts_with("gateway-") {
-                wait_for(&format!("{channel} {down} at {name}"), || {
+                wait_for(&format!("{channel} {down} at {name}"), PATIENCE, || {
                     scrape(addr).contains(&want)
                 });
             }
@@ -121,13 +109,17 @@ impl Show {
     /// Each gateway's record of `version`, once every gateway has one.
     fn applied_everywhere(&self, version: u64) -> Vec<Applied> {
         let mut got = Vec::new();
-        wait_for(&format!("version {version} on every gateway"), || {
-            got = read_applied(&self.data, GATEWAYS)
-                .into_iter()
-                .filter(|a| a.version == version)
-                .collect();
-            got.len() == GATEWAYS as usize
-        });
+        wait_for(
+            &format!("version {version} on every gateway"),
+            PATIENCE,
+            || {
+                got = read_applied(&self.data, GATEWAYS)
+                    .into_iter()
+                    .filter(|a| a.version == version)
+                    .collect();
+                got.len() == GATEWAYS as usize
+            },
+        );
         got
     }
 

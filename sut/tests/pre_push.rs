@@ -8,10 +8,13 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use sut_core::pre_push::artwork::digest_hex;
 use sut_wire::manifest::Manifest;
 use sut_wire::resource_manifest::{ResourceManifest, SignedManifest};
+
+/// How long a test waits for the system to do what it was told.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One HTTP/1.1 GET with `headers`: status, headers (lowercase names), body bytes.
 fn get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<(String, String)>, Vec<u8>) {
@@ -88,12 +91,6 @@ impl Cdn {
         }
     }
 
-    fn control(&mut self, line: &str) {
-        let stdin = self.up.0.stdin.as_mut().unwrap();
-        writeln!(stdin, "{line}").unwrap();
-        stdin.flush().unwrap();
-    }
-
     fn server(&self, i: usize) -> &str {
         &self.manifest.resource_addrs[i]
     }
@@ -117,14 +114,6 @@ impl Cdn {
         public
             .verify_manifest(&SignedManifest::from_json(&body).unwrap())
             .unwrap()
-    }
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what} never happened");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -180,8 +169,8 @@ fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
     assert_eq!(get(cdn.server(1), "/items/x", &[]).0, 404);
 
     // Every response from resources-1 corrupted: a byte differs, the digest fails.
-    cdn.control("resources corrupt resources-1 100%");
-    wait_for("the corrupt fault", || {
+    cdn.up.control("resources corrupt resources-1 100%");
+    wait_for("the corrupt fault", PATIENCE, || {
         cdn.metrics(1).contains("sut_resource_corrupt_share 1.0")
     });
     let (status, _, bad) = get(cdn.server(1), &path, &[]);
@@ -193,28 +182,29 @@ fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
         "a corrupted body must not verify"
     );
     assert_eq!(value(&cdn.metrics(1), "sut_resource_corrupted_total"), 1.0);
-    cdn.control("resources ok resources-1");
-    wait_for("the fault cleared", || {
+    cdn.up.control("resources ok resources-1");
+    wait_for("the fault cleared", PATIENCE, || {
         cdn.metrics(1).contains("sut_resource_corrupt_share 0.0")
     });
     assert_eq!(digest_hex(&get(cdn.server(1), &path, &[]).2), item.sha256);
 
     // Slowed to 64 KiB/s, a server still serves whole items, and says so.
-    cdn.control("resources slow resources-0 64KiB");
-    wait_for("the slow fault", || {
+    cdn.up.control("resources slow resources-0 64KiB");
+    wait_for("the slow fault", PATIENCE, || {
         cdn.metrics(0)
             .contains("sut_resource_bandwidth_budget_bytes 65536")
     });
     assert_eq!(digest_hex(&get(cdn.server(0), &path, &[]).2), item.sha256);
-    cdn.control("resources ok resources-0");
-    wait_for("the budget back", || {
+    cdn.up.control("resources ok resources-0");
+    wait_for("the budget back", PATIENCE, || {
         cdn.metrics(0)
             .contains("sut_resource_bandwidth_budget_bytes 20971520")
     });
 
     // The operator updates two items: the next version changes those and no other.
-    cdn.control(&format!("resources update {} {}", v1.items[1].id, item.id));
-    wait_for("both servers on version 2", || {
+    cdn.up
+        .control(&format!("resources update {} {}", v1.items[1].id, item.id));
+    wait_for("both servers on version 2", PATIENCE, || {
         (0..2).all(|i| cdn.metrics(i).contains("sut_resource_manifest_version 2"))
     });
     let v2 = cdn.manifest_of(1);
@@ -254,8 +244,8 @@ fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
     assert!(value(&m, "sut_resource_bytes_served_total") >= (whole.len() * 3) as f64);
 
     // A fault for a server that does not exist says which do.
-    cdn.control("resources corrupt resources-7 10%");
-    cdn.control("resources show");
+    cdn.up.control("resources corrupt resources-7 10%");
+    cdn.up.control("resources show");
     drop(cdn.up.0.stdin.take());
     let status = cdn.up.stop();
     assert!(status.success(), "sut up stopped cleanly");

@@ -222,19 +222,20 @@ pub fn versions_dir(data: &std::path::Path) -> std::path::PathBuf {
     data.join("timeline")
 }
 
-/// The version number a file of [`versions_dir`] holds, by its name.
+/// The version number a versioned file (`v000002.json`) holds, by its name.
 pub fn version_number(name: &str) -> Option<u64> {
     name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()
 }
 
-/// Where version `version` is recorded in `data`.
-pub fn version_path(data: &std::path::Path, version: u64) -> std::path::PathBuf {
-    versions_dir(data).join(format!("v{version:06}.json"))
+/// The file of version `version` in a directory of versioned files.
+pub fn numbered(dir: &std::path::Path, version: u64) -> std::path::PathBuf {
+    dir.join(format!("v{version:06}.json"))
 }
 
-/// The version numbers recorded in `data`, ascending (none when it has no versions).
-pub fn recorded_numbers(data: &std::path::Path) -> Vec<u64> {
-    let Ok(entries) = std::fs::read_dir(versions_dir(data)) else {
+/// The version numbers of the versioned files in `dir`, ascending (none when it has
+/// none, or does not exist).
+pub fn numbers_in(dir: &std::path::Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
     let mut out: Vec<u64> = entries
@@ -243,6 +244,16 @@ pub fn recorded_numbers(data: &std::path::Path) -> Vec<u64> {
         .collect();
     out.sort_unstable();
     out
+}
+
+/// Where version `version` is recorded in `data`.
+pub fn version_path(data: &std::path::Path, version: u64) -> std::path::PathBuf {
+    numbered(&versions_dir(data), version)
+}
+
+/// The version numbers recorded in `data`, ascending (none when it has no versions).
+pub fn recorded_numbers(data: &std::path::Path) -> Vec<u64> {
+    numbers_in(&versions_dir(data))
 }
 
 /// Every version recorded in `data`, unverified (a report reads what its own run

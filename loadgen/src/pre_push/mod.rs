@@ -32,7 +32,7 @@ pub use profile::PrePushSpec;
 pub use shared::Shared;
 pub use stats::PrePushStats;
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -61,15 +61,8 @@ impl Target {
         } else {
             spec.addresses.clone()
         };
-        let servers = names
-            .iter()
-            .map(|a| {
-                a.to_socket_addrs()
-                    .ok()
-                    .and_then(|mut s| s.next())
-                    .with_context(|| format!("pre_push: resource server `{a}` does not resolve"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
+        let servers = crate::worker::resolve(&names, "pre_push: resource server")
+            .map_err(anyhow::Error::msg)?;
         if servers.is_empty() {
             anyhow::bail!("pre_push: the system runs no resource servers; give target.spawn a `pre_push:` section's servers, or pre_push.addresses");
         }

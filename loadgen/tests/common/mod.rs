@@ -19,8 +19,8 @@ pub fn bin(name: &str) -> PathBuf {
     bin
 }
 
-/// `sut up` on `DIR/data` with `DIR/timeline.yaml`, stopped (SIGTERM, so it drains)
-/// when dropped.
+/// `sut up` on `DIR/data` with `DIR/timeline.yaml`, its control input piped, stopped
+/// (SIGTERM, so it drains) when dropped.
 pub struct Sut(Child);
 
 impl Sut {
@@ -41,7 +41,7 @@ impl Sut {
             .arg(dir.join("timeline.yaml"))
             .args(["--base-port", &base_port.to_string()])
             .args(extra)
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
@@ -56,6 +56,18 @@ impl Sut {
             std::thread::sleep(Duration::from_millis(50));
         }
         sut
+    }
+
+    /// Writes a control line to `sut up`'s input.
+    pub fn control(&mut self, line: &str) {
+        let stdin = self.0.stdin.as_mut().expect("the control input, not taken");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// `sut up`'s input, for a thread that writes control lines at their times.
+    pub fn take_control(&mut self) -> std::process::ChildStdin {
+        self.0.stdin.take().expect("the control input, not taken")
     }
 }
 

@@ -6,12 +6,12 @@
 //! items up to the asked count (the seed's 65 by default); an update gives the named
 //! items new bytes and signs the next version, listing every item again.
 
-use crate::files::{read_bytes, write_atomic, FileError};
+use crate::files::{create_once, read_bytes, write_atomic, FileError};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use sut_core::pre_push::artwork;
 use sut_wire::resource_manifest::{ManifestError, ResourceItem, ResourceManifest, SignedManifest};
-use sut_wire::schedule::{OperatorKey, OperatorPublic};
+use sut_wire::schedule::{numbered, numbers_in, OperatorKey, OperatorPublic};
 use sut_wire::timeline::Timeline;
 use thiserror::Error;
 
@@ -58,22 +58,12 @@ fn manifest_dir(data: &Path) -> PathBuf {
 }
 
 fn manifest_path(data: &Path, version: u64) -> PathBuf {
-    manifest_dir(data).join(format!("v{version:06}.json"))
+    numbered(&manifest_dir(data), version)
 }
 
 /// The manifest versions recorded, lowest first.
 pub fn versions(data: &Path) -> Vec<u64> {
-    let mut v: Vec<u64> = std::fs::read_dir(manifest_dir(data))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix('v')?.strip_suffix(".json")?.parse().ok()
-        })
-        .collect();
-    v.sort_unstable();
-    v
+    numbers_in(&manifest_dir(data))
 }
 
 /// Reads and verifies one recorded version.
@@ -187,8 +177,8 @@ fn write_item(
     })
 }
 
-/// Signs version `version` and records it; a version number is claimed once (a hard
-/// link fails when the name exists), so two operators never both publish it.
+/// Signs version `version` and records it; a version number is claimed once
+/// ([`create_once`]), so two operators never both publish it.
 fn sign_and_record(
     data: &Path,
     key: &OperatorKey,
@@ -204,24 +194,12 @@ fn sign_and_record(
         .check()
         .map_err(|e| ResourceFileError::Change(e.to_string()))?;
     let signed = key.sign_manifest(&manifest);
-    let path = manifest_path(data, version);
-    let werr = |source| FileError::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(manifest_dir(data)).map_err(werr)?;
-    let tmp = manifest_dir(data).join(format!(".v{version}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, signed.to_json()).map_err(werr)?;
-    let linked = std::fs::hard_link(&tmp, &path);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(manifest),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(ResourceFileError::Change(format!(
-                "manifest version {version} was published by someone else meanwhile; try again"
-            )))
-        }
-        Err(e) => Err(werr(e).into()),
+    if create_once(&manifest_path(data, version), &signed.to_json())? {
+        Ok(manifest)
+    } else {
+        Err(ResourceFileError::Change(format!(
+            "manifest version {version} was published by someone else meanwhile; try again"
+        )))
     }
 }
 

@@ -21,9 +21,15 @@ pub const CONNECTION_LIFE: Duration = Duration::from_secs(300);
 
 pub type Limiter = DefaultDirectRateLimiter;
 
-/// A limiter letting `bytes_per_second` through (at least one chunk a second).
+/// The rate a limiter asked for `bytes_per_second` applies: at least one chunk a
+/// second, at most what its quota holds.
+pub fn applied(bytes_per_second: u64) -> u64 {
+    bytes_per_second.clamp(CHUNK as u64, u32::MAX as u64)
+}
+
+/// A limiter letting [`applied`]`(bytes_per_second)` through.
 pub fn limiter(bytes_per_second: u64) -> Limiter {
-    let rate = bytes_per_second.clamp(CHUNK as u64, u32::MAX as u64) as u32;
+    let rate = applied(bytes_per_second) as u32;
     let burst = (CHUNK as u32 * 4).max(rate / 10);
     let (Some(rate), Some(burst)) = (NonZeroU32::new(rate), NonZeroU32::new(burst)) else {
         unreachable!("both are at least CHUNK")

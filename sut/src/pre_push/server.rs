@@ -140,7 +140,10 @@ pub async fn run(
         bandwidth_now: AtomicU64::new(0),
         metrics: ServerMetrics::default(),
     });
-    server.metrics.budget.set(config.bandwidth as i64);
+    server
+        .metrics
+        .budget
+        .set(limits::applied(config.bandwidth) as i64);
     let mut registry = Registry::default();
     server.metrics.register(&mut registry);
     let refused = crate::metrics::rpc_refused(&mut registry);
@@ -194,12 +197,11 @@ impl Server {
         let share = f64::from(ppm) / 1e6;
         self.corrupt_ppm.store(u64::from(ppm), Ordering::Relaxed);
         self.metrics.corrupt_share.set(share);
-        // The limiter lets at least one chunk a second through.
-        let rate = if bandwidth == 0 {
+        let rate = limits::applied(if bandwidth == 0 {
             self.budget
         } else {
-            bandwidth.max(limits::CHUNK as u64)
-        };
+            bandwidth
+        });
         if let Ok(mut l) = self.limiter.write() {
             *l = Arc::new(limits::limiter(rate));
         }

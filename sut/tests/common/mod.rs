@@ -46,6 +46,15 @@ impl Drop for Proc {
 }
 
 impl Proc {
+    /// Writes a control line to `sut up`'s input (the process was started with a piped
+    /// stdin).
+    pub fn control(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.0.stdin.as_mut().expect("started with a piped stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.0.id() as i32), sig);
     }
@@ -74,6 +83,15 @@ pub fn wait_manifest(data: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !data.join("manifest.json").exists() {
         assert!(Instant::now() < deadline, "sut up did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until `done` holds, checking every 50 ms; fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} never happened");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
