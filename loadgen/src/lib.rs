@@ -1,6 +1,7 @@
 //! The load generator: simulated users on long connections, driven from YAML profiles,
 //! measured from intended send times into HDR histograms.
 
+pub mod addresses;
 pub mod cluster;
 pub mod compare;
 pub mod dashboard;

@@ -380,7 +380,7 @@ fn run_worker(
     shellkit::open_files::raise_to_hard_limit();
     let profile = loadgen::profile::Profile::load(&profile)?;
     let gateways =
-        loadgen::worker::resolve(&gateways, "gateway address").map_err(anyhow::Error::msg)?;
+        loadgen::addresses::resolve(&gateways, "gateway address").map_err(anyhow::Error::msg)?;
     if gateways.is_empty() {
         anyhow::bail!("a worker needs --gateways");
     }

@@ -61,7 +61,7 @@ impl Target {
         } else {
             spec.addresses.clone()
         };
-        let servers = crate::worker::resolve(&names, "pre_push: resource server")
+        let servers = crate::addresses::resolve(&names, "pre_push: resource server")
             .map_err(anyhow::Error::msg)?;
         if servers.is_empty() {
             anyhow::bail!("pre_push: the system runs no resource servers; give target.spawn a `pre_push:` section's servers, or pre_push.addresses");

@@ -96,21 +96,6 @@ pub struct WorkerConfig {
     pub report_every: Duration,
 }
 
-/// Resolves each `host:port` to its first socket address; the error names the first
-/// that does not resolve (`WHAT `ADDR` does not resolve`).
-pub fn resolve(names: &[String], what: &str) -> Result<Vec<SocketAddr>, String> {
-    use std::net::ToSocketAddrs;
-    names
-        .iter()
-        .map(|n| {
-            n.to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next())
-                .ok_or_else(|| format!("{what} `{n}` does not resolve"))
-        })
-        .collect()
-}
-
 const ALARM: Token = Token(usize::MAX - 1);
 const STOP: Token = Token(usize::MAX - 2);
 const QUIC: Token = Token(usize::MAX - 3);
