@@ -120,14 +120,23 @@ impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
     where
         F: Fn(&WriteTransaction, Op) -> Result<R, StoreError> + Send + Sync + 'static,
     {
-        Self::spawn_batched(db, path, max_batch, move |txn, ops| {
+        let batched = move |txn: &WriteTransaction, ops: Vec<Op>| {
             ops.into_iter().map(|op| apply(txn, op)).collect()
-        })
+        };
+        let here = tokio::runtime::Handle::current();
+        Self::spawn_batched(&here, db, path, max_batch, batched)
     }
 
     /// Like [`GroupCommitter::spawn`], with `apply` given the whole batch at once (one
-    /// result per operation, in order), so it can open its tables once per transaction.
-    pub fn spawn_batched<F>(db: Database, path: PathBuf, max_batch: usize, apply: F) -> Self
+    /// result per operation, in order), so it can open its tables once per transaction,
+    /// and the committer's task on the runtime `on`.
+    pub fn spawn_batched<F>(
+        on: &tokio::runtime::Handle,
+        db: Database,
+        path: PathBuf,
+        max_batch: usize,
+        apply: F,
+    ) -> Self
     where
         F: Fn(&WriteTransaction, Vec<Op>) -> Result<Vec<R>, StoreError> + Send + Sync + 'static,
     {
@@ -141,7 +150,7 @@ impl<Op: Send + 'static, R: Send + 'static> GroupCommitter<Op, R> {
             retry_at: Instant::now(),
             pause: FIRST_PAUSE,
         };
-        tokio::spawn(async move {
+        on.spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut jobs = vec![first];
                 while jobs.len() < max_batch {

@@ -104,6 +104,8 @@ pub enum GatewayError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Listen(#[from] crate::listen::ListenError),
+    #[error("cannot start the gateway's durable lane (a thread): {0}")]
+    Lane(std::io::Error),
 }
 
 /// Where the channels reach: the config services, the data directory, the peers.

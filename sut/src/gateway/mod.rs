@@ -8,13 +8,15 @@
 //! [`leases`] (the lease keeper), [`load`] (the load watcher that sets the tier),
 //! and the agent's tasks: [`forwarder`] (the pass-through queue), [`sync`] (the shared
 //! limit view), [`split`] (shares and grabs), [`reserve`] (strict limits: wins reserved
-//! at the user's owner), both over the [`batcher`], and the durable [`store`].
+//! at the user's owner), both over the [`batcher`], and the durable [`store`]. The
+//! committer and both batchers run on the [`lane`], a thread beside the event loop.
 
 mod batcher;
 mod bench;
 mod channels;
 mod config;
 mod forwarder;
+mod lane;
 mod leases;
 mod link;
 mod live_schedule;
@@ -68,7 +70,8 @@ pub async fn run(
         queue: queue.clone(),
         show_start_ms: config.show_start_ms,
     }));
-    let committer = GroupCommitter::spawn_batched(db, db_path, 1024, store::apply);
+    let lane = lane::Lane::start(config.id).map_err(GatewayError::Lane)?;
+    let committer = GroupCommitter::spawn_batched(lane.handle(), db, db_path, 1024, store::apply);
     registry.register_collector(Box::new(crate::committer::CommitMetrics {
         db: "queue",
         stats: committer.stats.clone(),
@@ -139,7 +142,7 @@ pub async fn run(
         recovered.issued.len(),
         recovered.queue.len()
     );
-    Ok(serve(gw, &config, listener, quic, shutdown).await)
+    Ok(serve(gw, &config, &lane, listener, quic, shutdown).await)
 }
 
 /// QUIC's idle timeout: past the heartbeat timeout, so that the session's own deadline
@@ -153,6 +156,7 @@ fn quic_idle(config: &GatewayConfig) -> Duration {
 async fn serve(
     gw: Arc<Gateway>,
     config: &GatewayConfig,
+    lane: &lane::Lane,
     listener: TcpListener,
     quic: quinn::Endpoint,
     mut shutdown: watch::Receiver<bool>,
@@ -163,9 +167,9 @@ async fn serve(
     let limit_sync = tokio::spawn(sync::run(gw.clone(), backend(), config.sync_interval));
     // Several connections each, so one slow batch does not hold the next.
     let peers = || (0..batcher::PEERS).map(|_| backend()).collect::<Vec<_>>();
-    tokio::spawn(split::run(gw.clone(), peers()));
+    lane.spawn(split::run(gw.clone(), peers()));
     if config.strict_limits {
-        tokio::spawn(reserve::run(gw.clone(), peers()));
+        lane.spawn(reserve::run(gw.clone(), peers()));
     }
     if config.bench_opens > 0 {
         tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));
