@@ -1,13 +1,10 @@
 //! What a session reads its frames from and writes its replies to: a TCP connection or
-//! a QUIC connection's one bidirectional stream. The session ([`super::session`]) is
+//! a QUIC connection's one bidirectional stream ([`super::quic`]). The session ([`super::session`]) is
 //! written once over this; each transport only says how to read without waiting, how
 //! to wait until there is something, and how to write.
 
-use bytes::Bytes;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use sut_wire::protocol::{CodecError, FrameReader, ReadStatus};
 use tokio::io::Interest;
@@ -92,100 +89,5 @@ impl Link for TcpStream {
 
     async fn close(&mut self, _within: Duration) {
         // Dropping the socket closes it; the kernel delivers what was written.
-    }
-}
-
-/// A QUIC session: its connection and the one bidirectional stream the client opened.
-/// Reads come in chunks; the one a wait found is kept until the session reads it.
-pub(super) struct QuicLink {
-    /// Held so the connection lives as long as the session.
-    _conn: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
-    /// A chunk that `readable` received and reads have not taken yet.
-    pending: Bytes,
-    /// The client finished its side of the stream.
-    ended: bool,
-}
-
-impl QuicLink {
-    pub(super) fn new(
-        conn: quinn::Connection,
-        send: quinn::SendStream,
-        recv: quinn::RecvStream,
-    ) -> QuicLink {
-        QuicLink {
-            _conn: conn,
-            send,
-            recv,
-            pending: Bytes::new(),
-            ended: false,
-        }
-    }
-
-    fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.pending.is_empty() {
-            let n = self.pending.len().min(buf.len());
-            buf[..n].copy_from_slice(&self.pending.split_to(n));
-            return Ok(n);
-        }
-        if self.ended {
-            return Ok(0);
-        }
-        // One poll without a waker: the session's next wait (`readable`) registers one.
-        let mut cx = Context::from_waker(Waker::noop());
-        match self.recv.poll_read(&mut cx, buf) {
-            Poll::Ready(Ok(0)) => {
-                self.ended = true;
-                Ok(0)
-            }
-            Poll::Ready(Ok(n)) => Ok(n),
-            Poll::Ready(Err(e)) => Err(e.into()),
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-}
-
-/// The largest chunk a wait takes from the stream (the peer's window is smaller).
-const CHUNK: usize = 16 * 1024;
-
-impl Link for QuicLink {
-    const TRANSPORT: Transport = Transport::Quic;
-
-    fn next_frame(&mut self, reader: &mut FrameReader) -> Result<ReadStatus, CodecError> {
-        reader.next_frame(|buf| self.try_read(buf))
-    }
-
-    async fn readable(&mut self) -> io::Result<()> {
-        if !self.pending.is_empty() || self.ended {
-            return Ok(());
-        }
-        match self.recv.read_chunk(CHUNK, true).await {
-            Ok(Some(chunk)) => self.pending = chunk.bytes,
-            Ok(None) => self.ended = true,
-            Err(e) => return Err(e.into()),
-        }
-        Ok(())
-    }
-
-    fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut cx = Context::from_waker(Waker::noop());
-        match Pin::new(&mut self.send).poll_write(&mut cx, buf) {
-            Poll::Ready(Ok(n)) => Ok(n),
-            Poll::Ready(Err(e)) => Err(e.into()),
-            Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
-        }
-    }
-
-    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        Ok(self.send.write_all(buf).await?)
-    }
-
-    async fn close(&mut self, within: Duration) {
-        // Finished, the stream's last bytes (a refusal, say) still go out; the wait for
-        // the client's acknowledgement is bounded like any write.
-        if self.send.finish().is_ok() {
-            let _ = tokio::time::timeout(within, self.send.stopped()).await;
-        }
     }
 }

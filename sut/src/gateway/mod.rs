@@ -87,7 +87,12 @@ pub async fn run(
             addr: config.listen.clone(),
             source,
         })?;
-    let quic = quic::bind(quic_addr, &config.quic_identity, quic_idle(&config))?;
+    let quic = quic::bind(
+        quic_addr,
+        &config.quic_identity,
+        quic_idle(&config),
+        config.limits.hello_timeout,
+    )?;
     let gw = Arc::new(Gateway {
         id: config.id,
         core: Mutex::new(core),
@@ -158,7 +163,7 @@ async fn serve(
     config: &GatewayConfig,
     lane: &lane::Lane,
     listener: TcpListener,
-    quic: quinn::Endpoint,
+    quic: quic::Bound,
     mut shutdown: watch::Receiver<bool>,
 ) -> usize {
     let leases = tokio::spawn(leases::keep_leases(gw.clone()));
@@ -176,11 +181,14 @@ async fn serve(
     }
     let forget = tokio::spawn(forget_idle_users(gw.clone()));
     let forwarder = tokio::spawn(forwarder::run(gw.clone(), backend(), config.drain_timeout));
-    let quic_accept = tokio::spawn(quic::accept(
+    // At shutdown, the sessions' last frames (refusals) may take a little while to
+    // reach their clients.
+    let quic = tokio::spawn(quic::run(
         gw.clone(),
-        quic.clone(),
+        quic,
         config.max_connections,
         shutdown.clone(),
+        config.limits.write_timeout.min(Duration::from_secs(2)),
     ));
     loop {
         tokio::select! {
@@ -209,12 +217,7 @@ async fn serve(
     forget.abort();
     // Sessions see the same shutdown signal and close; the forwarder drains the queue.
     let _ = forwarder.await;
-    let _ = quic_accept.await;
-    quic::close(
-        quic,
-        config.limits.write_timeout.min(Duration::from_secs(2)),
-    )
-    .await;
+    let _ = quic.await;
     let left = gw.queue.lock().map(|q| q.depth()).unwrap_or(0);
     crate::log_line!(
         "gateway {} stopped ({left} opens left in its durable queue)",
