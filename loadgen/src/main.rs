@@ -83,8 +83,8 @@ enum Command {
         outputs: Outputs,
         #[command(flatten)]
         overrides: ProfileOverrides,
-        /// Local worker processes [default: enough for the peak users at the open-file
-        /// limit, ~19,000 connections each].
+        /// Local worker processes [default: enough for the peak users, ~19,000 TCP
+        /// connections each (the open-file limit) and at most 100,000 QUIC ones].
         #[arg(long)]
         workers: Option<u64>,
         /// Run only segment i of n of the users (user u is in segment u mod n), e.g. to

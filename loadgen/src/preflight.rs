@@ -37,7 +37,10 @@ pub fn check(profile: &Profile, local_users: u64, machine: &Machine) -> Result<(
         "{local_users} users x {per_user} B on the load generator's side"
     )];
     if local_users > 0 {
-        let workers = shellkit::open_files::processes_for(local_users, machine.open_files, 0.95);
+        let workers = profile
+            .behaviour
+            .transport
+            .workers_for(local_users, machine.open_files);
         if workers > MAX_PROCESSES {
             return Err(format!(
                 "{local_users} users need {workers} worker processes at {} open files each, more than the {MAX_PROCESSES} one machine runs: lower users, or spread them over machines (loadgen coordinator)",

@@ -522,7 +522,7 @@ async fn launch(
     }
     let workers = opts
         .workers
-        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, fd_limit, 0.95));
+        .unwrap_or_else(|| profile.behaviour.transport.workers_for(peak, fd_limit));
     if workers == 0 {
         bail!("--workers must be at least 1");
     }

@@ -99,11 +99,51 @@ impl TransportMix {
     pub fn any_tcp(&self) -> bool {
         self.quic < 1.0
     }
+
+    /// Worker processes for `peak` users on a machine allowing `open_files` per
+    /// process: enough that each worker's TCP users fit in its open files, and its QUIC
+    /// users (one UDP socket for all of them) stay at most [`QUIC_USERS_PER_WORKER`].
+    pub fn workers_for(&self, peak: u64, open_files: u64) -> u64 {
+        let tcp = (peak as f64 * (1.0 - self.quic)).ceil() as u64;
+        let quic = (peak as f64 * self.quic).ceil() as u64;
+        let by_files = if tcp > 0 {
+            shellkit::open_files::processes_for(tcp, open_files, 0.95)
+        } else {
+            1
+        };
+        by_files.max(quic.div_ceil(QUIC_USERS_PER_WORKER)).max(1)
+    }
 }
+
+/// QUIC users one worker holds at most. They cost it no file each, so the open-file
+/// limit does not bound them; each worker costs a few megabytes of its own (its
+/// histograms above all), so fewer is cheaper, while more than one lets a many-core
+/// machine spread the handshakes. 250,000 QUIC connections held here took about a
+/// third of a core on the load generator's side (README, QUIC connections).
+pub const QUIC_USERS_PER_WORKER: u64 = 100_000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quic_users_need_no_worker_per_open_files() {
+        let tcp = TransportMix { quic: 0.0 };
+        let quic = TransportMix { quic: 1.0 };
+        let half = TransportMix { quic: 0.5 };
+        assert_eq!(
+            tcp.workers_for(1_000_000, 20_000),
+            shellkit::open_files::processes_for(1_000_000, 20_000, 0.95)
+        );
+        assert_eq!(quic.workers_for(250_000, 20_000), 3);
+        assert_eq!(quic.workers_for(50_000, 20_000), 1);
+        assert_eq!(quic.workers_for(0, 20_000), 1);
+        // Half of 100,000 on TCP: the files decide.
+        assert_eq!(
+            half.workers_for(100_000, 20_000),
+            shellkit::open_files::processes_for(50_000, 20_000, 0.95)
+        );
+    }
 
     fn parse(yaml: &str) -> Result<TransportMix, String> {
         serde_yaml::from_str(yaml).map_err(|e| e.to_string())

@@ -116,6 +116,10 @@ pub fn server_config(identity: &Path, idle: Duration) -> Result<ServerConfig, Qu
         .map_err(|e| QuicError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     tls.max_early_data_size = 0;
+    // No session tickets: each would cost the gateway an encryption per handshake and
+    // leave both sides' 1-RTT handshake buffers allocated for the connection's life
+    // (a few hundred bytes each), for resumptions no client here makes.
+    tls.send_tls13_tickets = 0;
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| QuicError::Tls(e.to_string()))?;
     let mut config = ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport(idle)));

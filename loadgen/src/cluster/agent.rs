@@ -184,11 +184,11 @@ fn start_workers(
     };
     let peak = segment.len(profile.peak_users());
     // This agent's --workers, else the coordinator's --workers-per-agent, else enough
-    // for its share at this machine's open-file limit.
+    // for its share at this machine's open-file limit (TCP users) and per worker (QUIC).
     let workers = opts
         .workers
         .or(assignment.workers)
-        .unwrap_or_else(|| shellkit::open_files::processes_for(peak, open_files, 0.95))
+        .unwrap_or_else(|| profile.behaviour.transport.workers_for(peak, open_files))
         .max(1);
     let late = shellkit::clock::unix_ms() - start_at;
     if late > 0 {
