@@ -12,7 +12,7 @@ use std::path::Path;
 const LOADGEN_TCP: u64 = 4_800;
 const LOADGEN_QUIC: u64 = 21_000;
 const GATEWAY_TCP: u64 = 5_800;
-const GATEWAY_QUIC: u64 = 29_000;
+const GATEWAY_QUIC: u64 = 20_000;
 /// More local processes than this is no longer one machine's job.
 const MAX_PROCESSES: u64 = 5_000;
 
