@@ -18,11 +18,12 @@ use bytes::{Bytes, BytesMut};
 use mio::net::UdpSocket;
 use quinn_proto::ConnectionEvent;
 use quinn_proto::{
-    ClientConfig, Connection, ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig,
-    Event, ReadError, StreamEvent, StreamId, VarInt, WriteError,
+    ClientConfig, Connection, DatagramEvent, Dir, Endpoint, EndpointConfig, Event, ReadError,
+    StreamEvent, StreamId, VarInt, WriteError,
 };
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
+use shellkit::quic_drive::{exchange_events, take_touched, Timers};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -112,7 +113,7 @@ pub struct Quic {
     /// Connections by handle (the endpoint's slab index), boxed: a connection's state
     /// is ~6 KB, and the vector's spare capacity should not cost that much per slot.
     conns: Vec<Option<Box<Entry>>>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: Timers,
     /// Connections with something new to send or report.
     touched: Vec<usize>,
     /// What the clients have to hear: (slot, event).
@@ -169,7 +170,7 @@ impl Quic {
             endpoint: Endpoint::new(Arc::new(EndpointConfig::default()), None, false, None),
             config,
             conns: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             touched: Vec::new(),
             events: Vec::new(),
             recv_buf: vec![0; 64 * 1024],
@@ -397,17 +398,11 @@ impl Quic {
     /// Runs the timers that are due, and delivers what the emulated links hold.
     pub fn on_timers(&mut self, now: Instant) {
         self.deliver(now);
-        while let Some(Reverse((at, h))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some(h) = self.timers.due(now, |h| armed(&self.conns, h)) {
             if let Some(e) = self.entry(h) {
-                if e.timer == Some(at) {
-                    e.timer = None;
-                    e.conn.handle_timeout(now);
-                    self.touched.push(h);
-                }
+                e.timer = None;
+                e.conn.handle_timeout(now);
+                self.touched.push(h);
             }
         }
     }
@@ -425,44 +420,26 @@ impl Quic {
     /// When the next connection timer or emulated delivery is due.
     fn next_timer(&mut self) -> Option<Instant> {
         let held = self.in_flight.peek().map(|f| f.0.at);
-        while let Some(Reverse((at, h))) = self.timers.peek().copied() {
-            match self.conns.get(h).and_then(Option::as_ref) {
-                Some(e) if e.timer == Some(at) => {
-                    return Some(held.map_or(at, |d| d.min(at)));
-                }
-                _ => {
-                    self.timers.pop();
-                }
-            }
+        match (self.timers.next(|h| armed(&self.conns, h)), held) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
         }
-        held
     }
 
     /// Sends what the touched connections have to send, hands their endpoint events
     /// over, collects what their clients must hear into `events`, and re-arms their
     /// timers. Connections that finished draining are forgotten.
     pub fn flush(&mut self, now: Instant) {
-        let mut touched = std::mem::take(&mut self.touched);
-        touched.sort_unstable();
-        touched.dedup();
-        for &h in &touched {
+        for h in take_touched(&mut self.touched) {
             self.drive(h, now);
         }
-        touched.clear();
-        self.touched = touched;
     }
 
     fn drive(&mut self, h: usize, now: Instant) {
         let Some(mut e) = self.conns.get_mut(h).and_then(Option::take) else {
             return;
         };
-        let mut drained = false;
-        while let Some(ev) = e.conn.poll_endpoint_events() {
-            drained |= ev.is_drained();
-            if let Some(back) = self.endpoint.handle_event(ConnectionHandle(h), ev) {
-                e.conn.handle_event(back);
-            }
-        }
+        let drained = exchange_events(&mut self.endpoint, h, &mut e.conn);
         while let Some(ev) = e.conn.poll() {
             self.on_event(&mut e, ev);
         }
@@ -482,12 +459,7 @@ impl Quic {
             return;
         }
         let timer = e.conn.poll_timeout();
-        if timer != e.timer {
-            e.timer = timer;
-            if let Some(at) = timer {
-                self.timers.push(Reverse((at, h)));
-            }
-        }
+        self.timers.rearm(h, &mut e.timer, timer);
         self.conns[h] = Some(e);
     }
 
@@ -554,6 +526,11 @@ impl Quic {
             }
         }
     }
+}
+
+/// When connection `h`'s timer is armed, if it is.
+fn armed(conns: &[Option<Box<Entry>>], h: usize) -> Option<Instant> {
+    conns.get(h).and_then(Option::as_ref).and_then(|e| e.timer)
 }
 
 /// The error kind a lost connection is counted under.

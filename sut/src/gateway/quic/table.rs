@@ -9,11 +9,11 @@
 
 use bytes::{Bytes, BytesMut};
 use quinn_proto::{
-    ConnectionHandle, DatagramEvent, Dir, Endpoint, EndpointConfig, Event, ReadError, ServerConfig,
-    StreamEvent, StreamId, VarInt, WriteError,
+    DatagramEvent, Dir, Endpoint, EndpointConfig, Event, ReadError, ServerConfig, StreamEvent,
+    StreamId, VarInt, WriteError,
 };
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use shellkit::quic_drive::{exchange_events, take_touched, Timers};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,7 +62,7 @@ pub(super) struct Table {
     /// Connections by handle (the endpoint's slab index), boxed: a connection's state
     /// is ~6 KB, and the vector's spare capacity should not cost that much per slot.
     conns: Vec<Option<Box<Entry>>>,
-    timers: BinaryHeap<Reverse<(Instant, usize)>>,
+    timers: Timers,
     /// Hello deadlines in the order they were set (all are the same length after).
     deadlines: VecDeque<(Instant, usize, u64)>,
     hello_timeout: Duration,
@@ -94,7 +94,7 @@ impl Table {
         Table {
             endpoint,
             conns: Vec::new(),
-            timers: BinaryHeap::new(),
+            timers: Timers::default(),
             deadlines: VecDeque::new(),
             hello_timeout,
             touched: Vec::new(),
@@ -206,17 +206,11 @@ impl Table {
     /// Runs the connection timers that are due, and closes the connections whose hello
     /// deadline passed without a session.
     pub(super) fn on_timers(&mut self, now: Instant) {
-        while let Some(Reverse((at, h))) = self.timers.peek().copied() {
-            if at > now {
-                break;
-            }
-            self.timers.pop();
+        while let Some(h) = self.timers.due(now, |h| armed(&self.conns, h)) {
             if let Some(e) = self.entry(h) {
-                if e.timer == Some(at) {
-                    e.timer = None;
-                    e.conn.handle_timeout(now);
-                    self.touched.push(h);
-                }
+                e.timer = None;
+                e.conn.handle_timeout(now);
+                self.touched.push(h);
             }
         }
         while let Some(&(at, h, born)) = self.deadlines.front() {
@@ -240,15 +234,11 @@ impl Table {
     /// When the endpoint task should next run the timers.
     pub(super) fn next_timer(&mut self) -> Option<Instant> {
         let deadline = self.deadlines.front().map(|d| d.0);
-        while let Some(Reverse((at, h))) = self.timers.peek().copied() {
-            match self.conns.get(h).and_then(Option::as_ref) {
-                Some(e) if e.timer == Some(at) => return Some(deadline.map_or(at, |d| d.min(at))),
-                _ => {
-                    self.timers.pop();
-                }
-            }
+        let timer = self.timers.next(|h| armed(&self.conns, h));
+        match (timer, deadline) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
         }
-        deadline
     }
 
     /// Sends what the touched connections have to send, hands their endpoint events
@@ -256,27 +246,16 @@ impl Table {
     /// timers. Connections that finished draining are forgotten.
     pub(super) fn flush(&mut self, now: Instant, send: &mut impl FnMut(&[u8], SocketAddr)) {
         self.wake = false;
-        let mut touched = std::mem::take(&mut self.touched);
-        touched.sort_unstable();
-        touched.dedup();
-        for &h in &touched {
+        for h in take_touched(&mut self.touched) {
             self.drive(h, now, send);
         }
-        touched.clear();
-        self.touched = touched;
     }
 
     fn drive(&mut self, h: usize, now: Instant, send: &mut impl FnMut(&[u8], SocketAddr)) {
         let Some(mut e) = self.conns.get_mut(h).and_then(Option::take) else {
             return;
         };
-        let mut drained = false;
-        while let Some(ev) = e.conn.poll_endpoint_events() {
-            drained |= ev.is_drained();
-            if let Some(back) = self.endpoint.handle_event(ConnectionHandle(h), ev) {
-                e.conn.handle_event(back);
-            }
-        }
+        let drained = exchange_events(&mut self.endpoint, h, &mut e.conn);
         while let Some(ev) = e.conn.poll() {
             self.on_event(h, &mut e, ev);
         }
@@ -296,12 +275,7 @@ impl Table {
             return;
         }
         let timer = e.conn.poll_timeout();
-        if timer != e.timer {
-            e.timer = timer;
-            if let Some(at) = timer {
-                self.timers.push(Reverse((at, h)));
-            }
-        }
+        self.timers.rearm(h, &mut e.timer, timer);
         self.conns[h] = Some(e);
     }
 
@@ -454,6 +428,11 @@ impl Table {
             self.touched.push(h);
         }
     }
+}
+
+/// When connection `h`'s timer is armed, if it is.
+fn armed(conns: &[Option<Box<Entry>>], h: usize) -> Option<Instant> {
+    conns.get(h).and_then(Option::as_ref).and_then(|e| e.timer)
 }
 
 fn register(slot: &mut Option<Waker>, waker: &Waker) {

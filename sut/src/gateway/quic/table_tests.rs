@@ -2,7 +2,7 @@
 //! explicitly: nothing here waits on time.
 
 use super::*;
-use quinn_proto::{ClientConfig, Connection};
+use quinn_proto::{ClientConfig, Connection, ConnectionHandle};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Wake;
 
