@@ -118,8 +118,8 @@ impl TransportMix {
 /// QUIC users one worker holds at most. They cost it no file each, so the open-file
 /// limit does not bound them; each worker costs a few megabytes of its own (its
 /// histograms above all), so fewer is cheaper, while more than one lets a many-core
-/// machine spread the handshakes. 250,000 QUIC connections held here took about a
-/// third of a core on the load generator's side (README, QUIC connections).
+/// machine spread the handshakes. 250,000 QUIC connections held here by 3 workers
+/// took a fifth of a core on the load generator's side (README, QUIC connections).
 pub const QUIC_USERS_PER_WORKER: u64 = 100_000;
 
 #[cfg(test)]

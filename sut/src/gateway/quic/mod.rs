@@ -104,30 +104,34 @@ pub(super) async fn run(
     let mut send = |datagram: &[u8], to: SocketAddr| {
         let _ = sender.send_to(datagram, to);
     };
-    let mut stop_at: Option<tokio::time::Instant> = None;
+    let mut stop_at: Option<Instant> = None;
+    // The shutdown signal's sender is gone: that stops the gateway as well.
+    let mut orphaned = false;
     let mut more = false;
     loop {
         if more {
             tokio::task::yield_now().await;
         } else {
-            let next = lock(&shared)
-                .next_timer()
-                .map(tokio::time::Instant::from_std);
+            let next = lock(&shared).next_timer();
+            // Each branch only wakes the task; what it found is looked at below, so
+            // that a flood of datagrams (which skips this wait) cannot hold a stop off.
             tokio::select! {
                 _ = socket.readable() => {}
                 _ = shared.wake.notified() => {}
                 _ = sleep_until(next) => {}
-                _ = shutdown.changed(), if stop_at.is_none() => {
-                    stop_at = Some(tokio::time::Instant::now() + linger);
-                    lock(&shared).stop_accepting();
-                }
-                _ = sleep_until(stop_at) => {
-                    let mut table = lock(&shared);
-                    table.close_all(Instant::now());
-                    table.flush(Instant::now(), &mut send);
-                    break;
-                }
+                changed = shutdown.changed(), if stop_at.is_none() => orphaned = changed.is_err(),
+                _ = sleep_until(stop_at) => {}
             }
+        }
+        if stop_at.is_none() && (orphaned || *shutdown.borrow()) {
+            stop_at = Some(Instant::now() + linger);
+            lock(&shared).stop_accepting();
+        }
+        if stop_at.is_some_and(|at| Instant::now() >= at) {
+            let mut table = lock(&shared);
+            table.close_all(Instant::now());
+            table.flush(Instant::now(), &mut send);
+            break;
         }
         let now = Instant::now();
         let (opened, failed) = {
@@ -174,9 +178,9 @@ fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Table> {
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
+async fn sleep_until(at: Option<Instant>) {
     match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+        Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }
 }
