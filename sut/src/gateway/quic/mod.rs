@@ -136,19 +136,7 @@ pub(super) async fn run(
         let now = Instant::now();
         let (opened, failed) = {
             let mut table = lock(&shared);
-            // A full batch leaves the rest for the next turn, after the sessions'.
-            more = true;
-            for _ in 0..BATCH {
-                match socket.try_recv_from(&mut recv_buf) {
-                    Ok((n, from)) => table.receive(now, from, &recv_buf[..n], &mut send),
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        more = false;
-                        break;
-                    }
-                    // An ICMP error for an earlier datagram, say: the next read goes on.
-                    Err(_) => continue,
-                }
-            }
+            more = read_batch(&mut table, &socket, &mut recv_buf, now, &mut send);
             table.on_timers(now);
             table.flush(now, &mut send);
             if stop_at.is_some() && table.len() == 0 {
@@ -162,13 +150,44 @@ pub(super) async fn run(
         for _ in 0..failed {
             gw.limit_hit("quic_handshake");
         }
-        for o in opened {
-            let link = QuicLink::new(shared.clone(), o.h, o.born);
-            if gw.sessions.load(Ordering::Acquire) >= max_connections {
-                tokio::spawn(session::refuse_full(gw.clone(), link));
-            } else {
-                tokio::spawn(session::serve(gw.clone(), link));
-            }
+        start_sessions(&gw, &shared, opened, max_connections);
+    }
+}
+
+/// Reads up to a batch of datagrams into the table. True when the batch was full: the
+/// rest wait for the next turn, after the sessions have had theirs.
+fn read_batch(
+    table: &mut Table,
+    socket: &UdpSocket,
+    buf: &mut [u8],
+    now: Instant,
+    send: &mut impl FnMut(&[u8], SocketAddr),
+) -> bool {
+    for _ in 0..BATCH {
+        match socket.try_recv_from(buf) {
+            Ok((n, from)) => table.receive(now, from, &buf[..n], send),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            // An ICMP error for an earlier datagram, say: the next read goes on.
+            Err(_) => continue,
+        }
+    }
+    true
+}
+
+/// A session (or a refusal, when the gateway is full) for each connection whose client
+/// opened its stream.
+fn start_sessions(
+    gw: &Arc<Gateway>,
+    shared: &Arc<Shared>,
+    opened: Vec<table::Opened>,
+    max_connections: usize,
+) {
+    for o in opened {
+        let link = QuicLink::new(shared.clone(), o.h, o.born);
+        if gw.sessions.load(Ordering::Acquire) >= max_connections {
+            tokio::spawn(session::refuse_full(gw.clone(), link));
+        } else {
+            tokio::spawn(session::serve(gw.clone(), link));
         }
     }
 }
