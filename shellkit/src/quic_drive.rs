@@ -1,12 +1,15 @@
 //! What driving many quinn-proto connections from one endpoint takes on either side
 //! (the gateway's endpoint task, a load generator worker's event loop): each
-//! connection's timer in one heap, and the exchange of events between a connection and
-//! its endpoint. Both sides keep their connections in a table by handle; these work on
-//! handles and leave the table to them.
+//! connection's timer in one heap, the exchange of events between a connection and its
+//! endpoint, and reading and writing a session's stream as a non-blocking socket would.
+//! Both sides keep their connections in a table by handle; these work on handles and
+//! leave the table to them.
 
-use quinn_proto::{Connection, ConnectionHandle, Endpoint};
+use bytes::Bytes;
+use quinn_proto::{Connection, ConnectionHandle, Endpoint, ReadError, StreamId, WriteError};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::io;
 use std::time::Instant;
 
 /// Hands a connection's events for its endpoint over, and the endpoint's answers back.
@@ -20,6 +23,41 @@ pub fn exchange_events(endpoint: &mut Endpoint, h: usize, conn: &mut Connection)
         }
     }
     drained
+}
+
+/// Reads up to `max` bytes of stream `id` as a non-blocking socket would: `None` at its
+/// end, `WouldBlock` when nothing is there. Beside it, whether the reading opened the
+/// peer's window, so that the connection has something to send.
+pub fn read_stream(
+    conn: &mut Connection,
+    id: StreamId,
+    max: usize,
+) -> (io::Result<Option<Bytes>>, bool) {
+    let mut stream = conn.recv_stream(id);
+    let mut chunks = match stream.read(true) {
+        Ok(chunks) => chunks,
+        Err(_) => return (Err(io::ErrorKind::ConnectionReset.into()), false),
+    };
+    let got = match chunks.next(max) {
+        Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
+        Err(ReadError::Blocked) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(ReadError::Reset(_)) => Err(io::ErrorKind::ConnectionReset.into()),
+    };
+    (got, chunks.finalize().should_transmit())
+}
+
+/// Writes to stream `id` what it takes now, as a non-blocking socket would.
+pub fn write_stream(conn: &mut Connection, id: StreamId, buf: &[u8]) -> io::Result<usize> {
+    match conn.send_stream(id).write(buf) {
+        Ok(n) => Ok(n),
+        Err(WriteError::Blocked) => Err(io::ErrorKind::WouldBlock.into()),
+        Err(_) => Err(io::ErrorKind::ConnectionReset.into()),
+    }
+}
+
+/// The earlier of two optional times.
+pub fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    [a, b].into_iter().flatten().min()
 }
 
 /// Every connection's next timer, by handle. A connection re-armed earlier or later

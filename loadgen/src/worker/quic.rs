@@ -18,12 +18,14 @@ use bytes::{Bytes, BytesMut};
 use mio::net::UdpSocket;
 use quinn_proto::ConnectionEvent;
 use quinn_proto::{
-    ClientConfig, Connection, DatagramEvent, Dir, Endpoint, EndpointConfig, Event, ReadError,
-    StreamEvent, StreamId, VarInt, WriteError,
+    ClientConfig, Connection, DatagramEvent, Dir, Endpoint, EndpointConfig, Event, StreamEvent,
+    StreamId, VarInt,
 };
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use shellkit::quic_drive::{exchange_events, take_touched, Timers};
+use shellkit::quic_drive::{
+    earliest, exchange_events, read_stream, take_touched, write_stream, Timers,
+};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io;
@@ -247,25 +249,16 @@ impl Quic {
         let Some(id) = e.stream else {
             return Err(io::ErrorKind::WouldBlock.into());
         };
-        let mut stream = e.conn.recv_stream(id);
-        let mut chunks = match stream.read(true) {
-            Ok(c) => c,
-            Err(_) => return Err(io::ErrorKind::ConnectionReset.into()),
-        };
-        let got = match chunks.next(buf.len()) {
-            Ok(Some(chunk)) => {
-                buf[..chunk.bytes.len()].copy_from_slice(&chunk.bytes);
-                Ok(chunk.bytes.len())
-            }
-            Ok(None) => Ok(0),
-            Err(ReadError::Blocked) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(ReadError::Reset(_)) => Err(io::ErrorKind::ConnectionReset.into()),
-        };
+        let (got, _) = read_stream(&mut e.conn, id, buf.len());
         // Reading may open the peer's window: the acknowledgement goes out on the
         // next flush.
-        let _ = chunks.finalize();
         self.touched.push(h);
-        got
+        let chunk = got?;
+        let n = chunk.as_ref().map_or(0, |c| c.len());
+        if let Some(c) = chunk {
+            buf[..n].copy_from_slice(&c);
+        }
+        Ok(n)
     }
 
     /// Writes to the session's stream like a non-blocking socket.
@@ -276,11 +269,7 @@ impl Quic {
         let Some(id) = e.stream else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        let wrote = match e.conn.send_stream(id).write(buf) {
-            Ok(n) => Ok(n),
-            Err(WriteError::Blocked) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(_) => Err(io::ErrorKind::ConnectionReset.into()),
-        };
+        let wrote = write_stream(&mut e.conn, id, buf);
         self.touched.push(h);
         wrote
     }
@@ -420,10 +409,7 @@ impl Quic {
     /// When the next connection timer or emulated delivery is due.
     fn next_timer(&mut self) -> Option<Instant> {
         let held = self.in_flight.peek().map(|f| f.0.at);
-        match (self.timers.next(|h| armed(&self.conns, h)), held) {
-            (Some(t), Some(d)) => Some(t.min(d)),
-            (t, d) => t.or(d),
-        }
+        earliest(self.timers.next(|h| armed(&self.conns, h)), held)
     }
 
     /// Sends what the touched connections have to send, hands their endpoint events

@@ -196,11 +196,7 @@ async fn serve(
                 match accepted {
                     Ok((stream, _)) => {
                         let stream = link::tcp(stream, config.limits.send_buffer);
-                        if gw.sessions.load(Ordering::Acquire) >= config.max_connections {
-                            tokio::spawn(session::refuse_full(gw.clone(), stream));
-                        } else {
-                            tokio::spawn(session::serve(gw.clone(), stream));
-                        }
+                        start_session(&gw, stream, config.max_connections);
                     }
                     // Out of files (or another transient failure): pause rather than spin;
                     // the connection waits in the backlog.
@@ -224,6 +220,16 @@ async fn serve(
         config.id
     );
     left
+}
+
+/// A session on `link` (TCP or QUIC), or a refusal when the gateway already holds
+/// `max_connections`.
+fn start_session<L: link::Link>(gw: &Arc<Gateway>, link: L, max_connections: usize) {
+    if gw.sessions.load(Ordering::Acquire) >= max_connections {
+        tokio::spawn(session::refuse_full(gw.clone(), link));
+    } else {
+        tokio::spawn(session::serve(gw.clone(), link));
+    }
 }
 
 /// Drops the frame allowances of users that have used none lately, every 10 s.

@@ -14,12 +14,10 @@
 mod stream;
 mod table;
 
-use super::session;
 use super::state::Gateway;
 use crate::listen::ListenError;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 use stream::QuicLink;
@@ -184,14 +182,11 @@ fn start_sessions(
 ) {
     for o in opened {
         let link = QuicLink::new(shared.clone(), o.h, o.born);
-        if gw.sessions.load(Ordering::Acquire) >= max_connections {
-            tokio::spawn(session::refuse_full(gw.clone(), link));
-        } else {
-            tokio::spawn(session::serve(gw.clone(), link));
-        }
+        super::start_session(gw, link, max_connections);
     }
 }
 
+/// The endpoint's table, for the task or a session.
 fn lock(shared: &Shared) -> std::sync::MutexGuard<'_, Table> {
     shared.table.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -9,7 +9,7 @@ use crate::gateway::link::{Link, Transport};
 use bytes::Bytes;
 use std::future::poll_fn;
 use std::io;
-use std::sync::{Arc, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use sut_wire::protocol::{CodecError, FrameReader, ReadStatus};
@@ -30,8 +30,7 @@ pub(in crate::gateway) struct QuicLink {
 
 /// Holds the table while `f` runs, then wakes the endpoint task if `f` gave it work.
 fn with<R>(shared: &Shared, f: impl FnOnce(&mut Table) -> R) -> R {
-    let mut table: MutexGuard<'_, Table> =
-        shared.table.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut table = super::lock(shared);
     let r = f(&mut table);
     if table.take_wake() {
         shared.wake.notify_one();

@@ -9,10 +9,12 @@
 
 use bytes::{Bytes, BytesMut};
 use quinn_proto::{
-    DatagramEvent, Dir, Endpoint, EndpointConfig, Event, ReadError, ServerConfig, StreamEvent,
-    StreamId, VarInt, WriteError,
+    DatagramEvent, Dir, Endpoint, EndpointConfig, Event, ServerConfig, StreamEvent, StreamId,
+    VarInt,
 };
-use shellkit::quic_drive::{exchange_events, take_touched, Timers};
+use shellkit::quic_drive::{
+    earliest, exchange_events, read_stream, take_touched, write_stream, Timers,
+};
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
@@ -234,11 +236,7 @@ impl Table {
     /// When the endpoint task should next run the timers.
     pub(super) fn next_timer(&mut self) -> Option<Instant> {
         let deadline = self.deadlines.front().map(|d| d.0);
-        let timer = self.timers.next(|h| armed(&self.conns, h));
-        match (timer, deadline) {
-            (Some(t), Some(d)) => Some(t.min(d)),
-            (t, d) => t.or(d),
-        }
+        earliest(self.timers.next(|h| armed(&self.conns, h)), deadline)
     }
 
     /// Sends what the touched connections have to send, hands their endpoint events
@@ -320,18 +318,8 @@ impl Table {
     ) -> io::Result<Option<Bytes>> {
         let e = self.live(h, born)?;
         let id = e.stream.ok_or(io::ErrorKind::NotConnected)?;
-        let mut stream = e.conn.recv_stream(id);
-        let mut chunks = stream
-            .read(true)
-            .map_err(|_| io::Error::from(io::ErrorKind::ConnectionReset))?;
-        let got: io::Result<Option<Bytes>> = match chunks.next(max) {
-            Ok(Some(chunk)) => Ok(Some(chunk.bytes)),
-            Ok(None) => Ok(None),
-            Err(ReadError::Blocked) => Err(io::ErrorKind::WouldBlock.into()),
-            Err(ReadError::Reset(_)) => Err(io::ErrorKind::ConnectionReset.into()),
-        };
         // Reading may open the peer's window: that goes out on the next flush.
-        let transmit = chunks.finalize().should_transmit();
+        let (got, transmit) = read_stream(&mut e.conn, id, max);
         if let (Some(w), Err(err)) = (waker, &got) {
             if err.kind() == io::ErrorKind::WouldBlock {
                 register(&mut e.reader, w);
@@ -354,19 +342,17 @@ impl Table {
     ) -> io::Result<usize> {
         let e = self.live(h, born)?;
         let id = e.stream.ok_or(io::ErrorKind::NotConnected)?;
-        match e.conn.send_stream(id).write(buf) {
-            Ok(n) => {
-                self.touch(h);
-                Ok(n)
-            }
-            Err(WriteError::Blocked) => {
+        let wrote = write_stream(&mut e.conn, id, buf);
+        match &wrote {
+            Ok(_) => self.touch(h),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
                 if let Some(w) = waker {
                     register(&mut e.writer, w);
                 }
-                Err(io::ErrorKind::WouldBlock.into())
             }
-            Err(_) => Err(io::ErrorKind::BrokenPipe.into()),
+            Err(_) => {}
         }
+        wrote
     }
 
     /// Finishes the session's side of the stream: true when its end is on its way.
