@@ -9,3 +9,4 @@ pub mod metrics_http;
 pub mod open_files;
 pub mod quic;
 pub mod quic_drive;
+pub mod record_keys;

@@ -75,8 +75,9 @@ fn certificates_in(pem: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static
     Ok(certs)
 }
 
+/// ring, with the TLS record-layer keys (which QUIC never uses) expanded only if used.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(crate::record_keys::provider())
 }
 
 /// The transport limits of a shake session. `idle` closes a connection that heard
