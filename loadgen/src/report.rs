@@ -26,6 +26,11 @@ pub struct RunReport {
     pub duration_s: f64,
     pub users: u64,
     pub ops: BTreeMap<&'static str, OpReport>,
+    /// The shakes that won an envelope, already in `ops.shake`: they waited for their
+    /// reservation and durable record, the others were decided in memory.
+    pub shake_wins: OpReport,
+    /// The other decided shakes (`ops.shake` without the wins).
+    pub shake_not_won: OpReport,
     pub shake_outcomes: BTreeMap<String, u64>,
     pub tiers_seen: BTreeMap<u8, u64>,
     /// User-seconds spent at each tier, and how often users changed tier.
@@ -204,6 +209,8 @@ impl RunReport {
             duration_s,
             users,
             ops,
+            shake_wins: OpReport::of(&summary.wins, duration_s),
+            shake_not_won: OpReport::of(&summary.shakes_not_won(), duration_s),
             shake_outcomes: summary.outcomes.clone(),
             tiers_seen: summary.tiers.clone(),
             tier_seconds: summary.tier_seconds.clone(),
@@ -305,7 +312,15 @@ impl RunReport {
             "{:<10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "op", "count", "errors", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
         );
-        for (name, r) in &self.ops {
+        let split = [
+            ("  won", &self.shake_wins),
+            ("  not won", &self.shake_not_won),
+        ];
+        let rows = self.ops.iter().map(|(name, r)| (*name, r));
+        for (name, r) in rows.flat_map(|row| {
+            let then = if row.0 == "shake" { &split[..] } else { &[] };
+            std::iter::once(row).chain(then.iter().copied())
+        }) {
             if r.count == 0 && r.errors == 0 {
                 continue;
             }

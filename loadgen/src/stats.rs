@@ -45,6 +45,10 @@ pub struct Summary {
     /// granularity, a busy generator). Already inside every latency above; shown apart
     /// so a slow generator is never mistaken for a slow system.
     pub send_lag: OpStats,
+    /// The shakes that won an envelope, already inside the shake histogram: each waited
+    /// for its reservation and its durable record before its reply, so this is the
+    /// durable path's latency, apart from the decisions made in memory.
+    pub wins: OpStats,
     /// Sessions established (Hello acknowledged), by gateway index.
     pub hellos_by_gateway: Vec<u64>,
     /// Users that established at least one session.
@@ -78,6 +82,7 @@ pub struct Summary {
 pub struct WireSummary {
     ops: Vec<(Vec<u8>, u64)>,
     send_lag: Vec<u8>,
+    wins: Vec<u8>,
     outcomes: Vec<(String, u64)>,
     errors_by_kind: Vec<(String, u64)>,
     tiers: Vec<(u8, u64)>,
@@ -138,6 +143,25 @@ impl Summary {
             .record(lag_us.clamp(1, MAX_LATENCY_US));
     }
 
+    /// A shake that won an envelope (it is recorded as a shake too).
+    pub fn record_win(&mut self, latency_us: u64) {
+        let _ = self
+            .wins
+            .latency
+            .record(latency_us.clamp(1, MAX_LATENCY_US));
+    }
+
+    /// The decided shakes that did not win: the shake histogram less the wins'.
+    pub fn shakes_not_won(&self) -> OpStats {
+        let mut rest = self.ops[Op::Shake as usize].clone();
+        // Every win was recorded as a shake too, so the subtraction cannot underflow;
+        // if it ever did, the whole histogram is shown rather than a wrong one.
+        if rest.latency.subtract(&self.wins.latency).is_err() {
+            rest.latency = self.ops[Op::Shake as usize].latency.clone();
+        }
+        rest
+    }
+
     pub fn outcome(&mut self, name: &str, tier: u8) {
         match self.outcomes.get_mut(name) {
             Some(n) => *n += 1,
@@ -194,6 +218,7 @@ impl Summary {
             *self.versions.entry(*k).or_default() += v;
         }
         let _ = self.send_lag.latency.add(&other.send_lag.latency);
+        let _ = self.wins.latency.add(&other.wins.latency);
         self.opened_cents += other.opened_cents;
         self.grabbed_cents += other.grabbed_cents;
         self.promises.extend_from_slice(&other.promises);
@@ -277,6 +302,7 @@ impl Summary {
     pub fn clear_interval(&mut self) {
         crate::op_stats::clear(&mut self.ops);
         self.send_lag.latency.reset();
+        self.wins.latency.reset();
         self.outcomes.clear();
         self.errors_by_kind.clear();
         self.tiers.clear();
@@ -305,6 +331,7 @@ impl Summary {
         Ok(WireSummary {
             ops: ops_to_wire(&self.ops)?,
             send_lag: hist_to_wire(&self.send_lag.latency)?,
+            wins: hist_to_wire(&self.wins.latency)?,
             outcomes: self.outcomes.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             errors_by_kind: self
                 .errors_by_kind
@@ -348,6 +375,7 @@ impl Summary {
             ..Summary::default()
         };
         s.send_lag.latency = hist_from_wire(&w.send_lag)?;
+        s.wins.latency = hist_from_wire(&w.wins)?;
         s.outcomes = w.outcomes.into_iter().collect();
         s.errors_by_kind = w.errors_by_kind.into_iter().collect();
         s.tiers = w.tiers.into_iter().collect();
@@ -413,6 +441,7 @@ mod tests {
             a.record(Op::Open, v);
         }
         a.error(Op::Shake, "timeout");
+        a.record_win(2_345);
         a.outcome("greeting", 2);
         a.hello(3);
         a.users_connected = 1;
@@ -424,6 +453,12 @@ mod tests {
             a.ops[Op::Open as usize].latency
         );
         assert_eq!(b.errors_by_kind, a.errors_by_kind);
+        assert_eq!(b.wins.latency, a.wins.latency);
+        assert_eq!(b.wins.latency.len(), 1);
+        a.record(Op::Shake, 2_345);
+        a.record(Op::Shake, 10);
+        let rest = a.shakes_not_won();
+        assert_eq!((rest.latency.len(), rest.latency.max()), (1, 10));
         assert_eq!(b.hellos_by_gateway, vec![0, 0, 0, 1]);
         let mut m = Summary::default();
         m.merge(&b);

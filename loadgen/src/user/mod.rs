@@ -433,6 +433,7 @@ impl UserCore {
                     Outcome::ComeBackLater => "come_back_later",
                     Outcome::Greeting { .. } => "greeting",
                     Outcome::Envelope { token, sponsor, .. } => {
+                        stats.record_win(latency_us);
                         if self.received.add(sponsor) {
                             stats.received_over_limit.push(self.user);
                         }

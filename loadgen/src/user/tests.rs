@@ -88,6 +88,7 @@ fn latency_counts_from_the_intended_time() {
         h.min(),
         h.max()
     );
+    assert!(s.wins.latency.is_empty(), "no shake won");
 }
 
 #[test]
@@ -171,6 +172,13 @@ fn a_won_envelope_is_opened_next() {
     );
     assert_eq!(s.opened_cents, 50);
     assert_eq!(s.count(Op::Open), 1);
+    // The winning shake is a shake, and a win apart.
+    assert_eq!(s.count(Op::Shake), 1);
+    assert_eq!(s.wins.latency.len(), 1);
+    assert_eq!(
+        s.wins.latency.max(),
+        s.ops[Op::Shake as usize].latency.max()
+    );
     assert_eq!(
         s.promises,
         vec![(1, 50)],
