@@ -75,8 +75,10 @@ impl Link for TcpStream {
         found.unwrap_or(Ok(ReadStatus::WouldBlock))
     }
 
-    async fn readable(&mut self) -> io::Result<()> {
-        TcpStream::readable(self).await
+    fn readable(&mut self) -> impl Future<Output = io::Result<()>> + Send {
+        // tokio's own future, not one wrapped around it: it is held in every idle
+        // session's task.
+        TcpStream::readable(self)
     }
 
     fn try_write(&mut self, buf: &[u8]) -> io::Result<usize> {

@@ -6,6 +6,7 @@ use super::state::Gateway;
 use super::store::{GatewayOp, GatewayResult};
 use crate::metrics::labels;
 use bytes::Bytes;
+use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,21 +15,19 @@ use sut_core::shake::Reason;
 use sut_wire::cookie::{Cookie, MAX_COOKIE_LEN};
 use sut_wire::protocol::{write_frame, CodecError, ErrorCode, Frame, FrameReader, ReadStatus};
 use sut_wire::token::{EnvelopeToken, TokenError};
-use tokio::sync::watch;
 
-/// Counts the session in while it runs, however it ends (by transport: 0 TCP, 1 QUIC).
-struct Connected(Arc<Gateway>, usize);
-impl Connected {
-    fn new<L: Link>(gw: Arc<Gateway>) -> Self {
-        let transport = L::TRANSPORT as usize;
-        gw.metrics.connections[transport].inc();
+/// Counts the session in while it runs, however it ends (by its transport).
+struct Connected<L: Link>(Arc<Gateway>, PhantomData<fn() -> L>);
+impl<L: Link> Connected<L> {
+    fn new(gw: Arc<Gateway>) -> Self {
+        gw.metrics.connections[L::TRANSPORT as usize].inc();
         gw.sessions.fetch_add(1, Ordering::AcqRel);
-        Connected(gw, transport)
+        Connected(gw, PhantomData)
     }
 }
-impl Drop for Connected {
+impl<L: Link> Drop for Connected<L> {
     fn drop(&mut self) {
-        self.0.metrics.connections[self.1].dec();
+        self.0.metrics.connections[L::TRANSPORT as usize].dec();
         self.0.sessions.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -215,126 +214,124 @@ const FRAMES_PER_TURN: u32 = 8;
 /// a user past their frame allowance ([`sut_core::client_rate`]) is not read until
 /// their next frame is due.
 pub(super) async fn serve<L: Link>(gw: Arc<Gateway>, link: L) {
-    let _guard = Connected::new::<L>(gw.clone());
+    let _guard = Connected::<L>::new(gw.clone());
     let mut conn = Conn::new(gw.clone(), link);
-    session(&gw, &mut conn).await;
-    conn.link.close(gw.limits.write_timeout).await;
-}
-
-/// The session's frames, from the Hello to whatever ends it.
-async fn session<L: Link>(gw: &Arc<Gateway>, conn: &mut Conn<L>) {
-    let Some(user) = Box::pin(hello(gw, conn)).await else {
-        return;
-    };
-    let mut shutdown = gw.shutdown.clone();
-    // Made once and kept across frames: a busy session's wait for its next frame then
-    // costs no timer or signal registration of its own. The alarm stays at the deadline
-    // it was set for; when it goes off early (frames came meanwhile), it is set again.
-    let mut stop_signal = gw.shutdown.clone();
-    let stopping = stop_signal.wait_for(|s| *s);
-    tokio::pin!(stopping);
-    let alarm = tokio::time::sleep_until(conn.deadline().0.into());
-    tokio::pin!(alarm);
-    // When this client's last shake got a decision: at a raised tier, one that comes
-    // sooner than the tier's interval is answered "come back later" without any work.
-    let mut last_decided: Option<Instant> = None;
-    let mut turn = 0u32;
-    loop {
-        let frame = match conn.try_next() {
-            Ok(Next::Frame(frame)) => frame,
-            Ok(Next::Closed) => return,
-            Err(stop) => {
-                // A malformed or oversized frame leaves the stream unsynchronised: close.
-                if let Some((code, message)) = stop.code() {
-                    Box::pin(refuse(gw, conn, code, message)).await;
+    // One block rather than a function of its own: the task then holds one state
+    // machine, not two nested ones (a session's task is held a million times over).
+    'session: {
+        let Some(user) = Box::pin(hello(&gw, &mut conn)).await else {
+            break 'session;
+        };
+        // Made once and kept across frames: a busy session's wait for its next frame then
+        // costs no timer or signal registration of its own. The alarm stays at the deadline
+        // it was set for; when it goes off early (frames came meanwhile), it is set again.
+        let mut stop_signal = gw.shutdown.clone();
+        let stopping = stop_signal.wait_for(|s| *s);
+        tokio::pin!(stopping);
+        let alarm = tokio::time::sleep_until(conn.deadline().0.into());
+        tokio::pin!(alarm);
+        // When this client's last shake got a decision: at a raised tier, one that comes
+        // sooner than the tier's interval is answered "come back later" without any work.
+        let mut last_decided: Option<Instant> = None;
+        let mut turn = 0u32;
+        loop {
+            let frame = match conn.try_next() {
+                Ok(Next::Frame(frame)) => frame,
+                Ok(Next::Closed) => break 'session,
+                Err(stop) => {
+                    // A malformed or oversized frame leaves the stream unsynchronised: close.
+                    if let Some((code, message)) = stop.code() {
+                        Box::pin(refuse(&gw, &mut conn, code, message)).await;
+                    }
+                    break 'session;
                 }
-                return;
-            }
-            Ok(Next::Wait) => {
-                turn = 0;
-                let (deadline, code) = conn.deadline();
-                if deadline < alarm.deadline().into_std() {
-                    alarm.as_mut().reset(deadline.into());
-                }
-                let woke = tokio::select! {
-                    biased;
-                    ready = conn.link.readable() => Woke::Ready(ready.is_ok()),
-                    _ = &mut alarm => Woke::Alarm,
-                    _ = &mut stopping => Woke::Stop,
-                };
-                match woke {
-                    Woke::Ready(true) => continue,
-                    Woke::Ready(false) => return,
-                    Woke::Alarm => {
-                        let (deadline, _) = conn.deadline();
-                        if deadline > Instant::now() {
-                            alarm.as_mut().reset(deadline.into());
-                            continue;
+                Ok(Next::Wait) => {
+                    turn = 0;
+                    let (deadline, code) = conn.deadline();
+                    if deadline < alarm.deadline().into_std() {
+                        alarm.as_mut().reset(deadline.into());
+                    }
+                    let woke = tokio::select! {
+                        biased;
+                        ready = conn.link.readable() => Woke::Ready(ready.is_ok()),
+                        _ = &mut alarm => Woke::Alarm,
+                        _ = &mut stopping => Woke::Stop,
+                    };
+                    match woke {
+                        Woke::Ready(true) => continue,
+                        Woke::Ready(false) => break 'session,
+                        Woke::Alarm => {
+                            let (deadline, _) = conn.deadline();
+                            if deadline > Instant::now() {
+                                alarm.as_mut().reset(deadline.into());
+                                continue;
+                            }
+                            let msg = if code == ErrorCode::FrameTimeout {
+                                gw.limit_hit("frame_timeout");
+                                format!("a frame unfinished for {:?}", gw.limits.frame_timeout)
+                            } else {
+                                format!("silent for {:?}", gw.heartbeat_timeout)
+                            };
+                            Box::pin(refuse(&gw, &mut conn, code, msg)).await;
+                            break 'session;
                         }
-                        let msg = if code == ErrorCode::FrameTimeout {
-                            gw.limit_hit("frame_timeout");
-                            format!("a frame unfinished for {:?}", gw.limits.frame_timeout)
-                        } else {
-                            format!("silent for {:?}", gw.heartbeat_timeout)
-                        };
-                        Box::pin(refuse(gw, conn, code, msg)).await;
-                        return;
-                    }
-                    Woke::Stop => {
-                        let msg = "gateway shutting down; reconnect".to_string();
-                        Box::pin(refuse(gw, conn, ErrorCode::ShuttingDown, msg)).await;
-                        return;
+                        Woke::Stop => {
+                            let msg = "gateway shutting down; reconnect".to_string();
+                            Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
+                            break 'session;
+                        }
                     }
                 }
+            };
+            // The allowance is taken at once unless the user is over it: only then a wait.
+            let allowed = gw.client_rates.take(user, gw.started.elapsed()).is_ok()
+                || Box::pin(allowance(&gw, user)).await;
+            if !allowed {
+                let msg = "gateway shutting down; reconnect".to_string();
+                Box::pin(refuse(&gw, &mut conn, ErrorCode::ShuttingDown, msg)).await;
+                break 'session;
             }
-        };
-        // The allowance is taken at once unless the user is over it: only then a wait.
-        let allowed = gw.client_rates.take(user, gw.started.elapsed()).is_ok()
-            || Box::pin(allowance(gw, user, &mut shutdown)).await;
-        if !allowed {
-            let msg = "gateway shutting down; reconnect".to_string();
-            Box::pin(refuse(gw, conn, ErrorCode::ShuttingDown, msg)).await;
-            return;
-        }
-        gw.frames.fetch_add(1, Ordering::Relaxed);
-        let reply = match frame {
-            Frame::Heartbeat => {
-                gw.metrics.heartbeats.inc();
-                Frame::HeartbeatAck {
-                    server_time_ms: shellkit::clock::unix_ms().max(0) as u64,
+            gw.frames.fetch_add(1, Ordering::Relaxed);
+            let reply = match frame {
+                Frame::Heartbeat => {
+                    gw.metrics.heartbeats.inc();
+                    Frame::HeartbeatAck {
+                        server_time_ms: shellkit::clock::unix_ms().max(0) as u64,
+                    }
                 }
+                // Most shakes are decided without waiting; a win waits for its reservation
+                // and its durable record.
+                Frame::Shake { cookie } => match shake_now(&gw, user, cookie, &mut last_decided) {
+                    Shook::Reply(reply) => reply,
+                    Shook::Won(decided) => Box::pin(issue(&gw, user, decided)).await,
+                },
+                Frame::Open { token } => Box::pin(open(&gw, user, token)).await,
+                Frame::Share { token, friends } => {
+                    Box::pin(super::split::share(&gw, user, token, friends)).await
+                }
+                Frame::Grab { share_id } => Box::pin(super::split::grab(&gw, user, share_id)).await,
+                other => {
+                    let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
+                    Box::pin(refuse(&gw, &mut conn, ErrorCode::Unexpected, msg)).await;
+                    break 'session;
+                }
+            };
+            let sent = match conn.write_now(reply) {
+                Ok(rest) if rest.is_empty() => Ok(()),
+                Ok(rest) => Box::pin(conn.finish(rest)).await,
+                Err(e) => Err(e),
+            };
+            if sent.is_err() {
+                break 'session;
             }
-            // Most shakes are decided without waiting; a win waits for its reservation
-            // and its durable record.
-            Frame::Shake { cookie } => match shake_now(gw, user, cookie, &mut last_decided) {
-                Shook::Reply(reply) => reply,
-                Shook::Won(decided) => Box::pin(issue(gw, user, decided)).await,
-            },
-            Frame::Open { token } => Box::pin(open(gw, user, token)).await,
-            Frame::Share { token, friends } => {
-                Box::pin(super::split::share(gw, user, token, friends)).await
+            turn += 1;
+            if turn >= FRAMES_PER_TURN {
+                turn = 0;
+                tokio::task::yield_now().await;
             }
-            Frame::Grab { share_id } => Box::pin(super::split::grab(gw, user, share_id)).await,
-            other => {
-                let msg = format!("frame type 0x{:02x} is not a request", other.type_byte());
-                Box::pin(refuse(gw, conn, ErrorCode::Unexpected, msg)).await;
-                return;
-            }
-        };
-        let sent = match conn.write_now(reply) {
-            Ok(rest) if rest.is_empty() => Ok(()),
-            Ok(rest) => Box::pin(conn.finish(rest)).await,
-            Err(e) => Err(e),
-        };
-        if sent.is_err() {
-            return;
-        }
-        turn += 1;
-        if turn >= FRAMES_PER_TURN {
-            turn = 0;
-            tokio::task::yield_now().await;
         }
     }
+    conn.link.close(gw.limits.write_timeout).await;
 }
 
 /// What woke a session waiting for its next frame.
@@ -347,7 +344,10 @@ enum Woke {
 
 /// Takes one frame of `user`'s allowance, waiting (without reading) until there is one;
 /// false if the gateway began to shut down meanwhile.
-async fn allowance(gw: &Gateway, user: u64, shutdown: &mut watch::Receiver<bool>) -> bool {
+async fn allowance(gw: &Gateway, user: u64) -> bool {
+    // Its own receiver, made only when a user is over its allowance: idle sessions do
+    // not hold one for it.
+    let mut shutdown = gw.shutdown.clone();
     let mut waited = false;
     loop {
         let Err(wait) = gw.client_rates.take(user, gw.started.elapsed()) else {
