@@ -13,8 +13,8 @@ For each of --runs rounds, on this machine, one after the other:
 3. shakes at half of that capacity (the same users wanting half as many shakes): shake
    p50/p99/p99.9 (from intended send times, as always), the generator's send lag, the
    worker's CPU per request; apart, the shakes that won an envelope (each waits for
-   its reservation and durable record; the timeline issues 200 a second, about 1 % of
-   the decided shakes at half) and the rest, decided in memory.
+   its reservation and durable record; the timeline issues 200 a second, 0.5 to 1 % of
+   the decided shakes at half on this machine) and the rest, decided in memory.
 4. echo at that same request rate per connection: its CPU per request and latency.
 5. (with --quic) shakes saturated as in 2, every user over QUIC: decided shakes/s over
    QUIC against step 2's over TCP, and the CPU per decided shake of each part.

@@ -1,6 +1,7 @@
-//! QUIC as both sides configure it: the gateway's server (quinn) and the load
-//! generator's clients (quinn-proto driven by the worker's own event loop) agree here on
-//! the ALPN, the certificate files and what a shake session may cost a connection.
+//! QUIC as both sides configure it: the gateway's server (quinn-proto driven by its
+//! endpoint task) and the load generator's clients (quinn-proto driven by the worker's
+//! own event loop) agree here on the ALPN, the certificate files and what a shake
+//! session may cost a connection.
 //!
 //! A shake session is one bidirectional stream of small frames, so the defaults (sized
 //! for bulk transfers: megabytes of windows, many streams, path-MTU probing) are cut to
