@@ -29,7 +29,9 @@ pub struct Condition {
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub delay: Duration,
-    /// Each datagram's delay varies uniformly by up to this much either way.
+    /// Each datagram's delay varies uniformly by up to this much either way; datagrams
+    /// still arrive in the order they were sent (a queue), unless `reorder_percent`
+    /// holds some back.
     #[serde(default, with = "humantime_serde")]
     #[schemars(with = "Option<String>")]
     pub jitter: Duration,
@@ -176,10 +178,14 @@ fn unit(x: u64) -> f64 {
 }
 
 /// One direction of one user's link: when its last datagram finishes crossing a
-/// capped link.
+/// capped link, and when its last datagram in order arrives.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Link {
     busy_until: Duration,
+    /// A link is a queue: jitter varies each datagram's delay but does not let it pass
+    /// the one sent before it; only the condition's `reorder_percent` holds datagrams
+    /// back past those sent after them.
+    delivered_until: Duration,
 }
 
 impl Link {
@@ -211,9 +217,11 @@ impl Link {
         }
         if c.reorder_percent > 0.0 && rng.random::<f64>() * 100.0 < c.reorder_percent {
             // Held back behind what follows it: past the jitter, and at least 5 ms.
-            delay += c.jitter * 2 + Duration::from_millis(5);
+            return Some(sent + delay + c.jitter * 2 + Duration::from_millis(5));
         }
-        Some(sent + delay)
+        let at = (sent + delay).max(self.delivered_until);
+        self.delivered_until = at;
+        Some(at)
     }
 }
 
@@ -263,6 +271,36 @@ mod tests {
             }
         }
         assert!((1_700..2_300).contains(&lost), "{lost}");
+    }
+
+    #[test]
+    fn jitter_keeps_the_order_and_only_reordering_breaks_it() {
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(7);
+        // One datagram a millisecond, the jitter ten times that: out of order if each
+        // took its own delay.
+        let passes = |yaml: &str, rng: &mut rand::rngs::SmallRng| {
+            let c = condition(yaml);
+            let mut link = Link::default();
+            (0..1_000u64)
+                .map(|i| link.pass(&c, 100, Duration::from_millis(i), rng).unwrap())
+                .collect::<Vec<_>>()
+        };
+        let queued = passes("{ name: j, delay: 100ms, jitter: 10ms }", &mut rng);
+        assert!(queued.windows(2).all(|w| w[0] <= w[1]), "in order");
+        let late = queued
+            .iter()
+            .enumerate()
+            .map(|(i, at)| *at - Duration::from_millis(i as u64));
+        assert!(
+            late.clone().all(|d| d >= Duration::from_millis(90)),
+            "never early"
+        );
+        let reordered = passes(
+            "{ name: r, delay: 100ms, jitter: 10ms, reorder_percent: 5 }",
+            &mut rng,
+        );
+        let passed = reordered.windows(2).filter(|w| w[0] > w[1]).count();
+        assert!((20..=80).contains(&passed), "{passed} held back of 1,000");
     }
 
     #[test]
