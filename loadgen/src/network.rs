@@ -287,14 +287,11 @@ mod tests {
         };
         let queued = passes("{ name: j, delay: 100ms, jitter: 10ms }", &mut rng);
         assert!(queued.windows(2).all(|w| w[0] <= w[1]), "in order");
-        let late = queued
+        let mut late = queued
             .iter()
             .enumerate()
             .map(|(i, at)| *at - Duration::from_millis(i as u64));
-        assert!(
-            late.clone().all(|d| d >= Duration::from_millis(90)),
-            "never early"
-        );
+        assert!(late.all(|d| d >= Duration::from_millis(90)), "never early");
         let reordered = passes(
             "{ name: r, delay: 100ms, jitter: 10ms, reorder_percent: 5 }",
             &mut rng,

@@ -65,6 +65,13 @@ pub struct OpStats {
     pub errors: u64,
 }
 
+impl OpStats {
+    /// Records one sample of `latency_us`, clamped to the histogram's bounds.
+    pub fn record(&mut self, latency_us: u64) {
+        let _ = self.latency.record(latency_us.clamp(1, MAX_LATENCY_US));
+    }
+}
+
 impl Default for OpStats {
     fn default() -> Self {
         OpStats {
@@ -80,9 +87,7 @@ pub type OpsStats = [OpStats; 7];
 
 /// Records one answered `op` that took `latency_us`.
 pub fn record(ops: &mut OpsStats, op: Op, latency_us: u64) {
-    let _ = ops[op as usize]
-        .latency
-        .record(latency_us.clamp(1, MAX_LATENCY_US));
+    ops[op as usize].record(latency_us);
 }
 
 /// Errors over every operation.

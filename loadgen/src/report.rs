@@ -312,15 +312,16 @@ impl RunReport {
             "{:<10} {:>9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
             "op", "count", "errors", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
         );
-        let split = [
-            ("  won", &self.shake_wins),
-            ("  not won", &self.shake_not_won),
-        ];
-        let rows = self.ops.iter().map(|(name, r)| (*name, r));
-        for (name, r) in rows.flat_map(|row| {
-            let then = if row.0 == "shake" { &split[..] } else { &[] };
-            std::iter::once(row).chain(then.iter().copied())
-        }) {
+        // Each operation, and the shakes split by whether they won under `shake`.
+        let mut rows: Vec<(&str, &OpReport)> = Vec::new();
+        for (name, r) in &self.ops {
+            rows.push((name, r));
+            if *name == "shake" {
+                rows.push(("  won", &self.shake_wins));
+                rows.push(("  not won", &self.shake_not_won));
+            }
+        }
+        for (name, r) in rows {
             if r.count == 0 && r.errors == 0 {
                 continue;
             }

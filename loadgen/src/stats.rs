@@ -137,18 +137,12 @@ impl Summary {
     }
 
     pub fn record_send_lag(&mut self, lag_us: u64) {
-        let _ = self
-            .send_lag
-            .latency
-            .record(lag_us.clamp(1, MAX_LATENCY_US));
+        self.send_lag.record(lag_us);
     }
 
     /// A shake that won an envelope (it is recorded as a shake too).
     pub fn record_win(&mut self, latency_us: u64) {
-        let _ = self
-            .wins
-            .latency
-            .record(latency_us.clamp(1, MAX_LATENCY_US));
+        self.wins.record(latency_us);
     }
 
     /// The decided shakes that did not win: the shake histogram less the wins'.

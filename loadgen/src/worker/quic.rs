@@ -253,12 +253,13 @@ impl Quic {
         // Reading may open the peer's window: the acknowledgement goes out on the
         // next flush.
         self.touched.push(h);
-        let chunk = got?;
-        let n = chunk.as_ref().map_or(0, |c| c.len());
-        if let Some(c) = chunk {
-            buf[..n].copy_from_slice(&c);
+        match got? {
+            Some(chunk) => {
+                buf[..chunk.len()].copy_from_slice(&chunk);
+                Ok(chunk.len())
+            }
+            None => Ok(0),
         }
-        Ok(n)
     }
 
     /// Writes to the session's stream like a non-blocking socket.
