@@ -4,7 +4,7 @@
 //! durable copy lives in the gateway's store and the forwarding loop in the gateway shell.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 pub use sut_wire::open::OpenEntry;
 
 /// Entries waiting for the backend's ack, by queue sequence number.
@@ -90,6 +90,41 @@ impl Backoff {
     }
 }
 
+/// How often a forwarder may start a delivery: at most one per `every`, unless it has a
+/// full batch. A delivery costs its peer a durable write (and its own settlement
+/// another), whatever its size; opens trickling in one at a time would each cost both.
+/// Pacing lets the entries that arrive meanwhile share one delivery, as the seed's
+/// queue forwards in batches, so durable writes per second stay bounded by the pace,
+/// not by the opens; a full batch goes at once, so the pace never caps throughput. An
+/// entry that arrives after a quiet spell goes at once; one arriving right after a
+/// delivery waits at most `every` (the crediting delay, which the user does not wait
+/// for: the open's reply went out when the entry was queued).
+#[derive(Debug, Clone)]
+pub struct Pace {
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl Pace {
+    pub fn new(every: Duration) -> Self {
+        Pace { every, last: None }
+    }
+
+    /// How long to wait at `now` before the next delivery, `full` or not, may start
+    /// (zero: at once).
+    pub fn wait(&self, now: Instant, full: bool) -> Duration {
+        match self.last {
+            Some(last) if !full => (last + self.every).saturating_duration_since(now),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// A delivery started at `at`.
+    pub fn started(&mut self, at: Instant) {
+        self.last = Some(at);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,5 +175,35 @@ mod tests {
         }
         b.reset();
         assert_eq!(b.next_delay(1.0), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn pace_spaces_deliveries_but_never_delays_a_full_batch_or_the_first_after_a_quiet_spell() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pace::new(ms(50));
+        assert_eq!(p.wait(t0, false), Duration::ZERO, "nothing delivered yet");
+        p.started(t0);
+        assert_eq!(p.wait(t0 + ms(10), false), ms(40));
+        assert_eq!(
+            p.wait(t0 + ms(10), true),
+            Duration::ZERO,
+            "a full batch goes at once"
+        );
+        assert_eq!(p.wait(t0 + ms(50), false), Duration::ZERO);
+        assert_eq!(
+            p.wait(t0 + ms(900), false),
+            Duration::ZERO,
+            "after a quiet spell"
+        );
+        p.started(t0 + ms(900));
+        assert_eq!(p.wait(t0 + ms(901), false), ms(49));
+        let mut off = Pace::new(Duration::ZERO);
+        off.started(t0);
+        assert_eq!(
+            off.wait(t0, false),
+            Duration::ZERO,
+            "a zero pace never waits"
+        );
     }
 }

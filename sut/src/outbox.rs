@@ -15,7 +15,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use sut_core::drain::{Drain, Turn};
-use sut_core::passthrough::Backoff;
+use sut_core::passthrough::{Backoff, Pace};
 use tokio::sync::{watch, Notify};
 
 /// How long one delivery may take before it counts as failed.
@@ -45,19 +45,29 @@ pub trait Outbox: Send + Sync + 'static {
     fn count_refused(&self, result: &'static str);
 }
 
+/// How a delivery loop runs: entries per delivery at most, deliveries at most one per
+/// `pace` ([`Pace`]), and how long it keeps delivering after the stop signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery {
+    pub batch: usize,
+    pub pace: Duration,
+    pub drain_timeout: Duration,
+}
+
 /// Delivers `outbox` to `peer` until `shutdown` and then drained (or out of time).
 pub async fn deliver<O: Outbox>(
     outbox: Arc<O>,
     mut peer: Peer,
-    batch: usize,
+    how: Delivery,
     mut shutdown: watch::Receiver<bool>,
-    drain_timeout: Duration,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(2));
-    let mut drain = Drain::new(drain_timeout);
+    let mut drain = Drain::new(how.drain_timeout);
+    let mut pace = Pace::new(how.pace);
+    let batch = how.batch;
     loop {
-        let items = outbox.take(batch);
-        let keys: Vec<u64> = items.iter().map(O::key).collect();
+        let mut items = outbox.take(batch);
+        let mut keys: Vec<u64> = items.iter().map(O::key).collect();
         let shutting_down = *shutdown.borrow();
         let done = outbox.producers_done();
         match drain.turn(Instant::now(), shutting_down, items.is_empty(), done) {
@@ -71,6 +81,15 @@ pub async fn deliver<O: Outbox>(
             }
             Turn::Work => {}
         }
+        // Too soon after the last delivery: what arrives meanwhile joins this one. A
+        // full batch goes at once, and while stopping everything does.
+        let wait = pace.wait(Instant::now(), items.len() >= batch);
+        if !wait.is_zero() && !shutting_down {
+            tokio::time::sleep(wait).await;
+            items.extend(outbox.take(batch - items.len()));
+            keys = items.iter().map(O::key).collect();
+        }
+        pace.started(Instant::now());
         let request = outbox.request(items);
         let reply = peer.call(request, RPC_TIMEOUT).await;
         let refused = match reply {

@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
                 payment_addr: args.payment,
                 max_in_flight: args.max_in_flight,
                 drain_timeout: args.drain_timeout,
+                deliver_every: args.deliver_every,
                 split_ttl: args.split.split_ttl,
             };
             let left = sut::envelope::run(config, shutdown).await?;
@@ -214,6 +215,7 @@ async fn gateway(args: GatewayArgs) -> Result<ExitCode> {
         envelope_addr: args.envelope,
         heartbeat_timeout: args.tuning.heartbeat_timeout,
         drain_timeout: args.drain_timeout,
+        deliver_every: args.deliver_every,
         max_connections: args.tuning.max_connections.unwrap_or_else(|| {
             shellkit::open_files::connection_capacity(shellkit::open_files::raise_to_hard_limit())
                 as usize

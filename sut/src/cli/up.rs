@@ -54,6 +54,10 @@ pub struct UpArgs {
     /// most this long; what is left stays durable, and `sut up` exits with code 3.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Gateways and the backend start at most one delivery of queued opens (credits) per
+    /// this long (0s: unpaced); see `sut gateway --help`.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    deliver_every: Duration,
     #[command(flatten)]
     resources: ResourceArgs,
     #[command(flatten)]
@@ -402,9 +406,11 @@ async fn launch(
     sup.launch("payment", &plan.payment, payment).await?;
     let more = ["--payment", plan.payment.as_str()];
     let drain = humantime::format_duration(args.drain_timeout).to_string();
+    let pace = humantime::format_duration(args.deliver_every).to_string();
     let mut envelope = part("envelope", &plan.envelope, &plan.metrics[1].1, &more);
     envelope.extend(args.split.to_flags());
     envelope.extend(["--drain-timeout".to_string(), drain.clone()]);
+    envelope.extend(["--deliver-every".to_string(), pace.clone()]);
     sup.launch("envelope", &plan.envelope, envelope).await?;
     for (i, listen) in plan.configs.iter().enumerate() {
         let name = format!("config-{i}");
@@ -450,6 +456,7 @@ async fn launch(
         }
         gateway.extend(tuning.iter().cloned());
         gateway.extend(["--drain-timeout".to_string(), drain.clone()]);
+        gateway.extend(["--deliver-every".to_string(), pace.clone()]);
         sup.launch(&format!("gateway-{i}"), listen, gateway).await?;
     }
     Ok(())

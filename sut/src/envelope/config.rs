@@ -14,6 +14,9 @@ pub struct EnvelopeConfig {
     /// Most record requests in flight before new ones are refused with Busy.
     pub max_in_flight: usize,
     pub drain_timeout: Duration,
+    /// Deliveries of the credit outbox at most one per this long (zero: unpaced), so that
+    /// credits arriving one at a time share the peer's durable writes.
+    pub deliver_every: Duration,
     /// How long a split pot may be shared and grabbed after its open.
     pub split_ttl: Duration,
     /// The show's start, Unix ms: opens and pots are stamped in show time.

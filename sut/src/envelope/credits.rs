@@ -4,7 +4,7 @@
 use super::state::Backend;
 use super::store::EnvelopeOp;
 use crate::metrics::labels;
-use crate::outbox::Outbox;
+use crate::outbox::{Delivery, Outbox};
 use crate::rpc::{Peer, Rpc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,8 +88,14 @@ pub(super) async fn forward(
     b: Arc<Backend>,
     payment: Peer,
     shutdown: watch::Receiver<bool>,
+    pace: Duration,
     drain_timeout: Duration,
 ) {
     let outbox = Arc::new(CreditOutbox(b));
-    crate::outbox::deliver(outbox, payment, BATCH, shutdown, drain_timeout).await;
+    let how = Delivery {
+        batch: BATCH,
+        pace,
+        drain_timeout,
+    };
+    crate::outbox::deliver(outbox, payment, how, shutdown).await;
 }

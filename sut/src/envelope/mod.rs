@@ -70,6 +70,7 @@ pub async fn run(
         backend.clone(),
         payment,
         shutdown.clone(),
+        config.deliver_every,
         config.drain_timeout,
     ));
     let expirer = tokio::spawn(splits::expire(backend.clone(), shutdown.clone()));

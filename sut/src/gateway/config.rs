@@ -30,6 +30,9 @@ pub struct GatewayConfig {
     pub envelope_addr: String,
     pub heartbeat_timeout: Duration,
     pub drain_timeout: Duration,
+    /// Deliveries of the forwarder at most one per this long (zero: unpaced), so that
+    /// opens arriving one at a time share the peer's durable writes.
+    pub deliver_every: Duration,
     /// Connections held at most; more are turned away with `GatewayFull`.
     pub max_connections: usize,
     /// Whether the gateway raises its throttle tier under load (off: always tier 0, to

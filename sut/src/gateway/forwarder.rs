@@ -5,7 +5,7 @@
 use super::state::Gateway;
 use super::store::GatewayOp;
 use crate::metrics::labels;
-use crate::outbox::Outbox;
+use crate::outbox::{Delivery, Outbox};
 use crate::rpc::{Peer, Rpc};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -87,8 +87,13 @@ impl Outbox for OpenQueue {
     }
 }
 
-pub(super) async fn run(gw: Arc<Gateway>, backend: Peer, drain_timeout: Duration) {
+pub(super) async fn run(gw: Arc<Gateway>, backend: Peer, pace: Duration, drain_timeout: Duration) {
     let shutdown = gw.shutdown.clone();
     let queue = Arc::new(OpenQueue(gw));
-    crate::outbox::deliver(queue, backend, BATCH, shutdown, drain_timeout).await;
+    let how = Delivery {
+        batch: BATCH,
+        pace,
+        drain_timeout,
+    };
+    crate::outbox::deliver(queue, backend, how, shutdown).await;
 }

@@ -180,7 +180,12 @@ async fn serve(
         tokio::spawn(bench::inject_opens(gw.clone(), config.bench_opens));
     }
     let forget = tokio::spawn(forget_idle_users(gw.clone()));
-    let forwarder = tokio::spawn(forwarder::run(gw.clone(), backend(), config.drain_timeout));
+    let forwarder = tokio::spawn(forwarder::run(
+        gw.clone(),
+        backend(),
+        config.deliver_every,
+        config.drain_timeout,
+    ));
     // At shutdown, the sessions' last frames (refusals) may take a little while to
     // reach their clients.
     let quic = tokio::spawn(quic::run(
