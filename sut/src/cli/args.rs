@@ -144,10 +144,11 @@ pub(crate) struct GatewayArgs {
     /// On shutdown, keep forwarding queued opens for at most this long.
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub(crate) drain_timeout: Duration,
-    /// Start at most one delivery of queued opens to the envelope backend per this long (0s: unpaced). What arrives
-    /// meanwhile joins the next one, so the backend's durable writes per second are bounded by
-    /// this pace rather than by the open rate; each open waits at most this long more
-    /// before it is credited (the user's open reply does not wait).
+    /// Start at most one delivery of queued opens to the envelope backend per this long
+    /// (0s: unpaced), unless a batch is full. What arrives meanwhile joins the next one,
+    /// so the backend's durable writes per second are bounded by this pace rather than by
+    /// the open rate; an open is credited at most this much later (its user's reply does
+    /// not wait).
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub(crate) deliver_every: Duration,
     /// A config service to watch for timeline versions (the push channel); repeat for
@@ -289,10 +290,10 @@ pub(crate) struct EnvelopeArgs {
     pub(crate) max_in_flight: usize,
     #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
     pub(crate) drain_timeout: Duration,
-    /// Start at most one delivery of credits to payment per this long (0s: unpaced). What arrives
-    /// meanwhile joins the next one, so payment's durable writes per second are bounded by
-    /// this pace rather than by the open rate; each credit waits at most this long more
-    /// before it is credited (the user's open reply does not wait).
+    /// Start at most one delivery of credits to payment per this long (0s: unpaced),
+    /// unless a batch is full. What arrives meanwhile joins the next one, so payment's
+    /// durable writes per second are bounded by this pace rather than by the open rate; a
+    /// credit is applied at most this much later (the user's open reply does not wait).
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub(crate) deliver_every: Duration,
     /// Unix ms of the show's start, for split pots' lifetimes [default: from DATA/manifest.json, else now].
