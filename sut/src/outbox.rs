@@ -82,10 +82,14 @@ pub async fn deliver<O: Outbox>(
             Turn::Work => {}
         }
         // Too soon after the last delivery: what arrives meanwhile joins this one. A
-        // full batch goes at once, and while stopping everything does.
+        // full batch goes at once, and while stopping everything does (a stop ends the
+        // wait).
         let wait = pace.wait(Instant::now(), items.len() >= batch);
         if !wait.is_zero() && !shutting_down {
-            tokio::time::sleep(wait).await;
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
             items.extend(outbox.take(batch - items.len()));
             keys = items.iter().map(O::key).collect();
         }
