@@ -14,19 +14,6 @@ use sut_wire::protocol::Frame;
 const GATEWAY: &str = "127.0.0.1:24810";
 const GATEWAY_METRICS: &str = "127.0.0.1:25810";
 
-/// A counter or gauge's value in a `/metrics` text (0 if absent).
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse()
-                .ok()
-        })
-        .unwrap_or(0.0)
-}
-
 fn acked() -> f64 {
     value(
         &scrape(GATEWAY_METRICS),

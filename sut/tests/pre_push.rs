@@ -117,14 +117,6 @@ impl Cdn {
     }
 }
 
-/// The value of the series `name` (with its labels) in a scrape.
-fn value(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
-}
-
 #[test]
 fn resource_servers_resume_revalidate_corrupt_on_purpose_and_serve_updates() {
     let mut cdn = Cdn::start(24400);

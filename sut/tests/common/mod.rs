@@ -25,6 +25,14 @@ pub fn scrape(addr: &str) -> String {
     body
 }
 
+/// The value of the series `name` (with its labels, as exposed) in a scrape.
+pub fn value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+}
+
 /// A temporary directory holding `timeline` as `timeline.yaml`, with the path of a data
 /// directory beside it (made by `sut up`): the directory, the data path, the timeline's.
 pub fn show_dir(timeline: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
