@@ -67,12 +67,11 @@ pub async fn deliver<O: Outbox>(
     let batch = how.batch;
     loop {
         let mut items = outbox.take(batch);
-        let mut keys: Vec<u64> = items.iter().map(O::key).collect();
         let shutting_down = *shutdown.borrow();
         let done = outbox.producers_done();
         match drain.turn(Instant::now(), shutting_down, items.is_empty(), done) {
             Turn::Stop => {
-                outbox.release(&keys);
+                outbox.release(&items.iter().map(O::key).collect::<Vec<_>>());
                 return;
             }
             Turn::Idle => {
@@ -91,8 +90,8 @@ pub async fn deliver<O: Outbox>(
                 _ = shutdown.changed() => {}
             }
             items.extend(outbox.take(batch - items.len()));
-            keys = items.iter().map(O::key).collect();
         }
+        let keys: Vec<u64> = items.iter().map(O::key).collect();
         pace.started(Instant::now());
         let request = outbox.request(items);
         let reply = peer.call(request, RPC_TIMEOUT).await;
