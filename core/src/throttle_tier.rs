@@ -19,6 +19,9 @@ use std::time::Duration;
 pub const ADMIT_ALL: u32 = 1000;
 /// The least admitted while overloaded, so that some shakes always get decided.
 const ADMIT_FLOOR: u32 = 50;
+/// Admission at or below which a gateway at tier 0 counts as overloaded: it turns away
+/// half its shakes (see [`TierController::observe`]).
+const TURNED_AWAY: u32 = ADMIT_ALL / 2;
 /// How far behind the gateway's loop may run before shakes waiting in it are shed
 /// ([`crate::shedding`]); beside admission, as both answer the loop's queueing.
 pub const STALE_AFTER: Duration = Duration::from_millis(25);
@@ -167,7 +170,6 @@ impl TierController {
             0.0
         };
         self.cpu = p.cpu_smoothing * cpu + (1.0 - p.cpu_smoothing) * self.cpu;
-        let overloaded = sample.queue_delay >= p.delay_high || self.cpu >= p.cpu_high;
         let far_over = sample.queue_delay >= p.delay_high * 4;
         let calm = sample.queue_delay <= p.delay_low && self.cpu <= p.cpu_low;
         self.since_raise = self.since_raise.saturating_add(1);
@@ -176,6 +178,14 @@ impl TierController {
         } else if sample.queue_delay <= p.delay_low {
             self.admit = (self.admit + ADMIT_ALL / 10).min(ADMIT_ALL);
         }
+        // Tier 0 tells clients all is well. A gateway that turns away half its shakes
+        // or more is not well, even when admission keeps its loop's delay under the
+        // threshold (cutting at the first late probes, a surge may never fill a whole
+        // window): it raises to tier 1, so that its clients slow down rather than send
+        // shakes it pays to turn away. Past tier 1 a raise needs the delay or the CPU.
+        let turning_away = self.tier == 0 && self.admit <= TURNED_AWAY;
+        let overloaded =
+            sample.queue_delay >= p.delay_high || self.cpu >= p.cpu_high || turning_away;
         if overloaded {
             let settled = self.since_raise >= p.settle_windows;
             // Far over at tier 0 (a surge from calm): two tiers at once. Otherwise one
@@ -305,6 +315,31 @@ mod tests {
         // Calm never lasts 8 windows, so the tier only climbs, to the top, and stays.
         assert!(tiers.windows(2).all(|w| w[1] >= w[0]), "{tiers:?}");
         assert_eq!(*tiers.last().unwrap(), 3);
+    }
+
+    #[test]
+    fn turning_away_half_the_shakes_at_tier_0_raises_to_tier_1_and_no_further() {
+        // A delay between the thresholds and a quiet CPU: nothing else would raise.
+        let between = sample(10, 0.5);
+        let mut c = TierController::new(TierPolicy::standard(3));
+        c.late_probe(ms(40));
+        c.late_probe(ms(40));
+        assert_eq!((c.observe(between), c.admit_permille()), (0, 562));
+        c.late_probe(ms(40));
+        assert_eq!((c.observe(between), c.admit_permille()), (1, 421));
+        for _ in 0..40 {
+            assert_eq!(c.observe(between), 1);
+        }
+        // Calm windows bring admission back, then the tier down; admission at half
+        // again at tier 0 raises again.
+        for _ in 0..20 {
+            c.observe(sample(1, 0.3));
+        }
+        assert_eq!((c.tier(), c.admit_permille()), (0, ADMIT_ALL));
+        for _ in 0..3 {
+            c.late_probe(ms(40));
+        }
+        assert_eq!(c.observe(between), 1);
     }
 
     #[test]
