@@ -4,7 +4,8 @@
 //!
 //! This file wires the parts and runs the accept loop: [`config`], [`recovery`] (state
 //! rebuilt from the store and the seed shards at start), [`metrics`],
-//! [`state`] (what the tasks share), [`session`] (one client's connection),
+//! [`state`] (what the tasks share), [`session`] (one client's session), [`conn`] (its
+//! connection's bounds in bytes and time),
 //! [`leases`] (the lease keeper), [`load`] (the load watcher that sets the tier),
 //! and the agent's tasks: [`forwarder`] (the pass-through queue), [`sync`] (the shared
 //! limit view), [`split`] (shares and grabs), [`reserve`] (strict limits: wins reserved
@@ -15,6 +16,7 @@ mod batcher;
 mod bench;
 mod channels;
 mod config;
+mod conn;
 mod forwarder;
 mod lane;
 mod leases;
@@ -231,7 +233,7 @@ async fn serve(
 /// `max_connections`.
 fn start_session<L: link::Link>(gw: &Arc<Gateway>, link: L, max_connections: usize) {
     if gw.sessions.load(Ordering::Acquire) >= max_connections {
-        tokio::spawn(session::refuse_full(gw.clone(), link));
+        tokio::spawn(conn::refuse_full(gw.clone(), link));
     } else {
         tokio::spawn(session::serve(gw.clone(), link));
     }
