@@ -9,7 +9,8 @@
 //! then lets clients hear of the new tier before raising again (a raise reaches each
 //! client only with its next reply), relaxes slowly (one tier after several calm windows
 //! in a row), and between the two thresholds it holds, so a load near a threshold does
-//! not flap.
+//! not flap. The CPU, and admission turning away half the shakes, raise only from tier
+//! 0: past tier 1 only the queueing delay raises.
 //!
 //! No I/O and no clock: the gateway shell measures and calls [`TierController::observe`].
 
@@ -38,7 +39,8 @@ pub struct TierPolicy {
     pub delay_high: Duration,
     /// Calm at or below this one (and CPU calm too).
     pub delay_low: Duration,
-    /// Overloaded at or above this share of one core (smoothed).
+    /// Overloaded at tier 0 at or above this share of one core (smoothed); past tier 1
+    /// only the delay raises (see [`TierController::observe`]).
     pub cpu_high: f64,
     /// Calm at or below this share.
     pub cpu_low: f64,
@@ -54,8 +56,8 @@ pub struct TierPolicy {
 
 impl TierPolicy {
     /// The defaults, for windows of 250 ms: overloaded past 20 ms of queueing delay (as
-    /// DAGOR) or 90 % of a core; raising again after 1 s at the soonest; relaxing one
-    /// tier per 2 s of calm.
+    /// DAGOR), or at tier 0 past 90 % of a core or with admission at half; raising again
+    /// after 1 s at the soonest; relaxing one tier per 2 s of calm.
     pub fn standard(top: u8) -> TierPolicy {
         TierPolicy {
             top,
