@@ -1,7 +1,17 @@
 //! The end-of-run table, section by section.
 
 use super::{audit_passed, promises_kept, OpReport, RunReport};
+use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// Counts by name on one line, as the table prints them: `nothing 120, envelope 3`.
+fn counts(by_name: &BTreeMap<String, u64>) -> String {
+    by_name
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 impl RunReport {
     /// The table printed at the end of a run.
@@ -65,12 +75,7 @@ impl RunReport {
     /// What the shakes were answered, the tiers, the opens promised, the generator's lag,
     /// the sessions and the transports.
     fn replies_lines(&self, out: &mut String) {
-        let outcomes: Vec<String> = self
-            .shake_outcomes
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect();
-        let _ = writeln!(out, "\nshake outcomes: {}", outcomes.join(", "));
+        let _ = writeln!(out, "\nshake outcomes: {}", counts(&self.shake_outcomes));
         let tiers: Vec<String> = self
             .tiers_seen
             .iter()
@@ -110,15 +115,10 @@ impl RunReport {
             self.error_rate * 100.0
         );
         if !self.split_outcomes.is_empty() {
-            let outcomes: Vec<String> = self
-                .split_outcomes
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
             let _ = writeln!(
                 out,
                 "split envelopes: {}; grabs promised: {} cents",
-                outcomes.join(", "),
+                counts(&self.split_outcomes),
                 self.grabbed_cents
             );
         }
@@ -234,12 +234,7 @@ impl RunReport {
             c.lines(out);
         }
         if !self.errors_by_kind.is_empty() {
-            let errs: Vec<String> = self
-                .errors_by_kind
-                .iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect();
-            let _ = writeln!(out, "errors: {}", errs.join(", "));
+            let _ = writeln!(out, "errors: {}", counts(&self.errors_by_kind));
         }
         if !self.thresholds.is_empty() {
             let _ = writeln!(out, "\nthresholds:");
