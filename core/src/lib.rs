@@ -11,9 +11,9 @@
 //! - per-user limits: the local table ([`user_limits`]), the view shared across
 //!   gateways ([`limit_view`]) and the owner's reservations that make them strict
 //!   ([`reservations`]); the cookie format is in `sut_wire::cookie`;
-//! - overload protection: the throttle tier and admission ([`throttle_tier`]), which
-//!   shakes get no decision ([`shedding`]), and each user's frame allowance
-//!   ([`client_rate`]) so that one client cannot take a gateway;
+//! - overload protection: the throttle tier ([`throttle_tier`]), admission
+//!   ([`admission`]), which shakes get no decision ([`shedding`]), and each user's frame
+//!   allowance ([`client_rate`]) so that one client cannot take a gateway;
 //! - open must succeed for the user: the pass-through queue, its backoff and its drain
 //!   on shutdown ([`passthrough`], [`drain`]), and the backend's record-once rule
 //!   ([`opens`]);
@@ -28,6 +28,7 @@
 //!   restarts a crashed part ([`restart`]);
 //! - the audit's checker over the durable records ([`audit`]).
 
+pub mod admission;
 pub mod audit;
 pub mod client_rate;
 pub mod cursor;

@@ -6,21 +6,16 @@
 //!   last decided one (with 10 % slack for clients whose timers run early). Clients
 //!   hear of a raised tier only with their next reply; this sheds what they send before
 //!   that, so a raise acts at the gateway at once.
-//! - While the gateway's loop is overloaded, all but the admitted share (permille, from
-//!   [`crate::throttle_tier::TierController::admit_permille`]). Which users are shed
-//!   rotates every 5 s, so none is shed for long.
+//! - While the gateway's loop is overloaded, all past the rate that admission lets
+//!   through ([`crate::admission`]), whoever sends them.
 //! - While the loop is more than [`STALE_AFTER`] behind (its load probe overdue by that
 //!   much), every shake: each has waited about that long already, and deciding it now
 //!   would only add to its lateness and to the wait of all behind it. As DAGOR sheds
 //!   requests by their queueing time, this drains a backlog at once, before the
-//!   admission share (measured when the probe finally runs) has caught up.
+//!   admission rate (set when the probe finally runs) has caught up.
 
-use crate::spread::spread;
-use crate::throttle_tier::{ADMIT_ALL, STALE_AFTER};
+use crate::throttle_tier::STALE_AFTER;
 use std::time::Duration;
-
-/// How long one admission rotation lasts: the shed users change after it.
-const ROTATION_MS: i64 = 5_000;
 
 /// The gateway's throttle as a shake sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +24,6 @@ pub struct Throttle {
     pub top_tier: u8,
     /// The shake interval the tier asks of clients, ms.
     pub shake_interval_ms: u32,
-    /// Of every 1000 shakes, how many get a decision.
-    pub admit_permille: u32,
     /// How far the gateway's loop is behind now (zero when it is on time, or when the
     /// gateway keeps tier 0 whatever the load).
     pub behind: Duration,
@@ -49,13 +42,12 @@ pub enum Shed {
 impl Throttle {
     /// The throttle at `tier`, with each tier's interval from `intervals_ms` (the last
     /// one for any tier past the table; 2 s if the table is empty).
-    pub fn at(tier: u8, top_tier: u8, intervals_ms: &[u32], admit_permille: u32) -> Throttle {
+    pub fn at(tier: u8, top_tier: u8, intervals_ms: &[u32]) -> Throttle {
         let i = (tier as usize).min(intervals_ms.len().saturating_sub(1));
         Throttle {
             tier,
             top_tier,
             shake_interval_ms: intervals_ms.get(i).copied().unwrap_or(2_000),
-            admit_permille,
             behind: Duration::ZERO,
         }
     }
@@ -65,9 +57,14 @@ impl Throttle {
         Throttle { behind, ..self }
     }
 
-    /// Whether (and why) a shake of `user` at `show_ms` is shed; `since_decided` is how
-    /// long ago this client's last shake was decided, if ever.
-    pub fn shed(&self, user: u64, show_ms: i64, since_decided: Option<Duration>) -> Option<Shed> {
+    /// Whether (and why) a shake is shed; `since_decided` is how long ago this client's
+    /// last shake was decided, if ever. Admission is asked last, `admitted`, so that it
+    /// counts only the shakes nothing else sheds.
+    pub fn shed(
+        &self,
+        since_decided: Option<Duration>,
+        admitted: impl FnOnce() -> bool,
+    ) -> Option<Shed> {
         if self.tier > 0 && self.tier >= self.top_tier {
             return Some(Shed::TopTier);
         }
@@ -78,10 +75,7 @@ impl Throttle {
         if self.tier > 0 && since_decided.is_some_and(|d| d < min_gap) {
             return Some(Shed::Early);
         }
-        let rotation = (show_ms / ROTATION_MS) as u64;
-        if self.admit_permille < ADMIT_ALL
-            && spread(user ^ rotation) % 1000 >= u64::from(self.admit_permille)
-        {
+        if !admitted() {
             return Some(Shed::Admission);
         }
         None
@@ -96,57 +90,61 @@ mod tests {
 
     #[test]
     fn calm_gateways_decide_everything() {
-        let t = Throttle::at(0, 3, &INTERVALS, ADMIT_ALL);
+        let t = Throttle::at(0, 3, &INTERVALS);
         assert_eq!(t.shake_interval_ms, 2_000);
-        for user in 0..1_000 {
-            assert_eq!(t.shed(user, 0, Some(Duration::ZERO)), None);
-        }
+        assert_eq!(t.shed(Some(Duration::ZERO), || true), None);
     }
 
     #[test]
     fn the_top_tier_sheds_every_shake() {
-        let t = Throttle::at(3, 3, &INTERVALS, ADMIT_ALL);
-        assert_eq!(t.shed(1, 0, None), Some(Shed::TopTier));
-        assert_eq!(
-            Throttle::at(9, 3, &INTERVALS, ADMIT_ALL).shake_interval_ms,
-            15_000
-        );
+        let t = Throttle::at(3, 3, &INTERVALS);
+        assert_eq!(t.shed(None, || true), Some(Shed::TopTier));
+        assert_eq!(Throttle::at(9, 3, &INTERVALS).shake_interval_ms, 15_000);
     }
 
     #[test]
     fn a_raised_tier_sheds_shakes_sooner_than_its_interval_with_slack() {
-        let t = Throttle::at(1, 3, &INTERVALS, ADMIT_ALL);
+        let t = Throttle::at(1, 3, &INTERVALS);
         let early = Some(Duration::from_millis(3_500));
         let on_time = Some(Duration::from_millis(3_600));
-        assert_eq!(t.shed(1, 0, early), Some(Shed::Early));
-        assert_eq!(t.shed(1, 0, on_time), None);
-        assert_eq!(t.shed(1, 0, None), None, "a first shake is decided");
+        assert_eq!(t.shed(early, || true), Some(Shed::Early));
+        assert_eq!(t.shed(on_time, || true), None);
+        assert_eq!(t.shed(None, || true), None, "a first shake is decided");
     }
 
     #[test]
     fn a_loop_running_behind_sheds_every_shake_until_it_catches_up() {
-        let t = Throttle::at(0, 3, &INTERVALS, ADMIT_ALL);
+        let t = Throttle::at(0, 3, &INTERVALS);
         let ms = Duration::from_millis;
-        assert_eq!(t.behind(ms(24)).shed(1, 0, None), None);
-        for user in 0..100 {
-            assert_eq!(t.behind(STALE_AFTER).shed(user, 0, None), Some(Shed::Stale));
-        }
+        assert_eq!(t.behind(ms(24)).shed(None, || true), None);
+        assert_eq!(t.behind(STALE_AFTER).shed(None, || true), Some(Shed::Stale));
         // The top tier still says what it is.
-        let top = Throttle::at(3, 3, &INTERVALS, ADMIT_ALL).behind(ms(100));
-        assert_eq!(top.shed(1, 0, None), Some(Shed::TopTier));
+        let top = Throttle::at(3, 3, &INTERVALS).behind(ms(100));
+        assert_eq!(top.shed(None, || true), Some(Shed::TopTier));
     }
 
     #[test]
-    fn admission_keeps_about_its_share_and_rotates_who_is_shed() {
-        let t = Throttle::at(0, 3, &INTERVALS, 300);
-        let kept = |show_ms| {
-            (0..10_000u64)
-                .filter(|u| t.shed(*u, show_ms, None).is_none())
-                .collect::<Vec<_>>()
+    fn admission_is_asked_only_for_shakes_nothing_else_sheds() {
+        let asked = std::cell::Cell::new(0);
+        let ask = |answer| {
+            asked.set(asked.get() + 1);
+            answer
         };
-        let now = kept(0);
-        assert!((2_700..3_300).contains(&now.len()), "{}", now.len());
-        assert_eq!(kept(4_999), now, "the same users within a rotation");
-        assert_ne!(kept(5_000), now, "other users in the next one");
+        let calm = Throttle::at(0, 3, &INTERVALS);
+        assert_eq!(calm.shed(None, || ask(false)), Some(Shed::Admission));
+        assert_eq!(calm.shed(None, || ask(true)), None);
+        assert_eq!(asked.get(), 2);
+        let early = Some(Duration::from_millis(100));
+        assert_eq!(
+            Throttle::at(1, 3, &INTERVALS).shed(early, || ask(true)),
+            Some(Shed::Early)
+        );
+        let stale = calm.behind(STALE_AFTER);
+        assert_eq!(stale.shed(None, || ask(true)), Some(Shed::Stale));
+        assert_eq!(
+            Throttle::at(3, 3, &INTERVALS).shed(None, || ask(true)),
+            Some(Shed::TopTier)
+        );
+        assert_eq!(asked.get(), 2, "asked only twice");
     }
 }

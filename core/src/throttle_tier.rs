@@ -16,13 +16,9 @@
 
 use std::time::Duration;
 
-/// Admission in permille: all shakes decided.
-pub const ADMIT_ALL: u32 = 1000;
-/// The least admitted while overloaded, so that some shakes always get decided.
-const ADMIT_FLOOR: u32 = 50;
-/// Admission at or below which a gateway at tier 0 counts as overloaded: it turns away
-/// half its shakes (see [`TierController::observe`]).
-const TURNED_AWAY: u32 = ADMIT_ALL / 2;
+/// The share of its shakes turned away by admission ([`crate::admission`]) at or above
+/// which a gateway at tier 0 counts as overloaded (see [`TierController::observe`]).
+const TURNED_AWAY: f64 = 0.5;
 /// How far behind the gateway's loop may run before shakes waiting in it are shed
 /// ([`crate::shedding`]); beside admission, as both answer the loop's queueing.
 pub const STALE_AFTER: Duration = Duration::from_millis(25);
@@ -79,6 +75,8 @@ pub struct LoadSample {
     pub queue_delay: Duration,
     /// CPU used over the window, as a share of one core.
     pub cpu: f64,
+    /// The share of the window's shakes that admission turned away (0..=1).
+    pub turned_away: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -89,9 +87,6 @@ pub struct TierController {
     calm: u32,
     /// Windows since the last raise.
     since_raise: u32,
-    /// Of every 1000 shakes, how many get a decision now; the rest are answered "come
-    /// back later" without work.
-    admit: u32,
 }
 
 impl TierController {
@@ -102,30 +97,11 @@ impl TierController {
             cpu: 0.0,
             calm: 0,
             since_raise: u32::MAX,
-            admit: ADMIT_ALL,
         }
     }
 
     pub fn tier(&self) -> u8 {
         self.tier
-    }
-
-    /// Of every 1000 shakes, how many to decide. Tiers act on the clients, a request
-    /// interval later; admission acts on the gateway at once: while work waits in the
-    /// loop longer than the threshold, a growing share of shakes is answered cheaply (as
-    /// DAGOR sheds by admission level), so a backlog drains in a moment instead of being
-    /// decided late. It recovers step by step once the delay is low again.
-    pub fn admit_permille(&self) -> u32 {
-        self.admit
-    }
-
-    /// One probe of the loop came back `lateness` late: a late one cuts admission at
-    /// once, without waiting for the window's end (a surge queues work within
-    /// milliseconds). Recovery waits for calm windows in [`TierController::observe`].
-    pub fn late_probe(&mut self, lateness: Duration) {
-        if lateness >= self.policy.delay_high {
-            self.admit = (self.admit * 3 / 4).max(ADMIT_FLOOR);
-        }
     }
 
     /// How much of a probe's `lateness` is this gateway's own queueing, given the time
@@ -151,7 +127,7 @@ impl TierController {
     /// [`TierController::own_lateness`]), the window counts as queueing that long.
     pub fn window_delay(&self, probes_mean: Duration, stale: u64, frames: u64) -> Duration {
         let stale_share = stale.saturating_mul(5) >= frames.max(1);
-        if stale_share && self.cpu >= STALE_COUNTS_FROM_CPU {
+        if self.tier == 0 && stale_share && self.cpu >= STALE_COUNTS_FROM_CPU {
             probes_mean.max(STALE_AFTER)
         } else {
             probes_mean
@@ -175,11 +151,6 @@ impl TierController {
         let far_over = sample.queue_delay >= p.delay_high * 4;
         let calm = sample.queue_delay <= p.delay_low && self.cpu <= p.cpu_low;
         self.since_raise = self.since_raise.saturating_add(1);
-        if sample.queue_delay >= p.delay_high {
-            self.admit = (self.admit * 3 / 4).max(ADMIT_FLOOR);
-        } else if sample.queue_delay <= p.delay_low {
-            self.admit = (self.admit + ADMIT_ALL / 10).min(ADMIT_ALL);
-        }
         // Tier 0 tells clients all is well. A gateway that turns away half its shakes
         // or more, or whose CPU is busy, is not well, even when admission keeps its
         // loop's delay under the threshold (cutting at the first late probes, a surge
@@ -190,7 +161,8 @@ impl TierController {
         // it idle for a moment, as every client that heard of it waits out the longer
         // interval at about the same time (in bench/overload.py, seconds of half the
         // decisions after each raise the CPU made mid-surge). It holds the tier there.
-        let warned = self.tier == 0 && (self.admit <= TURNED_AWAY || self.cpu >= p.cpu_high);
+        let turned_away = sample.turned_away >= TURNED_AWAY;
+        let warned = self.tier == 0 && (turned_away || self.cpu >= p.cpu_high);
         let overloaded = sample.queue_delay >= p.delay_high || warned;
         if overloaded {
             let settled = self.since_raise >= p.settle_windows;
@@ -235,20 +207,21 @@ mod tests {
         LoadSample {
             queue_delay: ms(delay_ms),
             cpu,
+            turned_away: 0.0,
         }
     }
 
-    fn run(trace: &[LoadSample]) -> Vec<u8> {
-        run_both(trace).0
+    fn turning_away(share: f64, s: LoadSample) -> LoadSample {
+        LoadSample {
+            turned_away: share,
+            ..s
+        }
     }
 
-    /// Tiers and admission levels after each window.
-    fn run_both(trace: &[LoadSample]) -> (Vec<u8>, Vec<u32>) {
+    /// Tiers after each window.
+    fn run(trace: &[LoadSample]) -> Vec<u8> {
         let mut c = TierController::new(TierPolicy::standard(3));
-        trace
-            .iter()
-            .map(|s| (c.observe(*s), c.admit_permille()))
-            .unzip()
+        trace.iter().map(|s| c.observe(*s)).collect()
     }
 
     #[test]
@@ -264,38 +237,6 @@ mod tests {
         assert_eq!(&tiers[24..27], &[2, 1, 1]);
         assert_eq!(&tiers[32..35], &[1, 0, 0]);
         assert!(tiers[10..].windows(2).all(|w| w[1] <= w[0]), "{tiers:?}");
-    }
-
-    #[test]
-    fn admission_falls_while_work_waits_and_recovers_after() {
-        let mut c = TierController::new(TierPolicy::standard(3));
-        let mut admits = Vec::new();
-        for s in [sample(50, 0.5); 4].into_iter().chain([sample(1, 0.3); 12]) {
-            c.observe(s);
-            admits.push(c.admit_permille());
-        }
-        assert_eq!(&admits[..4], &[750, 562, 421, 315]);
-        assert!(admits[4..].windows(2).all(|w| w[1] >= w[0]), "{admits:?}");
-        assert_eq!(*admits.last().unwrap(), ADMIT_ALL);
-        // Never to zero.
-        for _ in 0..100 {
-            c.observe(sample(500, 1.0));
-        }
-        assert_eq!(c.admit_permille(), 50);
-    }
-
-    #[test]
-    fn a_late_probe_cuts_admission_at_once_and_calm_windows_restore_it() {
-        let mut c = TierController::new(TierPolicy::standard(3));
-        c.late_probe(ms(5));
-        assert_eq!(c.admit_permille(), ADMIT_ALL);
-        c.late_probe(ms(40));
-        c.late_probe(ms(40));
-        assert_eq!(c.admit_permille(), 562);
-        for _ in 0..5 {
-            c.observe(sample(1, 0.1));
-        }
-        assert_eq!(c.admit_permille(), ADMIT_ALL);
     }
 
     #[test]
@@ -328,24 +269,17 @@ mod tests {
         // A delay between the thresholds and a quiet CPU: nothing else would raise.
         let between = sample(10, 0.5);
         let mut c = TierController::new(TierPolicy::standard(3));
-        c.late_probe(ms(40));
-        c.late_probe(ms(40));
-        assert_eq!((c.observe(between), c.admit_permille()), (0, 562));
-        c.late_probe(ms(40));
-        assert_eq!((c.observe(between), c.admit_permille()), (1, 421));
+        assert_eq!(c.observe(turning_away(0.49, between)), 0);
+        assert_eq!(c.observe(turning_away(0.5, between)), 1);
         for _ in 0..40 {
-            assert_eq!(c.observe(between), 1);
+            assert_eq!(c.observe(turning_away(0.9, between)), 1);
         }
-        // Calm windows bring admission back, then the tier down; admission at half
-        // again at tier 0 raises again.
+        // Calm windows bring the tier down; half turned away at tier 0 raises again.
         for _ in 0..20 {
             c.observe(sample(1, 0.3));
         }
-        assert_eq!((c.tier(), c.admit_permille()), (0, ADMIT_ALL));
-        for _ in 0..3 {
-            c.late_probe(ms(40));
-        }
-        assert_eq!(c.observe(between), 1);
+        assert_eq!(c.tier(), 0);
+        assert_eq!(c.observe(turning_away(0.6, between)), 1);
     }
 
     #[test]
@@ -368,21 +302,22 @@ mod tests {
         for seed in 0..50 {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let base: Vec<LoadSample> = (0..300)
-                .map(|_| sample(rng.random_range(0..40), rng.random_range(0.0..1.0)))
+                .map(|_| {
+                    let s = sample(rng.random_range(0..40), rng.random_range(0.0..1.0));
+                    turning_away(rng.random_range(0.0..0.7), s)
+                })
                 .collect();
             let heavier: Vec<LoadSample> = base
                 .iter()
                 .map(|s| LoadSample {
                     queue_delay: s.queue_delay + ms(rng.random_range(0..20)),
                     cpu: (s.cpu + rng.random_range(0.0..0.3)).min(1.0),
+                    turned_away: (s.turned_away + rng.random_range(0.0..0.3)).min(1.0),
                 })
                 .collect();
-            let ((a, admit_a), (b, admit_b)) = (run_both(&base), run_both(&heavier));
+            let (a, b) = (run(&base), run(&heavier));
             for (i, (x, y)) in a.iter().zip(&b).enumerate() {
                 assert!(y >= x, "seed {seed} step {i}: {x} then {y}");
-            }
-            for (i, (x, y)) in admit_a.iter().zip(&admit_b).enumerate() {
-                assert!(y <= x, "seed {seed} step {i}: admits {x} then {y}");
             }
         }
     }
@@ -429,8 +364,8 @@ mod tests {
         let mut c = TierController::new(TierPolicy::standard(3));
         assert_eq!(
             c.observe(LoadSample {
-                queue_delay: ms(0),
-                cpu: f64::NAN
+                cpu: f64::NAN,
+                ..sample(0, 0.0)
             }),
             0
         );

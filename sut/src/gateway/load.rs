@@ -23,6 +23,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
+use sut_core::admission::Admission;
 use sut_core::throttle_tier::{LoadSample, TierController, TierPolicy};
 use tokio::time::Instant;
 
@@ -62,6 +63,12 @@ fn waited(schedstat: &str) -> Option<Duration> {
     Some(Duration::from_nanos(ns))
 }
 
+/// Admission as the load watcher drives it: on the tier policy's thresholds.
+pub(super) fn admission() -> Admission {
+    let policy = TierPolicy::standard(0);
+    Admission::new(policy.delay_high, policy.delay_low)
+}
+
 /// Measures each window, decides the tier and publishes it (and the measurements as
 /// metrics). With tiers switched off the measurements still go out and the tier stays 0.
 pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
@@ -98,27 +105,36 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
             late_sum += lateness;
             probes += 1;
             if enabled {
-                controller.late_probe(lateness);
-                gw.admit
-                    .store(controller.admit_permille(), Ordering::Release);
+                let now = gw.started.elapsed();
+                if let Ok(mut admission) = gw.admission.lock() {
+                    admission.probe(now, lateness);
+                }
             }
         }
         let elapsed = start.elapsed().as_secs_f64();
         let cpu_now = shellkit::cpu::process_seconds();
         let stale = gw.stale.load(Ordering::Relaxed);
         let frames = gw.frames.load(Ordering::Relaxed);
-        let sample = LoadSample {
-            queue_delay: controller.window_delay(
-                late_sum / probes.max(1),
-                stale - last_stale,
-                frames - last_frames,
+        let queue_delay = controller.window_delay(
+            late_sum / probes.max(1),
+            stale - last_stale,
+            frames - last_frames,
+        );
+        let (counts, admitting) = match gw.admission.lock() {
+            Ok(mut admission) => (
+                admission.window(gw.started.elapsed(), queue_delay),
+                admission.rate().is_some(),
             ),
+            Err(_) => (Default::default(), false),
+        };
+        let sample = LoadSample {
+            queue_delay,
             cpu: (cpu_now - last_cpu) / elapsed.max(1e-6),
+            turned_away: counts.turned_away_share(),
         };
         last_stale = stale;
         last_cpu = cpu_now;
-        let settled = controller.tier() == 0
-            && controller.admit_permille() == sut_core::throttle_tier::ADMIT_ALL;
+        let settled = controller.tier() == 0 && !admitting;
         let busy = (frames - last_frames) as f64 / elapsed.max(1e-6) > BUSY_FRAMES_PER_S;
         probe = if busy || !settled {
             PROBE_BUSY
@@ -128,13 +144,7 @@ pub(super) async fn watch(gw: Arc<Gateway>, enabled: bool) {
         last_frames = frames;
         let decided = controller.observe(sample);
         let tier = if enabled { decided } else { 0 };
-        let admit = if enabled {
-            controller.admit_permille()
-        } else {
-            sut_core::throttle_tier::ADMIT_ALL
-        };
-        gw.admit.store(admit, Ordering::Release);
-        gw.metrics.admitted.set(admit as f64 / 1000.0);
+        gw.metrics.admitted.set(1.0 - sample.turned_away);
         let before = gw.tier.swap(tier, Ordering::AcqRel);
         if before != tier {
             crate::log_line!(

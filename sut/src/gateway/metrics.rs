@@ -265,7 +265,7 @@ impl GatewayMetrics {
         );
         registry.register(
             "sut_gateway_admitted_ratio",
-            "Share of shakes decided rather than answered come-back-later (admission)",
+            "Share of the last window's shakes that admission let through to a decision",
             m.admitted.clone(),
         );
         registry.register(

@@ -42,7 +42,7 @@ use crate::rpc::Peer;
 use metrics::{GatewayMetrics, QueueAge};
 use prometheus_client::registry::Registry;
 use state::Gateway;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use sut_core::client_rate::ClientRates;
@@ -120,7 +120,7 @@ pub async fn run(
         sessions: AtomicUsize::new(0),
         frames: AtomicU64::new(0),
         tier: AtomicU8::new(0),
-        admit: AtomicU32::new(sut_core::throttle_tier::ADMIT_ALL),
+        admission: Mutex::new(load::admission()),
         probe_due_us: AtomicU64::new(u64::MAX),
         stale: AtomicU64::new(0),
         top_tier: config.timeline.top_tier(),

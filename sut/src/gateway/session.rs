@@ -300,7 +300,7 @@ fn shake_now(gw: &Gateway, user: u64, cookie: Bytes, last_decided: &mut Option<I
     let (tier, shake_interval_ms) = (throttle.tier, throttle.shake_interval_ms);
     let since_decided = last_decided.map(|t| t.elapsed());
     let show_ms = gw.show_ms();
-    if let Some(why) = throttle.shed(user, show_ms, since_decided) {
+    if let Some(why) = throttle.shed(since_decided, || gw.admitted()) {
         if why == sut_core::shedding::Shed::Stale {
             gw.stale.fetch_add(1, Ordering::Relaxed);
         }

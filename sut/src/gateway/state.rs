@@ -9,9 +9,10 @@ use super::store::{GatewayOp, GatewayResult};
 use crate::committer::GroupCommitter;
 use crate::metrics::labels;
 use shellkit::clock::unix_ms;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use sut_core::admission::Admission;
 use sut_core::client_rate::ClientRates;
 use sut_core::limit_view::Issued;
 use sut_core::passthrough::PassThroughQueue;
@@ -49,8 +50,9 @@ pub(crate) struct Gateway {
     pub frames: AtomicU64,
     /// The throttle tier every reply carries, set by the load watcher.
     pub tier: AtomicU8,
-    /// Of every 1000 shakes, how many get a decision (the load watcher's admission).
-    pub admit: AtomicU32,
+    /// How many shakes a second get a decision: set by the load watcher while the loop
+    /// is overloaded, asked by every shake nothing else sheds.
+    pub admission: Mutex<Admission>,
     /// When the load watcher's next probe is due, in µs on the gateway's own clock
     /// ([`Gateway::started`]); `u64::MAX` while it is not probing (tiers off). A probe
     /// overdue means the loop is behind by that much.
@@ -79,16 +81,21 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    /// The throttle now: the tier to tell clients, the shake interval it asks for, the
-    /// admitted share and how far the loop is behind.
+    /// The throttle now: the tier to tell clients, the shake interval it asks for and
+    /// how far the loop is behind.
     pub fn throttle(&self) -> Throttle {
         Throttle::at(
             self.tier.load(Ordering::Acquire),
             self.top_tier,
             &self.tier_intervals_ms,
-            self.admit.load(Ordering::Acquire),
         )
         .behind(self.behind())
+    }
+
+    /// Whether admission lets one more shake be decided now.
+    pub fn admitted(&self) -> bool {
+        let now = self.started.elapsed();
+        self.admission.lock().map_or(true, |mut a| a.admit(now))
     }
 
     /// How far the loop is behind now: how overdue the load watcher's probe is.
