@@ -1,5 +1,5 @@
 //! Spreading user ids evenly: consecutive ids land far apart, so that choosing by
-//! `spread(id) % n` (a user's home gateway, whether admission sheds a user's shake)
+//! `spread(id) % n` (a user's home gateway, the parts of a split envelope)
 //! splits any range of users evenly. splitmix64's finalizer.
 
 pub fn spread(mut x: u64) -> u64 {

@@ -9,8 +9,9 @@
 //! then lets clients hear of the new tier before raising again (a raise reaches each
 //! client only with its next reply), relaxes slowly (one tier after several calm windows
 //! in a row), and between the two thresholds it holds, so a load near a threshold does
-//! not flap. The CPU, and admission turning away half the shakes, raise only from tier
-//! 0: past tier 1 only the queueing delay raises.
+//! not flap. The CPU, admission ([`crate::admission`]) turning away half the shakes, and
+//! shakes shed as stale raise only from tier 0: past tier 1 only the probes' queueing
+//! delay raises.
 //!
 //! No I/O and no clock: the gateway shell measures and calls [`TierController::observe`].
 
@@ -124,7 +125,11 @@ impl TierController {
     /// drains the backlog before the probes see it. When they are a fifth of the
     /// window's `frames` or more and the gateway itself is busy (at least half a core:
     /// as with the wait for a core, one using little CPU was crowded out, see
-    /// [`TierController::own_lateness`]), the window counts as queueing that long.
+    /// [`TierController::own_lateness`]), the window counts as queueing that long. Only
+    /// at tier 0, where this is how a surge shows first: past it, admission holds the
+    /// loop near what it sustains, and a moment's stall shed as stale is not a reason
+    /// to raise (every client that hears of a raise pauses at once, and the gateway
+    /// idles; in bench/overload.py such a raise cost whole seconds of half the decisions).
     pub fn window_delay(&self, probes_mean: Duration, stale: u64, frames: u64) -> Duration {
         let stale_share = stale.saturating_mul(5) >= frames.max(1);
         if self.tier == 0 && stale_share && self.cpu >= STALE_COUNTS_FROM_CPU {
@@ -357,6 +362,10 @@ mod tests {
         assert_eq!(c.window_delay(ms(2), 19, 100), ms(2), "under a fifth");
         assert_eq!(c.window_delay(ms(40), 50, 100), ms(40), "never lowered");
         assert_eq!(c.window_delay(ms(2), 0, 0), ms(2), "an empty window");
+        // Past tier 0 the probes' own figure stands.
+        c.observe(sample(30, 0.8));
+        assert_eq!(c.tier(), 1);
+        assert_eq!(c.window_delay(ms(2), 50, 100), ms(2));
     }
 
     #[test]
