@@ -181,6 +181,16 @@ mod tests {
         Admission::new(ms(20), ms(5))
     }
 
+    /// Admission started by a probe `late` after 30 decisions in 30 ms (1,000 a second,
+    /// so a rate of 900), at 30 ms.
+    fn admitting(late: u64) -> Admission {
+        let mut a = admission();
+        a.probe(ms(0), ms(0));
+        offer(&mut a, ms(0), ms(30), 30);
+        a.probe(ms(30), ms(late));
+        a
+    }
+
     /// Offers `n` shakes evenly over `over` from `start`; returns how many were admitted.
     fn offer(a: &mut Admission, start: Duration, over: Duration, n: u32) -> u32 {
         (0..n).filter(|i| a.admit(start + over * *i / n)).count() as u32
@@ -199,11 +209,8 @@ mod tests {
 
     #[test]
     fn a_growing_queue_sets_the_rate_to_nine_tenths_of_what_the_loop_admitted() {
-        let mut a = admission();
-        a.probe(ms(0), ms(0));
         // 30 decided in the 30 ms before a probe 25 ms late: 1,000 a second.
-        offer(&mut a, ms(0), ms(30), 30);
-        a.probe(ms(30), ms(25));
+        let mut a = admitting(25);
         let rate = a.rate().expect("admission on");
         assert!((rate - 900.0).abs() < 1e-6, "{rate}");
         // Over the next second (with tokens for 10 ms at most after an idle moment)
@@ -214,10 +221,7 @@ mod tests {
 
     #[test]
     fn a_draining_queue_is_not_cut_again() {
-        let mut a = admission();
-        a.probe(ms(0), ms(0));
-        offer(&mut a, ms(0), ms(30), 30);
-        a.probe(ms(30), ms(40));
+        let mut a = admitting(40);
         let first = a.rate().unwrap();
         // Still late, but less each time: the queue drains; the rate holds.
         for (i, late) in [35, 30, 25, 20].into_iter().enumerate() {
@@ -253,10 +257,7 @@ mod tests {
 
     #[test]
     fn calm_windows_raise_the_rate_and_end_admission_once_nothing_is_turned_away() {
-        let mut a = admission();
-        a.probe(ms(0), ms(0));
-        offer(&mut a, ms(0), ms(30), 30);
-        a.probe(ms(30), ms(25));
+        let mut a = admitting(25);
         let first = a.rate().unwrap();
         // Between the thresholds: held.
         offer(&mut a, ms(30), ms(250), 1_000);
@@ -285,10 +286,7 @@ mod tests {
 
     #[test]
     fn the_share_turned_away_is_counted_per_window() {
-        let mut a = admission();
-        a.probe(ms(0), ms(0));
-        offer(&mut a, ms(0), ms(30), 30);
-        a.probe(ms(30), ms(25));
+        let mut a = admitting(25);
         assert_eq!(
             a.window(ms(30), ms(10)).turned_away,
             0,
