@@ -100,7 +100,8 @@ impl Admission {
         self.rate
     }
 
-    /// Whether a shake at `now` gets a decision; counted either way.
+    /// Whether a shake at `now` gets a decision; counted either way. `now` is read only
+    /// while admission holds a rate.
     pub fn admit(&mut self, now: Duration) -> bool {
         let admitted = match self.rate {
             None => true,

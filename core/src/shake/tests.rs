@@ -202,3 +202,33 @@ fn a_new_version_moves_the_round_and_a_batch_raises_its_budget() {
     assert_eq!(issued.len(), 20, "the raised budget, all of it");
     assert!(issued.iter().all(|r| r.version == 2 && r.show_ms >= 50_000));
 }
+
+#[test]
+fn a_cookie_a_shake_does_not_change_comes_back_as_sent_and_equals_a_fresh_seal() {
+    let mut c = core(1000, 1000.0);
+    grant_all(&mut c, 1_000);
+    let mut cookie = Bytes::new();
+    for i in 0..200 {
+        let now = 1_000 + i * 10;
+        grant_all(&mut c, now);
+        let d = c.shake(now, 7, &cookie).unwrap();
+        let opened = Cookie::open(&d.cookie, 7, now, &c.key).unwrap();
+        // Whatever path made it, the cookie is what sealing its contents gives.
+        assert_eq!(d.cookie, opened.seal(&c.key), "shake {i}");
+        if d.issued.is_none() && !cookie.is_empty() {
+            assert_eq!(d.cookie, cookie, "shake {i}: nothing changed");
+        }
+        cookie = d.cookie.clone();
+    }
+    // An expired cookie carries nothing and is sealed afresh, not echoed.
+    let expired = Cookie {
+        user: 8,
+        sponsors: vec![],
+        expires_ms: 500,
+    }
+    .seal(&c.key);
+    let d = c.shake(3_000, 8, &expired).unwrap();
+    assert_ne!(d.cookie, expired);
+    let back = Cookie::open(&d.cookie, 8, 3_000, &c.key).unwrap();
+    assert!(back.expires_ms > 3_000, "{back:?}");
+}

@@ -92,10 +92,16 @@ impl Gateway {
         .behind(self.behind())
     }
 
-    /// Whether admission lets one more shake be decided now.
+    /// Whether admission lets one more shake be decided now (the clock is read only
+    /// while admission holds a rate: it is not needed otherwise).
     pub fn admitted(&self) -> bool {
-        let now = self.started.elapsed();
-        self.admission.lock().map_or(true, |mut a| a.admit(now))
+        self.admission.lock().map_or(true, |mut a| {
+            let now = match a.rate() {
+                Some(_) => self.started.elapsed(),
+                None => Duration::ZERO,
+            };
+            a.admit(now)
+        })
     }
 
     /// How far the loop is behind now: how overdue the load watcher's probe is.
