@@ -4,6 +4,7 @@
 pub mod addresses;
 pub mod cluster;
 pub mod compare;
+pub mod counts;
 pub mod dashboard;
 pub mod disk;
 pub mod exit;

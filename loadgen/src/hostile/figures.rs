@@ -3,6 +3,7 @@
 //! and the metrics.
 
 use super::Attack;
+use crate::counts;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -71,8 +72,7 @@ impl HostileFigures {
             self.share * 100.0
         );
         for (name, a) in &self.by_attack {
-            let ended: Vec<String> = a.ended.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let refused: Vec<String> = a.refused.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let or_none = |line: String| if line.is_empty() { "-".into() } else { line };
             out.push_str(&format!(
                 "  {name:<23} {} users, {} connections ({} refused), {} frames / {} sent, {} frames back; ended: {}; refused: {}{}\n",
                 a.users,
@@ -81,8 +81,8 @@ impl HostileFigures {
                 a.frames_sent,
                 bytesize::ByteSize(a.bytes_sent),
                 a.frames_received,
-                if ended.is_empty() { "-".into() } else { ended.join(", ") },
-                if refused.is_empty() { "-".into() } else { refused.join(", ") },
+                or_none(counts::line(&a.ended)),
+                or_none(counts::line(&a.refused)),
                 if name == "race" {
                     format!("; {} envelopes, {} racers past the limits", a.envelopes, a.over_limit_users)
                 } else {
@@ -101,12 +101,6 @@ impl HostileFigures {
             self.users(),
             self.share * 100.0
         );
-        let list = |m: &BTreeMap<String, u64>| {
-            m.iter()
-                .map(|(k, v)| format!("{k} {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         for (name, a) in &self.by_attack {
             body.push_str(&format!(
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
@@ -116,8 +110,8 @@ impl HostileFigures {
                 a.frames_sent,
                 a.bytes_sent,
                 a.frames_received,
-                esc(&list(&a.ended)),
-                esc(&list(&a.refused))
+                esc(&counts::line(&a.ended)),
+                esc(&counts::line(&a.refused))
             ));
         }
         body.push_str("</table>");

@@ -1,17 +1,8 @@
 //! The end-of-run table, section by section.
 
 use super::{audit_passed, promises_kept, OpReport, RunReport};
-use std::collections::BTreeMap;
+use crate::counts;
 use std::fmt::Write;
-
-/// Counts by name on one line, as the table prints them: `nothing 120, envelope 3`.
-fn counts(by_name: &BTreeMap<String, u64>) -> String {
-    by_name
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 impl RunReport {
     /// The table printed at the end of a run.
@@ -75,7 +66,11 @@ impl RunReport {
     /// What the shakes were answered, the tiers, the opens promised, the generator's lag,
     /// the sessions and the transports.
     fn replies_lines(&self, out: &mut String) {
-        let _ = writeln!(out, "\nshake outcomes: {}", counts(&self.shake_outcomes));
+        let _ = writeln!(
+            out,
+            "\nshake outcomes: {}",
+            counts::line(&self.shake_outcomes)
+        );
         let tiers: Vec<String> = self
             .tiers_seen
             .iter()
@@ -118,7 +113,7 @@ impl RunReport {
             let _ = writeln!(
                 out,
                 "split envelopes: {}; grabs promised: {} cents",
-                counts(&self.split_outcomes),
+                counts::line(&self.split_outcomes),
                 self.grabbed_cents
             );
         }
@@ -234,7 +229,7 @@ impl RunReport {
             c.lines(out);
         }
         if !self.errors_by_kind.is_empty() {
-            let _ = writeln!(out, "errors: {}", counts(&self.errors_by_kind));
+            let _ = writeln!(out, "errors: {}", counts::line(&self.errors_by_kind));
         }
         if !self.thresholds.is_empty() {
             let _ = writeln!(out, "\nthresholds:");
