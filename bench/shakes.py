@@ -16,13 +16,19 @@ For each of --runs rounds, on this machine, one after the other:
    its reservation and durable record; the timeline issues 200 a second, 0.5 to 1 % of
    the decided shakes at half on this machine) and the rest, decided in memory.
 4. echo at that same request rate per connection: its CPU per request and latency.
-5. (with --quic) shakes saturated as in 2, every user over QUIC: decided shakes/s over
+5. the half step again with `sut up --no-fsync`: the same shakes with no durable
+   flushes at all, which is the most any storage design could take off step 3's
+   latencies on this machine.
+6. (with --quic) shakes saturated as in 2, every user over QUIC: decided shakes/s over
    QUIC against step 2's over TCP, and the CPU per decided shake of each part.
 
 Printed per round and as min / median / max over the rounds: shakes / echo (goal at
 least 0.8), the generator's CPU per request / the echo client's at saturation and at
 half (goal at most 1), and the half-capacity latencies (goal p99 <= 1 ms, p99.9 <= 5 ms).
-Every durable step stays on: a win is recorded (fsync) before its reply.
+Every durable step stays on (a win is recorded, with fsync, before its reply) except in
+step 5. CPU is split into user space and kernel (from /proc/PID/stat) for every part;
+"user-space budget for 0.8" is what the shake path's user space may cost per decided
+shake, given its kernel time, for the two saturated steps' CPU to stand at 0.8.
 
     bench/shakes.py [--runs 3] [--users 2000] [--seconds 10] [--quic]
 """
@@ -59,16 +65,28 @@ rounds:
 """
 
 
-def cpu_of(pids):
-    """CPU seconds used so far by these processes."""
-    total = 0
+def cpu_split(pids):
+    """CPU seconds used so far by these processes: (user space, kernel)."""
+    user = kernel = 0
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            user += int(fields[11])
+            kernel += int(fields[12])
         except (OSError, IndexError):
             pass
-    return total / TICK
+    return user / TICK, kernel / TICK
+
+
+def rates(before, after, seconds):
+    """Cores used per part between two `cpu_split` readings: {part: (user, kernel)}."""
+    return {k: tuple((a - b) / seconds for a, b in zip(after[k], before[k])) for k in after}
+
+
+def split_line(parts, per_s):
+    """'part u U k K' per part, in us per request at `per_s` requests a second."""
+    return " ".join(f"{k} u {u * 1e6 / per_s:.1f} k {kern * 1e6 / per_s:.1f}"
+                    for k, (u, kern) in parts.items())
 
 
 def pids_of(exe, *words):
@@ -97,15 +115,15 @@ def echo(users, rate, seconds, port):
              "--rate", str(rate), "--warmup", f"{WARMUP}s", "--measure", f"{seconds}s"],
             stdout=subprocess.PIPE, text=True)
         time.sleep(WARMUP + 0.5)
-        pids = [s.pid for s in servers]
-        c0, t0 = cpu_of(pids), time.monotonic()
+        parts = {"servers": [s.pid for s in servers], "client": [client.pid]}
+        c0, t0 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
         time.sleep(seconds - 1)
-        c1, t1 = cpu_of(pids), time.monotonic()
+        c1, t1 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
         out, _ = client.communicate()
         if client.returncode != 0:
             sys.exit("the echo client failed")
         figures = json.loads(out)
-        figures["servers_cpu"] = (c1 - c0) / (t1 - t0)
+        figures["split"] = rates(c0, c1, t1 - t0)
         return figures
     finally:
         for s in servers:
@@ -113,13 +131,13 @@ def echo(users, rate, seconds, port):
             s.wait()
 
 
-def shakes(users, rate, seconds, port, name, transport="tcp"):
+def shakes(users, rate, seconds, port, name, transport="tcp", durable=True):
     data = ROOT / "data" / f"bench-shakes-{name}"
     shutil.rmtree(data, ignore_errors=True)  # sut_up waits for a fresh manifest
     data.mkdir(parents=True)
     timeline = data.parent / f"bench-shakes-{name}-timeline.yaml"
     timeline.write_text(TIMELINE)
-    flags = ["--no-tiers", "--frames-per-second", "100000"]
+    flags = ["--no-tiers", "--frames-per-second", "100000"] + ([] if durable else ["--no-fsync"])
     with sut_up(data, 2, port, *flags, timeline=timeline) as (manifest, _key):
         gateways = manifest["gateway_addrs"]
         profile = data.parent / f"bench-shakes-{name}.yaml"
@@ -151,10 +169,11 @@ behaviour:
         parts = {"worker": workers, "gateways": pids_of("sut", "gateway"),
                  "backend": pids_of("sut", "envelope"), "payment": pids_of("sut", "payment")}
         time.sleep(WARMUP + 1)
-        c0, t0 = {k: cpu_of(v) for k, v in parts.items()}, time.monotonic()
+        c0, t0 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
         time.sleep(seconds)
-        c1, t1 = {k: cpu_of(v) for k, v in parts.items()}, time.monotonic()
-        cores = {k: (c1[k] - c0[k]) / (t1 - t0) for k in parts}
+        c1, t1 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
+        split = rates(c0, c1, t1 - t0)
+        cores = {k: sum(v) for k, v in split.items()}
         out, _ = run.communicate()
         if run.returncode not in (0, 1) or not summary.exists():
             sys.exit(f"loadgen run failed:\n{out}")
@@ -168,6 +187,7 @@ behaviour:
         "decided_per_s": decided,
         "replies_per_s": replies,
         "cores": cores,
+        "split": split,
         "cpu_us_per_request": cores["worker"] * 1e6 / max(1.0, replies),
         "p50_ms": shake["p50_ms"],
         "p99_ms": shake["p99_ms"],
@@ -186,6 +206,8 @@ def one_round(a, k):
     half_rate = sat["decided_per_s"] / 2 / a.users
     half = shakes(a.users, round(half_rate, 3), a.seconds, port + 100, f"half{k}")
     echo_half = echo(a.users, half_rate, a.seconds, port)
+    loose = shakes(a.users, round(half_rate, 3), a.seconds, port + 100, f"loose{k}",
+                   durable=False)
     quic = {}
     if a.quic:
         q = shakes(a.users, 200, a.seconds, port + 100, f"quic{k}", "quic")
@@ -204,11 +226,7 @@ def one_round(a, k):
         "echo CPU us/request, saturated": echo_sat["cpu_us_per_request"],
         "gen / echo CPU per request, saturated":
             sat["cpu_us_per_request"] / echo_sat["cpu_us_per_request"],
-        "CPU us per decided shake, saturated": " ".join(
-            f"{k} {v * 1e6 / max(1.0, sat['decided_per_s']):.1f}" for k, v in sat["cores"].items()),
-        "CPU us per echo request, saturated":
-            f"servers {echo_sat['servers_cpu'] * 1e6 / echo_sat['requests_per_s']:.1f}"
-            f" client {echo_sat['cpu_us_per_request']:.1f}",
+    } | budget(echo_sat, sat) | {
         "half: offered shakes/s": half_rate * a.users,
         "half: decided shakes/s": half["decided_per_s"],
         "half: shake p50 ms": half["p50_ms"],
@@ -226,7 +244,31 @@ def one_round(a, k):
         "half: gen / echo CPU per request":
             half["cpu_us_per_request"] / echo_half["cpu_us_per_request"],
         "half: echo p99 / p99.9 ms": f"{echo_half['p99_ms']:.2f} / {echo_half['p999_ms']:.2f}",
-        "errors (sat, half)": f"{sat['errors']}, {half['errors']}",
+        "half, no fsync: decided shakes/s": loose["decided_per_s"],
+        "half, no fsync: shake p99 ms": loose["p99_ms"],
+        "half, no fsync: shake p99.9 ms": loose["p999_ms"],
+        "half, no fsync: send lag p99 ms": loose["send_lag_p99_ms"],
+        "half, no fsync: won shake p50 / p99 ms":
+            f"{loose['won']['p50_ms']:.3f} / {loose['won']['p99_ms']:.3f}",
+        "errors (sat, half, no fsync)": f"{sat['errors']}, {half['errors']}, {loose['errors']}",
+    }
+
+
+def budget(echo_sat, sat):
+    """CPU per request of both saturated steps, split into user space and kernel, and the
+    user space the shake path may spend per decided shake for its CPU per shake to be
+    the echo's over 0.8."""
+    echo_rate, shake_rate = echo_sat["requests_per_s"], max(1.0, sat["decided_per_s"])
+    echo_cpu = sum(sum(v) for v in echo_sat["split"].values()) / echo_rate
+    kernel = sum(v[1] for v in sat["split"].values()) / shake_rate
+    user = sum(v[0] for v in sat["split"].values()) / shake_rate
+    return {
+        "CPU us per echo request, saturated": split_line(echo_sat["split"], echo_rate),
+        "CPU us per decided shake, saturated": split_line(sat["split"], shake_rate),
+        "echo CPU us per request, all parts": echo_cpu * 1e6,
+        "shake CPU us per decided shake, kernel": kernel * 1e6,
+        "shake CPU us per decided shake, user space": user * 1e6,
+        "user-space budget for 0.8, us per shake": (echo_cpu / 0.8 - kernel) * 1e6,
     }
 
 
