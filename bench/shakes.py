@@ -3,44 +3,56 @@
 
 For each of --runs rounds, on this machine, one after the other:
 
-1. echo, saturated: 2 echo servers (one single-threaded process each, as the gateways),
-   one echo client process (as one load generator worker) keeping one shake-sized
-   request in flight on each of --users connections: requests/s and the client's CPU
-   per request.
-2. shakes, saturated: `sut up` with 2 gateways (tiers off, a 5 ms tier-0 interval, no
-   per-user frame cap) and the load generator with --users users in one worker, each
-   wanting 200 shakes/s: decided shakes/s and the worker's CPU per request.
-3. shakes at half of that capacity (the same users wanting half as many shakes): shake
-   p50/p99/p99.9 (from intended send times, as always), the generator's send lag, the
-   worker's CPU per request; apart, the shakes that won an envelope (each waits for
-   its reservation and durable record; the timeline issues 200 a second, 0.5 to 1 % of
-   the decided shakes at half on this machine) and the rest, decided in memory.
-4. echo at that same request rate per connection: its CPU per request and latency.
-5. the half step again with `sut up --no-fsync`: the same shakes with no durable
-   flushes at all, which is the most any storage design could take off step 3's
+1. echo and shakes, saturated, in pairs of slices: both set up at once, and run in turn
+   (the other side's client stopped with SIGSTOP meanwhile), --pairs times, --slice
+   seconds each after 1 s to settle, so that each pair meets the machine in the same
+   state (the host's load moves both by a third within minutes; measured apart, their
+   ratio moved with it).
+   - echo: 2 echo servers (one single-threaded process each, as the gateways), one
+     echo client process (as one load generator worker) keeping one shake-sized
+     request in flight on each of --users connections;
+   - shakes: `sut up` with 2 gateways (tiers off, a 5 ms tier-0 interval, no per-user
+     frame cap) and the load generator with --users users in one worker, each wanting
+     200 shakes/s; decided shakes counted from the gateways' metrics.
+   Per pair: shakes / echo, and the generator's CPU per request over the echo
+   client's; CPU per request of every part (from /proc), over all slices.
+2. shakes at half of step 1's median rate (the same users wanting half as many
+   shakes): shake p50/p99/p99.9 (from intended send times, as always), the
+   generator's send lag, the worker's CPU per request; apart, the shakes that won an
+   envelope (each waits for its reservation and durable record; the timeline issues
+   200 a second, 0.5 to 1.3 % of the decided shakes at half on this machine) and the
+   rest, decided in memory.
+3. echo at that same request rate per connection: its CPU per request and latency.
+4. the half step again with `sut up --no-fsync`: the same shakes with no durable
+   flushes at all, which is the most any storage design could take off step 2's
    latencies on this machine.
-6. (with --quic) shakes saturated as in 2, every user over QUIC: decided shakes/s over
-   QUIC against step 2's over TCP, and the CPU per decided shake of each part.
+5. (with --quic) shakes saturated, every user over QUIC, run on its own: decided
+   shakes/s over QUIC against step 1's mean over TCP, and the CPU per decided shake of
+   each part.
 
 Printed per round and as min / median / max over the rounds: shakes / echo (goal at
 least 0.8), the generator's CPU per request / the echo client's at saturation and at
 half (goal at most 1), and the half-capacity latencies (goal p99 <= 1 ms, p99.9 <= 5 ms).
 Every durable step stays on (a win is recorded, with fsync, before its reply) except in
-step 5. CPU is split into user space and kernel (from /proc/PID/stat) for every part;
+step 4. CPU is split into user space and kernel (from /proc/PID/stat) for every part;
 "user-space budget for 0.8" is what the shake path's user space may cost per decided
-shake, given its kernel time, for the two saturated steps' CPU to stand at 0.8.
+shake, given its kernel time, for the two saturated sides' CPU to stand at 0.8.
 
-    bench/shakes.py [--runs 3] [--users 2000] [--seconds 10] [--quic]
+    bench/shakes.py [--runs 3] [--users 2000] [--seconds 10] [--pairs 6] [--slice 3]
+                    [--quic]
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -131,7 +143,11 @@ def echo(users, rate, seconds, port):
             s.wait()
 
 
-def shakes(users, rate, seconds, port, name, transport="tcp", durable=True):
+@contextlib.contextmanager
+def shake_load(users, rate, run_seconds, port, name, transport="tcp", durable=True):
+    """`sut up` with 2 gateways and the load generator's run against it for about
+    `run_seconds`: yields (the run's process, {part: pids}, the summary's path, the
+    manifest) once the worker is up; on leaving, waits for the run's end."""
     data = ROOT / "data" / f"bench-shakes-{name}"
     shutil.rmtree(data, ignore_errors=True)  # sut_up waits for a fresh manifest
     data.mkdir(parents=True)
@@ -151,7 +167,7 @@ target:
 users: {users}
 stages:
   - {{ duration: 1s, target: {users} }}
-  - {{ duration: {WARMUP + seconds + 1}s, target: {users} }}
+  - {{ duration: {run_seconds}s, target: {users} }}
 behaviour:
   shake_rate: {rate}
   open_probability: 0.9
@@ -168,15 +184,25 @@ behaviour:
             workers = pids_of("loadgen", "--worker")
         parts = {"worker": workers, "gateways": pids_of("sut", "gateway"),
                  "backend": pids_of("sut", "envelope"), "payment": pids_of("sut", "payment")}
+        try:
+            yield run, parts, summary, manifest
+        finally:
+            for pid in workers:  # a paired slice may have left it stopped
+                os.kill(pid, signal.SIGCONT)
+            out, _ = run.communicate()
+        if run.returncode not in (0, 1) or not summary.exists():
+            sys.exit(f"loadgen run failed:\n{out}")
+
+
+def shakes(users, rate, seconds, port, name, transport="tcp", durable=True):
+    with shake_load(users, rate, WARMUP + seconds + 1, port, name, transport,
+                    durable) as (_run, parts, summary, _manifest):
         time.sleep(WARMUP + 1)
         c0, t0 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
         time.sleep(seconds)
         c1, t1 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
         split = rates(c0, c1, t1 - t0)
         cores = {k: sum(v) for k, v in split.items()}
-        out, _ = run.communicate()
-        if run.returncode not in (0, 1) or not summary.exists():
-            sys.exit(f"loadgen run failed:\n{out}")
     report = json.loads(summary.read_text())
     steady = [s for s in report["series"] if WARMUP + 1 <= s["t_s"] < WARMUP + 1 + seconds]
     decided = sum(s["shakes"] for s in steady) / max(1, len(steady))
@@ -199,11 +225,91 @@ behaviour:
     }
 
 
+def decided_so_far(manifest):
+    """Shakes the gateways decided so far (every reason but `throttled`), from their
+    metrics."""
+    total = 0
+    for name, addr in manifest["metrics"]:
+        if not name.startswith("gateway-"):
+            continue
+        text = urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith("sut_gateway_shakes_total{") and 'reason="throttled"' not in line:
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def paired(users, pairs, slice_s, port, name):
+    """Echo and shakes saturated, both set up at once over `users` connections each, and
+    run in turn: slices of `slice_s` seconds (after 1 s to settle), the other side's
+    client stopped (SIGSTOP) meanwhile, so each pair of slices meets the machine in the
+    same state. Per pair: requests a second and CPU per request of every part."""
+    addrs = [f"127.0.0.1:{port + i}" for i in range(2)]
+    progress = ROOT / "data" / f"bench-shakes-{name}-echo-progress"
+    servers = [subprocess.Popen([str(ECHO), "serve", "--listen", a]) for a in addrs]
+    run_s = pairs * 2 * (slice_s + 1) + WARMUP + 5
+    client = None
+    try:
+        time.sleep(0.3)
+        client = subprocess.Popen(
+            [str(ECHO), "drive", "--connect", ",".join(addrs), "--connections", str(users),
+             "--warmup", "0s", "--measure", f"{run_s + 60}s", "--progress-file", str(progress)],
+            stdout=subprocess.DEVNULL)
+        time.sleep(WARMUP)
+        os.kill(client.pid, signal.SIGSTOP)
+        echo_parts = {"servers": [s.pid for s in servers], "client": [client.pid]}
+        with shake_load(users, 200, run_s, port + 100, name) as (_run, parts, summary, manifest):
+            time.sleep(WARMUP)
+            sides = {
+                "echo": (client.pid, echo_parts, lambda: float(progress.read_text())),
+                "shakes": (parts["worker"][0], parts, lambda: decided_so_far(manifest)),
+            }
+            os.kill(parts["worker"][0], signal.SIGSTOP)
+            slices = []
+            for i in range(pairs):
+                order = ["echo", "shakes"] if i % 2 == 0 else ["shakes", "echo"]
+                pair = {}
+                for side in order:
+                    pid, side_parts, count = sides[side]
+                    os.kill(pid, signal.SIGCONT)
+                    time.sleep(1)
+                    n0, c0, t0 = count(), {k: cpu_split(v) for k, v in side_parts.items()}, \
+                        time.monotonic()
+                    time.sleep(slice_s)
+                    n1, c1, t1 = count(), {k: cpu_split(v) for k, v in side_parts.items()}, \
+                        time.monotonic()
+                    os.kill(pid, signal.SIGSTOP)
+                    pair[side] = {"per_s": (n1 - n0) / (t1 - t0), "split": rates(c0, c1, t1 - t0)}
+                slices.append(pair)
+        report = json.loads(summary.read_text())
+        slices[0]["errors"] = sum(report["errors_by_kind"].values())
+    finally:
+        if client is not None:
+            os.kill(client.pid, signal.SIGCONT)
+            client.terminate()
+            client.wait()
+        for s in servers:
+            s.terminate()
+            s.wait()
+    return slices
+
+
 def one_round(a, k):
     port = a.port
-    echo_sat = echo(a.users, 0, a.seconds, port)
-    sat = shakes(a.users, 200, a.seconds, port + 100, f"sat{k}")
-    half_rate = sat["decided_per_s"] / 2 / a.users
+    pairs = paired(a.users, a.pairs, a.slice, port, f"pairs{k}")
+    mean = lambda side, f: statistics.fmean(f(p[side]) for p in pairs)  # noqa: E731
+    parts = lambda side: pairs[0][side]["split"].keys()  # noqa: E731
+    echo_sat = {"requests_per_s": mean("echo", lambda s: s["per_s"]),
+                "split": {k: tuple(mean("echo", lambda s, k=k, i=i: s["split"][k][i])
+                                   for i in (0, 1)) for k in parts("echo")}}
+    sat = {"decided_per_s": mean("shakes", lambda s: s["per_s"]),
+           "split": {k: tuple(mean("shakes", lambda s, k=k, i=i: s["split"][k][i])
+                              for i in (0, 1)) for k in parts("shakes")},
+           "errors": pairs[0]["errors"]}
+    ratios = [p["shakes"]["per_s"] / p["echo"]["per_s"] for p in pairs]
+    cpu = lambda s, part: sum(s["split"][part]) * 1e6 / max(1.0, s["per_s"])  # noqa: E731
+    gen = [cpu(p["shakes"], "worker") / cpu(p["echo"], "client") for p in pairs]
+    half_rate = statistics.median(p["shakes"]["per_s"] for p in pairs) / 2 / a.users
     half = shakes(a.users, round(half_rate, 3), a.seconds, port + 100, f"half{k}")
     echo_half = echo(a.users, half_rate, a.seconds, port)
     loose = shakes(a.users, round(half_rate, 3), a.seconds, port + 100, f"loose{k}",
@@ -219,13 +325,12 @@ def one_round(a, k):
             "QUIC: errors": f"{q['errors']}",
         }
     return quic | {
-        "echo requests/s": echo_sat["requests_per_s"],
-        "decided shakes/s": sat["decided_per_s"],
-        "shakes / echo": sat["decided_per_s"] / echo_sat["requests_per_s"],
-        "gen CPU us/request, saturated": sat["cpu_us_per_request"],
-        "echo CPU us/request, saturated": echo_sat["cpu_us_per_request"],
-        "gen / echo CPU per request, saturated":
-            sat["cpu_us_per_request"] / echo_sat["cpu_us_per_request"],
+        "echo requests/s (mean of slices)": echo_sat["requests_per_s"],
+        "decided shakes/s (mean of slices)": sat["decided_per_s"],
+        "shakes / echo (median of pairs)": statistics.median(ratios),
+        "shakes / echo, each pair": " ".join(f"{r:.3f}" for r in ratios),
+        "gen / echo CPU per request, saturated (median)": statistics.median(gen),
+        "gen / echo CPU per request, each pair": " ".join(f"{r:.3f}" for r in gen),
     } | budget(echo_sat, sat) | {
         "half: offered shakes/s": half_rate * a.users,
         "half: decided shakes/s": half["decided_per_s"],
@@ -276,13 +381,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--users", type=int, default=2000)
-    ap.add_argument("--seconds", type=int, default=10, help="measured seconds per step")
+    ap.add_argument("--seconds", type=int, default=10,
+                    help="measured seconds per step after the paired one")
+    ap.add_argument("--pairs", type=int, default=6,
+                    help="pairs of echo and shake slices, saturated")
+    ap.add_argument("--slice", type=int, default=3, help="measured seconds per slice")
     ap.add_argument("--port", type=int, default=19000)
     ap.add_argument("--quic", action="store_true",
                     help="also the saturated shake path with every user over QUIC")
     a = ap.parse_args()
-    if a.runs < 1 or a.users < 1 or a.seconds < 1:
-        sys.exit("--runs, --users and --seconds must each be at least 1")
+    if min(a.runs, a.users, a.seconds, a.pairs, a.slice) < 1:
+        sys.exit("--runs, --users, --seconds, --pairs and --slice must each be at least 1")
     rounds = []
     for k in range(a.runs):
         r = one_round(a, k)

@@ -37,6 +37,43 @@ pub struct DriveArgs {
     /// Then measure this long.
     #[arg(long, default_value = "10s", value_parser = super::duration)]
     pub measure: Duration,
+    /// Keep the count of replies so far in this file (rewritten every 10 ms of running),
+    /// for a caller that measures windows of its own (`bench/shakes.py`'s paired
+    /// slices, which stop and continue this process).
+    #[arg(long)]
+    pub progress_file: Option<std::path::PathBuf>,
+}
+
+/// How often the progress file is rewritten.
+const PROGRESS_EVERY: Duration = Duration::from_millis(10);
+
+/// The count of replies so far, in a file a caller reads while this runs.
+struct Progress {
+    file: std::fs::File,
+    next: Duration,
+}
+
+impl Progress {
+    fn create(path: &std::path::Path) -> Result<Progress> {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot write the progress file {}", path.display()))?;
+        Ok(Progress {
+            file,
+            next: Duration::ZERO,
+        })
+    }
+
+    /// Rewrites the count if the last write is `PROGRESS_EVERY` old: one fixed-width
+    /// line at the start of the file, so a reader never sees a shorter number's tail.
+    fn update(&mut self, now: Duration, requests: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        if now >= self.next {
+            self.file
+                .write_all_at(format!("{requests:>20}\n").as_bytes(), 0)?;
+            self.next = now + PROGRESS_EVERY;
+        }
+        Ok(())
+    }
 }
 
 /// What one drive measured over its window.
@@ -124,8 +161,16 @@ pub fn drive(args: &DriveArgs) -> Result<Figures> {
     let end = args.warmup + args.measure;
     let mut events = Events::with_capacity(1024);
     let mut scratch = [0u8; 4096];
+    let mut progress = args
+        .progress_file
+        .as_deref()
+        .map(Progress::create)
+        .transpose()?;
     loop {
         let now = clock.now();
+        if let Some(p) = progress.as_mut() {
+            p.update(now, requests)?;
+        }
         if window.is_none() && now >= args.warmup {
             window = Some((now, shellkit::cpu::process_seconds(), requests));
             hist.reset();

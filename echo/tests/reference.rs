@@ -24,11 +24,18 @@ fn serve(addr: &str) -> Server {
 }
 
 fn drive(addrs: &str, rate: &str) -> serde_json::Value {
+    drive_with(
+        addrs,
+        &["--rate", rate, "--warmup", "200ms", "--measure", "500ms"],
+    )
+}
+
+fn drive_with(addrs: &str, args: &[&str]) -> serde_json::Value {
     // The servers may still be binding: the client fails to connect until they are.
     for _ in 0..100 {
         let out = Command::new(BIN)
             .args(["drive", "--connect", addrs, "--connections", "20"])
-            .args(["--rate", rate, "--warmup", "200ms", "--measure", "500ms"])
+            .args(args)
             .output()
             .expect("run the echo client");
         if out.status.success() {
@@ -57,6 +64,34 @@ fn the_echo_answers_every_request_and_counts_it() {
     assert!(requests <= 2000.0 * seconds + 20.0, "{paced}");
     assert!(requests > 0.0, "{paced}");
     assert!(paced["p99_ms"].as_f64().unwrap() >= paced["p50_ms"].as_f64().unwrap());
+}
+
+#[test]
+fn the_progress_file_holds_the_replies_counted_so_far() {
+    let _a = serve("127.0.0.1:16944");
+    let dir = tempfile::tempdir().unwrap();
+    let progress = dir.path().join("progress");
+    let path = progress.to_str().unwrap();
+    let figures = drive_with(
+        "127.0.0.1:16944",
+        &[
+            "--warmup",
+            "0s",
+            "--measure",
+            "300ms",
+            "--progress-file",
+            path,
+        ],
+    );
+    // With no warmup every reply is in the window; the file was last written at most
+    // 10 ms before the end, so it holds at most that many and some.
+    let requests = figures["requests"].as_u64().unwrap();
+    let text = std::fs::read_to_string(&progress).unwrap();
+    let counted: u64 = text.trim().parse().expect("a count");
+    assert!(
+        counted > 0 && counted <= requests,
+        "{counted} of {requests}"
+    );
 }
 
 #[test]
