@@ -145,9 +145,12 @@ def echo(users, rate, seconds, port):
 
 @contextlib.contextmanager
 def shake_load(users, rate, run_seconds, port, name, transport="tcp", durable=True):
-    """`sut up` with 2 gateways and the load generator's run against it for about
+    """`sut up` with 2 gateways and the load generator's run against it for
     `run_seconds`: yields (the run's process, {part: pids}, the summary's path, the
-    manifest) once the worker is up; on leaving, waits for the run's end."""
+    manifest) once the worker is up; on leaving, interrupts the run (SIGINT: it stops its
+    users and writes its summary) if it wanted more shakes than came back, and waits
+    for its end. Saturated, each user owes its schedule's shakes and sends them all
+    before it leaves (they count late, as they should), which would take minutes."""
     data = ROOT / "data" / f"bench-shakes-{name}"
     shutil.rmtree(data, ignore_errors=True)  # sut_up waits for a fresh manifest
     data.mkdir(parents=True)
@@ -175,6 +178,7 @@ behaviour:
   request_timeout: 30s
   transport: {transport}
 """)
+        started = time.monotonic()
         run = subprocess.Popen([str(LOADGEN), "run", str(profile), "--workers", "1",
                                 "--summary-json", str(summary)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -189,8 +193,12 @@ behaviour:
         finally:
             for pid in workers:  # a paired slice may have left it stopped
                 os.kill(pid, signal.SIGCONT)
+            time.sleep(max(0.0, started + 4 + run_seconds - time.monotonic()))
+            if run.poll() is None:
+                run.send_signal(signal.SIGINT)
             out, _ = run.communicate()
-        if run.returncode not in (0, 1) or not summary.exists():
+        # 1: a threshold breached (the profile has none); 130: interrupted, as above.
+        if run.returncode not in (0, 1, 130) or not summary.exists():
             sys.exit(f"loadgen run failed:\n{out}")
 
 
