@@ -36,7 +36,8 @@ half (goal at most 1), and the half-capacity latencies (goal p99 <= 1 ms, p99.9 
 Every durable step stays on (a win is recorded, with fsync, before its reply) except in
 step 4. CPU is split into user space and kernel (from /proc/PID/stat) for every part;
 "user-space budget for 0.8" is what the shake path's user space may cost per decided
-shake, given its kernel time, for the two saturated sides' CPU to stand at 0.8.
+shake, given its kernel time, for the two saturated sides' CPU to stand at 0.8 (below
+zero: its kernel time alone is more than that).
 
     bench/shakes.py [--runs 3] [--users 2000] [--seconds 10] [--pairs 6] [--slice 3]
                     [--quic]
@@ -148,8 +149,8 @@ def shake_load(users, rate, run_seconds, port, name, transport="tcp", durable=Tr
     """`sut up` with 2 gateways and the load generator's run against it for
     `run_seconds`: yields (the run's process, {part: pids}, the summary's path, the
     manifest) once the worker is up; on leaving, interrupts the run (SIGINT: it stops its
-    users and writes its summary) if it wanted more shakes than came back, and waits
-    for its end. Saturated, each user owes its schedule's shakes and sends them all
+    users and writes its summary) if it is still going 3 s after its planned end, and
+    waits for its end. Saturated, each user owes its schedule's shakes and sends them all
     before it leaves (they count late, as they should), which would take minutes."""
     data = ROOT / "data" / f"bench-shakes-{name}"
     shutil.rmtree(data, ignore_errors=True)  # sut_up waits for a fresh manifest
@@ -251,7 +252,8 @@ def paired(users, pairs, slice_s, port, name):
     """Echo and shakes saturated, both set up at once over `users` connections each, and
     run in turn: slices of `slice_s` seconds (after 1 s to settle), the other side's
     client stopped (SIGSTOP) meanwhile, so each pair of slices meets the machine in the
-    same state. Per pair: requests a second and CPU per request of every part."""
+    same state. Returns, per pair, each side's requests a second and CPU split by part;
+    and the errors the load generator counted."""
     addrs = [f"127.0.0.1:{port + i}" for i in range(2)]
     progress = ROOT / "data" / f"bench-shakes-{name}-echo-progress"
     servers = [subprocess.Popen([str(ECHO), "serve", "--listen", a]) for a in addrs]
@@ -289,8 +291,7 @@ def paired(users, pairs, slice_s, port, name):
                     os.kill(pid, signal.SIGSTOP)
                     pair[side] = {"per_s": (n1 - n0) / (t1 - t0), "split": rates(c0, c1, t1 - t0)}
                 slices.append(pair)
-        report = json.loads(summary.read_text())
-        slices[0]["errors"] = sum(report["errors_by_kind"].values())
+        errors = sum(json.loads(summary.read_text())["errors_by_kind"].values())
     finally:
         if client is not None:
             os.kill(client.pid, signal.SIGCONT)
@@ -299,24 +300,31 @@ def paired(users, pairs, slice_s, port, name):
         for s in servers:
             s.terminate()
             s.wait()
-    return slices
+    return slices, errors
+
+
+def mean_of(pairs, side):
+    """One side's requests a second and CPU split by part, each the mean over the pairs
+    (the slices are equally long)."""
+    split = {part: tuple(statistics.fmean(p[side]["split"][part][i] for p in pairs)
+                         for i in (0, 1))
+             for part in pairs[0][side]["split"]}
+    return statistics.fmean(p[side]["per_s"] for p in pairs), split
 
 
 def one_round(a, k):
     port = a.port
-    pairs = paired(a.users, a.pairs, a.slice, port, f"pairs{k}")
-    mean = lambda side, f: statistics.fmean(f(p[side]) for p in pairs)  # noqa: E731
-    parts = lambda side: pairs[0][side]["split"].keys()  # noqa: E731
-    echo_sat = {"requests_per_s": mean("echo", lambda s: s["per_s"]),
-                "split": {k: tuple(mean("echo", lambda s, k=k, i=i: s["split"][k][i])
-                                   for i in (0, 1)) for k in parts("echo")}}
-    sat = {"decided_per_s": mean("shakes", lambda s: s["per_s"]),
-           "split": {k: tuple(mean("shakes", lambda s, k=k, i=i: s["split"][k][i])
-                              for i in (0, 1)) for k in parts("shakes")},
-           "errors": pairs[0]["errors"]}
+    pairs, errors = paired(a.users, a.pairs, a.slice, port, f"pairs{k}")
+    echo_rate, echo_split = mean_of(pairs, "echo")
+    shake_rate, shake_split = mean_of(pairs, "shakes")
+    echo_sat = {"requests_per_s": echo_rate, "split": echo_split}
+    sat = {"decided_per_s": shake_rate, "split": shake_split, "errors": errors}
     ratios = [p["shakes"]["per_s"] / p["echo"]["per_s"] for p in pairs]
-    cpu = lambda s, part: sum(s["split"][part]) * 1e6 / max(1.0, s["per_s"])  # noqa: E731
-    gen = [cpu(p["shakes"], "worker") / cpu(p["echo"], "client") for p in pairs]
+
+    def cpu_us(side, part):
+        return sum(side["split"][part]) * 1e6 / max(1.0, side["per_s"])
+
+    gen = [cpu_us(p["shakes"], "worker") / cpu_us(p["echo"], "client") for p in pairs]
     half_rate = statistics.median(p["shakes"]["per_s"] for p in pairs) / 2 / a.users
     half = shakes(a.users, round(half_rate, 3), a.seconds, port + 100, f"half{k}")
     echo_half = echo(a.users, half_rate, a.seconds, port)
