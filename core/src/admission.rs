@@ -100,12 +100,14 @@ impl Admission {
         self.rate
     }
 
-    /// Whether a shake at `now` gets a decision; counted either way. `now` is read only
-    /// while admission holds a rate.
-    pub fn admit(&mut self, now: Duration) -> bool {
+    /// Whether a shake now gets a decision; counted either way. The time is asked of
+    /// `now` only while admission holds a rate (the shell's clock read is spared
+    /// otherwise).
+    pub fn admit(&mut self, now: impl FnOnce() -> Duration) -> bool {
         let admitted = match self.rate {
             None => true,
             Some(rate) => {
+                let now = now();
                 let elapsed = now.saturating_sub(self.refilled).as_secs_f64();
                 self.refilled = self.refilled.max(now);
                 let burst = (rate * BURST.as_secs_f64()).max(1.0);
@@ -194,7 +196,7 @@ mod tests {
 
     /// Offers `n` shakes evenly over `over` from `start`; returns how many were admitted.
     fn offer(a: &mut Admission, start: Duration, over: Duration, n: u32) -> u32 {
-        (0..n).filter(|i| a.admit(start + over * *i / n)).count() as u32
+        (0..n).filter(|i| a.admit(|| start + over * *i / n)).count() as u32
     }
 
     #[test]

@@ -92,16 +92,12 @@ impl Gateway {
         .behind(self.behind())
     }
 
-    /// Whether admission lets one more shake be decided now (the clock is read only
-    /// while admission holds a rate: it is not needed otherwise).
+    /// Whether admission lets one more shake be decided now (it reads the clock only
+    /// while it holds a rate).
     pub fn admitted(&self) -> bool {
-        self.admission.lock().map_or(true, |mut a| {
-            let now = match a.rate() {
-                Some(_) => self.started.elapsed(),
-                None => Duration::ZERO,
-            };
-            a.admit(now)
-        })
+        self.admission
+            .lock()
+            .map_or(true, |mut a| a.admit(|| self.started.elapsed()))
     }
 
     /// How far the loop is behind now: how overdue the load watcher's probe is.
