@@ -91,6 +91,11 @@ def cpu_split(pids):
     return user / TICK, kernel / TICK
 
 
+def cpu_now(parts):
+    """`cpu_split` of each part: {part: (user, kernel)}."""
+    return {k: cpu_split(pids) for k, pids in parts.items()}
+
+
 def rates(before, after, seconds):
     """Cores used per part between two `cpu_split` readings: {part: (user, kernel)}."""
     return {k: tuple((a - b) / seconds for a, b in zip(after[k], before[k])) for k in after}
@@ -127,17 +132,10 @@ def echo(users, rate, seconds, port):
             [str(ECHO), "drive", "--connect", ",".join(addrs), "--connections", str(users),
              "--rate", str(rate), "--warmup", f"{WARMUP}s", "--measure", f"{seconds}s"],
             stdout=subprocess.PIPE, text=True)
-        time.sleep(WARMUP + 0.5)
-        parts = {"servers": [s.pid for s in servers], "client": [client.pid]}
-        c0, t0 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
-        time.sleep(seconds - 1)
-        c1, t1 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
         out, _ = client.communicate()
         if client.returncode != 0:
             sys.exit("the echo client failed")
-        figures = json.loads(out)
-        figures["split"] = rates(c0, c1, t1 - t0)
-        return figures
+        return json.loads(out)
     finally:
         for s in servers:
             s.terminate()
@@ -207,11 +205,10 @@ def shakes(users, rate, seconds, port, name, transport="tcp", durable=True):
     with shake_load(users, rate, WARMUP + seconds + 1, port, name, transport,
                     durable) as (_run, parts, summary, _manifest):
         time.sleep(WARMUP + 1)
-        c0, t0 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
+        c0, t0 = cpu_now(parts), time.monotonic()
         time.sleep(seconds)
-        c1, t1 = {k: cpu_split(v) for k, v in parts.items()}, time.monotonic()
-        split = rates(c0, c1, t1 - t0)
-        cores = {k: sum(v) for k, v in split.items()}
+        c1, t1 = cpu_now(parts), time.monotonic()
+        cores = {k: sum(v) for k, v in rates(c0, c1, t1 - t0).items()}
     report = json.loads(summary.read_text())
     steady = [s for s in report["series"] if WARMUP + 1 <= s["t_s"] < WARMUP + 1 + seconds]
     decided = sum(s["shakes"] for s in steady) / max(1, len(steady))
@@ -222,7 +219,6 @@ def shakes(users, rate, seconds, port, name, transport="tcp", durable=True):
         "decided_per_s": decided,
         "replies_per_s": replies,
         "cores": cores,
-        "split": split,
         "cpu_us_per_request": cores["worker"] * 1e6 / max(1.0, replies),
         "p50_ms": shake["p50_ms"],
         "p99_ms": shake["p99_ms"],
@@ -283,11 +279,9 @@ def paired(users, pairs, slice_s, port, name):
                     pid, side_parts, count = sides[side]
                     os.kill(pid, signal.SIGCONT)
                     time.sleep(1)
-                    n0, c0, t0 = count(), {k: cpu_split(v) for k, v in side_parts.items()}, \
-                        time.monotonic()
+                    n0, c0, t0 = count(), cpu_now(side_parts), time.monotonic()
                     time.sleep(slice_s)
-                    n1, c1, t1 = count(), {k: cpu_split(v) for k, v in side_parts.items()}, \
-                        time.monotonic()
+                    n1, c1, t1 = count(), cpu_now(side_parts), time.monotonic()
                     os.kill(pid, signal.SIGSTOP)
                     pair[side] = {"per_s": (n1 - n0) / (t1 - t0), "split": rates(c0, c1, t1 - t0)}
                 slices.append(pair)
